@@ -1,0 +1,576 @@
+//===- MoEOps.cpp - Verifiers and type inference of the moe ops -*- C++ -*-===//
+//
+// The verifiers carry the layer contract: every shape relation, element type
+// and attribute range that ../shared/spec/moe-layer.md implies is checked
+// here with a message naming the operand or attribute and what was expected.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/IR/MoEOps.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Diagnostics.h"
+#include "llvm/ADT/STLExtras.h"
+
+#include <cmath>
+#include <limits>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+//===----------------------------------------------------------------------===//
+// Custom assembly: enum attributes as bare keywords
+//===----------------------------------------------------------------------===//
+
+static ParseResult parseActivationKeyword(OpAsmParser &parser,
+                                          ActivationAttr &attr) {
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef keyword;
+  if (parser.parseKeyword(&keyword))
+    return failure();
+  std::optional<Activation> value = symbolizeActivation(keyword);
+  if (!value)
+    return parser.emitError(loc, "unknown activation '")
+           << keyword << "' (expected relu, gelu, gelu_tanh, silu, geglu or "
+           << "swiglu)";
+  attr = ActivationAttr::get(parser.getContext(), *value);
+  return success();
+}
+
+static void printActivationKeyword(OpAsmPrinter &printer, Operation *,
+                                   ActivationAttr attr) {
+  printer << stringifyActivation(attr.getValue());
+}
+
+static ParseResult parsePriorityKeyword(OpAsmParser &parser,
+                                        PriorityAttr &attr) {
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef keyword;
+  if (parser.parseKeyword(&keyword))
+    return failure();
+  std::optional<Priority> value = symbolizePriority(keyword);
+  if (!value)
+    return parser.emitError(loc, "unknown priority '")
+           << keyword << "' (expected position or batch_prioritized)";
+  attr = PriorityAttr::get(parser.getContext(), *value);
+  return success();
+}
+
+static void printPriorityKeyword(OpAsmPrinter &printer, Operation *,
+                                 PriorityAttr attr) {
+  printer << stringifyPriority(attr.getValue());
+}
+
+#define GET_OP_CLASSES
+#include "moe/IR/MoEOps.cpp.inc"
+
+//===----------------------------------------------------------------------===//
+// Shared helpers
+//===----------------------------------------------------------------------===//
+
+/// The type as a ranked tensor of the given rank, or null.
+static RankedTensorType rankedOf(Type type, int64_t rank) {
+  auto ranked = dyn_cast_or_null<RankedTensorType>(type);
+  if (!ranked || ranked.getRank() != rank)
+    return nullptr;
+  return ranked;
+}
+
+static std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s = "[";
+  for (auto [i, d] : llvm::enumerate(shape)) {
+    if (i)
+      s += ", ";
+    s += ShapedType::isDynamic(d) ? std::string("?") : std::to_string(d);
+  }
+  return s + "]";
+}
+
+/// Every tensor operand and result of a moe op has a static shape: buffer
+/// sizes and capacities are decided at compile time.
+static LogicalResult verifyStaticShapes(Operation *op) {
+  for (OpOperand &operand : op->getOpOperands())
+    if (auto t = dyn_cast<RankedTensorType>(operand.get().getType());
+        t && !t.hasStaticShape())
+      return op->emitOpError("operand #")
+             << operand.getOperandNumber() << " must have a static shape, got "
+             << t;
+  for (OpResult result : op->getResults())
+    if (auto t = dyn_cast<RankedTensorType>(result.getType());
+        t && !t.hasStaticShape())
+      return op->emitOpError("result #")
+             << result.getResultNumber() << " must have a static shape, got "
+             << t;
+  return success();
+}
+
+/// Checks that `type` has exactly `expected` as shape.
+static LogicalResult expectShape(Operation *op, StringRef name, Type type,
+                                 ArrayRef<int64_t> expected, StringRef dims) {
+  auto shape = cast<ShapedType>(type).getShape();
+  if (shape == expected)
+    return success();
+  return op->emitOpError() << "'" << name << "' must have shape "
+                           << shapeStr(expected) << " (" << dims << "), got "
+                           << shapeStr(shape);
+}
+
+/// Checks the expert weights of a layer or expert_ffn: w_in [E, D, F],
+/// optional w_gate [E, D, F], w_out [E, F, D], one element type, and w_gate
+/// present exactly for gated activations.
+static LogicalResult verifyExpertWeights(Operation *op, int64_t numExperts,
+                                         int64_t modelDim, Value wIn,
+                                         Value wGate, Value wOut,
+                                         Activation activation) {
+  auto wInType = cast<RankedTensorType>(wIn.getType());
+  int64_t hidden = wInType.getDimSize(2);
+  if (failed(expectShape(op, "w_in", wInType, {numExperts, modelDim, hidden},
+                         "E, D, F")))
+    return failure();
+  if (failed(expectShape(op, "w_out", wOut.getType(),
+                         {numExperts, hidden, modelDim}, "E, F, D")))
+    return failure();
+  bool gated = isGated(activation);
+  if (gated && !wGate)
+    return op->emitOpError() << "activation '" << stringifyActivation(activation)
+                             << "' is gated and needs a 'w_gate' operand";
+  if (!gated && wGate)
+    return op->emitOpError()
+           << "'w_gate' is only valid with a gated activation (geglu, "
+              "swiglu), not '"
+           << stringifyActivation(activation) << "'";
+  if (wGate && failed(expectShape(op, "w_gate", wGate.getType(),
+                                  {numExperts, modelDim, hidden}, "E, D, F")))
+    return failure();
+  Type elt = wInType.getElementType();
+  for (auto [name, value] : {std::pair<StringRef, Value>{"w_out", wOut},
+                             std::pair<StringRef, Value>{"w_gate", wGate}}) {
+    if (!value)
+      continue;
+    Type other = cast<ShapedType>(value.getType()).getElementType();
+    if (other != elt)
+      return op->emitOpError() << "'" << name << "' element type " << other
+                               << " differs from the 'w_in' element type "
+                               << elt;
+  }
+  return success();
+}
+
+/// Checks that [T, k] operands agree: `first` sets the shape.
+static LogicalResult verifySameAssignments(Operation *op,
+                                           ArrayRef<std::pair<StringRef, Value>>
+                                               operands) {
+  ArrayRef<int64_t> shape =
+      cast<ShapedType>(operands.front().second.getType()).getShape();
+  for (auto [name, value] : operands.drop_front()) {
+    auto other = cast<ShapedType>(value.getType()).getShape();
+    if (other != shape)
+      return op->emitOpError()
+             << "'" << name << "' must have the shape of '"
+             << operands.front().first << "' " << shapeStr(shape) << ", got "
+             << shapeStr(other);
+  }
+  return success();
+}
+
+static LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,
+                                     int64_t tokens) {
+  if (groupSize < 1)
+    return op->emitOpError("'group_size' must be positive, got ") << groupSize;
+  if (tokens % groupSize != 0)
+    return op->emitOpError() << "'group_size' (" << groupSize
+                             << ") must divide the number of tokens ("
+                             << tokens << ")";
+  return success();
+}
+
+static RankedTensorType scalarTensor(Type elt) {
+  return RankedTensorType::get({}, elt);
+}
+
+//===----------------------------------------------------------------------===//
+// LayerOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
+                                        std::optional<Location> location,
+                                        Adaptor adaptor,
+                                        SmallVectorImpl<Type> &types) {
+  auto input = rankedOf(adaptor.getInput().getType(), 2);
+  auto router = rankedOf(adaptor.getRouter().getType(), 2);
+  if (!input || !router)
+    return emitOptionalError(location,
+                             "'moe.layer' needs a rank-2 input and router");
+  Builder b(context);
+  types.push_back(input);
+  types.push_back(RankedTensorType::get({router.getDimSize(0)}, b.getI64Type()));
+  types.push_back(scalarTensor(b.getI64Type()));
+  types.push_back(scalarTensor(b.getF32Type()));
+  types.push_back(scalarTensor(b.getF32Type()));
+  return success();
+}
+
+int64_t LayerOp::getNumTokens() { return getInput().getType().getDimSize(0); }
+int64_t LayerOp::getModelDim() { return getInput().getType().getDimSize(1); }
+int64_t LayerOp::getNumExperts() {
+  return getRouter().getType().getDimSize(0);
+}
+int64_t LayerOp::getHiddenDim() { return getWIn().getType().getDimSize(2); }
+int64_t LayerOp::getGroupTokens() {
+  return getGroupSize().value_or(getNumTokens());
+}
+
+std::optional<int64_t> LayerOp::getCapacity() {
+  if (auto fixed = getExpertCapacity())
+    return *fixed;
+  auto factor = getCapacityFactor();
+  if (!factor)
+    return std::nullopt;
+  double slots = factor->convertToDouble() * static_cast<double>(getTopK()) *
+                 static_cast<double>(getGroupTokens()) /
+                 static_cast<double>(getNumExperts());
+  double rounded = std::ceil(slots);
+  // Beyond the group size a capacity cannot bind; clamping keeps the
+  // conversion defined for absurd factors without changing any result.
+  if (!(rounded < static_cast<double>(std::numeric_limits<int64_t>::max())))
+    return std::numeric_limits<int64_t>::max();
+  return std::max<int64_t>(getMinCapacity(), static_cast<int64_t>(rounded));
+}
+
+LogicalResult LayerOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t tokens = getNumTokens(), model = getModelDim();
+  int64_t experts = getNumExperts();
+  if (tokens < 1 || model < 1 || experts < 1)
+    return emitOpError("needs at least one token, one feature and one expert, "
+                       "got input ")
+           << getInput().getType() << " and router " << getRouter().getType();
+  if (failed(expectShape(*this, "router", getRouter().getType(),
+                         {experts, model}, "E, D")))
+    return failure();
+  if (failed(verifyExpertWeights(*this, experts, model, getWIn(), getWGate(),
+                                 getWOut(), getActivation())))
+    return failure();
+  if (getHiddenDim() < 1)
+    return emitOpError("'w_in' must have a positive hidden size F, got ")
+           << getWIn().getType();
+  if (getTopK() < 1 || getTopK() > experts)
+    return emitOpError() << "'top_k' must be between 1 and the number of "
+                            "experts ("
+                         << experts << "), got " << getTopK();
+  if (auto factor = getCapacityFactor()) {
+    double cf = factor->convertToDouble();
+    if (!(cf > 0) || !std::isfinite(cf))
+      return emitOpError("'capacity_factor' must be a positive finite number, "
+                         "got ")
+             << cf;
+    if (getExpertCapacity())
+      return emitOpError("'capacity_factor' and 'expert_capacity' are "
+                         "exclusive: 'expert_capacity' fixes the capacity");
+  }
+  if (auto fixed = getExpertCapacity(); fixed && *fixed < 1)
+    return emitOpError("'expert_capacity' must be positive, got ") << *fixed;
+  if (getMinCapacity() < 1)
+    return emitOpError("'min_capacity' must be at least 1, got ")
+           << getMinCapacity();
+  if (getMinCapacity() != 1 && !getCapacityFactor())
+    return emitOpError("'min_capacity' only applies with 'capacity_factor'");
+  if (auto group = getGroupSize())
+    if (failed(verifyGroupSize(*this, *group, tokens)))
+      return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// RouteOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouteOp::inferReturnTypes(MLIRContext *context,
+                                        std::optional<Location> location,
+                                        Adaptor adaptor,
+                                        SmallVectorImpl<Type> &types) {
+  auto input = rankedOf(adaptor.getInput().getType(), 2);
+  auto router = rankedOf(adaptor.getRouter().getType(), 2);
+  if (!input || !router)
+    return emitOptionalError(location,
+                             "'moe.route' needs a rank-2 input and router");
+  Type f32 = Float32Type::get(context);
+  int64_t tokens = input.getDimSize(0), experts = router.getDimSize(0);
+  auto matrix = RankedTensorType::get({tokens, experts}, f32);
+  types.append({matrix, matrix, RankedTensorType::get({tokens}, f32)});
+  return success();
+}
+
+LogicalResult RouteOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t model = getInput().getType().getDimSize(1);
+  return expectShape(*this, "router", getRouter().getType(),
+                     {getRouter().getType().getDimSize(0), model}, "E, D");
+}
+
+//===----------------------------------------------------------------------===//
+// TopKOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult TopKOp::inferReturnTypes(MLIRContext *context,
+                                       std::optional<Location> location,
+                                       Adaptor adaptor,
+                                       SmallVectorImpl<Type> &types) {
+  auto probs = rankedOf(adaptor.getProbs().getType(), 2);
+  IntegerAttr k = adaptor.getKAttr();
+  if (!probs || !k)
+    return emitOptionalError(location,
+                             "'moe.top_k' needs rank-2 probabilities and 'k'");
+  SmallVector<int64_t, 2> shape{probs.getDimSize(0), k.getInt()};
+  types.push_back(RankedTensorType::get(shape, IntegerType::get(context, 32)));
+  types.push_back(RankedTensorType::get(shape, Float32Type::get(context)));
+  return success();
+}
+
+LogicalResult TopKOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t experts = getProbs().getType().getDimSize(1);
+  if (getK() < 1 || getK() > experts)
+    return emitOpError() << "'k' must be between 1 and the number of experts ("
+                         << experts << "), got " << getK();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AssignSlotsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AssignSlotsOp::inferReturnTypes(MLIRContext *context,
+                                              std::optional<Location> location,
+                                              Adaptor adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  auto experts = rankedOf(adaptor.getExperts().getType(), 2);
+  IntegerAttr numExperts = adaptor.getNumExpertsAttr();
+  if (!experts || !numExperts)
+    return emitOptionalError(
+        location, "'moe.assign_slots' needs rank-2 experts and 'num_experts'");
+  Builder b(context);
+  types.push_back(experts.clone(b.getI32Type()));
+  types.push_back(experts.clone(b.getI1Type()));
+  types.push_back(
+      RankedTensorType::get({numExperts.getInt()}, b.getI64Type()));
+  return success();
+}
+
+LogicalResult AssignSlotsOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t tokens = getExperts().getType().getDimSize(0);
+  int64_t choices = getExperts().getType().getDimSize(1);
+  if (getNumExperts() < 1)
+    return emitOpError("'num_experts' must be positive, got ")
+           << getNumExperts();
+  if (choices < 1 || choices > getNumExperts())
+    return emitOpError() << "'experts' must have between 1 and num_experts ("
+                         << getNumExperts() << ") choices per token, got "
+                         << choices;
+  if (failed(verifyGroupSize(*this, getGroupSize(), tokens)))
+    return failure();
+  if (auto capacity = getCapacity(); capacity && *capacity < 1)
+    return emitOpError("'capacity' must be positive, got ") << *capacity;
+  bool byProbability = getPriority() == Priority::BatchPrioritized;
+  if (byProbability && !getProbs())
+    return emitOpError("priority 'batch_prioritized' needs the router "
+                       "probabilities as an operand");
+  if (!byProbability && getProbs())
+    return emitOpError("router probabilities are only read with priority "
+                       "'batch_prioritized'");
+  if (Value probs = getProbs())
+    return expectShape(*this, "probs", probs.getType(),
+                       {tokens, getNumExperts()}, "T, E");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// DispatchOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult DispatchOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  if (failed(verifySameAssignments(*this, {{"experts", getExperts()},
+                                           {"slots", getSlots()},
+                                           {"keep", getKeep()}})))
+    return failure();
+  auto input = getInput().getType();
+  auto assignments = getExperts().getType();
+  if (assignments.getDimSize(0) != input.getDimSize(0))
+    return emitOpError() << "'experts' must have one row per token ("
+                         << input.getDimSize(0) << "), got "
+                         << assignments.getDimSize(0);
+  auto buffer = getBuffer().getType();
+  if (buffer.getElementType() != input.getElementType())
+    return emitOpError() << "buffer element type " << buffer.getElementType()
+                         << " differs from the input element type "
+                         << input.getElementType();
+  int64_t model = input.getDimSize(1);
+  if (buffer.getShape().back() != model)
+    return emitOpError() << "buffer rows must have the input's width ("
+                         << model << "), got " << buffer;
+  int64_t rows = assignments.getNumElements();
+  if (buffer.getRank() == 2 && buffer.getDimSize(0) != rows)
+    return emitOpError() << "a packed buffer must have T·k = " << rows
+                         << " rows, got " << buffer.getDimSize(0);
+  if (buffer.getRank() == 3 && buffer.getDimSize(0) < 1)
+    return emitOpError("a padded buffer needs at least one expert");
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertFFNOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *, std::optional<Location>,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  types.push_back(adaptor.getBuffer().getType());
+  return success();
+}
+
+LogicalResult ExpertFFNOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  auto buffer = getBuffer().getType();
+  int64_t experts = getWIn().getType().getDimSize(0);
+  int64_t model = buffer.getShape().back();
+  if (failed(verifyExpertWeights(*this, experts, model, getWIn(), getWGate(),
+                                 getWOut(), getActivation())))
+    return failure();
+  if (isPacked()) {
+    if (!getCounts())
+      return emitOpError("a packed [R, D] buffer needs the per-expert row "
+                         "'counts' operand");
+    return expectShape(*this, "counts", getCounts().getType(), {experts}, "E");
+  }
+  if (getCounts())
+    return emitOpError("'counts' only applies to a packed [R, D] buffer");
+  if (buffer.getDimSize(0) != experts)
+    return emitOpError() << "a padded buffer must have one part per expert ("
+                         << experts << "), got " << buffer.getDimSize(0);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// CombineOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult CombineOp::inferReturnTypes(MLIRContext *,
+                                          std::optional<Location> location,
+                                          Adaptor adaptor,
+                                          SmallVectorImpl<Type> &types) {
+  auto buffer = dyn_cast<RankedTensorType>(adaptor.getBuffer().getType());
+  auto experts = rankedOf(adaptor.getExperts().getType(), 2);
+  if (!buffer || buffer.getRank() < 1 || !experts)
+    return emitOptionalError(
+        location, "'moe.combine' needs a ranked buffer and rank-2 experts");
+  types.push_back(RankedTensorType::get(
+      {experts.getDimSize(0), buffer.getShape().back()},
+      buffer.getElementType()));
+  return success();
+}
+
+LogicalResult CombineOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  if (failed(verifySameAssignments(*this, {{"experts", getExperts()},
+                                           {"slots", getSlots()},
+                                           {"keep", getKeep()},
+                                           {"gates", getGates()}})))
+    return failure();
+  auto buffer = getBuffer().getType();
+  int64_t rows = getExperts().getType().getNumElements();
+  if (buffer.getRank() == 2 && buffer.getDimSize(0) != rows)
+    return emitOpError() << "a packed buffer must have T·k = " << rows
+                         << " rows, got " << buffer.getDimSize(0);
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// AllToAllOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
+                                           std::optional<Location> location,
+                                           Adaptor adaptor,
+                                           SmallVectorImpl<Type> &types) {
+  auto input = dyn_cast<RankedTensorType>(adaptor.getInput().getType());
+  IntegerAttr ranks = adaptor.getRanksAttr();
+  IntegerAttr split = adaptor.getSplitDimAttr();
+  IntegerAttr concat = adaptor.getConcatDimAttr();
+  if (!input || !ranks || !split || !concat)
+    return emitOptionalError(location, "'moe.all_to_all' needs a ranked input "
+                                       "and 'ranks', 'split_dim', 'concat_dim'");
+  int64_t n = ranks.getInt(), s = split.getInt(), c = concat.getInt();
+  int64_t rank = input.getRank();
+  if (n < 1 || s < 0 || s >= rank || c < 0 || c >= rank)
+    return emitOptionalError(location, "'moe.all_to_all' needs ranks >= 1 and "
+                                       "split_dim, concat_dim in [0, ",
+                             rank, ")");
+  SmallVector<int64_t> shape(input.getShape());
+  if (ShapedType::isStatic(shape[s])) {
+    if (shape[s] % n != 0)
+      return emitOptionalError(location, "'moe.all_to_all' split dimension ",
+                               s, " (", shape[s],
+                               ") must be divisible by ranks (", n, ")");
+    shape[s] /= n;
+  }
+  if (ShapedType::isStatic(shape[c]))
+    shape[c] *= n;
+  types.push_back(input.clone(shape));
+  return success();
+}
+
+LogicalResult AllToAllOp::verify() { return verifyStaticShapes(*this); }
+
+//===----------------------------------------------------------------------===//
+// Statistics
+//===----------------------------------------------------------------------===//
+
+LogicalResult LoadBalanceLossOp::inferReturnTypes(
+    MLIRContext *context, std::optional<Location>, Adaptor,
+    SmallVectorImpl<Type> &types) {
+  types.push_back(scalarTensor(Float32Type::get(context)));
+  return success();
+}
+
+LogicalResult LoadBalanceLossOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t tokens = getProbs().getType().getDimSize(0);
+  if (getExperts().getType().getDimSize(0) != tokens)
+    return emitOpError() << "'experts' must have one row per token of "
+                            "'probs' ("
+                         << tokens << "), got "
+                         << getExperts().getType().getDimSize(0);
+  if (getExperts().getType().getDimSize(1) < 1)
+    return emitOpError("'experts' must hold at least one choice per token");
+  return verifyGroupSize(*this, getGroupSize(), tokens);
+}
+
+LogicalResult RouterZLossOp::inferReturnTypes(MLIRContext *context,
+                                              std::optional<Location>, Adaptor,
+                                              SmallVectorImpl<Type> &types) {
+  types.push_back(scalarTensor(Float32Type::get(context)));
+  return success();
+}
+
+LogicalResult RouterZLossOp::verify() { return verifyStaticShapes(*this); }
+
+LogicalResult CountDroppedOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location>,
+                                               Adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  types.push_back(scalarTensor(IntegerType::get(context, 64)));
+  return success();
+}
+
+LogicalResult CountDroppedOp::verify() { return verifyStaticShapes(*this); }

@@ -1,0 +1,412 @@
+//===- MoEOps.td - Operations of the moe dialect ----------*- tablegen -*-===//
+//
+// The whole-layer operation `moe.layer` and the decomposed operations it is
+// made of. Semantics follow ../shared/spec/moe-layer.md §3.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_IR_MOEOPS_TD
+#define MOE_IR_MOEOPS_TD
+
+include "moe/IR/MoEBase.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+
+//===----------------------------------------------------------------------===//
+// moe.layer
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
+  let summary = "a whole sparse mixture-of-experts FFN layer";
+  let description = [{
+    Computes one MoE layer on `T` tokens exactly as the layer contract says:
+    an f32 router, top-k choice, capacity-bounded slot assignment per routing
+    group, the expert MLPs and the gated combine, plus the layer statistics.
+
+    Operands: `input` [T, D]; `router` [E, D]; `w_in` [E, D, F]; `w_gate`
+    [E, D, F] (present exactly when the activation is gated: `geglu`,
+    `swiglu`); `w_out` [E, F, D]. Expert weights share one element type.
+
+    Attributes (one per spec field):
+    - `top_k` (1 ≤ k ≤ E), `activation`, `normalize_gates` (unit);
+    - capacity: `expert_capacity` (fixed C per group) or `capacity_factor`
+      (C = max(`min_capacity`, ⌈cf · k · S / E⌉), evaluated in f64 in that
+      order); neither means dropless. At most one of the two is present;
+    - `group_size` S (divides T; absent means one group of T tokens);
+    - `priority` (`position` or `batch_prioritized`).
+
+    Results: `output` [T, D] with the input's element type; `tokens_per_expert`
+    [E] (kept assignments summed over groups); `dropped` (dropped assignments);
+    `load_balance_loss` and `router_z_loss` (unscaled, f32).
+
+    Canonicalization removes attributes that cannot change the result: a
+    capacity that can never overflow (C ≥ S) becomes dropless, a group size
+    equal to T is dropped, and gate normalisation is dropped when k = E (the
+    chosen probabilities then sum to one).
+
+    Example:
+
+    ```mlir
+    %y, %tpe, %dropped, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo)
+        top_k 2 activation relu normalize_gates capacity_factor 1.0
+        group_size 8 priority position
+        : tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>,
+          tensor<4x64x32xf32>
+    ```
+  }];
+
+  let arguments = (ins
+    MoE_ActTensor:$input,
+    MoE_Weight2D:$router,
+    MoE_Weight3D:$w_in,
+    Optional<MoE_Weight3D>:$w_gate,
+    MoE_Weight3D:$w_out,
+    MoE_I64Attr:$top_k,
+    MoE_ActivationAttr:$activation,
+    UnitAttr:$normalize_gates,
+    OptionalAttr<F64Attr>:$capacity_factor,
+    OptionalAttr<MoE_I64Attr>:$expert_capacity,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$min_capacity,
+    OptionalAttr<MoE_I64Attr>:$group_size,
+    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority
+  );
+  let results = (outs
+    MoE_ActTensor:$output,
+    MoE_I64Vector:$tokens_per_expert,
+    MoE_I64Scalar:$dropped,
+    MoE_F32Scalar:$load_balance_loss,
+    MoE_F32Scalar:$router_z_loss
+  );
+
+  let assemblyFormat = [{
+    $input `router` `(` $router `)` `w_in` `(` $w_in `)`
+    (`w_gate` `(` $w_gate^ `)`)? `w_out` `(` $w_out `)`
+    `top_k` $top_k `activation` custom<ActivationKeyword>($activation)
+    (`normalize_gates` $normalize_gates^)?
+    (`capacity_factor` $capacity_factor^)?
+    (`expert_capacity` $expert_capacity^)?
+    (`min_capacity` $min_capacity^)?
+    (`group_size` $group_size^)?
+    `priority` custom<PriorityKeyword>($priority)
+    attr-dict `:` type(operands)
+  }];
+
+  let extraClassDeclaration = [{
+    int64_t getNumTokens();
+    int64_t getNumExperts();
+    int64_t getModelDim();
+    int64_t getHiddenDim();
+    /// S: tokens per routing group.
+    int64_t getGroupTokens();
+    /// C per group, or std::nullopt when the layer is dropless.
+    std::optional<int64_t> getCapacity();
+  }];
+
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.route
+//===----------------------------------------------------------------------===//
+
+def MoE_RouteOp : MoE_Op<"route", [Pure, InferTypeOpAdaptor]> {
+  let summary = "router logits, probabilities and log-sum-exp in f32";
+  let description = [{
+    logits[t] = input[t] · routerᵀ, computed in f32 whatever the element
+    types of `input` [T, D] and `router` [E, D]; probs[t] = softmax(logits[t]);
+    lse[t] = logsumexp(logits[t]). There is no router bias.
+
+    ```mlir
+    %logits, %probs, %lse = moe.route %x, %r : tensor<16x32xbf16>, tensor<4x32xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_ActTensor:$input, MoE_Weight2D:$router);
+  let results = (outs MoE_F32Matrix:$logits, MoE_F32Matrix:$probs,
+                      MoE_F32Vector:$lse);
+  let assemblyFormat = [{
+    $input `,` $router attr-dict `:` type($input) `,` type($router)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.top_k
+//===----------------------------------------------------------------------===//
+
+def MoE_TopKOp : MoE_Op<"top_k", [Pure, InferTypeOpAdaptor]> {
+  let summary = "the k most probable experts of every token, with gates";
+  let description = [{
+    For each token, the `k` experts with the largest probability in
+    descending order, equal probabilities going to the lower expert index.
+    `gates[t, j]` is the probability of the j-th choice, divided by the sum
+    of the k chosen probabilities when `normalize` is set.
+
+    Canonicalization drops `normalize` when k equals the number of experts.
+
+    ```mlir
+    %experts, %gates = moe.top_k %probs k = 2 normalize : tensor<16x4xf32>
+    ```
+  }];
+  let arguments = (ins MoE_F32Matrix:$probs, MoE_I64Attr:$k, UnitAttr:$normalize);
+  let results = (outs MoE_IndexMatrix:$experts, MoE_F32Matrix:$gates);
+  let assemblyFormat = [{
+    $probs `k` `=` $k (`normalize` $normalize^)? attr-dict `:` type($probs)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.assign_slots
+//===----------------------------------------------------------------------===//
+
+def MoE_AssignSlotsOp : MoE_Op<"assign_slots", [Pure, InferTypeOpAdaptor]> {
+  let summary = "capacity-bounded slot assignment inside each routing group";
+  let description = [{
+    Ranks the assignments (t, j) of each group of `group_size` consecutive
+    tokens: every first choice before any second choice, and so on; within one
+    choice rank, tokens in group order (`position`) or by descending top-1
+    probability, ties in group order (`batch_prioritized`, which reads the
+    router probabilities `probs` [T, E]). Walking that ranking, an assignment
+    takes the next free slot of its expert; when the expert already holds
+    `capacity` assignments in the group, it is dropped.
+
+    Results, for `experts` [T, k]:
+    - `slots` [T, k] i32: the row of the assignment in the expert buffer that
+      `moe.dispatch` fills. With a capacity C the buffer is padded,
+      [E, G·C, D], and the row is g·C + (rank of the assignment among the
+      kept assignments of its expert in group g). Without a capacity
+      (dropless) the buffer is packed, [T·k, D], expert-major, and the row is
+      the global row: the assignments of expert e come after those of
+      experts < e, in group order, then ranking order. A dropped assignment's
+      slot is -1.
+    - `keep` [T, k] i1: whether the assignment holds a slot.
+    - `counts` [E] i64: kept assignments per expert summed over groups.
+
+    ```mlir
+    %slots, %keep, %counts = moe.assign_slots %experts num_experts = 4
+        group_size = 8 capacity = 4 priority = batch_prioritized(%probs)
+        : tensor<16x2xi32>, tensor<16x4xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_IndexMatrix:$experts,
+    Optional<MoE_F32Matrix>:$probs,
+    MoE_I64Attr:$num_experts,
+    MoE_I64Attr:$group_size,
+    OptionalAttr<MoE_I64Attr>:$capacity,
+    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority
+  );
+  let results = (outs MoE_IndexMatrix:$slots, MoE_MaskMatrix:$keep,
+                      MoE_I64Vector:$counts);
+  let assemblyFormat = [{
+    $experts `num_experts` `=` $num_experts `group_size` `=` $group_size
+    (`capacity` `=` $capacity^)? `priority` `=` custom<PriorityKeyword>($priority)
+    (`(` $probs^ `)`)?
+    attr-dict `:` type(operands)
+  }];
+  let extraClassDeclaration = [{
+    /// True when no capacity bounds the experts (packed buffer layout).
+    bool isDropless() { return !getCapacity().has_value(); }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.dispatch
+//===----------------------------------------------------------------------===//
+
+def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
+  let summary = "copy tokens into the expert buffers";
+  let description = [{
+    For every kept assignment (t, j) with expert e = experts[t, j] and row
+    r = slots[t, j], copies input[t] into the buffer: into [e, r] of a padded
+    [E, N, D] buffer, or into row r of a packed [R, D] buffer (R = T·k).
+    Rows that receive no token are zero.
+
+    ```mlir
+    %buf = moe.dispatch %x, %experts, %slots, %keep
+        : tensor<16x32xf32>, tensor<16x2xi32>, tensor<16x2xi32>,
+          tensor<16x2xi1> -> tensor<4x8x32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_ActTensor:$input, MoE_IndexMatrix:$experts,
+                       MoE_IndexMatrix:$slots, MoE_MaskMatrix:$keep);
+  let results = (outs MoE_BufferTensor:$buffer);
+  let assemblyFormat = [{
+    $input `,` $experts `,` $slots `,` $keep attr-dict `:` type(operands)
+    `->` type($buffer)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.expert_ffn
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertFFNOp : MoE_Op<"expert_ffn",
+    [Pure, AttrSizedOperandSegments, InferTypeOpAdaptor]> {
+  let summary = "the expert MLPs over their buffers, batched over experts";
+  let description = [{
+    For every row x of expert e's part of the buffer: out = a · w_out[e] with
+    a = act(x · w_in[e]), or for the gated activations
+    a = act'(x · w_gate[e]) ⊙ (x · w_in[e]) where `geglu` uses `gelu_tanh`
+    and `swiglu` uses `silu`. Accumulation is in f32; the result has the
+    buffer's type.
+
+    A padded buffer [E, N, D] gives expert e the rows [e, 0..N). A packed
+    buffer [R, D] needs `counts` [E]: expert e owns the `counts[e]` rows that
+    follow those of experts < e; rows past the total are zero.
+
+    ```mlir
+    %out = moe.expert_ffn %buf w_in(%wi) w_gate(%wg) w_out(%wo) activation swiglu
+        : tensor<4x8x32xf32>, tensor<4x32x64xf32>, tensor<4x32x64xf32>,
+          tensor<4x64x32xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_BufferTensor:$buffer,
+    MoE_Weight3D:$w_in,
+    Optional<MoE_Weight3D>:$w_gate,
+    MoE_Weight3D:$w_out,
+    Optional<MoE_I64Vector>:$counts,
+    MoE_ActivationAttr:$activation
+  );
+  let results = (outs MoE_BufferTensor:$result);
+  let assemblyFormat = [{
+    $buffer `w_in` `(` $w_in `)` (`w_gate` `(` $w_gate^ `)`)?
+    `w_out` `(` $w_out `)` (`counts` `(` $counts^ `)`)?
+    `activation` custom<ActivationKeyword>($activation) attr-dict `:`
+    type(operands)
+  }];
+  let extraClassDeclaration = [{
+    /// True for a packed [R, D] buffer.
+    bool isPacked() { return getBuffer().getType().getRank() == 2; }
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.combine
+//===----------------------------------------------------------------------===//
+
+def MoE_CombineOp : MoE_Op<"combine", [Pure, InferTypeOpAdaptor]> {
+  let summary = "gated sum of the expert outputs back to the tokens";
+  let description = [{
+    y[t] = Σ_j keep[t, j] · gates[t, j] · out[experts[t, j], slots[t, j]]
+    (row slots[t, j] of a packed buffer). A token whose assignments were all
+    dropped gets zero. The result is [T, D] with the buffer's element type.
+
+    ```mlir
+    %y = moe.combine %out, %experts, %slots, %keep, %gates
+        : tensor<4x8x32xf32>, tensor<16x2xi32>, tensor<16x2xi32>,
+          tensor<16x2xi1>, tensor<16x2xf32>
+    ```
+  }];
+  let arguments = (ins MoE_BufferTensor:$buffer, MoE_IndexMatrix:$experts,
+                       MoE_IndexMatrix:$slots, MoE_MaskMatrix:$keep,
+                       MoE_F32Matrix:$gates);
+  let results = (outs MoE_ActTensor:$output);
+  let assemblyFormat = [{
+    $buffer `,` $experts `,` $slots `,` $keep `,` $gates attr-dict `:`
+    type(operands)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.all_to_all
+//===----------------------------------------------------------------------===//
+
+def MoE_AllToAllOp : MoE_Op<"all_to_all", [Pure, InferTypeOpAdaptor]> {
+  let summary = "exchange expert buffers across a group of devices";
+  let description = [{
+    Each of the `ranks` participating devices splits its buffer along
+    `split_dim` into `ranks` equal chunks, sends chunk i to rank i, and
+    concatenates the chunks it receives, in rank order, along `concat_dim`.
+    With split_dim = 0 and concat_dim = 1 this takes padded [E, N, D] buffers
+    to [E/ranks, ranks·N, D] (each rank then holds every rank's slots of its
+    own experts); the reverse exchange takes them back.
+
+    An exchange over a single rank is the identity and folds away.
+
+    ```mlir
+    %local = moe.all_to_all %buf ranks = 2 split_dim = 0 concat_dim = 1
+        : tensor<4x8x32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_BufferTensor:$input, MoE_I64Attr:$ranks,
+                       MoE_I64Attr:$split_dim, MoE_I64Attr:$concat_dim);
+  let results = (outs MoE_BufferTensor:$result);
+  let assemblyFormat = [{
+    $input `ranks` `=` $ranks `split_dim` `=` $split_dim
+    `concat_dim` `=` $concat_dim attr-dict `:` type($input)
+  }];
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Statistics
+//===----------------------------------------------------------------------===//
+
+def MoE_LoadBalanceLossOp : MoE_Op<"load_balance_loss",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "the Switch load-balancing loss, unscaled";
+  let description = [{
+    Mean over groups of E · Σ_e f_e · P_e, where f_e is the fraction of the
+    group's tokens whose first choice (`experts[t, 0]`, before dropping) is e
+    and P_e the mean of probs[·, e] over the group. It is 1.0 for a perfectly
+    balanced router, and folds to 1.0 when there is a single expert.
+
+    ```mlir
+    %lb = moe.load_balance_loss %probs, %experts group_size = 8
+        : tensor<16x4xf32>, tensor<16x2xi32>
+    ```
+  }];
+  let arguments = (ins MoE_F32Matrix:$probs, MoE_IndexMatrix:$experts,
+                       MoE_I64Attr:$group_size);
+  let results = (outs MoE_F32Scalar:$loss);
+  let assemblyFormat = [{
+    $probs `,` $experts `group_size` `=` $group_size attr-dict `:`
+    type($probs) `,` type($experts)
+  }];
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def MoE_RouterZLossOp : MoE_Op<"router_z_loss", [Pure, InferTypeOpAdaptor]> {
+  let summary = "the ST-MoE router z-loss, unscaled";
+  let description = [{
+    Mean over tokens of lse[t]², where `lse` is the log-sum-exp of the router
+    logits from `moe.route`.
+
+    ```mlir
+    %z = moe.router_z_loss %lse : tensor<16xf32>
+    ```
+  }];
+  let arguments = (ins MoE_F32Vector:$lse);
+  let results = (outs MoE_F32Scalar:$loss);
+  let assemblyFormat = "$lse attr-dict `:` type($lse)";
+  let hasVerifier = 1;
+}
+
+def MoE_CountDroppedOp : MoE_Op<"count_dropped", [Pure, InferTypeOpAdaptor]> {
+  let summary = "number of dropped (token, choice) assignments";
+  let description = [{
+    Counts the false entries of `keep`. Folds to zero when `keep` comes from a
+    dropless `moe.assign_slots`.
+
+    ```mlir
+    %dropped = moe.count_dropped %keep : tensor<16x2xi1>
+    ```
+  }];
+  let arguments = (ins MoE_MaskMatrix:$keep);
+  let results = (outs MoE_I64Scalar:$count);
+  let assemblyFormat = "$keep attr-dict `:` type($keep)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+#endif // MOE_IR_MOEOPS_TD

@@ -1,0 +1,29 @@
+//===- Passes.h - Passes of the moe toolchain ------------------*- C++ -*-===//
+//
+// Pass constructors and registration for the moe transforms.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TRANSFORMS_PASSES_H
+#define MOE_TRANSFORMS_PASSES_H
+
+#include "mlir/Pass/Pass.h"
+#include "moe/IR/MoEDialect.h"
+
+namespace mlir {
+class RewritePatternSet;
+namespace moe {
+
+#define GEN_PASS_DECL
+#include "moe/Transforms/Passes.h.inc"
+
+/// Adds the pattern that rewrites `moe.layer` into the decomposed ops.
+void populateDecomposeLayerPatterns(RewritePatternSet &patterns);
+
+#define GEN_PASS_REGISTRATION
+#include "moe/Transforms/Passes.h.inc"
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_TRANSFORMS_PASSES_H

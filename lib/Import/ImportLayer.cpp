@@ -1,0 +1,103 @@
+//===- ImportLayer.cpp - A layer spec as a function around moe.layer -*- C++ -*-===//
+//
+// Turns the plain C++ layer spec into IR: one function taking the tokens and
+// the weights, returning the output and the statistics of a `moe.layer`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Import/Import.h"
+#include "moe/IR/MoEOps.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/Builders.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+namespace spec = ::moe::spec;
+
+static Type elementType(Builder &b, ElementKind kind) {
+  switch (kind) {
+  case ElementKind::F32:
+    return b.getF32Type();
+  case ElementKind::BF16:
+    return b.getBF16Type();
+  case ElementKind::F16:
+    return b.getF16Type();
+  }
+  llvm_unreachable("unknown element kind");
+}
+
+static Activation toIR(spec::Activation a) {
+  switch (a) {
+  case spec::Activation::Relu:
+    return Activation::Relu;
+  case spec::Activation::Gelu:
+    return Activation::Gelu;
+  case spec::Activation::GeluTanh:
+    return Activation::GeluTanh;
+  case spec::Activation::Silu:
+    return Activation::Silu;
+  case spec::Activation::Geglu:
+    return Activation::Geglu;
+  case spec::Activation::Swiglu:
+    return Activation::Swiglu;
+  }
+  llvm_unreachable("unknown activation");
+}
+
+OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
+                                                  const spec::LayerSpec &spec,
+                                                  const ImportOptions &options,
+                                                  Location loc) {
+  context->loadDialect<MoEDialect, func::FuncDialect>();
+  OpBuilder b(context);
+  OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
+  b.setInsertionPointToEnd(module->getBody());
+
+  Type act = elementType(b, options.activationType);
+  Type weight = elementType(b, options.weightType);
+  int64_t t = options.tokens, d = spec.dModel, f = spec.dFF,
+          e = spec.numExperts;
+  bool gated = spec::isGated(spec.activation);
+
+  SmallVector<Type> inputs{RankedTensorType::get({t, d}, act),
+                           RankedTensorType::get({e, d}, weight),
+                           RankedTensorType::get({e, d, f}, weight)};
+  if (gated)
+    inputs.push_back(RankedTensorType::get({e, d, f}, weight));
+  inputs.push_back(RankedTensorType::get({e, f, d}, weight));
+  SmallVector<Type> outputs{
+      RankedTensorType::get({t, d}, act),
+      RankedTensorType::get({e}, b.getI64Type()),
+      RankedTensorType::get({}, b.getI64Type()),
+      RankedTensorType::get({}, b.getF32Type()),
+      RankedTensorType::get({}, b.getF32Type())};
+
+  auto func = func::FuncOp::create(b, loc, options.funcName,
+                                   b.getFunctionType(inputs, outputs));
+  Block *entry = func.addEntryBlock();
+  b.setInsertionPointToStart(entry);
+  auto args = entry->getArguments();
+  Value wGate = gated ? args[3] : Value();
+  Value wOut = args.back();
+
+  auto optionalInt = [&](std::optional<int64_t> v) -> IntegerAttr {
+    return v ? b.getI64IntegerAttr(*v) : IntegerAttr();
+  };
+  FloatAttr factor =
+      spec.capacityFactor ? b.getF64FloatAttr(*spec.capacityFactor) : nullptr;
+  // min_capacity only matters, and is only kept, with a capacity factor.
+  int64_t minCapacity = spec.capacityFactor ? spec.minCapacity : 1;
+  auto layer = LayerOp::create(
+      b, loc, args[0], args[1], args[2], wGate, wOut,
+      b.getI64IntegerAttr(spec.topK),
+      ActivationAttr::get(context, toIR(spec.activation)),
+      spec.normalizeGates ? b.getUnitAttr() : nullptr, factor,
+      optionalInt(spec.expertCapacity), b.getI64IntegerAttr(minCapacity),
+      optionalInt(spec.groupSize),
+      PriorityAttr::get(context, spec.priority == spec::Priority::Position
+                                     ? Priority::Position
+                                     : Priority::BatchPrioritized));
+  func::ReturnOp::create(b, loc, layer.getResults());
+  return module;
+}

@@ -1,0 +1,26 @@
+# lit configuration of the moe regression suite.
+import os
+import shutil
+import subprocess
+
+import lit.formats
+
+config.name = "MOE"
+config.test_format = lit.formats.ShTest(execute_external=True)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["Inputs", "CMakeLists.txt", "lit.cfg.py", "lit.site.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = os.path.join(config.moe_obj_root, "test")
+
+# Our tools first, then FileCheck, not, split-file from LLVM 22.
+path = os.pathsep.join([config.moe_tools_dir, config.llvm_tools_dir,
+                        config.environment.get("PATH", os.environ["PATH"])])
+config.environment["PATH"] = path
+# Captured FileCheck variables do not leak across CHECK-LABELs.
+config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
+# ptxas validates emitted PTX; `cuda` means a GPU answers here.
+if os.path.exists("/usr/local/cuda/bin/ptxas"):
+    config.available_features.add("ptxas")
+smi = shutil.which("nvidia-smi")
+if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+    config.available_features.add("cuda")

@@ -1,0 +1,28 @@
+//===- moe-opt.cpp - The moe optimizer driver ---------------------*- C++ -*-===//
+//
+// mlir-opt with the moe dialect and passes added to every upstream dialect,
+// extension and pass.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/IR/MoEDialect.h"
+#include "moe/Transforms/Passes.h"
+
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Tools/mlir-opt/MlirOptMain.h"
+
+int main(int argc, char **argv) {
+  mlir::DialectRegistry registry;
+  mlir::registerAllDialects(registry);
+  mlir::registerAllExtensions(registry);
+  mlir::NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  registry.insert<mlir::moe::MoEDialect>();
+  mlir::registerAllPasses();
+  mlir::moe::registerMoEPasses();
+  return mlir::asMainReturnCode(mlir::MlirOptMain(
+      argc, argv, "moe optimizer driver: passes over moe and upstream IR\n",
+      registry));
+}
