@@ -77,7 +77,7 @@ static OwningOpRef<Operation *> importParsed(const spec::SpecResult &parsed,
   options.funcName = funcNameOpt;
   std::string bad = spec::checkTokens(layer, options.tokens, source.str());
   if (!bad.empty()) {
-    llvm::errs() << bad << " (set by --tokens)\n";
+    llvm::errs() << bad << "\n";
     return nullptr;
   }
   Location loc = FileLineColLoc::get(context, source, 1, 1);

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Installs, by package name with apt-get, every system package the moe
+# toolchain needs. Idempotent: packages already present are not touched, and
+# nothing is downloaded outside the package manager. Reports whether the
+# optional CUDA Toolkit is at /usr/local/cuda.
+set -euo pipefail
+
+packages=(
+  cmake ninja-build g++ python3
+  llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
+  nlohmann-json3-dev
+  libopenmpi-dev openmpi-bin
+  python3-numpy
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages are installed"
+else
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+if [ -x /usr/local/cuda/bin/ptxas ]; then
+  echo "setup: CUDA Toolkit found at /usr/local/cuda ($(/usr/local/cuda/bin/ptxas --version | tail -n 1)); GPU parts will build"
+else
+  echo "setup: no CUDA Toolkit at /usr/local/cuda; GPU parts are skipped"
+fi
