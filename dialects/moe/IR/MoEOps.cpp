@@ -12,6 +12,7 @@
 #include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Diagnostics.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/MathExtras.h"
 
 #include <cmath>
 #include <limits>
@@ -324,6 +325,12 @@ LogicalResult TopKOp::inferReturnTypes(MLIRContext *context,
   if (!probs || !k)
     return emitOptionalError(location,
                              "'moe.top_k' needs rank-2 probabilities and 'k'");
+  // A negative k has no result shape (and INT64_MIN would read as a dynamic
+  // dimension); k = 0 still infers and is rejected by the verifier.
+  if (k.getInt() < 0)
+    return emitOptionalError(location, "'moe.top_k' 'k' must be between 1 and "
+                                       "the number of experts (",
+                             probs.getDimSize(1), "), got ", k.getInt());
   SmallVector<int64_t, 2> shape{probs.getDimSize(0), k.getInt()};
   types.push_back(RankedTensorType::get(shape, IntegerType::get(context, 32)));
   types.push_back(RankedTensorType::get(shape, Float32Type::get(context)));
@@ -353,6 +360,13 @@ LogicalResult AssignSlotsOp::inferReturnTypes(MLIRContext *context,
   if (!experts || !numExperts)
     return emitOptionalError(
         location, "'moe.assign_slots' needs rank-2 experts and 'num_experts'");
+  // A negative expert count has no [E] result shape; 0 is left to the
+  // verifier.
+  if (numExperts.getInt() < 0)
+    return emitOptionalError(location,
+                             "'moe.assign_slots' 'num_experts' must be "
+                             "positive, got ",
+                             numExperts.getInt());
   Builder b(context);
   types.push_back(experts.clone(b.getI32Type()));
   types.push_back(experts.clone(b.getI1Type()));
@@ -511,10 +525,18 @@ LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
                                        "and 'ranks', 'split_dim', 'concat_dim'");
   int64_t n = ranks.getInt(), s = split.getInt(), c = concat.getInt();
   int64_t rank = input.getRank();
-  if (n < 1 || s < 0 || s >= rank || c < 0 || c >= rank)
-    return emitOptionalError(location, "'moe.all_to_all' needs ranks >= 1 and "
-                                       "split_dim, concat_dim in [0, ",
-                             rank, ")");
+  if (n < 1)
+    return emitOptionalError(location,
+                             "'moe.all_to_all' 'ranks' must be at least 1, got ",
+                             n);
+  if (s < 0 || s >= rank)
+    return emitOptionalError(location, "'moe.all_to_all' 'split_dim' must be "
+                                       "in [0, ",
+                             rank, ") for a rank-", rank, " input, got ", s);
+  if (c < 0 || c >= rank)
+    return emitOptionalError(location, "'moe.all_to_all' 'concat_dim' must "
+                                       "be in [0, ",
+                             rank, ") for a rank-", rank, " input, got ", c);
   SmallVector<int64_t> shape(input.getShape());
   if (ShapedType::isStatic(shape[s])) {
     if (shape[s] % n != 0)
@@ -523,8 +545,14 @@ LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
                                ") must be divisible by ranks (", n, ")");
     shape[s] /= n;
   }
-  if (ShapedType::isStatic(shape[c]))
-    shape[c] *= n;
+  if (ShapedType::isStatic(shape[c])) {
+    int64_t concatenated;
+    if (llvm::MulOverflow(shape[c], n, concatenated))
+      return emitOptionalError(location, "'moe.all_to_all' concat dimension ",
+                               c, " (", shape[c], ") times ranks (", n,
+                               ") overflows a 64-bit dimension size");
+    shape[c] = concatenated;
+  }
   types.push_back(input.clone(shape));
   return success();
 }
