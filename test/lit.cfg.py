@@ -18,6 +18,9 @@ path = os.pathsep.join([config.moe_tools_dir, config.llvm_tools_dir,
 config.environment["PATH"] = path
 # Captured FileCheck variables do not leak across CHECK-LABELs.
 config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
+# Test helpers use Debian's python3, where python3-numpy is installed.
+config.substitutions.append(("%python", "/usr/bin/python3"))
+
 # ptxas validates emitted PTX; `cuda` means a GPU answers here.
 if os.path.exists("/usr/local/cuda/bin/ptxas"):
     config.available_features.add("ptxas")

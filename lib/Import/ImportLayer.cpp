@@ -56,12 +56,14 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
 
   Type act = elementType(b, options.activationType);
   Type weight = elementType(b, options.weightType);
+  Type routerElt =
+      elementType(b, options.routerType.value_or(options.weightType));
   int64_t t = options.tokens, d = spec.dModel, f = spec.dFF,
           e = spec.numExperts;
   bool gated = spec::isGated(spec.activation);
 
   SmallVector<Type> inputs{RankedTensorType::get({t, d}, act),
-                           RankedTensorType::get({e, d}, weight),
+                           RankedTensorType::get({e, d}, routerElt),
                            RankedTensorType::get({e, d, f}, weight)};
   if (gated)
     inputs.push_back(RankedTensorType::get({e, d, f}, weight));

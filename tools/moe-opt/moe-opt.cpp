@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Conversion/Passes.h"
 #include "moe/IR/MoEDialect.h"
 #include "moe/Transforms/Passes.h"
 
@@ -22,6 +23,8 @@ int main(int argc, char **argv) {
   registry.insert<mlir::moe::MoEDialect>();
   mlir::registerAllPasses();
   mlir::moe::registerMoEPasses();
+  mlir::moe::registerMoEConversionPasses();
+  mlir::moe::registerMoEPipelines();
   return mlir::asMainReturnCode(mlir::MlirOptMain(
       argc, argv, "moe optimizer driver: passes over moe and upstream IR\n",
       registry));

@@ -24,6 +24,8 @@ struct ImportOptions {
   int64_t tokens = 1024;
   ElementKind activationType = ElementKind::F32;
   ElementKind weightType = ElementKind::F32;
+  /// The router's element type; unset means `weightType`.
+  std::optional<ElementKind> routerType;
   std::string funcName = "moe_layer";
 };
 

@@ -1,0 +1,41 @@
+//===- Passes.h - Conversions out of the moe dialect -----------*- C++ -*-===//
+//
+// Pass declarations of the moe lowerings and the named pipelines that chain
+// them with upstream passes.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_CONVERSION_PASSES_H
+#define MOE_CONVERSION_PASSES_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Pass/Pass.h"
+#include "mlir/Pass/PassManager.h"
+
+namespace mlir::moe {
+
+#define GEN_PASS_DECL
+#include "moe/Conversion/Passes.h.inc"
+
+/// The textual pass pipeline that takes a module holding `moe.layer` (or the
+/// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
+/// interface (`_mlir_ciface_<name>`) and take their results as out-params.
+std::string cpuPipelineText();
+
+/// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
+/// pipeline text cannot be parsed.
+LogicalResult buildCpuPipeline(OpPassManager &pm);
+
+/// Registers the named pipelines (`moe-cpu-pipeline`).
+void registerMoEPipelines();
+
+#define GEN_PASS_REGISTRATION
+#include "moe/Conversion/Passes.h.inc"
+
+} // namespace mlir::moe
+
+#endif // MOE_CONVERSION_PASSES_H

@@ -1,0 +1,33 @@
+//===- Passes.td - Conversions out of the moe dialect ------*- tablegen -*-===//
+//
+// Lowerings of the moe ops to upstream dialects; code in lib/Conversion.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_CONVERSION_PASSES_TD
+#define MOE_CONVERSION_PASSES_TD
+
+include "mlir/Pass/PassBase.td"
+
+def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
+  let summary = "Lower the moe ops to linalg, tensor, arith, math and scf";
+  let description = [{
+    Rewrites every moe op into upstream tensor-level IR that one-shot
+    bufferization understands. A remaining `moe.layer` is decomposed first
+    (as `--moe-decompose` would). Router and expert matmuls become
+    `linalg.generic` / `linalg.batch_matmul` / `linalg.matmul` with f32
+    accumulation whatever the element types; the softmax, log-sum-exp and
+    statistics are linalg reductions (statistics accumulate in f64); top-k
+    selection, the priority walk of slot assignment and the dispatch scatter
+    are `scf.for` loops over tensors; the combine is a gathering
+    `linalg.generic`. `moe.all_to_all` over more than one rank is rejected:
+    it needs the collective runtime.
+  }];
+  let dependentDialects = [
+    "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect"
+  ];
+}
+
+#endif // MOE_CONVERSION_PASSES_TD

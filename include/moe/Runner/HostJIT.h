@@ -1,0 +1,47 @@
+//===- HostJIT.h - Compile a moe module for the host and call it -*- C++ -*-===//
+//
+// Lowers a module holding a moe layer function through `moe-cpu-pipeline`
+// and JIT-compiles it with MLIR's ExecutionEngine. The compiled function is
+// called with memref descriptors built by the runtime (moe/Runtime), which
+// itself knows nothing of MLIR.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNNER_HOSTJIT_H
+#define MOE_RUNNER_HOSTJIT_H
+
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/Error.h"
+
+#include <memory>
+#include <string>
+
+namespace mlir {
+class ExecutionEngine;
+namespace moe {
+
+/// A layer function compiled to native code for this machine.
+class HostExecutable {
+public:
+  ~HostExecutable();
+
+  /// Runs the CPU pipeline on `module` (in place) and JIT-compiles the
+  /// function `funcName`. `optLevel` is LLVM's 0-3.
+  static llvm::Expected<std::unique_ptr<HostExecutable>>
+  compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3);
+
+  /// Calls the function. `descriptors[i]` points at the memref descriptor of
+  /// argument i: inputs first, then the out-params for the results, in the
+  /// function's order.
+  llvm::Error invoke(llvm::ArrayRef<void *> descriptors);
+
+private:
+  HostExecutable() = default;
+  std::unique_ptr<ExecutionEngine> engine;
+  std::string entry;
+};
+
+} // namespace moe
+} // namespace mlir
+
+#endif // MOE_RUNNER_HOSTJIT_H

@@ -1,0 +1,40 @@
+//===- RunLayer.h - moe-run: one layer on real weights and tokens -*- C++ -*-===//
+//
+// The library behind the moe-run tool: reads a layer spec (or a module),
+// tokens (.npy) and weights (.safetensors), compiles the layer for the chosen
+// backend, runs it, and writes the output (.npy) and statistics (JSON).
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNNER_RUNLAYER_H
+#define MOE_RUNNER_RUNLAYER_H
+
+#include <cstdint>
+#include <string>
+
+namespace moe {
+
+/// Everything moe-run's command line says.
+struct RunOptions {
+  std::string specPath;   ///< --spec: layer-spec JSON
+  std::string modulePath; ///< --module: MLIR module instead of a spec
+  std::string funcName = "moe_layer"; ///< --func: the layer function
+  std::string weightsPath;            ///< --weights: .safetensors
+  std::string weightPrefix;           ///< --weight-prefix
+  std::string inputPath;              ///< --input: float32 [T, d_model]
+  std::string outputPath;             ///< --output: float32 [T, d_model]
+  std::string statsPath;              ///< --stats: statistics JSON
+  std::string backend = "cpu";        ///< --backend
+  unsigned optLevel = 3;              ///< --O
+  int64_t benchIterations = 0;        ///< --bench: timed repetitions
+  bool verbose = false;               ///< -v: stage timings on stderr
+};
+
+/// Runs one layer as `options` says. Every failure prints one line naming
+/// the file or flag at fault to stderr and returns a non-zero exit code;
+/// output files are written atomically, and only on success.
+int runLayer(const RunOptions &options);
+
+} // namespace moe
+
+#endif // MOE_RUNNER_RUNLAYER_H

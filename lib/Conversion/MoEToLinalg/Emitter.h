@@ -1,0 +1,145 @@
+//===- Emitter.h - Small IR-building helpers for the moe lowering -*- C++ -*-===//
+//
+// Internal to the MoEToLinalg conversion: constants, zero-filled tensors,
+// element casts, counted scf.for loops carrying tensors, and elementwise
+// linalg.generic ops, so that each lowering pattern reads like the algorithm
+// it implements.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+#define MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/SCF/IR/SCF.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/ImplicitLocOpBuilder.h"
+#include "mlir/Transforms/DialectConversion.h"
+
+namespace mlir::moe::lowering {
+
+/// The body of a counted loop: given the induction variable and the carried
+/// values, returns the values carried into the next iteration.
+using LoopBody =
+    llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value,
+                                          ValueRange)>;
+
+/// Elementwise body: scalar inputs in, scalar result out.
+using ScalarFn =
+    llvm::function_ref<Value(ImplicitLocOpBuilder &, ValueRange)>;
+
+class Emitter {
+public:
+  Emitter(Location loc, OpBuilder &builder) : b(loc, builder) {}
+
+  ImplicitLocOpBuilder &builder() { return b; }
+
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value i64(int64_t v) { return arith::ConstantIntOp::create(b, v, 64); }
+  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, v, 32); }
+  Value f32(double v) {
+    return arith::ConstantFloatOp::create(b, b.getF32Type(), APFloat(float(v)));
+  }
+  Value f64(double v) {
+    return arith::ConstantFloatOp::create(b, b.getF64Type(), APFloat(v));
+  }
+  Value boolean(bool v) { return arith::ConstantIntOp::create(b, v, 1); }
+
+  /// A tensor of the given static shape filled with `value`.
+  Value filled(ArrayRef<int64_t> shape, Value value) {
+    Value empty = tensor::EmptyOp::create(b, shape, value.getType());
+    return linalg::FillOp::create(b, value, empty).getResult(0);
+  }
+  /// A tensor with one dynamic leading dimension `rows` filled with `value`.
+  Value filledRows(Value rows, int64_t cols, Value value) {
+    SmallVector<OpFoldResult> sizes{rows, b.getIndexAttr(cols)};
+    Value empty = tensor::EmptyOp::create(b, sizes, value.getType());
+    return linalg::FillOp::create(b, value, empty).getResult(0);
+  }
+  /// The zero of a float or integer element type.
+  Value zero(Type elt) {
+    if (auto f = dyn_cast<FloatType>(elt))
+      return arith::ConstantFloatOp::create(b, f, APFloat::getZero(f.getFloatSemantics()));
+    return arith::ConstantIntOp::create(b, elt, 0);
+  }
+
+  Value extract(Value tensor, ValueRange indices) {
+    return tensor::ExtractOp::create(b, tensor, indices);
+  }
+  Value insert(Value scalar, Value tensor, ValueRange indices) {
+    return tensor::InsertOp::create(b, scalar, tensor, indices);
+  }
+  /// Reads an i32/i64 tensor element as an index.
+  Value extractIndex(Value tensor, ValueRange indices) {
+    return arith::IndexCastOp::create(b, b.getIndexType(),
+                                      extract(tensor, indices));
+  }
+
+  /// Float scalar conversions between f32/bf16/f16/f64.
+  Value castFloat(Value v, Type to) {
+    Type from = v.getType();
+    if (from == to)
+      return v;
+    if (cast<FloatType>(from).getWidth() < cast<FloatType>(to).getWidth())
+      return arith::ExtFOp::create(b, to, v);
+    return arith::TruncFOp::create(b, to, v);
+  }
+
+  /// for iv in [0, ub): carried = body(iv, carried). Returns the final values.
+  SmallVector<Value> loop(Value ub, ValueRange inits, LoopBody body) {
+    auto forOp = scf::ForOp::create(
+        b, index(0), ub, index(1), inits,
+        [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+          ImplicitLocOpBuilder inner(loc, nested);
+          SmallVector<Value> next = body(inner, iv, args);
+          scf::YieldOp::create(inner, next);
+        });
+    return SmallVector<Value>(forOp.getResults());
+  }
+  SmallVector<Value> loop(int64_t ub, ValueRange inits, LoopBody body) {
+    return loop(index(ub), inits, body);
+  }
+
+  /// Elementwise map of same-shaped tensors into a new tensor of `elt`.
+  Value map(ValueRange inputs, Type elt, ScalarFn fn) {
+    auto type = cast<RankedTensorType>(inputs.front().getType());
+    SmallVector<OpFoldResult> sizes =
+        tensor::getMixedSizes(b, b.getLoc(), inputs.front());
+    Value init = tensor::EmptyOp::create(b, sizes, elt);
+    SmallVector<AffineMap> maps(
+        inputs.size() + 1, b.getMultiDimIdentityMap(type.getRank()));
+    SmallVector<utils::IteratorType> iters(type.getRank(),
+                                           utils::IteratorType::parallel);
+    auto generic = linalg::GenericOp::create(
+        b, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
+        [&](OpBuilder &nested, Location loc, ValueRange args) {
+          ImplicitLocOpBuilder inner(loc, nested);
+          Value out = fn(inner, args.drop_back());
+          linalg::YieldOp::create(inner, out);
+        });
+    return generic.getResult(0);
+  }
+
+  /// Casts a float tensor to element type `elt` (no-op when it has it).
+  Value castTensor(Value tensor, Type elt) {
+    if (cast<RankedTensorType>(tensor.getType()).getElementType() == elt)
+      return tensor;
+    return map(tensor, elt, [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+      Emitter e(ib.getLoc(), ib);
+      return e.castFloat(args[0], elt);
+    });
+  }
+
+private:
+  ImplicitLocOpBuilder b;
+};
+
+/// Patterns of the two lowering files.
+void populateLowerRoutingPatterns(RewritePatternSet &patterns);
+void populateLowerExpertPatterns(RewritePatternSet &patterns);
+
+} // namespace mlir::moe::lowering
+
+#endif // MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H

@@ -1,0 +1,300 @@
+//===- LowerExperts.cpp - Dispatch, expert MLPs and combine ---------*- C++ -*-===//
+//
+// Lowers moe.dispatch (a scatter of token rows into the expert buffers),
+// moe.expert_ffn (batched linalg matmuls with f32 accumulation and the
+// activation as a linalg.generic) and moe.combine (a linalg.generic that
+// gathers each token's expert rows and sums them with their gates).
+//
+//===----------------------------------------------------------------------===//
+
+#include "Emitter.h"
+#include "moe/IR/MoEOps.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::lowering;
+
+namespace {
+
+using utils::IteratorType;
+
+struct LowerDispatch : OpConversionPattern<DispatchOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(DispatchOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    auto bufferType = op.getBuffer().getType();
+    auto inputType = op.getInput().getType();
+    int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
+    int64_t k = op.getExperts().getType().getDimSize(1);
+    bool packed = bufferType.getRank() == 2;
+    Value input = adaptor.getInput();
+
+    Value buffer = e.filled(bufferType.getShape(),
+                            e.zero(bufferType.getElementType()));
+    Value result = e.loop(
+        tokens, {buffer}, [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          auto rowType = RankedTensorType::get({model}, inputType.getElementType());
+          SmallVector<OpFoldResult> rowOffsets{t, b.getIndexAttr(0)};
+          SmallVector<OpFoldResult> rowSizes{b.getIndexAttr(1),
+                                             b.getIndexAttr(model)};
+          SmallVector<OpFoldResult> unit{b.getIndexAttr(1), b.getIndexAttr(1)};
+          Value row = tensor::ExtractSliceOp::create(b, rowType, input,
+                                                     rowOffsets, rowSizes, unit);
+          return s.loop(
+              k, acc, [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                Value kept = s.extract(adaptor.getKeep(), {t, j});
+                auto ifOp = scf::IfOp::create(
+                    b, kept,
+                    [&](OpBuilder &nested, Location loc) {
+                      ImplicitLocOpBuilder ib(loc, nested);
+                      Emitter s(loc, ib);
+                      Value slot = s.extractIndex(adaptor.getSlots(), {t, j});
+                      SmallVector<OpFoldResult> offsets, sizes, strides;
+                      if (!packed) {
+                        offsets.push_back(
+                            s.extractIndex(adaptor.getExperts(), {t, j}));
+                        sizes.push_back(ib.getIndexAttr(1));
+                        strides.push_back(ib.getIndexAttr(1));
+                      }
+                      offsets.append({slot, ib.getIndexAttr(0)});
+                      sizes.append({ib.getIndexAttr(1), ib.getIndexAttr(model)});
+                      strides.append({ib.getIndexAttr(1), ib.getIndexAttr(1)});
+                      Value updated = tensor::InsertSliceOp::create(
+                          ib, row, acc[0], offsets, sizes, strides);
+                      scf::YieldOp::create(ib, updated);
+                    },
+                    [&](OpBuilder &nested, Location loc) {
+                      scf::YieldOp::create(nested, loc, acc[0]);
+                    });
+                return SmallVector<Value>{ifOp.getResult(0)};
+              });
+        })[0];
+    rewriter.replaceOp(op, result);
+    return success();
+  }
+};
+
+/// The expert nonlinearity on f32 scalars: act(x), or act'(gate) · x for the
+/// gated forms.
+static Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
+                      Value gate) {
+  Emitter e(b.getLoc(), b);
+  auto silu = [&](Value v) -> Value {
+    Value denom = arith::AddFOp::create(
+        b, e.f32(1), math::ExpOp::create(b, arith::NegFOp::create(b, v)));
+    return arith::DivFOp::create(b, v, denom);
+  };
+  auto geluTanh = [&](Value v) -> Value {
+    Value cube = arith::MulFOp::create(b, v, arith::MulFOp::create(b, v, v));
+    Value inner = arith::MulFOp::create(
+        b, e.f32(std::sqrt(2.0 / M_PI)),
+        arith::AddFOp::create(b, v, arith::MulFOp::create(b, e.f32(0.044715), cube)));
+    Value th = math::TanhOp::create(b, inner);
+    return arith::MulFOp::create(
+        b, arith::MulFOp::create(b, e.f32(0.5), v),
+        arith::AddFOp::create(b, e.f32(1), th));
+  };
+  switch (activation) {
+  case Activation::Relu:
+    return arith::MaximumFOp::create(b, x, e.f32(0));
+  case Activation::Gelu: {
+    Value scaled = arith::MulFOp::create(b, x, e.f32(M_SQRT1_2));
+    Value erf = math::ErfOp::create(b, scaled);
+    return arith::MulFOp::create(b, arith::MulFOp::create(b, e.f32(0.5), x),
+                                 arith::AddFOp::create(b, e.f32(1), erf));
+  }
+  case Activation::GeluTanh:
+    return geluTanh(x);
+  case Activation::Silu:
+    return silu(x);
+  case Activation::Geglu:
+    return arith::MulFOp::create(b, geluTanh(gate), x);
+  case Activation::Swiglu:
+    return arith::MulFOp::create(b, silu(gate), x);
+  }
+  llvm_unreachable("unknown activation");
+}
+
+/// One expert MLP on `rows` ([N, D] or [E, N, D]) with weights of the same
+/// batch structure; returns f32 [.., N, D].
+template <typename MatmulOp>
+static Value expertMLP(Emitter &e, Activation activation, Value rows,
+                       Value wIn, Value wGate, Value wOut,
+                       llvm::function_ref<Value(int64_t cols)> zeros) {
+  ImplicitLocOpBuilder &b = e.builder();
+  auto matmul = [&](Value lhs, Value rhs, int64_t cols) -> Value {
+    return MatmulOp::create(b, ValueRange{lhs, rhs}, ValueRange{zeros(cols)})
+        .getResult(0);
+  };
+  int64_t hidden = cast<RankedTensorType>(wIn.getType()).getShape().back();
+  int64_t model = cast<RankedTensorType>(wOut.getType()).getShape().back();
+  Value h = matmul(rows, wIn, hidden);
+  Value a;
+  if (wGate) {
+    Value g = matmul(rows, wGate, hidden);
+    a = e.map({h, g}, b.getF32Type(),
+              [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                return activate(ib, activation, args[0], args[1]);
+              });
+  } else {
+    a = e.map(h, b.getF32Type(),
+              [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                return activate(ib, activation, args[0], Value());
+              });
+  }
+  return matmul(a, wOut, model);
+}
+
+struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ExpertFFNOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    auto bufferType = op.getBuffer().getType();
+    Type elt = bufferType.getElementType();
+    Activation activation = op.getActivation();
+    Value wIn = adaptor.getWIn(), wGate = adaptor.getWGate(),
+          wOut = adaptor.getWOut();
+
+    if (!op.isPacked()) {
+      int64_t experts = bufferType.getDimSize(0), rows = bufferType.getDimSize(1);
+      Value out = expertMLP<linalg::BatchMatmulOp>(
+          e, activation, adaptor.getBuffer(), wIn, wGate, wOut,
+          [&](int64_t cols) { return e.filled({experts, rows, cols}, e.f32(0)); });
+      rewriter.replaceOp(op, e.castTensor(out, elt));
+      return success();
+    }
+
+    // Packed: expert e owns counts[e] consecutive rows.
+    int64_t model = bufferType.getDimSize(1);
+    int64_t experts = op.getWIn().getType().getDimSize(0);
+    auto weightSlice = [&](ImplicitLocOpBuilder &ib, Value w, Value ex) {
+      auto type = cast<RankedTensorType>(w.getType());
+      auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
+                                             type.getElementType());
+      SmallVector<OpFoldResult> offsets{ex, ib.getIndexAttr(0),
+                                        ib.getIndexAttr(0)};
+      SmallVector<OpFoldResult> sizes{ib.getIndexAttr(1),
+                                      ib.getIndexAttr(type.getDimSize(1)),
+                                      ib.getIndexAttr(type.getDimSize(2))};
+      SmallVector<OpFoldResult> strides(3, ib.getIndexAttr(1));
+      return tensor::ExtractSliceOp::create(ib, sliceType, w, offsets, sizes,
+                                            strides)
+          .getResult();
+    };
+    Value result = e.filled(bufferType.getShape(), e.zero(elt));
+    Value out = e.loop(
+        experts, {result, e.index(0)},
+        [&](ImplicitLocOpBuilder &ib, Value ex, ValueRange acc) {
+          Emitter s(ib.getLoc(), ib);
+          Value n = s.extractIndex(adaptor.getCounts(), {ex});
+          SmallVector<OpFoldResult> offsets{acc[1], ib.getIndexAttr(0)};
+          SmallVector<OpFoldResult> sizes{n, ib.getIndexAttr(model)};
+          SmallVector<OpFoldResult> strides(2, ib.getIndexAttr(1));
+          auto rowsType = RankedTensorType::get({ShapedType::kDynamic, model}, elt);
+          Value rows = tensor::ExtractSliceOp::create(
+              ib, rowsType, adaptor.getBuffer(), offsets, sizes, strides);
+          Value y = expertMLP<linalg::MatmulOp>(
+              s, activation, rows, weightSlice(ib, wIn, ex),
+              wGate ? weightSlice(ib, wGate, ex) : Value(),
+              weightSlice(ib, wOut, ex),
+              [&](int64_t cols) { return s.filledRows(n, cols, s.f32(0)); });
+          y = s.castTensor(y, elt);
+          Value updated = tensor::InsertSliceOp::create(ib, y, acc[0], offsets,
+                                                        sizes, strides);
+          return SmallVector<Value>{updated,
+                                    arith::AddIOp::create(ib, acc[1], n)};
+        })[0];
+    (void)b;
+    rewriter.replaceOp(op, out);
+    return success();
+  }
+};
+
+struct LowerCombine : OpConversionPattern<CombineOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(CombineOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    MLIRContext *ctx = b.getContext();
+    auto outType = op.getOutput().getType();
+    int64_t tokens = outType.getDimSize(0), model = outType.getDimSize(1);
+    bool packed = op.getBuffer().getType().getRank() == 2;
+    Value buffer = adaptor.getBuffer();
+
+    // y[t, d] = Σ_j keep · gate · buffer[expert, slot, d], accumulated in f32.
+    AffineExpr t = getAffineDimExpr(0, ctx), d = getAffineDimExpr(1, ctx),
+               j = getAffineDimExpr(2, ctx);
+    AffineMap perChoice = AffineMap::get(3, 0, {t, j}, ctx);
+    AffineMap perOutput = AffineMap::get(3, 0, {t, d}, ctx);
+    Value init = e.filled({tokens, model}, e.f32(0));
+    auto generic = linalg::GenericOp::create(
+        b, TypeRange{init.getType()},
+        ValueRange{adaptor.getExperts(), adaptor.getSlots(), adaptor.getKeep(),
+                   adaptor.getGates()},
+        ValueRange{init},
+        ArrayRef<AffineMap>{perChoice, perChoice, perChoice, perChoice,
+                            perOutput},
+        ArrayRef<IteratorType>{IteratorType::parallel, IteratorType::parallel,
+                               IteratorType::reduction},
+        [&](OpBuilder &nested, Location loc, ValueRange args) {
+          ImplicitLocOpBuilder ib(loc, nested);
+          Emitter s(loc, ib);
+          Value kept = args[2];
+          // A dropped assignment reads row 0 and contributes zero.
+          auto safeIndex = [&](Value v) -> Value {
+            Value idx = arith::IndexCastOp::create(ib, ib.getIndexType(), v);
+            return arith::SelectOp::create(ib, kept, idx, s.index(0));
+          };
+          Value col = linalg::IndexOp::create(ib, 1);
+          SmallVector<Value> at;
+          if (!packed)
+            at.push_back(safeIndex(args[0]));
+          at.append({safeIndex(args[1]), col});
+          Value v = s.castFloat(s.extract(buffer, at), ib.getF32Type());
+          Value term = arith::SelectOp::create(
+              ib, kept, arith::MulFOp::create(ib, args[3], v), s.f32(0));
+          linalg::YieldOp::create(
+              ib, ValueRange{arith::AddFOp::create(ib, args[4], term).getResult()});
+        });
+    rewriter.replaceOp(op,
+                       e.castTensor(generic.getResult(0), outType.getElementType()));
+    return success();
+  }
+};
+
+/// A multi-rank exchange needs the sharded runtime; a single-rank one is the
+/// identity (and normally folded away before this point).
+struct LowerAllToAll : OpConversionPattern<AllToAllOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(AllToAllOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (op.getRanks() != 1)
+      return rewriter.notifyMatchFailure(op, "needs a collective runtime");
+    rewriter.replaceOp(op, adaptor.getInput());
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::moe::lowering::populateLowerExpertPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<LowerDispatch, LowerExpertFFN, LowerCombine, LowerAllToAll>(
+      patterns.getContext());
+}

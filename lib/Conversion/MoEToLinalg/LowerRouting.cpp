@@ -1,0 +1,502 @@
+//===- LowerRouting.cpp - Router, choice, slots and statistics -----*- C++ -*-===//
+//
+// Lowers moe.route, moe.top_k, moe.assign_slots and the statistics ops to
+// linalg, tensor, arith, math and scf, following §3-§4 of the layer contract.
+// Reductions over the expert axis are linalg.generic ops; the inherently
+// sequential parts (top-k selection, the priority walk of slot assignment)
+// are scf.for loops over tensors that bufferize in place.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Emitter.h"
+#include "moe/IR/MoEOps.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::lowering;
+
+namespace {
+
+using utils::IteratorType;
+
+/// linalg.generic over `dims` loops; `body` receives the block arguments and
+/// returns the values to yield.
+static Value generic(ImplicitLocOpBuilder &b, ValueRange inputs, Value init,
+                     ArrayRef<AffineMap> maps, ArrayRef<IteratorType> iters,
+                     llvm::function_ref<Value(ImplicitLocOpBuilder &,
+                                              ValueRange)>
+                         body) {
+  auto op = linalg::GenericOp::create(
+      b, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
+      [&](OpBuilder &nested, Location loc, ValueRange args) {
+        ImplicitLocOpBuilder inner(loc, nested);
+        linalg::YieldOp::create(inner, body(inner, args));
+      });
+  return op.getResult(0);
+}
+
+/// Reduces a [T, E] f32 tensor over E with `combine`, starting from `init`.
+static Value reduceRows(Emitter &e, Value matrix, Value init,
+                        llvm::function_ref<Value(ImplicitLocOpBuilder &, Value,
+                                                 Value)>
+                            combine) {
+  ImplicitLocOpBuilder &b = e.builder();
+  auto type = cast<RankedTensorType>(matrix.getType());
+  Value acc = e.filled({type.getDimSize(0)}, init);
+  MLIRContext *ctx = b.getContext();
+  AffineMap in = AffineMap::getMultiDimIdentityMap(2, ctx);
+  AffineMap out = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
+  return generic(b, matrix, acc, {in, out},
+                 {IteratorType::parallel, IteratorType::reduction},
+                 [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                   return combine(ib, args[0], args[1]);
+                 });
+}
+
+/// Broadcasts row vector `v` [T] against `matrix` [T, E] elementwise.
+static Value mapWithRow(Emitter &e, Value matrix, Value row,
+                        llvm::function_ref<Value(ImplicitLocOpBuilder &, Value,
+                                                 Value)>
+                            fn) {
+  ImplicitLocOpBuilder &b = e.builder();
+  auto type = cast<RankedTensorType>(matrix.getType());
+  Value init = tensor::EmptyOp::create(b, type.getShape(), b.getF32Type());
+  MLIRContext *ctx = b.getContext();
+  AffineMap id = AffineMap::getMultiDimIdentityMap(2, ctx);
+  AffineMap rowMap = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
+  return generic(b, {matrix, row}, init, {id, rowMap, id},
+                 {IteratorType::parallel, IteratorType::parallel},
+                 [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                   return fn(ib, args[0], args[1]);
+                 });
+}
+
+struct LowerRoute : OpConversionPattern<RouteOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Type f32 = b.getF32Type();
+    int64_t tokens = op.getInput().getType().getDimSize(0);
+    int64_t experts = op.getRouter().getType().getDimSize(0);
+    MLIRContext *ctx = b.getContext();
+
+    // logits[t, e] = Σ_d x[t, d] · router[e, d], in f32.
+    AffineExpr t = getAffineDimExpr(0, ctx), ex = getAffineDimExpr(1, ctx),
+               d = getAffineDimExpr(2, ctx);
+    Value zeros = e.filled({tokens, experts}, e.f32(0));
+    Value logits = generic(
+        b, {adaptor.getInput(), adaptor.getRouter()}, zeros,
+        {AffineMap::get(3, 0, {t, d}, ctx), AffineMap::get(3, 0, {ex, d}, ctx),
+         AffineMap::get(3, 0, {t, ex}, ctx)},
+        {IteratorType::parallel, IteratorType::parallel,
+         IteratorType::reduction},
+        [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+          Emitter s(ib.getLoc(), ib);
+          Value x = s.castFloat(args[0], f32), r = s.castFloat(args[1], f32);
+          return arith::AddFOp::create(ib, args[2],
+                                       arith::MulFOp::create(ib, x, r));
+        });
+
+    // Numerically stable softmax and log-sum-exp.
+    Value max = reduceRows(
+        e, logits, e.f32(-std::numeric_limits<float>::infinity()),
+        [](ImplicitLocOpBuilder &ib, Value x, Value acc) -> Value {
+          return arith::MaximumFOp::create(ib, x, acc);
+        });
+    Value exps = mapWithRow(e, logits, max,
+                            [](ImplicitLocOpBuilder &ib, Value l,
+                               Value m) -> Value {
+                              return math::ExpOp::create(
+                                  ib, arith::SubFOp::create(ib, l, m));
+                            });
+    Value sum = reduceRows(e, exps, e.f32(0),
+                           [](ImplicitLocOpBuilder &ib, Value x,
+                              Value acc) -> Value {
+                             return arith::AddFOp::create(ib, x, acc);
+                           });
+    Value probs = mapWithRow(e, exps, sum,
+                             [](ImplicitLocOpBuilder &ib, Value x,
+                                Value s) -> Value {
+                               return arith::DivFOp::create(ib, x, s);
+                             });
+    Value lse = e.map({max, sum}, f32,
+                      [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                        return arith::AddFOp::create(
+                            ib, args[0], math::LogOp::create(ib, args[1]));
+                      });
+    rewriter.replaceOp(op, {logits, probs, lse});
+    return success();
+  }
+};
+
+struct LowerTopK : OpConversionPattern<TopKOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(TopKOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Value probs = adaptor.getProbs();
+    int64_t tokens = op.getProbs().getType().getDimSize(0);
+    int64_t experts = op.getProbs().getType().getDimSize(1);
+    int64_t k = op.getK();
+    bool normalize = op.getNormalize();
+
+    Value expertsInit = e.filled({tokens, k}, e.i32(0));
+    Value gatesInit = e.filled({tokens, k}, e.f32(0));
+    // The order is (probability descending, expert ascending); choice j is
+    // the first expert in that order after choice j-1.
+    SmallVector<Value> out = e.loop(
+        tokens, {expertsInit, gatesInit},
+        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value inf = s.f32(std::numeric_limits<float>::infinity());
+          SmallVector<Value> chosen = s.loop(
+              k, {acc[0], acc[1], inf, s.index(-1), s.f32(0)},
+              [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
+                Emitter s(b.getLoc(), b);
+                Value prevP = c[2], prevE = c[3];
+                SmallVector<Value> best = s.loop(
+                    experts, {s.f32(-1), s.index(-1)},
+                    [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+                      Emitter s(b.getLoc(), b);
+                      Value p = s.extract(probs, {t, ex});
+                      Value below = arith::CmpFOp::create(
+                          b, arith::CmpFPredicate::OLT, p, prevP);
+                      Value tieAfter = arith::AndIOp::create(
+                          b,
+                          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ,
+                                                p, prevP),
+                          arith::CmpIOp::create(b, arith::CmpIPredicate::sgt,
+                                                ex, prevE));
+                      Value after = arith::OrIOp::create(b, below, tieAfter);
+                      Value better = arith::CmpFOp::create(
+                          b, arith::CmpFPredicate::OGT, p, m[0]);
+                      Value take = arith::AndIOp::create(b, after, better);
+                      return SmallVector<Value>{
+                          arith::SelectOp::create(b, take, p, m[0]),
+                          arith::SelectOp::create(b, take, ex, m[1])};
+                    });
+                Value id = arith::IndexCastOp::create(b, b.getI32Type(),
+                                                      best[1]);
+                return SmallVector<Value>{
+                    s.insert(id, c[0], {t, j}), s.insert(best[0], c[1], {t, j}),
+                    best[0], best[1], arith::AddFOp::create(b, c[4], best[0])};
+              });
+          Value gates = chosen[1];
+          if (normalize)
+            gates = s.loop(k, {gates},
+                           [&](ImplicitLocOpBuilder &b, Value j,
+                               ValueRange g) {
+                             Emitter s(b.getLoc(), b);
+                             Value v = arith::DivFOp::create(
+                                 b, s.extract(g[0], {t, j}), chosen[4]);
+                             return SmallVector<Value>{
+                                 s.insert(v, g[0], {t, j})};
+                           })[0];
+          return SmallVector<Value>{chosen[0], gates};
+        });
+    rewriter.replaceOp(op, out);
+    return success();
+  }
+};
+
+struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  /// order[g·S + r] = the token of group g ranked r-th by descending top-1
+  /// probability, ties in group order.
+  static Value priorityOrder(Emitter &e, Value experts, Value probs,
+                             int64_t tokens, int64_t groupSize) {
+    Value score = e.loop(tokens, {e.filled({tokens}, e.f32(0))},
+                         [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+                           Emitter s(b.getLoc(), b);
+                           Value first = s.extractIndex(experts, {t, s.index(0)});
+                           Value p = s.extract(probs, {t, first});
+                           return SmallVector<Value>{s.insert(p, acc[0], {t})};
+                         })[0];
+    Value size = e.index(groupSize);
+    return e.loop(
+        tokens, {e.filled({tokens}, e.index(0))},
+        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value base = arith::MulIOp::create(
+              b, arith::DivUIOp::create(b, t, size), size);
+          Value mine = s.extract(score, {t});
+          Value rank = s.loop(groupSize, {s.index(0)},
+                              [&](ImplicitLocOpBuilder &b, Value i,
+                                  ValueRange r) {
+                                Emitter s(b.getLoc(), b);
+                                Value u = arith::AddIOp::create(b, base, i);
+                                Value other = s.extract(score, {u});
+                                Value ahead = arith::OrIOp::create(
+                                    b,
+                                    arith::CmpFOp::create(
+                                        b, arith::CmpFPredicate::OGT, other,
+                                        mine),
+                                    arith::AndIOp::create(
+                                        b,
+                                        arith::CmpFOp::create(
+                                            b, arith::CmpFPredicate::OEQ,
+                                            other, mine),
+                                        arith::CmpIOp::create(
+                                            b, arith::CmpIPredicate::ult, u,
+                                            t)));
+                                Value inc = arith::SelectOp::create(
+                                    b, ahead, s.index(1), s.index(0));
+                                return SmallVector<Value>{
+                                    arith::AddIOp::create(b, r[0], inc)};
+                              })[0];
+          Value at = arith::AddIOp::create(b, base, rank);
+          return SmallVector<Value>{s.insert(t, acc[0], {at})};
+        })[0];
+  }
+
+  LogicalResult
+  matchAndRewrite(AssignSlotsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Value experts = adaptor.getExperts();
+    int64_t tokens = op.getExperts().getType().getDimSize(0);
+    int64_t k = op.getExperts().getType().getDimSize(1);
+    int64_t numExperts = op.getNumExperts();
+    int64_t groupSize = op.getGroupSize();
+    int64_t groups = tokens / groupSize;
+    std::optional<int64_t> capacity = op.getCapacity();
+
+    Value order;
+    if (op.getPriority() == Priority::BatchPrioritized)
+      order = priorityOrder(e, experts, adaptor.getProbs(), tokens, groupSize);
+
+    Value slots = e.filled({tokens, k}, e.i32(-1));
+    Value keep = e.filled({tokens, k}, e.boolean(false));
+    Value totals = e.filled({numExperts}, e.i64(0));
+    // Per group, walk the ranking: every first choice, then every second...
+    SmallVector<Value> walked = e.loop(
+        groups, {slots, keep, totals},
+        [&](ImplicitLocOpBuilder &b, Value g, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value base = arith::MulIOp::create(b, g, s.index(groupSize));
+          // Bounded: counts restart per group. Dropless: the running count
+          // over all groups is the row within the expert's packed block.
+          Value counts = capacity ? s.filled({numExperts}, s.i64(0)) : acc[2];
+          SmallVector<Value> ranked = s.loop(
+              k, {acc[0], acc[1], counts},
+              [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                return s.loop(
+                    groupSize, acc,
+                    [&](ImplicitLocOpBuilder &b, Value i, ValueRange acc) {
+                      Emitter s(b.getLoc(), b);
+                      Value pos = arith::AddIOp::create(b, base, i);
+                      Value t = order ? s.extract(order, {pos}) : pos;
+                      Value ex = s.extractIndex(experts, {t, j});
+                      Value taken = s.extract(acc[2], {ex});
+                      Value kept = s.boolean(true);
+                      Value slot = taken;
+                      if (capacity) {
+                        kept = arith::CmpIOp::create(
+                            b, arith::CmpIPredicate::slt, taken,
+                            s.i64(*capacity));
+                        Value row = arith::AddIOp::create(
+                            b, arith::MulIOp::create(
+                                   b, arith::IndexCastOp::create(
+                                          b, b.getI64Type(), g),
+                                   s.i64(*capacity)),
+                            taken);
+                        slot = arith::SelectOp::create(b, kept, row, s.i64(-1));
+                      }
+                      Value next = arith::AddIOp::create(
+                          b, taken,
+                          arith::ExtUIOp::create(b, b.getI64Type(), kept));
+                      Value slot32 =
+                          arith::TruncIOp::create(b, b.getI32Type(), slot);
+                      return SmallVector<Value>{
+                          s.insert(slot32, acc[0], {t, j}),
+                          s.insert(kept, acc[1], {t, j}),
+                          s.insert(next, acc[2], {ex})};
+                    });
+              });
+          Value total = ranked[2];
+          if (capacity)
+            total = s.loop(numExperts, {acc[2]},
+                           [&](ImplicitLocOpBuilder &b, Value ex,
+                               ValueRange acc) {
+                             Emitter s(b.getLoc(), b);
+                             Value sum = arith::AddIOp::create(
+                                 b, s.extract(acc[0], {ex}),
+                                 s.extract(ranked[2], {ex}));
+                             return SmallVector<Value>{
+                                 s.insert(sum, acc[0], {ex})};
+                           })[0];
+          return SmallVector<Value>{ranked[0], ranked[1], total};
+        });
+    slots = walked[0];
+    totals = walked[2];
+
+    if (!capacity) {
+      // Packed rows: expert e's block starts after those of experts < e.
+      Value offsets =
+          e.loop(numExperts, {e.filled({numExperts}, e.i64(0)), e.i64(0)},
+                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                   Emitter s(b.getLoc(), b);
+                   Value next = arith::AddIOp::create(
+                       b, acc[1], s.extract(totals, {ex}));
+                   return SmallVector<Value>{s.insert(acc[1], acc[0], {ex}),
+                                             next};
+                 })[0];
+      slots = e.loop(
+          tokens, {slots}, [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+            Emitter s(b.getLoc(), b);
+            return s.loop(k, acc,
+                          [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                            Emitter s(b.getLoc(), b);
+                            Value ex = s.extractIndex(experts, {t, j});
+                            Value off = arith::TruncIOp::create(
+                                b, b.getI32Type(), s.extract(offsets, {ex}));
+                            Value row = arith::AddIOp::create(
+                                b, s.extract(acc[0], {t, j}), off);
+                            return SmallVector<Value>{
+                                s.insert(row, acc[0], {t, j})};
+                          });
+          })[0];
+    }
+    (void)b;
+    rewriter.replaceOp(op, {slots, walked[1], totals});
+    return success();
+  }
+};
+
+/// Sums `fn(element)` over a whole tensor into a 0-d f64 or i64 tensor.
+static Value reduceAll(Emitter &e, Value tensor, Type accType,
+                       llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)>
+                           fn) {
+  ImplicitLocOpBuilder &b = e.builder();
+  auto type = cast<RankedTensorType>(tensor.getType());
+  int64_t rank = type.getRank();
+  Value init = e.filled({}, e.zero(accType));
+  SmallVector<AffineMap> maps{b.getMultiDimIdentityMap(rank),
+                              AffineMap::get(rank, 0, {}, b.getContext())};
+  SmallVector<IteratorType> iters(rank, IteratorType::reduction);
+  return generic(b, tensor, init, maps, iters,
+                 [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                   Value v = fn(ib, args[0]);
+                   if (isa<FloatType>(accType))
+                     return arith::AddFOp::create(ib, v, args[1]);
+                   return arith::AddIOp::create(ib, v, args[1]);
+                 });
+}
+
+/// A 0-d f64 tensor scaled by `factor` and rounded to a 0-d f32 tensor.
+static Value scaleToF32(Emitter &e, Value sum, double factor) {
+  Value scale = e.f64(factor);
+  return e.map(sum, e.builder().getF32Type(),
+               [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                 return arith::TruncFOp::create(
+                     ib, ib.getF32Type(),
+                     arith::MulFOp::create(ib, args[0], scale));
+               });
+}
+
+struct LowerRouterZLoss : OpConversionPattern<RouterZLossOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouterZLossOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Type f64 = rewriter.getF64Type();
+    Value sum = reduceAll(e, adaptor.getLse(), f64,
+                          [&](ImplicitLocOpBuilder &ib, Value v) -> Value {
+                            Value w = arith::ExtFOp::create(ib, f64, v);
+                            return arith::MulFOp::create(ib, w, w);
+                          });
+    int64_t tokens = op.getLse().getType().getDimSize(0);
+    rewriter.replaceOp(op, scaleToF32(e, sum, 1.0 / double(tokens)));
+    return success();
+  }
+};
+
+struct LowerCountDropped : OpConversionPattern<CountDroppedOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(CountDroppedOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Type i64 = rewriter.getI64Type();
+    Value count = reduceAll(e, adaptor.getKeep(), i64,
+                            [&](ImplicitLocOpBuilder &ib, Value kept) -> Value {
+                              Value one = arith::ConstantIntOp::create(ib, 1, 1);
+                              Value dropped = arith::XOrIOp::create(ib, kept, one);
+                              return arith::ExtUIOp::create(ib, ib.getI64Type(),
+                                                            dropped);
+                            });
+    rewriter.replaceOp(op, count);
+    return success();
+  }
+};
+
+struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(LoadBalanceLossOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Type f64 = rewriter.getF64Type();
+    Value probs = adaptor.getProbs(), experts = adaptor.getExperts();
+    int64_t tokens = op.getProbs().getType().getDimSize(0);
+    int64_t numExperts = op.getProbs().getType().getDimSize(1);
+    int64_t groupSize = op.getGroupSize();
+    int64_t groups = tokens / groupSize;
+
+    // Per group g and expert e: top-1 counts and probability sums.
+    Value counts = e.filled({groups, numExperts}, e.f64(0));
+    Value mass = e.filled({groups, numExperts}, e.f64(0));
+    Value size = e.index(groupSize);
+    SmallVector<Value> sums = e.loop(
+        tokens, {counts, mass},
+        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value g = arith::DivUIOp::create(b, t, size);
+          Value first = s.extractIndex(experts, {t, s.index(0)});
+          Value c = arith::AddFOp::create(b, s.extract(acc[0], {g, first}),
+                                          s.f64(1));
+          Value newCounts = s.insert(c, acc[0], {g, first});
+          Value newMass = s.loop(
+              numExperts, {acc[1]},
+              [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+                Emitter s(b.getLoc(), b);
+                Value p = arith::ExtFOp::create(b, f64, s.extract(probs, {t, ex}));
+                Value v = arith::AddFOp::create(b, s.extract(m[0], {g, ex}), p);
+                return SmallVector<Value>{s.insert(v, m[0], {g, ex})};
+              })[0];
+          return SmallVector<Value>{newCounts, newMass};
+        });
+    // Σ_g Σ_e (count/S)·(mass/S), times E, averaged over the G groups.
+    Value product = e.map({sums[0], sums[1]}, f64,
+                          [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                            return arith::MulFOp::create(ib, args[0], args[1]);
+                          });
+    Value total = reduceAll(e, product, f64,
+                            [](ImplicitLocOpBuilder &, Value v) { return v; });
+    double scale = double(numExperts) /
+                   (double(groupSize) * double(groupSize) * double(groups));
+    rewriter.replaceOp(op, scaleToF32(e, total, scale));
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::moe::lowering::populateLowerRoutingPatterns(
+    RewritePatternSet &patterns) {
+  patterns.add<LowerRoute, LowerTopK, LowerAssignSlots, LowerRouterZLoss,
+               LowerCountDropped, LowerLoadBalanceLoss>(patterns.getContext());
+}

@@ -1,0 +1,97 @@
+//===- HostJIT.cpp - Compile a moe module for the host and call it -*- C++ -*-===//
+//
+// The CPU back end: moe-cpu-pipeline to the LLVM dialect, LLVM IR
+// translation, and MLIR's ExecutionEngine at the requested optimisation level.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runner/HostJIT.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/Transforms/Passes.h"
+
+#include "mlir/InitAllPasses.h"
+
+#include "mlir/ExecutionEngine/ExecutionEngine.h"
+#include "mlir/ExecutionEngine/OptUtils.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
+#include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
+#include "llvm/Support/TargetSelect.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+
+HostExecutable::~HostExecutable() = default;
+
+/// Collects the diagnostics of a failing stage into one line.
+static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
+  std::string message = ("moe-cpu-pipeline: " + stage + " failed").str();
+  if (!detail.empty())
+    message += ": " + detail.str();
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+llvm::Expected<std::unique_ptr<HostExecutable>>
+HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
+                        unsigned optLevel) {
+  // The pipeline is parsed from text: its passes must be registered.
+  static bool ready = [] {
+    llvm::InitializeNativeTarget();
+    llvm::InitializeNativeTargetAsmPrinter();
+    registerAllPasses();
+    registerMoEPasses();
+    registerMoEConversionPasses();
+    return true;
+  }();
+  (void)ready;
+
+  MLIRContext *context = module.getContext();
+  std::string diagnostics;
+  {
+    ScopedDiagnosticHandler capture(context, [&](Diagnostic &diag) {
+      if (diag.getSeverity() != DiagnosticSeverity::Error)
+        return success();
+      if (!diagnostics.empty())
+        diagnostics += "; ";
+      llvm::raw_string_ostream os(diagnostics);
+      os << diag.getLocation() << ": " << diag;
+      return success();
+    });
+    PassManager pm(context);
+    if (failed(buildCpuPipeline(pm)))
+      return stageError("pipeline construction", diagnostics);
+    if (failed(pm.run(module)))
+      return stageError("lowering", diagnostics);
+  }
+
+  registerBuiltinDialectTranslation(*context);
+  registerLLVMDialectTranslation(*context);
+  auto transformer = makeOptimizingTransformer(optLevel, /*sizeLevel=*/0,
+                                               /*targetMachine=*/nullptr);
+  ExecutionEngineOptions options;
+  options.transformer = transformer;
+  llvm::StringRef libraries[] = {MOE_C_RUNNER_UTILS};
+  options.sharedLibPaths = libraries;
+  options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
+  auto engine = ExecutionEngine::create(module, options);
+  if (!engine)
+    return stageError("JIT compilation", llvm::toString(engine.takeError()));
+
+  std::unique_ptr<HostExecutable> exe(new HostExecutable());
+  exe->engine = std::move(*engine);
+  exe->entry = ("_mlir_ciface_" + funcName).str();
+  if (auto found = exe->engine->lookupPacked(exe->entry); !found)
+    return stageError("symbol lookup", llvm::toString(found.takeError()));
+  return exe;
+}
+
+llvm::Error HostExecutable::invoke(llvm::ArrayRef<void *> descriptors) {
+  // The packed wrapper takes the address of each argument; each argument is
+  // itself a pointer to a descriptor.
+  llvm::SmallVector<void *> pointers(descriptors.begin(), descriptors.end());
+  llvm::SmallVector<void *> packed;
+  for (void *&p : pointers)
+    packed.push_back(&p);
+  return engine->invokePacked(entry, packed);
+}

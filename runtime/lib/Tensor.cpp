@@ -1,0 +1,271 @@
+//===- Tensor.cpp - Element types and host tensors ------------------------===//
+//
+// Element type properties, the float16 conversions, and the storage and
+// conversions of `HostTensor`.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/Tensor.h"
+
+#include "moe/Runtime/Error.h"
+
+#include <cstdlib>
+#include <limits>
+
+using namespace moe::runtime;
+
+namespace {
+
+/// The source named in messages about in-memory tensors.
+constexpr std::string_view kTensorSource = "tensor";
+
+/// Alignment of every tensor's storage, in bytes.
+constexpr std::size_t kAlignment = 64;
+
+} // namespace
+
+std::size_t moe::runtime::elementSize(DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+  case DType::I32:
+    return 4;
+  case DType::BF16:
+  case DType::F16:
+    return 2;
+  case DType::F64:
+  case DType::I64:
+    return 8;
+  case DType::Bool:
+    return 1;
+  }
+  return 1;
+}
+
+std::string_view moe::runtime::dtypeName(DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+    return "f32";
+  case DType::BF16:
+    return "bf16";
+  case DType::F16:
+    return "f16";
+  case DType::F64:
+    return "f64";
+  case DType::I64:
+    return "i64";
+  case DType::I32:
+    return "i32";
+  case DType::Bool:
+    return "bool";
+  }
+  return "?";
+}
+
+bool moe::runtime::isFloatingPoint(DType dtype) {
+  return dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F16 ||
+         dtype == DType::F64;
+}
+
+std::string moe::runtime::formatShape(const std::vector<int64_t> &shape) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < shape.size(); ++i) {
+    if (i)
+      text += ", ";
+    text += std::to_string(shape[i]);
+  }
+  return text + "]";
+}
+
+uint16_t moe::runtime::f32ToF16(float value) {
+  uint32_t bits = floatBits(value);
+  uint32_t sign = (bits >> 16) & 0x8000u;
+  uint32_t magnitude = bits & 0x7fffffffu;
+  if (magnitude >= 0x7f800000u) {
+    // Infinity, or NaN: keep the top payload bits and force a quiet NaN.
+    uint32_t nan =
+        magnitude > 0x7f800000u ? 0x0200u | ((magnitude >> 13) & 0x3ffu) : 0;
+    return static_cast<uint16_t>(sign | 0x7c00u | nan);
+  }
+  // 65520 is halfway between the largest half (65504) and 2^16; the tie goes
+  // to the even neighbour, which is infinity.
+  if (magnitude >= 0x477ff000u)
+    return static_cast<uint16_t>(sign | 0x7c00u);
+  if (magnitude >= 0x38800000u) {
+    // Normal half: rebias the exponent and round away 13 mantissa bits.
+    uint32_t half =
+        (((magnitude >> 23) - 112u) << 10) | ((magnitude >> 13) & 0x3ffu);
+    uint32_t rest = magnitude & 0x1fffu;
+    if (rest > 0x1000u || (rest == 0x1000u && (half & 1u)))
+      ++half;
+    return static_cast<uint16_t>(sign | half);
+  }
+  // At most half of the smallest subnormal (2^-25) rounds to zero.
+  if (magnitude <= 0x33000000u)
+    return static_cast<uint16_t>(sign);
+  // Subnormal half: count units of 2^-24.
+  uint32_t exponent = magnitude >> 23;
+  uint32_t mantissa = (magnitude & 0x7fffffu) | 0x800000u;
+  uint32_t shift = 126u - exponent;
+  uint32_t half = mantissa >> shift;
+  uint32_t rest = mantissa & ((1u << shift) - 1u);
+  uint32_t midpoint = 1u << (shift - 1u);
+  if (rest > midpoint || (rest == midpoint && (half & 1u)))
+    ++half;
+  return static_cast<uint16_t>(sign | half);
+}
+
+float moe::runtime::f16ToF32(uint16_t value) {
+  uint32_t sign = static_cast<uint32_t>(value & 0x8000u) << 16;
+  uint32_t exponent = (value >> 10) & 0x1fu;
+  uint32_t mantissa = value & 0x3ffu;
+  if (exponent == 0x1fu)
+    return floatFromBits(sign | 0x7f800000u | (mantissa << 13));
+  if (exponent != 0)
+    return floatFromBits(sign | ((exponent + 112u) << 23) | (mantissa << 13));
+  if (mantissa == 0)
+    return floatFromBits(sign);
+  // Subnormal: normalize into a float exponent.
+  uint32_t floatExponent = 113u;
+  while (!(mantissa & 0x400u)) {
+    mantissa <<= 1;
+    --floatExponent;
+  }
+  return floatFromBits(sign | (floatExponent << 23) |
+                       ((mantissa & 0x3ffu) << 13));
+}
+
+void HostTensor::AlignedFree::operator()(std::byte *pointer) const {
+  std::free(pointer);
+}
+
+HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
+  int64_t count = 1;
+  for (int64_t extent : shape) {
+    if (extent < 0)
+      throw Error(kTensorSource,
+                  "negative dimension in shape " + formatShape(shape));
+    if (__builtin_mul_overflow(count, extent, &count))
+      throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
+  }
+  std::size_t bytes = 0;
+  if (__builtin_mul_overflow(static_cast<std::size_t>(count),
+                             elementSize(dtype), &bytes) ||
+      bytes > std::numeric_limits<std::size_t>::max() - kAlignment)
+    throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
+
+  // aligned_alloc wants a multiple of the alignment; keep at least one block
+  // so that even an empty tensor has a non-null data pointer.
+  std::size_t capacity = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  if (capacity == 0)
+    capacity = kAlignment;
+  auto *memory =
+      static_cast<std::byte *>(std::aligned_alloc(kAlignment, capacity));
+  if (!memory)
+    throw Error(kTensorSource, "out of memory allocating " +
+                                   std::to_string(bytes) + " bytes for a " +
+                                   formatShape(shape) + " tensor");
+
+  HostTensor tensor;
+  tensor.type = dtype;
+  tensor.dims = std::move(shape);
+  tensor.count = count;
+  tensor.bytes = bytes;
+  tensor.storage.reset(memory);
+  return tensor;
+}
+
+HostTensor HostTensor::zeros(DType dtype, std::vector<int64_t> shape) {
+  HostTensor tensor = allocate(dtype, std::move(shape));
+  std::memset(tensor.data(), 0, tensor.byteSize());
+  return tensor;
+}
+
+HostTensor HostTensor::fromBytes(DType dtype, std::vector<int64_t> shape,
+                                 const void *data) {
+  HostTensor tensor = allocate(dtype, std::move(shape));
+  if (tensor.byteSize())
+    std::memcpy(tensor.data(), data, tensor.byteSize());
+  return tensor;
+}
+
+HostTensor HostTensor::fromF32(std::vector<int64_t> shape,
+                               const std::vector<float> &values) {
+  HostTensor tensor = allocate(DType::F32, std::move(shape));
+  if (static_cast<std::size_t>(tensor.numElements()) != values.size())
+    throw Error(kTensorSource, std::to_string(values.size()) +
+                                   " values do not fill shape " +
+                                   formatShape(tensor.shape()));
+  if (tensor.byteSize())
+    std::memcpy(tensor.data(), values.data(), tensor.byteSize());
+  return tensor;
+}
+
+void HostTensor::checkElementSize(std::size_t size) const {
+  if (size != elementSize(type))
+    throw Error(kTensorSource, "cannot view " + std::string(dtypeName(type)) +
+                                   " elements as " + std::to_string(size) +
+                                   "-byte values");
+}
+
+HostTensor HostTensor::clone() const {
+  if (isNull())
+    return HostTensor();
+  return fromBytes(type, dims, data());
+}
+
+HostTensor HostTensor::toF32() const {
+  if (type == DType::F32)
+    return clone();
+  if (!isFloatingPoint(type))
+    throw Error(kTensorSource, "cannot convert a " +
+                                   std::string(dtypeName(type)) +
+                                   " tensor to f32");
+  HostTensor result = allocate(DType::F32, dims);
+  float *out = result.dataAs<float>();
+  std::size_t n = static_cast<std::size_t>(count);
+  if (type == DType::BF16) {
+    const uint16_t *in = dataAs<uint16_t>();
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = bf16ToF32(in[i]);
+  } else if (type == DType::F16) {
+    const uint16_t *in = dataAs<uint16_t>();
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = f16ToF32(in[i]);
+  } else {
+    const double *in = dataAs<double>();
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = static_cast<float>(in[i]);
+  }
+  return result;
+}
+
+HostTensor HostTensor::castTo(DType target) const {
+  if (target == type)
+    return clone();
+  if (!isFloatingPoint(type) || !isFloatingPoint(target))
+    throw Error(kTensorSource,
+                "cannot convert a " + std::string(dtypeName(type)) +
+                    " tensor to " + std::string(dtypeName(target)));
+  if (target == DType::F32)
+    return toF32();
+  if (type != DType::F32)
+    return toF32().castTo(target);
+
+  HostTensor result = allocate(target, dims);
+  const float *in = dataAs<float>();
+  std::size_t n = static_cast<std::size_t>(count);
+  if (target == DType::F64) {
+    double *out = result.dataAs<double>();
+    for (std::size_t i = 0; i < n; ++i)
+      out[i] = in[i];
+  } else {
+    uint16_t *out = result.dataAs<uint16_t>();
+    if (target == DType::BF16)
+      for (std::size_t i = 0; i < n; ++i)
+        out[i] = f32ToBF16(in[i]);
+    else
+      for (std::size_t i = 0; i < n; ++i)
+        out[i] = f32ToF16(in[i]);
+  }
+  return result;
+}

@@ -1,0 +1,508 @@
+#!/usr/bin/python3
+"""End-to-end harness: runs `moe-run` on named cases and checks it against reference.py.
+
+    run_case.py --moe-run PATH --workdir DIR --case NAME|all [--backend cpu] [--timeout S]
+    run_case.py --list
+
+For each case it generates the inputs deterministically, writes DIR/NAME/{spec.json,
+weights.safetensors, x.npy}, runs
+
+    moe-run --spec spec.json --weights weights.safetensors --input x.npy --output y.npy
+            --stats stats.json [--backend B]
+
+and compares y.npy and stats.json with the float64 reference (spec section 5): relative
+Frobenius error of y at most 1e-5 with float32 weights, 2e-2 with bfloat16 weights (a zero
+reference output needs an exactly zero output); capacity, tokens_per_expert and dropped exact;
+load_balance_loss and router_z_loss to 1e-5 relative (2e-2 with bfloat16 weights). The
+reference results are left beside the tool's as y_ref.npy and stats_ref.json.
+
+It prints one line per case, `PASS name: ...` or `FAIL name: <what differed>`, and exits 1
+when any case failed (2 on a usage error).
+"""
+
+import argparse
+import json
+import math
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import moe_io  # noqa: E402
+import reference  # noqa: E402
+
+# Routing near-ties. The backends route in float32, the reference in float64. When two
+# probabilities that decide routing differ by less than float32 rounding, both answers are
+# right (spec section 5) but the comparison would fail. So before a case runs, the reference
+# checks every gap that decides something: for each token, the gaps between consecutive
+# sorted probabilities among its k chosen experts and the best unchosen one (choice, choice
+# rank, top-1 for the load-balance loss), and with batch_prioritized, the gaps between
+# consecutive top-1 probabilities inside each group. A gap below NEAR_TIE_REL relative to the
+# larger value is a near-tie, and the case is regenerated with seed + 1000, seed + 2000, ...
+# (deterministically, so every run uses the same inputs). Gaps that are exactly zero by
+# construction (the `ties` case: duplicated router rows and duplicated tokens, equal in float32
+# as well) are exact ties that the tie rules of spec section 3 decide, and are allowed there.
+# The same loop regenerates a case whose inputs do not show what the case is there to test
+# (its `expect` list: drops happen, priority changes the outcome, ...).
+NEAR_TIE_REL = 1e-6
+RESEED_STEP = 1000
+MAX_ATTEMPTS = 20
+
+Y_TOL = {"f32": 1e-5, "bf16": 2e-2}
+LOSS_TOL = {"f32": 1e-5, "bf16": 2e-2}
+
+
+@dataclass(frozen=True)
+class Case:
+    """One end-to-end case: the layer spec as written to spec.json (defaults left to the
+    tool), the token count, the base seed, how the weights are stored and named, how the
+    inputs are generated, and what the generated inputs must show."""
+    description: str
+    spec: dict
+    tokens: int
+    seed: int
+    weights: str = "f32"        # "f32" or "bf16" in the safetensors file
+    naming: str = "ours"        # "ours", "hf-switch", "hf-mixtral"
+    inputs: str = "normal"      # "normal", "one_expert", "ties"
+    expect: tuple = ()          # "drops", "no_drops", "priority_matters", "one_expert",
+                                # "tie_decides"
+
+
+def _dims(d_model=16, d_ff=32, num_experts=4):
+    return {"d_model": d_model, "d_ff": d_ff, "num_experts": num_experts}
+
+
+CASES = {
+    "tiny": Case(
+        "the shape of shared/examples/tiny.json: E=4, k=2, cf 1.0, S=8",
+        {**_dims(), "top_k": 2, "activation": "relu", "capacity_factor": 1.0,
+         "min_capacity": 1, "group_size": 8},
+        tokens=32, seed=1, expect=("drops",)),
+    "t1": Case(
+        "a single token (T=1), defaults for activation and normalize_gates",
+        {**_dims(), "top_k": 2, "capacity_factor": 1.0},
+        tokens=1, seed=2, expect=("no_drops",)),
+    "e1": Case(
+        "one expert (E=1): gate 1, load-balance loss 1, every other field defaulted",
+        _dims(num_experts=1),
+        tokens=16, seed=3, expect=("no_drops",)),
+    "k_eq_e": Case(
+        "k = E = 4: every token to every expert, cf 0.5 so later choice ranks drop",
+        {**_dims(), "top_k": 4, "capacity_factor": 0.5},
+        tokens=16, seed=4, expect=("drops",)),
+    "k8_of_32": Case(
+        "DeepSeek-like fan-out: E=32, k=8, cf 1.0",
+        {**_dims(32, 16, 32), "top_k": 8, "capacity_factor": 1.0},
+        tokens=64, seed=5, expect=("drops",)),
+    "one_expert": Case(
+        "every token's top-1 is expert 0 (huge router logit); C=8 of 32, 24 dropped",
+        {**_dims(32, 32, 4), "top_k": 1, "capacity_factor": 1.0},
+        tokens=32, seed=6, inputs="one_expert", expect=("one_expert", "drops")),
+    "capacity1": Case(
+        "expert_capacity 1 with two groups of 8, k=2",
+        {**_dims(), "top_k": 2, "expert_capacity": 1, "group_size": 8},
+        tokens=16, seed=7, expect=("drops",)),
+    "groups": Case(
+        "four groups of 8 (S < T), k=1, cf 1.0 -> C=2 per group, explicit position priority",
+        {**_dims(), "top_k": 1, "capacity_factor": 1.0, "group_size": 8,
+         "priority": "position"},
+        tokens=32, seed=8, expect=("drops",)),
+    "bpr": Case(
+        "batch_prioritized, one group, k=2, cf 0.75: drops decided by top-1 probability",
+        {**_dims(), "top_k": 2, "capacity_factor": 0.75, "priority": "batch_prioritized"},
+        tokens=32, seed=9, expect=("drops", "priority_matters")),
+    "bpr_groups": Case(
+        "batch_prioritized inside four groups of 16, k=2, cf 1.0",
+        {**_dims(), "top_k": 2, "capacity_factor": 1.0, "group_size": 16,
+         "priority": "batch_prioritized"},
+        tokens=64, seed=10, expect=("drops", "priority_matters")),
+    "fixed_capacity": Case(
+        "expert_capacity 3 overriding capacity_factor 4.0",
+        {**_dims(), "top_k": 2, "expert_capacity": 3, "capacity_factor": 4.0},
+        tokens=16, seed=11, expect=("drops",)),
+    "dropless": Case(
+        "capacity_factor null (dropless) with groups of 16: capacity null, nothing dropped",
+        {**_dims(), "top_k": 2, "capacity_factor": None, "group_size": 16},
+        tokens=64, seed=12, expect=("no_drops",)),
+    "min_capacity": Case(
+        "cf 0.1 gives ceil(0.8) = 1, min_capacity 3 raises C to 3",
+        {**_dims(), "top_k": 1, "capacity_factor": 0.1, "min_capacity": 3},
+        tokens=32, seed=13, expect=("drops",)),
+    "act_relu": Case(
+        "relu experts, k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "relu", "capacity_factor": 1.25},
+        tokens=32, seed=14),
+    "act_gelu": Case(
+        "exact (erf) gelu experts, k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "gelu", "capacity_factor": 1.25},
+        tokens=32, seed=15),
+    "act_gelu_tanh": Case(
+        "tanh-approximated gelu experts, k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "gelu_tanh", "capacity_factor": 1.25},
+        tokens=32, seed=16),
+    "act_silu": Case(
+        "silu experts, k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "silu", "capacity_factor": 1.25},
+        tokens=32, seed=17),
+    "act_geglu": Case(
+        "geglu experts: gelu_tanh(x.w_gate) * (x.w_in), k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "geglu", "capacity_factor": 1.25},
+        tokens=32, seed=18),
+    "act_swiglu": Case(
+        "swiglu experts: silu(x.w_gate) * (x.w_in), k=2, cf 1.25",
+        {**_dims(), "top_k": 2, "activation": "swiglu", "capacity_factor": 1.25},
+        tokens=32, seed=19),
+    "raw_gates_top2": Case(
+        "normalize_gates false with k=2: gates are the raw probabilities",
+        {**_dims(), "top_k": 2, "normalize_gates": False, "capacity_factor": 1.25},
+        tokens=32, seed=20),
+    "normalize_top1": Case(
+        "normalize_gates true with k=1: every gate is 1.0",
+        {**_dims(), "top_k": 1, "normalize_gates": True, "capacity_factor": 1.25},
+        tokens=32, seed=21),
+    "bf16_weights": Case(
+        "every weight stored as BF16 (router included), swiglu, k=2, cf 1.0",
+        {**_dims(32, 64, 4), "top_k": 2, "activation": "swiglu", "capacity_factor": 1.0},
+        tokens=32, seed=22, weights="bf16"),
+    "hf_switch": Case(
+        "Hugging Face Switch names, k=1, expert_capacity 2, groups of 8 (one sequence)",
+        {**_dims(16, 32, 8), "top_k": 1, "activation": "relu", "expert_capacity": 2,
+         "group_size": 8},
+        tokens=16, seed=23, naming="hf-switch", expect=("drops",)),
+    "hf_mixtral": Case(
+        "Hugging Face Mixtral names, swiglu, k=2 normalized, dropless",
+        {**_dims(16, 32, 8), "top_k": 2, "activation": "swiglu", "normalize_gates": True,
+         "capacity_factor": None},
+        tokens=16, seed=24, naming="hf-mixtral", expect=("no_drops",)),
+    "medium": Case(
+        "T=256, D=64, F=128, E=8, k=2, gelu, cf 1.25, groups of 64",
+        {**_dims(64, 128, 8), "top_k": 2, "activation": "gelu", "capacity_factor": 1.25,
+         "group_size": 64},
+        tokens=256, seed=25),
+    "ties": Case(
+        "exact ties: router rows 0=1 and 2=3, tokens repeated 5 times, a zero token; "
+        "batch_prioritized, expert_capacity 3",
+        {**_dims(), "top_k": 2, "expert_capacity": 3, "priority": "batch_prioritized"},
+        tokens=16, seed=26, inputs="ties", expect=("drops", "tie_decides")),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs.
+# ---------------------------------------------------------------------------------------------
+
+def generate_inputs(case, seed):
+    """Float32 inputs for `case` from numpy.random.default_rng(seed): x [T, D] ~ N(0, 1);
+    router ~ N(0, 1/sqrt(D)) so logits are O(1); w_in, w_gate ~ N(0, 1/sqrt(D)); w_out ~
+    N(0, 1/sqrt(F)). Weights stored as BF16 are rounded here, so the reference sees exactly
+    the values in the file. Returns a dict with x, router, w_in, w_gate (None unless gated),
+    w_out and copies (lists of token indices holding the same row, for the ties case)."""
+    spec = reference.apply_defaults(case.spec)
+    d_model, d_ff, num_experts = spec["d_model"], spec["d_ff"], spec["num_experts"]
+    gated = spec["activation"] in reference.GATED_ACTIVATIONS
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((case.tokens, d_model))
+    router = rng.normal(0.0, 1.0 / math.sqrt(d_model), (num_experts, d_model))
+    w_in = rng.normal(0.0, 1.0 / math.sqrt(d_model), (num_experts, d_model, d_ff))
+    w_gate = rng.normal(0.0, 1.0 / math.sqrt(d_model), (num_experts, d_model, d_ff))
+    w_out = rng.normal(0.0, 1.0 / math.sqrt(d_ff), (num_experts, d_ff, d_model))
+    copies = []
+
+    if case.inputs == "one_expert":
+        # Give every token a common component and point expert 0's router row along it:
+        # expert 0's logit is about 30 for every token, the others O(1).
+        shift = rng.standard_normal(d_model)
+        x = x + shift
+        mean_token = x.mean(axis=0)
+        router[0] = 30.0 * mean_token / float(mean_token @ mean_token)
+    elif case.inputs == "ties":
+        # Expert pairs with equal router rows tie on every token (the lower index wins);
+        # three base tokens repeated five times tie in batch_prioritized order (group order
+        # wins); token 0 is zero, so its probabilities are all 1/E.
+        if num_experts != 4 or case.tokens != 16:
+            raise ValueError("the ties generator is written for E=4 and T=16")
+        router[1] = router[0]
+        router[3] = router[2]
+        base = x[:3].copy()
+        owner = rng.permutation(np.repeat(np.arange(3), 5))
+        x = np.zeros((case.tokens, d_model))
+        x[1:] = base[owner]
+        copies = [[1 + int(i) for i in np.nonzero(owner == b)[0]] for b in range(3)]
+    elif case.inputs != "normal":
+        raise ValueError(f"unknown input generator '{case.inputs}'")
+
+    def stored(values):
+        values = np.asarray(values, dtype=np.float32)
+        return moe_io.round_to_bf16(values) if case.weights == "bf16" else values
+
+    return {"x": np.asarray(x, dtype=np.float32), "router": stored(router),
+            "w_in": stored(w_in), "w_gate": stored(w_gate) if gated else None,
+            "w_out": stored(w_out), "copies": copies}
+
+
+def named_weights(naming, inputs):
+    """The weight tensors under the names `naming` uses (Hugging Face layouts transposed)."""
+    router, w_in, w_gate, w_out = (inputs[k] for k in ("router", "w_in", "w_gate", "w_out"))
+    if naming == "ours":
+        tensors = {"router": router, "w_in": w_in, "w_out": w_out}
+        if w_gate is not None:
+            tensors["w_gate"] = w_gate
+        return tensors
+    if naming == "hf-switch":
+        if w_gate is not None:
+            raise ValueError("Switch checkpoints have no gated experts")
+        tensors = {"router.classifier.weight": router}
+        for i in range(router.shape[0]):
+            tensors[f"experts.expert_{i}.wi.weight"] = w_in[i].T
+            tensors[f"experts.expert_{i}.wo.weight"] = w_out[i].T
+        return tensors
+    if naming == "hf-mixtral":
+        if w_gate is None:
+            raise ValueError("Mixtral checkpoints have gated (swiglu) experts")
+        tensors = {"gate.weight": router}
+        for i in range(router.shape[0]):
+            tensors[f"experts.{i}.w1.weight"] = w_gate[i].T
+            tensors[f"experts.{i}.w3.weight"] = w_in[i].T
+            tensors[f"experts.{i}.w2.weight"] = w_out[i].T
+        return tensors
+    raise ValueError(f"unknown weight naming '{naming}'")
+
+
+def run_reference(spec, inputs):
+    return reference.moe_layer_details(spec, inputs["x"], inputs["router"], inputs["w_in"],
+                                       inputs["w_gate"], inputs["w_out"])
+
+
+def _gap_problem(high, low, allow_exact):
+    """A near-tie between two probabilities high >= low, or None."""
+    gap = high - low
+    if gap == 0.0 and allow_exact:
+        return None
+    if gap < NEAR_TIE_REL * high:
+        return f"{gap / high:.1e} relative"
+    return None
+
+
+def near_ties(details, allow_exact):
+    """Every routing-relevant probability gap below NEAR_TIE_REL (see the comment at the top)."""
+    spec, p = details["spec"], details["p"]
+    num_tokens, num_experts = p.shape
+    problems = []
+    for t in range(num_tokens):
+        ranked = sorted(p[t], reverse=True)
+        for i in range(min(spec["top_k"], num_experts - 1)):
+            gap = _gap_problem(ranked[i], ranked[i + 1], allow_exact)
+            if gap:
+                problems.append(f"token {t}: probabilities ranked {i + 1} and {i + 2}: {gap}")
+    if spec["priority"] == "batch_prioritized":
+        size = details["group_size"]
+        for start in range(0, num_tokens, size):
+            top1 = sorted(details["top1_prob"][start:start + size], reverse=True)
+            for high, low in zip(top1, top1[1:]):
+                gap = _gap_problem(high, low, allow_exact)
+                if gap:
+                    problems.append(f"group at token {start}: top-1 order: {gap}")
+    return problems
+
+
+def unmet_expectations(case, inputs, details):
+    """The entries of case.expect that these inputs do not show."""
+    stats = details["stats"]
+    unmet = []
+    for want in case.expect:
+        if want == "drops":
+            ok = stats["dropped"] > 0
+        elif want == "no_drops":
+            ok = stats["dropped"] == 0
+        elif want == "one_expert":
+            ok = bool(np.all(details["choice"][:, 0] == 0))
+        elif want == "priority_matters":
+            other = "position" if details["spec"]["priority"] != "position" else \
+                "batch_prioritized"
+            swapped = run_reference({**case.spec, "priority": other}, inputs)
+            ok = not np.array_equal(swapped["kept"], details["kept"])
+        elif want == "tie_decides":
+            kept = details["kept"]
+            ok = any(len({bool(kept[t, j]) for t in group}) > 1
+                     for group in inputs["copies"] for j in range(kept.shape[1]))
+        else:
+            raise ValueError(f"unknown expectation '{want}'")
+        if not ok:
+            unmet.append(want)
+    return unmet
+
+
+def prepare(case):
+    """Generate the inputs of `case`, reseeding past near-ties and unmet expectations.
+    Returns (seed, inputs, reference details)."""
+    seed = case.seed
+    reasons = []
+    for _ in range(MAX_ATTEMPTS):
+        inputs = generate_inputs(case, seed)
+        details = run_reference(case.spec, inputs)
+        problems = near_ties(details, allow_exact=case.inputs == "ties")
+        problems += [f"expected {want}" for want in unmet_expectations(case, inputs, details)]
+        if not problems:
+            return seed, inputs, details
+        reasons.append(f"seed {seed}: {problems[0]}")
+        seed += RESEED_STEP
+    raise RuntimeError("no usable inputs after " + str(MAX_ATTEMPTS) + " seeds; " +
+                       "; ".join(reasons[:3]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running the tool and comparing.
+# ---------------------------------------------------------------------------------------------
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def compare_outputs(case, y, stats, ref):
+    """Return (problems, rel_err): everything in y / stats that breaks spec section 5."""
+    problems = []
+    ref_y, ref_stats = ref["y"], ref["stats"]
+    rel_err = float("nan")
+    if y.dtype != np.float32:
+        problems.append(f"y dtype {y.dtype}, expected float32")
+    if y.shape != ref_y.shape:
+        problems.append(f"y shape {list(y.shape)}, expected {list(ref_y.shape)}")
+    elif not np.all(np.isfinite(y)):
+        problems.append(f"y has {int(np.sum(~np.isfinite(y)))} non-finite values")
+    else:
+        y64 = y.astype(np.float64)
+        ref_norm = float(np.linalg.norm(ref_y))
+        err_norm = float(np.linalg.norm(y64 - ref_y))
+        if ref_norm == 0.0:
+            rel_err = 0.0 if float(np.linalg.norm(y64)) == 0.0 else float("inf")
+            if rel_err != 0.0:
+                problems.append("y is not zero although the reference output is")
+        else:
+            rel_err = err_norm / ref_norm
+            if not rel_err <= Y_TOL[case.weights]:
+                worst = int(np.argmax(np.linalg.norm(y64 - ref_y, axis=1)))
+                problems.append(f"rel_err {rel_err:.3e} > {Y_TOL[case.weights]:g} "
+                                f"(worst token {worst})")
+
+    if not isinstance(stats, dict):
+        problems.append("stats is not a JSON object")
+        return problems, rel_err
+    for key in ("capacity", "tokens_per_expert", "dropped", "load_balance_loss",
+                "router_z_loss"):
+        if key not in stats:
+            problems.append(f"stats lacks '{key}'")
+    capacity = stats.get("capacity", "absent")
+    if "capacity" in stats and not (capacity == ref_stats["capacity"] and
+                                    (capacity is None or _is_int(capacity))):
+        problems.append(f"capacity {json.dumps(capacity)} != {json.dumps(ref_stats['capacity'])}")
+    tokens = stats.get("tokens_per_expert")
+    if "tokens_per_expert" in stats and not (
+            isinstance(tokens, list) and all(_is_int(v) for v in tokens) and
+            tokens == ref_stats["tokens_per_expert"]):
+        problems.append(f"tokens_per_expert {json.dumps(tokens)} != "
+                        f"{ref_stats['tokens_per_expert']}")
+    dropped = stats.get("dropped")
+    if "dropped" in stats and not (_is_int(dropped) and dropped == ref_stats["dropped"]):
+        problems.append(f"dropped {json.dumps(dropped)} != {ref_stats['dropped']}")
+    for key in ("load_balance_loss", "router_z_loss"):
+        if key not in stats:
+            continue
+        value, want = stats[key], ref_stats[key]
+        tol = LOSS_TOL[case.weights]
+        if not (isinstance(value, (int, float)) and not isinstance(value, bool) and
+                abs(value - want) <= tol * abs(want)):
+            problems.append(f"{key} {json.dumps(value)} != {want:.9g} (rel tol {tol:g})")
+    return problems, rel_err
+
+
+def run_one(name, case, moe_run, workdir, backend, timeout):
+    """Run one case; return (passed, summary line)."""
+    try:
+        seed, inputs, ref = prepare(case)
+    except (RuntimeError, ValueError) as err:
+        return False, f"FAIL {name}: harness could not generate inputs: {err}"
+    case_dir = os.path.join(workdir, name)
+    os.makedirs(case_dir, exist_ok=True)
+    paths = {key: os.path.join(case_dir, file) for key, file in (
+        ("spec", "spec.json"), ("weights", "weights.safetensors"), ("x", "x.npy"),
+        ("y", "y.npy"), ("stats", "stats.json"), ("y_ref", "y_ref.npy"),
+        ("stats_ref", "stats_ref.json"))}
+    with open(paths["spec"], "w") as f:
+        json.dump(case.spec, f, indent=2)
+        f.write("\n")
+    moe_io.write_safetensors(paths["weights"], named_weights(case.naming, inputs),
+                             dtype="BF16" if case.weights == "bf16" else "F32")
+    moe_io.save_npy(paths["x"], inputs["x"])
+    np.save(paths["y_ref"], ref["y"])
+    with open(paths["stats_ref"], "w") as f:
+        json.dump(ref["stats"], f, indent=2)
+        f.write("\n")
+    for stale in (paths["y"], paths["stats"]):
+        if os.path.exists(stale):
+            os.remove(stale)
+
+    command = [moe_run, "--spec", paths["spec"], "--weights", paths["weights"],
+               "--input", paths["x"], "--output", paths["y"], "--stats", paths["stats"]]
+    if backend:
+        command += ["--backend", backend]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"FAIL {name}: moe-run ran past {timeout} s"
+    except OSError as err:
+        return False, f"FAIL {name}: cannot run moe-run: {err}"
+    if result.returncode != 0:
+        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
+        return False, f"FAIL {name}: moe-run exited {result.returncode}: {tail[0]}"
+    try:
+        y = moe_io.load_npy(paths["y"])
+        with open(paths["stats"]) as f:
+            stats = json.load(f)
+    except (OSError, ValueError) as err:
+        return False, f"FAIL {name}: cannot read the outputs: {err}"
+
+    problems, rel_err = compare_outputs(case, y, stats, ref)
+    if problems:
+        return False, f"FAIL {name}: " + "; ".join(problems)
+    return True, (f"PASS {name}: rel_err={rel_err:.2e} dropped={ref['stats']['dropped']} "
+                  f"seed={seed}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moe-run", help="path of the moe-run tool")
+    parser.add_argument("--workdir", help="folder for the generated files (one per case)")
+    parser.add_argument("--case", help="a case name, or 'all'")
+    parser.add_argument("--backend", help="passed to moe-run as --backend")
+    parser.add_argument("--timeout", type=float, default=300.0,
+                        help="seconds one moe-run call may take (default 300)")
+    parser.add_argument("--list", action="store_true", help="print the case names and exit")
+    args = parser.parse_args(argv)
+
+    if args.list:
+        for name in CASES:
+            print(name)
+        return 0
+    if not (args.moe_run and args.workdir and args.case):
+        parser.error("--moe-run, --workdir and --case are required (or --list)")
+    if args.case == "all":
+        names = list(CASES)
+    elif args.case in CASES:
+        names = [args.case]
+    else:
+        parser.error(f"unknown case '{args.case}' (see --list)")
+
+    failures = 0
+    for name in names:
+        passed, line = run_one(name, CASES[name], args.moe_run, args.workdir, args.backend,
+                               args.timeout)
+        print(line, flush=True)
+        failures += not passed
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+//===- moe-run.cpp - Run one MoE layer on real weights and tokens --*- C++ -*-===//
+//
+//   moe-run --spec S.json --weights W.safetensors --input X.npy
+//           --output Y.npy [--stats ST.json]
+//
+// Flag parsing only; the work is in lib/Runner (moe::runLayer). The flags
+// are parsed here rather than with llvm::cl because LLVM itself owns a
+// `-stats` option, and `--stats` is part of moe-run's contract.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runner/RunLayer.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <string>
+
+namespace {
+
+const char *const usage = R"(moe-run: run one MoE layer on real weights and tokens
+
+usage: moe-run --spec S.json --weights W.safetensors --input X.npy
+               --output Y.npy [--stats ST.json] [options]
+
+  --spec S.json            layer-spec JSON (or --module)
+  --module M.mlir          run this MLIR module instead of a spec
+  --func NAME              layer function of --module (default: moe_layer)
+  --weights W.safetensors  weights, our names or Hugging Face names
+  --weight-prefix P        prefix of the layer's weights in a whole-model
+                           file (default: found automatically)
+  --input X.npy            tokens, float32 [T, d_model]
+  --output Y.npy           output, float32 [T, d_model]
+  --stats ST.json          statistics (capacity, tokens_per_expert, dropped,
+                           load_balance_loss, router_z_loss)
+  --backend cpu            backend (default: cpu)
+  -O0 .. -O3               LLVM optimisation level (default: -O3)
+  --bench N                after the run, time N more runs; print a BENCH line
+  -v                       print stage timings to stderr
+  --help                   this text
+)";
+
+int badUsage(const std::string &message) {
+  std::fprintf(stderr, "moe-run: error: %s (see --help)\n", message.c_str());
+  return 2;
+}
+
+bool parseInt(const std::string &text, int64_t &value) {
+  char *end = nullptr;
+  long long parsed = std::strtoll(text.c_str(), &end, 10);
+  if (text.empty() || *end != '\0')
+    return false;
+  value = parsed;
+  return true;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  moe::RunOptions options;
+  std::string bench;
+  std::map<std::string, std::string *> valued{
+      {"--spec", &options.specPath},       {"--module", &options.modulePath},
+      {"--func", &options.funcName},       {"--weights", &options.weightsPath},
+      {"--weight-prefix", &options.weightPrefix},
+      {"--input", &options.inputPath},     {"--output", &options.outputPath},
+      {"--stats", &options.statsPath},     {"--backend", &options.backend},
+      {"--bench", &bench}};
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--help" || arg == "-h") {
+      std::fputs(usage, stdout);
+      return 0;
+    }
+    if (arg == "-v") {
+      options.verbose = true;
+      continue;
+    }
+    if (arg.size() == 3 && arg.compare(0, 2, "-O") == 0 && arg[2] >= '0' &&
+        arg[2] <= '3') {
+      options.optLevel = unsigned(arg[2] - '0');
+      continue;
+    }
+    std::string key = arg, value;
+    bool inlineValue = false;
+    if (size_t eq = arg.find('='); eq != std::string::npos && arg[0] == '-') {
+      key = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+      inlineValue = true;
+    }
+    auto it = valued.find(key);
+    if (it == valued.end())
+      return badUsage("unknown argument '" + arg + "'");
+    if (!inlineValue) {
+      if (i + 1 >= argc)
+        return badUsage(key + " needs a value");
+      value = argv[++i];
+    }
+    *it->second = value;
+  }
+  if (!bench.empty() &&
+      (!parseInt(bench, options.benchIterations) || options.benchIterations < 1))
+    return badUsage("--bench needs a positive count, got '" + bench + "'");
+  return moe::runLayer(options);
+}
