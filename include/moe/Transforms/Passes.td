@@ -28,4 +28,26 @@ def MoEDecompose : Pass<"moe-decompose"> {
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 
+def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {
+  let summary = "Register-tile and vectorize static matmuls for the host CPU";
+  let description = [{
+    Tiles every `linalg.matmul` and `linalg.batch_matmul` with static shapes
+    and tensor semantics into register tiles of up to 8 rows by 32 columns
+    (the largest sizes that divide the op's dimensions), with column blocks
+    outermost so that a [K, 32] weight panel is reused across all row tiles,
+    and one reduction step per iteration. The tiles are vectorized, the
+    accumulator tile is hoisted out of the reduction loop into registers, and
+    the contraction becomes broadcast-FMA outer products. Mixed element types
+    (bf16 weights, f32 accumulator) are supported. The schedule is a
+    transform-dialect script that the pass builds and interprets; ops it does
+    not handle (dynamic shapes) are left for the generic loop lowering.
+  }];
+  let dependentDialects = [
+    "::mlir::transform::TransformDialect", "::mlir::linalg::LinalgDialect",
+    "::mlir::func::FuncDialect",
+    "::mlir::vector::VectorDialect", "::mlir::scf::SCFDialect",
+    "::mlir::tensor::TensorDialect", "::mlir::arith::ArithDialect"
+  ];
+}
+
 #endif // MOE_TRANSFORMS_PASSES_TD
