@@ -14,6 +14,7 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/Dialect/Transform/IR/TransformOps.h"
 #include "mlir/Dialect/Transform/Interfaces/TransformInterfaces.h"
 #include "mlir/Dialect/Transform/Transforms/TransformInterpreterUtils.h"
@@ -121,13 +122,29 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
 }
 
 /// Moves `op` into a private function of its own (so that vectorizing that
-/// function touches nothing else) and calls it in place.
+/// function touches nothing else) and calls it in place. Operands that are
+/// slices of larger tensors are sliced inside the function instead, so that
+/// bufferization passes the whole buffer rather than a copy of the slice.
 void outline(linalg::LinalgOp op, StringAttr tag, int64_t index,
              ModuleOp module) {
+  SmallVector<Value> arguments;
+  auto addArgument = [&](Value v) {
+    if (!llvm::is_contained(arguments, v))
+      arguments.push_back(v);
+  };
+  for (Value operand : op->getOperands()) {
+    if (auto slice = operand.getDefiningOp<tensor::ExtractSliceOp>()) {
+      for (Value v : slice->getOperands())
+        addArgument(v);
+      continue;
+    }
+    addArgument(operand);
+  }
+
   OpBuilder builder(module.getBodyRegion());
   builder.setInsertionPointToEnd(module.getBody());
   Location loc = op.getLoc();
-  auto type = builder.getFunctionType(op->getOperandTypes(),
+  auto type = builder.getFunctionType(ValueRange(arguments).getTypes(),
                                       op->getResultTypes());
   auto kernel = func::FuncOp::create(
       builder, loc, "__moe_matmul_" + std::to_string(index), type);
@@ -136,12 +153,15 @@ void outline(linalg::LinalgOp op, StringAttr tag, int64_t index,
   Block *body = kernel.addEntryBlock();
   builder.setInsertionPointToStart(body);
   IRMapping mapping;
-  mapping.map(op->getOperands(), body->getArguments());
+  mapping.map(arguments, body->getArguments());
+  for (Value operand : op->getOperands())
+    if (auto slice = operand.getDefiningOp<tensor::ExtractSliceOp>())
+      builder.clone(*slice, mapping);
   Operation *clone = builder.clone(*op, mapping);
   func::ReturnOp::create(builder, loc, clone->getResults());
 
   builder.setInsertionPoint(op);
-  auto call = func::CallOp::create(builder, loc, kernel, op->getOperands());
+  auto call = func::CallOp::create(builder, loc, kernel, arguments);
   op->replaceAllUsesWith(call.getResults());
   op->erase();
 }

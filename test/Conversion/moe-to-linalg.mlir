@@ -91,15 +91,21 @@ func.func @ffn_padded(%b: tensor<4x6x16xbf16>, %wi: tensor<4x16x32xbf16>, %wg: t
 
 // -----
 
-// Packed experts: a loop over experts, each a dynamic block of rows.
+// Packed experts: a loop over experts, then over static chunks of 8 rows of
+// the buffer padded by one chunk; only each chunk's valid rows are kept.
 // CHECK-LABEL: func @ffn_packed
+// CHECK: tensor.insert_slice %{{.*}} into %{{.*}}[0, 0] [16, 16] [1, 1] : tensor<16x16xf32> into tensor<24x16xf32>
 // CHECK: scf.for
-// CHECK: tensor.extract_slice %{{.*}} : tensor<16x16xf32> to tensor<?x16xf32>
+// CHECK: arith.ceildivui
 // CHECK: tensor.extract_slice %{{.*}} : tensor<4x16x32xf32> to tensor<16x32xf32>
-// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<?x16xf32>, tensor<16x32xf32>) outs(%{{.*}} : tensor<?x32xf32>)
+// CHECK: scf.for
+// CHECK: tensor.extract_slice %{{.*}}[%{{.*}}, 0] [8, 16] [1, 1] : tensor<24x16xf32> to tensor<8x16xf32>
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<8x16xf32>, tensor<16x32xf32>) outs(%{{.*}} : tensor<8x32xf32>)
 // CHECK: arith.maximumf
-// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<?x32xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<?x16xf32>)
-// CHECK: tensor.insert_slice
+// CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<8x32xf32>, tensor<32x16xf32>) outs(%{{.*}} : tensor<8x16xf32>)
+// CHECK: arith.minui
+// CHECK: tensor.insert_slice %{{.*}} into %{{.*}}[%{{.*}}, 0] [%{{.*}}, 16] [1, 1] : tensor<?x16xf32> into tensor<24x16xf32>
+// CHECK: tensor.extract_slice %{{.*}}[0, 0] [16, 16] [1, 1] : tensor<24x16xf32> to tensor<16x16xf32>
 func.func @ffn_packed(%b: tensor<16x16xf32>, %wi: tensor<4x16x32xf32>, %wo: tensor<4x32x16xf32>, %c: tensor<4xi64>) -> tensor<16x16xf32> {
   %o = moe.expert_ffn %b w_in(%wi) w_out(%wo) counts(%c) activation relu : tensor<16x16xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>, tensor<4xi64>
   return %o : tensor<16x16xf32>

@@ -10,6 +10,7 @@
 #include "Emitter.h"
 #include "moe/IR/MoEOps.h"
 
+#include <algorithm>
 #include <cmath>
 
 using namespace mlir;
@@ -175,9 +176,14 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
       return success();
     }
 
-    // Packed: expert e owns counts[e] consecutive rows.
+    // Packed: expert e owns counts[e] consecutive rows. They are processed
+    // in chunks of a static row count, so that every matmul has a static
+    // shape; the buffer is padded by one chunk so the last chunk of the last
+    // expert stays in bounds, and only each chunk's valid rows are kept.
     int64_t model = bufferType.getDimSize(1);
+    int64_t rows = bufferType.getDimSize(0);
     int64_t experts = op.getWIn().getType().getDimSize(0);
+    int64_t chunk = std::clamp<int64_t>((rows / experts + 7) / 8 * 8, 8, 64);
     auto weightSlice = [&](ImplicitLocOpBuilder &ib, Value w, Value ex) {
       auto type = cast<RankedTensorType>(w.getType());
       auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
@@ -192,29 +198,60 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
                                             strides)
           .getResult();
     };
-    Value result = e.filled(bufferType.getShape(), e.zero(elt));
+    SmallVector<OpFoldResult> unit(2, b.getIndexAttr(1));
+    SmallVector<OpFoldResult> origin(2, b.getIndexAttr(0));
+    Value padded = tensor::InsertSliceOp::create(
+        b, adaptor.getBuffer(), e.filled({rows + chunk, model}, e.zero(elt)),
+        origin,
+        ArrayRef<OpFoldResult>{b.getIndexAttr(rows), b.getIndexAttr(model)},
+        unit);
+    Value result = e.filled({rows + chunk, model}, e.zero(elt));
+    Value chunkSize = e.index(chunk);
     Value out = e.loop(
         experts, {result, e.index(0)},
         [&](ImplicitLocOpBuilder &ib, Value ex, ValueRange acc) {
           Emitter s(ib.getLoc(), ib);
           Value n = s.extractIndex(adaptor.getCounts(), {ex});
-          SmallVector<OpFoldResult> offsets{acc[1], ib.getIndexAttr(0)};
-          SmallVector<OpFoldResult> sizes{n, ib.getIndexAttr(model)};
-          SmallVector<OpFoldResult> strides(2, ib.getIndexAttr(1));
-          auto rowsType = RankedTensorType::get({ShapedType::kDynamic, model}, elt);
-          Value rows = tensor::ExtractSliceOp::create(
-              ib, rowsType, adaptor.getBuffer(), offsets, sizes, strides);
-          Value y = expertMLP<linalg::MatmulOp>(
-              s, activation, rows, weightSlice(ib, wIn, ex),
-              wGate ? weightSlice(ib, wGate, ex) : Value(),
-              weightSlice(ib, wOut, ex),
-              [&](int64_t cols) { return s.filledRows(n, cols, s.f32(0)); });
-          y = s.castTensor(y, elt);
-          Value updated = tensor::InsertSliceOp::create(ib, y, acc[0], offsets,
-                                                        sizes, strides);
-          return SmallVector<Value>{updated,
-                                    arith::AddIOp::create(ib, acc[1], n)};
+          Value chunks = arith::CeilDivUIOp::create(ib, n, chunkSize);
+          Value wInE = weightSlice(ib, wIn, ex);
+          Value wGateE = wGate ? weightSlice(ib, wGate, ex) : Value();
+          Value wOutE = weightSlice(ib, wOut, ex);
+          Value done = s.loop(
+              chunks, {acc[0]},
+              [&](ImplicitLocOpBuilder &ib, Value c, ValueRange acc2) {
+                Emitter s(ib.getLoc(), ib);
+                Value first = arith::MulIOp::create(ib, c, chunkSize);
+                Value start = arith::AddIOp::create(ib, acc[1], first);
+                SmallVector<OpFoldResult> at{start, ib.getIndexAttr(0)};
+                auto chunkType = RankedTensorType::get({chunk, model}, elt);
+                Value block = tensor::ExtractSliceOp::create(
+                    ib, chunkType, padded, at,
+                    ArrayRef<OpFoldResult>{ib.getIndexAttr(chunk),
+                                           ib.getIndexAttr(model)},
+                    unit);
+                Value y = expertMLP<linalg::MatmulOp>(
+                    s, activation, block, wInE, wGateE, wOutE,
+                    [&](int64_t cols) {
+                      return s.filled({chunk, cols}, s.f32(0));
+                    });
+                y = s.castTensor(y, elt);
+                Value valid = arith::MinUIOp::create(
+                    ib, chunkSize, arith::SubIOp::create(ib, n, first));
+                SmallVector<OpFoldResult> validSizes{valid,
+                                                     ib.getIndexAttr(model)};
+                auto validType =
+                    RankedTensorType::get({ShapedType::kDynamic, model}, elt);
+                Value kept = tensor::ExtractSliceOp::create(
+                    ib, validType, y, origin, validSizes, unit);
+                return SmallVector<Value>{tensor::InsertSliceOp::create(
+                    ib, kept, acc2[0], at, validSizes, unit)};
+              })[0];
+          return SmallVector<Value>{done, arith::AddIOp::create(ib, acc[1], n)};
         })[0];
+    out = tensor::ExtractSliceOp::create(
+        b, bufferType, out, origin,
+        ArrayRef<OpFoldResult>{b.getIndexAttr(rows), b.getIndexAttr(model)},
+        unit);
     (void)b;
     rewriter.replaceOp(op, out);
     return success();
