@@ -36,7 +36,7 @@ func.func @batched(%a: tensor<2x16x64xf32>, %b: tensor<2x64x96xbf16>) -> tensor<
 // block, so that loop folds away), 8 reduction steps per iteration.
 // CHECK: scf.for %{{.*}} = %c0 to %c6 step %c2
 // CHECK: scf.for %{{.*}} = %c0 to %c16 step %c8
-// CHECK: vector.transfer_read %[[W]][%[[E]], %{{.*}}, %c0] {{.*}} : tensor<4x16x8xf32>, vector<8x8xf32>
+// CHECK: vector.transfer_read %[[W]][%[[E]], %{{.*}}, %c0]{{.*}} : tensor<4x16x8xf32>, vector<8x8xf32>
 func.func @sliced(%a: tensor<6x16xf32>, %w: tensor<4x16x8xf32>, %i: index, %c: tensor<6x8xf32>) -> tensor<6x8xf32> {
   %s = tensor.extract_slice %w[%i, 0, 0] [1, 16, 8] [1, 1, 1] : tensor<4x16x8xf32> to tensor<16x8xf32>
   %r = linalg.matmul ins(%a, %s : tensor<6x16xf32>, tensor<16x8xf32>) outs(%c : tensor<6x8xf32>) -> tensor<6x8xf32>
