@@ -10,7 +10,7 @@ packages=(
   llvm-22-dev libmlir-22-dev mlir-22-tools llvm-22-tools
   nlohmann-json3-dev libgtest-dev
   libopenmpi-dev openmpi-bin
-  python3-numpy
+  python3-numpy libomp-22-dev
 )
 
 missing=()

@@ -26,6 +26,8 @@ std::string mlir::moe::cpuPipelineText() {
          "function-boundary-type-conversion=identity-layout-map},"
          "buffer-results-to-out-params{modify-public-functions=1 hoist-static-allocs=1},"
          "buffer-deallocation-pipeline,"
+         "scf-forall-to-parallel,"
+         "convert-scf-to-openmp,"
          "convert-vector-to-scf,"
          "convert-linalg-to-loops,"
          "canonicalize,"
@@ -41,6 +43,7 @@ std::string mlir::moe::cpuPipelineText() {
          "convert-index-to-llvm,"
          "convert-cf-to-llvm,"
          "convert-func-to-llvm,"
+         "convert-openmp-to-llvm,"
          "convert-ub-to-llvm,"
          "reconcile-unrealized-casts";
 }

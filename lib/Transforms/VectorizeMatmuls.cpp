@@ -22,7 +22,9 @@
 #include "mlir/IR/IRMapping.h"
 #include "mlir/Parser/Parser.h"
 
+#include <algorithm>
 #include <map>
+#include <thread>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEVECTORIZEMATMULS
@@ -76,8 +78,11 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 )";
   int index = 0;
-  for (const auto &[tag, tile] : tags) {
+  for (const auto &[tag, tileAndThreads] : tags) {
     std::string id = std::to_string(index++);
+    // The last entry is the thread split chosen for this kernel.
+    ArrayRef<int64_t> tile = ArrayRef<int64_t>(tileAndThreads).drop_back();
+    int64_t threads = tileAndThreads.back();
     // Column blocks outermost, then rows, then the reduction.
     SmallVector<int64_t> order =
         tile.size() == 4 ? SmallVector<int64_t>{0, 2, 1, 3}
@@ -92,8 +97,19 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
     s += "    " + m + " = transform.structured.match ops{[\"linalg.matmul\", "
          "\"linalg.batch_matmul\"]} in " + f +
          " : (!transform.any_op) -> !transform.any_op\n";
+    std::string target = m;
+    if (threads > 1) {
+      // Split the columns over the threads first (scf.forall).
+      SmallVector<int64_t> split(tile.size(), 0);
+      split[tile.size() - 2] = threads;
+      s += "    %p" + id + ", %fa" + id +
+           " = transform.structured.tile_using_forall " + m +
+           " num_threads [" + joinInts(split, ", ") +
+           "] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)\n";
+      target = "%p" + id;
+    }
     s += "    " + t + ", %l" + id + ":" + std::to_string(tile.size()) +
-         " = transform.structured.tile_using_for " + m + " tile_sizes [" +
+         " = transform.structured.tile_using_for " + target + " tile_sizes [" +
          joinInts(tile, ", ") + "] interchange = [" + joinInts(order, ", ") +
          "] : (!transform.any_op) -> (!transform.any_op" + loopTypes + ")\n";
     s += "    " + v + " = transform.structured.vectorize_children_and_apply_patterns " +
@@ -168,6 +184,15 @@ void outline(linalg::LinalgOp op, StringAttr tag, int64_t index,
 
 struct VectorizeMatmulsPass
     : mlir::moe::impl::MoEVectorizeMatmulsBase<VectorizeMatmulsPass> {
+  using MoEVectorizeMatmulsBase::MoEVectorizeMatmulsBase;
+
+  /// The `threads` option, 0 meaning one per hardware thread.
+  int64_t threadCount() const {
+    if (threads > 0)
+      return threads;
+    return std::max<int64_t>(1, std::thread::hardware_concurrency());
+  }
+
   void runOnOperation() override {
     ModuleOp module = getOperation();
     std::map<std::string, SmallVector<int64_t>> tags;
@@ -183,7 +208,15 @@ struct VectorizeMatmulsPass
                         joinInts(tile, "x") + "#" +
                         std::to_string(kernels.size());
       kernels.emplace_back(op, StringAttr::get(&getContext(), tag));
-      tags.emplace(tag, tile);
+      // Split the columns over the threads only when every thread gets a
+      // whole number of column tiles.
+      int64_t cols = op.getStaticLoopRanges()[tile.size() - 2];
+      int64_t threads = threadCount();
+      if (cols % (threads * tile[tile.size() - 2]) != 0)
+        threads = 1;
+      SmallVector<int64_t> entry(tile);
+      entry.push_back(threads);
+      tags.emplace(tag, entry);
     });
     if (tags.empty())
       return;

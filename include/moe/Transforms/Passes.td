@@ -41,7 +41,16 @@ def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {
     (bf16 weights, f32 accumulator) are supported. The schedule is a
     transform-dialect script that the pass builds and interprets; ops it does
     not handle (dynamic shapes) are left for the generic loop lowering.
+
+    With `threads` > 1 the column dimension is first split over that many
+    threads (`scf.forall`, lowered to OpenMP by the CPU pipeline); 0 means
+    one thread per hardware thread of the compiling machine.
   }];
+  let options = [
+    Option<"threads", "threads", "int64_t", /*default=*/"0",
+           "Threads to split each matmul's columns over (0: all hardware "
+           "threads, 1: no threading)">
+  ];
   let dependentDialects = [
     "::mlir::transform::TransformDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::func::FuncDialect",
