@@ -15,6 +15,7 @@
 #include "mlir/ExecutionEngine/OptUtils.h"
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
@@ -24,6 +25,16 @@ using namespace mlir;
 using namespace mlir::moe;
 
 HostExecutable::~HostExecutable() = default;
+
+std::string mlir::moe::formatDiagnostic(Diagnostic &diag) {
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  if (auto file = dyn_cast<FileLineColLoc>(diag.getLocation()))
+    os << file.getFilename().getValue() << ":" << file.getLine() << ":"
+       << file.getColumn() << ": ";
+  os << "error: " << diag.str();
+  return text;
+}
 
 /// Collects the diagnostics of a failing stage into one line.
 static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
@@ -48,23 +59,23 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   (void)ready;
 
   MLIRContext *context = module.getContext();
+  // Every diagnostic of lowering and translation becomes part of one line.
   std::string diagnostics;
-  {
-    ScopedDiagnosticHandler capture(context, [&](Diagnostic &diag) {
-      if (diag.getSeverity() != DiagnosticSeverity::Error)
-        return success();
-      if (!diagnostics.empty())
-        diagnostics += "; ";
-      llvm::raw_string_ostream os(diagnostics);
-      os << diag.getLocation() << ": " << diag;
+  ScopedDiagnosticHandler capture(context, [&](Diagnostic &diag) {
+    if (diag.getSeverity() != DiagnosticSeverity::Error)
       return success();
-    });
-    PassManager pm(context);
-    if (failed(buildCpuPipeline(pm)))
-      return stageError("pipeline construction", diagnostics);
-    if (failed(pm.run(module)))
-      return stageError("lowering", diagnostics);
-  }
+    if (!diagnostics.empty())
+      diagnostics += "; ";
+    diagnostics += formatDiagnostic(diag);
+    return success();
+  });
+  PassManager pm(context);
+  std::string pipelineError;
+  llvm::raw_string_ostream pipelineStream(pipelineError);
+  if (failed(parsePassPipeline(cpuPipelineText(), pm, pipelineStream)))
+    return stageError("pipeline construction", pipelineError);
+  if (failed(pm.run(module)))
+    return stageError("lowering", diagnostics);
 
   registerBuiltinDialectTranslation(*context);
   registerLLVMDialectTranslation(*context);
@@ -77,8 +88,12 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   options.sharedLibPaths = libraries;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
   auto engine = ExecutionEngine::create(module, options);
-  if (!engine)
-    return stageError("JIT compilation", llvm::toString(engine.takeError()));
+  if (!engine) {
+    std::string detail = llvm::toString(engine.takeError());
+    if (!diagnostics.empty())
+      detail = diagnostics + "; " + detail;
+    return stageError("JIT compilation", detail);
+  }
 
   std::unique_ptr<HostExecutable> exe(new HostExecutable());
   exe->engine = std::move(*engine);

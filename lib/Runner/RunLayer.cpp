@@ -28,7 +28,11 @@
 #include "llvm/Support/raw_ostream.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -165,10 +169,8 @@ OwningOpRef<ModuleOp> parseModule(MLIRContext &context,
                                   const std::string &path) {
   std::string error;
   ScopedDiagnosticHandler capture(&context, [&](Diagnostic &diag) {
-    if (error.empty()) {
-      llvm::raw_string_ostream os(error);
-      os << diag.getLocation() << ": " << diag;
-    }
+    if (error.empty())
+      error = mlir::moe::formatDiagnostic(diag);
     return success();
   });
   llvm::SourceMgr sourceMgr;
@@ -177,8 +179,7 @@ OwningOpRef<ModuleOp> parseModule(MLIRContext &context,
     fail(path, "cannot open the module");
   auto module = parseSourceFile<ModuleOp>(sourceMgr, &context);
   if (!module)
-    throw rt::Error("moe-run: error: " +
-                    (error.empty() ? path + ": invalid module" : error));
+    throw rt::Error(error.empty() ? path + ": error: invalid module" : error);
   return module;
 }
 
@@ -214,9 +215,16 @@ int run(const ::moe::RunOptions &options) {
   const std::string &layerSource =
       options.specPath.empty() ? options.modulePath : options.specPath;
   if (!options.specPath.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::is_regular_file(options.specPath, ec))
+      fail(options.specPath, std::filesystem::exists(options.specPath, ec)
+                                 ? "not a regular file"
+                                 : "cannot open the layer spec: No such file "
+                                   "or directory");
     std::ifstream in(options.specPath);
     if (!in)
-      fail(options.specPath, "cannot open the layer spec");
+      fail(options.specPath, std::string("cannot open the layer spec: ") +
+                                 std::strerror(errno));
     std::stringstream text;
     text << in.rdbuf();
     spec::SpecResult parsed =
@@ -338,9 +346,16 @@ int run(const ::moe::RunOptions &options) {
         double(tokens) / median, flops * 1e-9, flops * 1e-9 / median);
   }
 
-  rt::writeNpy(options.outputPath, y);
+  // Statistics first: if either write fails, no output is left behind.
   if (!options.statsPath.empty())
     rt::writeTextFileAtomically(options.statsPath, rt::statsToJSON(stats));
+  try {
+    rt::writeNpy(options.outputPath, y);
+  } catch (...) {
+    if (!options.statsPath.empty())
+      std::remove(options.statsPath.c_str());
+    throw;
+  }
   return 0;
 }
 

@@ -11,6 +11,7 @@
 
 #include "moe/Runner/RunLayer.h"
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
@@ -36,7 +37,8 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            load_balance_loss, router_z_loss)
   --backend cpu            backend (default: cpu)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
-  --bench N                after the run, time N more runs; print a BENCH line
+  --bench N                after the run, time N (1 to 10^6) more runs and
+                           print a BENCH line
   -v                       print stage timings to stderr
   --help                   this text
 )";
@@ -46,10 +48,13 @@ int badUsage(const std::string &message) {
   return 2;
 }
 
-bool parseInt(const std::string &text, int64_t &value) {
+/// Parses a count in [1, 10^6].
+bool parseCount(const std::string &text, int64_t &value) {
   char *end = nullptr;
+  errno = 0;
   long long parsed = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0')
+  if (text.empty() || *end != '\0' || errno == ERANGE || parsed < 1 ||
+      parsed > 1000000)
     return false;
   value = parsed;
   return true;
@@ -60,6 +65,7 @@ bool parseInt(const std::string &text, int64_t &value) {
 int main(int argc, char **argv) {
   moe::RunOptions options;
   std::string bench;
+  bool benchGiven = false;
   std::map<std::string, std::string *> valued{
       {"--spec", &options.specPath},       {"--module", &options.modulePath},
       {"--func", &options.funcName},       {"--weights", &options.weightsPath},
@@ -97,10 +103,13 @@ int main(int argc, char **argv) {
         return badUsage(key + " needs a value");
       value = argv[++i];
     }
+    if (key == "--bench")
+      benchGiven = true;
+    else if (value.empty())
+      return badUsage(key + " needs a value");
     *it->second = value;
   }
-  if (!bench.empty() &&
-      (!parseInt(bench, options.benchIterations) || options.benchIterations < 1))
+  if (benchGiven && !parseCount(bench, options.benchIterations))
     return badUsage("--bench needs a positive count, got '" + bench + "'");
   return moe::runLayer(options);
 }

@@ -17,8 +17,13 @@
 #include <string>
 
 namespace mlir {
+class Diagnostic;
 class ExecutionEngine;
 namespace moe {
+
+/// One diagnostic as a single `file:line:col: error: message` line (the
+/// location part only when the diagnostic has a file location).
+std::string formatDiagnostic(Diagnostic &diag);
 
 /// A layer function compiled to native code for this machine.
 class HostExecutable {
