@@ -53,13 +53,12 @@ SmallVector<int64_t> registerTile(linalg::LinalgOp op) {
   SmallVector<int64_t> loops = op.getStaticLoopRanges();
   bool batched = isa<linalg::BatchMatmulOp>(op);
   int64_t rows = loops[batched ? 1 : 0], cols = loops[batched ? 2 : 1];
-  int64_t depth = loops.back();
   SmallVector<int64_t> tile;
   if (batched)
     tile.push_back(1);
   tile.push_back(dividingTile(rows, {8, 4, 2}));
   tile.push_back(dividingTile(cols, {32, 16, 8, 4, 2}));
-  tile.push_back(dividingTile(depth, {8, 4, 2}));
+  tile.push_back(1);
   return tile;
 }
 

@@ -91,13 +91,14 @@ func.func @ffn_padded(%b: tensor<4x6x16xbf16>, %wi: tensor<4x16x32xbf16>, %wg: t
 
 // -----
 
-// Packed experts: a loop over experts, then over static chunks of 8 rows of
-// the buffer padded by one chunk; only each chunk's valid rows are kept.
+// Packed experts: a loop over experts, then over static chunks of rows of
+// the buffer padded by one chunk (here ~4 rows per expert: chunks of 8, the
+// count rounded up); only each chunk's valid rows are kept.
 // CHECK-LABEL: func @ffn_packed
 // CHECK: tensor.insert_slice %{{.*}} into %{{.*}}[0, 0] [16, 16] [1, 1] : tensor<16x16xf32> into tensor<24x16xf32>
 // CHECK: scf.for
-// CHECK: arith.ceildivui
 // CHECK: tensor.extract_slice %{{.*}} : tensor<4x16x32xf32> to tensor<16x32xf32>
+// CHECK: arith.ceildivui
 // CHECK: scf.for
 // CHECK: tensor.extract_slice %{{.*}}[%{{.*}}, 0] [8, 16] [1, 1] : tensor<24x16xf32> to tensor<8x16xf32>
 // CHECK: linalg.matmul ins(%{{.*}}, %{{.*}} : tensor<8x16xf32>, tensor<16x32xf32>) outs(%{{.*}} : tensor<8x32xf32>)

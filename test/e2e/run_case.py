@@ -127,6 +127,10 @@ CASES = {
         "capacity_factor null (dropless) with groups of 16: capacity null, nothing dropped",
         {**_dims(), "top_k": 2, "capacity_factor": None, "group_size": 16},
         tokens=64, seed=12, expect=("no_drops",)),
+    "dropless_chunks": Case(
+        "dropless with ~150 rows per expert: packed rows run in chunks of 128, 64, ... 8",
+        {**_dims(), "top_k": 2, "capacity_factor": None},
+        tokens=300, seed=27, expect=("no_drops",)),
     "min_capacity": Case(
         "cf 0.1 gives ceil(0.8) = 1, min_capacity 3 raises C to 3",
         {**_dims(), "top_k": 1, "capacity_factor": 0.1, "min_capacity": 3},

@@ -185,7 +185,7 @@ def main():
 
     print(f"{'shape':8} {'T':>5} {'rows':>5} {'GFLOP':>7} | {'who':28} {'ms':>9} {'tok/s':>9} {'GFLOP/s':>8} {'/GEMM':>6}")
     for name, tokens, kept, flops, bench, gemm_all, gemm_one, torch_s in rows:
-        entries = [("moe-run (1 thread)", bench["median_s"]),
+        entries = [(f"moe-run ({os.cpu_count()} thr)", bench["median_s"]),
                    (f"OpenBLAS GEMM-only ({os.cpu_count()} thr)", gemm_all),
                    ("OpenBLAS GEMM-only (1 thr)", gemm_one)]
         if torch_s is not None:

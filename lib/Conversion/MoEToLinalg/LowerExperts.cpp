@@ -177,13 +177,17 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
     }
 
     // Packed: expert e owns counts[e] consecutive rows. They are processed
-    // in chunks of a static row count, so that every matmul has a static
-    // shape; the buffer is padded by one chunk so the last chunk of the last
-    // expert stays in bounds, and only each chunk's valid rows are kept.
+    // in chunks of static row counts so that every matmul has a static
+    // shape: as many chunks of the largest size as fit, then at most one
+    // chunk of each smaller power-of-two size down to 8 rows, the last one
+    // rounded up. The buffer is padded by one large chunk so that the last
+    // chunk stays in bounds, and only each chunk's valid rows are kept.
     int64_t model = bufferType.getDimSize(1);
     int64_t rows = bufferType.getDimSize(0);
     int64_t experts = op.getWIn().getType().getDimSize(0);
-    int64_t chunk = std::clamp<int64_t>((rows / experts + 7) / 8 * 8, 8, 64);
+    int64_t largest = 8;
+    while (largest < 128 && largest < rows / experts)
+      largest *= 2;
     auto weightSlice = [&](ImplicitLocOpBuilder &ib, Value w, Value ex) {
       auto type = cast<RankedTensorType>(w.getType());
       auto sliceType = RankedTensorType::get(type.getShape().drop_front(),
@@ -201,52 +205,64 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
     SmallVector<OpFoldResult> unit(2, b.getIndexAttr(1));
     SmallVector<OpFoldResult> origin(2, b.getIndexAttr(0));
     Value padded = tensor::InsertSliceOp::create(
-        b, adaptor.getBuffer(), e.filled({rows + chunk, model}, e.zero(elt)),
+        b, adaptor.getBuffer(), e.filled({rows + largest, model}, e.zero(elt)),
         origin,
         ArrayRef<OpFoldResult>{b.getIndexAttr(rows), b.getIndexAttr(model)},
         unit);
-    Value result = e.filled({rows + chunk, model}, e.zero(elt));
-    Value chunkSize = e.index(chunk);
+    Value result = e.filled({rows + largest, model}, e.zero(elt));
     Value out = e.loop(
         experts, {result, e.index(0)},
         [&](ImplicitLocOpBuilder &ib, Value ex, ValueRange acc) {
           Emitter s(ib.getLoc(), ib);
           Value n = s.extractIndex(adaptor.getCounts(), {ex});
-          Value chunks = arith::CeilDivUIOp::create(ib, n, chunkSize);
           Value wInE = weightSlice(ib, wIn, ex);
           Value wGateE = wGate ? weightSlice(ib, wGate, ex) : Value();
           Value wOutE = weightSlice(ib, wOut, ex);
-          Value done = s.loop(
-              chunks, {acc[0]},
-              [&](ImplicitLocOpBuilder &ib, Value c, ValueRange acc2) {
-                Emitter s(ib.getLoc(), ib);
-                Value first = arith::MulIOp::create(ib, c, chunkSize);
-                Value start = arith::AddIOp::create(ib, acc[1], first);
-                SmallVector<OpFoldResult> at{start, ib.getIndexAttr(0)};
-                auto chunkType = RankedTensorType::get({chunk, model}, elt);
-                Value block = tensor::ExtractSliceOp::create(
-                    ib, chunkType, padded, at,
-                    ArrayRef<OpFoldResult>{ib.getIndexAttr(chunk),
-                                           ib.getIndexAttr(model)},
-                    unit);
-                Value y = expertMLP<linalg::MatmulOp>(
-                    s, activation, block, wInE, wGateE, wOutE,
-                    [&](int64_t cols) {
-                      return s.filled({chunk, cols}, s.f32(0));
-                    });
-                y = s.castTensor(y, elt);
-                Value valid = arith::MinUIOp::create(
-                    ib, chunkSize, arith::SubIOp::create(ib, n, first));
-                SmallVector<OpFoldResult> validSizes{valid,
-                                                     ib.getIndexAttr(model)};
-                auto validType =
-                    RankedTensorType::get({ShapedType::kDynamic, model}, elt);
-                Value kept = tensor::ExtractSliceOp::create(
-                    ib, validType, y, origin, validSizes, unit);
-                return SmallVector<Value>{tensor::InsertSliceOp::create(
-                    ib, kept, acc2[0], at, validSizes, unit)};
-              })[0];
-          return SmallVector<Value>{done, arith::AddIOp::create(ib, acc[1], n)};
+          // (output, first row of the expert not yet processed)
+          Value current = acc[0], done = s.index(0);
+          for (int64_t size = largest; size >= 8; size /= 2) {
+            Value sizeValue = s.index(size);
+            Value left = arith::SubIOp::create(ib, n, done);
+            Value chunks =
+                size == 8
+                    ? arith::CeilDivUIOp::create(ib, left, sizeValue).getResult()
+                    : arith::DivUIOp::create(ib, left, sizeValue).getResult();
+            SmallVector<Value> next = s.loop(
+                chunks, {current, done},
+                [&](ImplicitLocOpBuilder &ib, Value, ValueRange acc2) {
+                  Emitter s(ib.getLoc(), ib);
+                  Value start = arith::AddIOp::create(ib, acc[1], acc2[1]);
+                  SmallVector<OpFoldResult> at{start, ib.getIndexAttr(0)};
+                  auto chunkType = RankedTensorType::get({size, model}, elt);
+                  Value block = tensor::ExtractSliceOp::create(
+                      ib, chunkType, padded, at,
+                      ArrayRef<OpFoldResult>{ib.getIndexAttr(size),
+                                             ib.getIndexAttr(model)},
+                      unit);
+                  Value y = expertMLP<linalg::MatmulOp>(
+                      s, activation, block, wInE, wGateE, wOutE,
+                      [&](int64_t cols) {
+                        return s.filled({size, cols}, s.f32(0));
+                      });
+                  y = s.castTensor(y, elt);
+                  Value valid = arith::MinUIOp::create(
+                      ib, sizeValue, arith::SubIOp::create(ib, n, acc2[1]));
+                  SmallVector<OpFoldResult> validSizes{valid,
+                                                       ib.getIndexAttr(model)};
+                  auto validType =
+                      RankedTensorType::get({ShapedType::kDynamic, model}, elt);
+                  Value kept = tensor::ExtractSliceOp::create(
+                      ib, validType, y, origin, validSizes, unit);
+                  return SmallVector<Value>{
+                      tensor::InsertSliceOp::create(ib, kept, acc2[0], at,
+                                                    validSizes, unit),
+                      arith::AddIOp::create(ib, acc2[1], valid)};
+                });
+            current = next[0];
+            done = next[1];
+          }
+          return SmallVector<Value>{current,
+                                    arith::AddIOp::create(ib, acc[1], n)};
         })[0];
     out = tensor::ExtractSliceOp::create(
         b, bufferType, out, origin,
