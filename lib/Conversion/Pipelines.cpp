@@ -15,7 +15,7 @@ using namespace mlir;
 std::string mlir::moe::cpuPipelineText() {
   // Each line is one stage; see the README for what each does.
   return "canonicalize,"
-         "moe-decompose,"
+         "moe-decompose{packed-capacity=1},"
          "canonicalize,"
          "convert-moe-to-linalg,"
          "canonicalize,cse,"
@@ -28,7 +28,7 @@ std::string mlir::moe::cpuPipelineText() {
          "buffer-deallocation-pipeline,"
          "scf-forall-to-parallel,"
          "convert-scf-to-openmp,"
-         "convert-vector-to-scf,"
+         "convert-vector-to-scf{full-unroll=1},"
          "convert-linalg-to-loops,"
          "canonicalize,"
          "convert-scf-to-cf,"

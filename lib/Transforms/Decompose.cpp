@@ -23,7 +23,11 @@ using namespace mlir::moe;
 namespace {
 
 struct DecomposeLayer : OpRewritePattern<LayerOp> {
-  using OpRewritePattern::OpRewritePattern;
+  DecomposeLayer(MLIRContext *context, bool packedCapacity)
+      : OpRewritePattern(context), packedCapacity(packedCapacity) {}
+
+  /// Whether capacity-bounded layers use the packed buffer layout.
+  bool packedCapacity;
 
   LogicalResult matchAndRewrite(LayerOp op,
                                 PatternRewriter &rewriter) const override {
@@ -45,27 +49,29 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     std::optional<int64_t> capacity = op.getCapacity();
     IntegerAttr capacityAttr;
     RankedTensorType bufferType;
-    if (capacity) {
-      int64_t perGroup = std::min(*capacity, groupTokens);
-      capacityAttr = rewriter.getI64IntegerAttr(perGroup);
-      bufferType =
-          RankedTensorType::get({experts, groups * perGroup, model}, elt);
-    } else {
+    bool packed = !capacity || packedCapacity;
+    if (capacity)
+      capacityAttr =
+          rewriter.getI64IntegerAttr(std::min(*capacity, groupTokens));
+    if (packed)
       bufferType = RankedTensorType::get({tokens * topK, model}, elt);
-    }
+    else
+      bufferType = RankedTensorType::get(
+          {experts, groups * capacityAttr.getInt(), model}, elt);
     auto assign = AssignSlotsOp::create(
         rewriter, loc, topk.getExperts(),
         byProbability ? route.getProbs() : Value(),
         rewriter.getI64IntegerAttr(experts),
         rewriter.getI64IntegerAttr(groupTokens), capacityAttr,
-        PriorityAttr::get(getContext(), op.getPriority()));
+        PriorityAttr::get(getContext(), op.getPriority()),
+        capacity && packed ? rewriter.getUnitAttr() : UnitAttr());
 
     auto dispatch = DispatchOp::create(rewriter, loc, bufferType, op.getInput(),
                                        topk.getExperts(), assign.getSlots(),
                                        assign.getKeep());
     auto ffn = ExpertFFNOp::create(
         rewriter, loc, dispatch.getBuffer(), op.getWIn(), op.getWGate(),
-        op.getWOut(), capacity ? Value() : assign.getCounts(),
+        op.getWOut(), packed ? assign.getCounts() : Value(),
         op.getActivationAttr());
     auto combine = CombineOp::create(rewriter, loc, ffn.getResult(),
                                      topk.getExperts(), assign.getSlots(),
@@ -85,9 +91,11 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
 
 struct MoEDecomposePass
     : mlir::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
+  using MoEDecomposeBase::MoEDecomposeBase;
+
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
-    populateDecomposeLayerPatterns(patterns);
+    populateDecomposeLayerPatterns(patterns, packedCapacity);
     // Only the layer pattern: folding the new ops is canonicalize's job.
     GreedyRewriteConfig config;
     config.enableFolding(false);
@@ -99,6 +107,7 @@ struct MoEDecomposePass
 
 } // namespace
 
-void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns) {
-  patterns.add<DecomposeLayer>(patterns.getContext());
+void mlir::moe::populateDecomposeLayerPatterns(RewritePatternSet &patterns,
+                                               bool packedCapacity) {
+  patterns.add<DecomposeLayer>(patterns.getContext(), packedCapacity);
 }

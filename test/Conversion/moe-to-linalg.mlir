@@ -49,6 +49,22 @@ func.func @assign_capacity(%e: tensor<8x2xi32>) -> tensor<8x2xi32> {
 
 // -----
 
+// Packed slots under a capacity: the row is the expert's running total over
+// groups, and the offsets pass leaves dropped assignments at -1.
+// CHECK-LABEL: func @assign_packed_capacity
+// CHECK: arith.cmpi slt
+// CHECK: arith.select
+// CHECK: scf.for
+// CHECK: scf.for
+// CHECK: tensor.extract %{{.*}} : tensor<8x2xi1>
+// CHECK: arith.select
+func.func @assign_packed_capacity(%e: tensor<8x2xi32>) -> tensor<8x2xi32> {
+  %s, %k, %c = moe.assign_slots %e num_experts = 4 group_size = 4 capacity = 3 priority = position packed : tensor<8x2xi32>
+  return %s : tensor<8x2xi32>
+}
+
+// -----
+
 // Batch-prioritized slots first rank each group's tokens by top-1
 // probability.
 // CHECK-LABEL: func @assign_bpr

@@ -87,3 +87,16 @@ func.func @no_layer(%lse: tensor<8xf32>) -> tensor<f32> {
   %z = moe.router_z_loss %lse : tensor<8xf32>
   return %z : tensor<f32>
 }
+
+// -----
+
+// With packed-capacity, a capacity-bounded layer uses the packed [T·k, D]
+// buffer: only kept assignments occupy rows, counted per expert.
+// RUN: moe-opt %s -split-input-file --moe-decompose=packed-capacity=1 | FileCheck %s --check-prefix=PACKED
+// PACKED-LABEL: func @capacity_groups
+// PACKED: %{{.*}}, %{{.*}}, %[[C:.*]] = moe.assign_slots %{{.*}} num_experts = 4 group_size = 8 capacity = 5 priority = position packed : tensor<16x2xi32>
+// PACKED: moe.dispatch {{.*}} -> tensor<32x32xf32>
+// PACKED: moe.expert_ffn %{{.*}} w_in(%{{.*}}) w_out(%{{.*}}) counts(%[[C]]) activation relu : tensor<32x32xf32>
+// Dropless layers are packed either way, without the attribute.
+// PACKED-LABEL: func @dropless_gated
+// PACKED: moe.assign_slots %{{.*}} num_experts = 8 group_size = 6 priority = position : tensor<6x2xi32>

@@ -391,6 +391,8 @@ LogicalResult AssignSlotsOp::verify() {
     return failure();
   if (auto capacity = getCapacity(); capacity && *capacity < 1)
     return emitOpError("'capacity' must be positive, got ") << *capacity;
+  if (getPacked() && isDropless())
+    return emitOpError("'packed' is implied without a capacity; drop it");
   bool byProbability = getPriority() == Priority::BatchPrioritized;
   if (byProbability && !getProbs())
     return emitOpError("priority 'batch_prioritized' needs the router "

@@ -174,13 +174,13 @@ def MoE_AssignSlotsOp : MoE_Op<"assign_slots", [Pure, InferTypeOpAdaptor]> {
 
     Results, for `experts` [T, k]:
     - `slots` [T, k] i32: the row of the assignment in the expert buffer that
-      `moe.dispatch` fills. With a capacity C the buffer is padded,
-      [E, G·C, D], and the row is g·C + (rank of the assignment among the
-      kept assignments of its expert in group g). Without a capacity
-      (dropless) the buffer is packed, [T·k, D], expert-major, and the row is
-      the global row: the assignments of expert e come after those of
-      experts < e, in group order, then ranking order. A dropped assignment's
-      slot is -1.
+      `moe.dispatch` fills. With a capacity C the buffer is padded by
+      default, [E, G·C, D], and the row is g·C + (rank of the assignment
+      among the kept assignments of its expert in group g). With `packed`,
+      and always without a capacity (dropless), the buffer is packed,
+      [T·k, D], expert-major, and the row is the global row: the kept
+      assignments of expert e come after those of experts < e, in group
+      order, then ranking order. A dropped assignment's slot is -1.
     - `keep` [T, k] i1: whether the assignment holds a slot.
     - `counts` [E] i64: kept assignments per expert summed over groups.
 
@@ -196,19 +196,22 @@ def MoE_AssignSlotsOp : MoE_Op<"assign_slots", [Pure, InferTypeOpAdaptor]> {
     MoE_I64Attr:$num_experts,
     MoE_I64Attr:$group_size,
     OptionalAttr<MoE_I64Attr>:$capacity,
-    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority
+    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority,
+    UnitAttr:$packed
   );
   let results = (outs MoE_IndexMatrix:$slots, MoE_MaskMatrix:$keep,
                       MoE_I64Vector:$counts);
   let assemblyFormat = [{
     $experts `num_experts` `=` $num_experts `group_size` `=` $group_size
     (`capacity` `=` $capacity^)? `priority` `=` custom<PriorityKeyword>($priority)
-    (`(` $probs^ `)`)?
+    (`(` $probs^ `)`)? (`packed` $packed^)?
     attr-dict `:` type(operands)
   }];
   let extraClassDeclaration = [{
-    /// True when no capacity bounds the experts (packed buffer layout).
+    /// True when no capacity bounds the experts.
     bool isDropless() { return !getCapacity().has_value(); }
+    /// True when the slots are rows of a packed [T·k, D] buffer.
+    bool isPackedLayout() { return getPacked() || isDropless(); }
   }];
   let hasVerifier = 1;
 }

@@ -24,8 +24,11 @@ namespace moe {
 #define GEN_PASS_DECL
 #include "moe/Transforms/Passes.h.inc"
 
-/// Adds the pattern that rewrites `moe.layer` into the decomposed ops.
-void populateDecomposeLayerPatterns(RewritePatternSet &patterns);
+/// Adds the pattern that rewrites `moe.layer` into the decomposed ops;
+/// `packedCapacity` selects the packed buffer layout for capacity-bounded
+/// layers too.
+void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
+                                    bool packedCapacity = false);
 
 #define GEN_PASS_REGISTRATION
 #include "moe/Transforms/Passes.h.inc"

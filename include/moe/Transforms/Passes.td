@@ -21,10 +21,17 @@ def MoEDecompose : Pass<"moe-decompose"> {
     C' = min(C, S) (an expert never receives more than S assignments of one
     group, so rows past S could never be filled). A dropless layer uses a
     packed buffer [T·k, D] sorted by expert, and passes the per-expert counts
-    to `moe.expert_ffn`.
+    to `moe.expert_ffn`. With `packed-capacity`, capacity-bounded layers use
+    the packed layout too (only kept assignments occupy rows), which spends
+    no work on empty slots; the padded layout is what an exchange of expert
+    buffers between ranks needs.
 
     Example: `moe-opt --moe-decompose layer.mlir`.
   }];
+  let options = [
+    Option<"packedCapacity", "packed-capacity", "bool", /*default=*/"false",
+           "Use the packed [T·k, D] buffer for capacity-bounded layers too">
+  ];
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 

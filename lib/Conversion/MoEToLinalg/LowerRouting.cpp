@@ -273,6 +273,7 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
     if (op.getPriority() == Priority::BatchPrioritized)
       order = priorityOrder(e, experts, adaptor.getProbs(), tokens, groupSize);
 
+    bool packed = op.isPackedLayout();
     Value slots = e.filled({tokens, k}, e.i32(-1));
     Value keep = e.filled({tokens, k}, e.boolean(false));
     Value totals = e.filled({numExperts}, e.i64(0));
@@ -282,11 +283,13 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
         [&](ImplicitLocOpBuilder &b, Value g, ValueRange acc) {
           Emitter s(b.getLoc(), b);
           Value base = arith::MulIOp::create(b, g, s.index(groupSize));
-          // Bounded: counts restart per group. Dropless: the running count
-          // over all groups is the row within the expert's packed block.
-          Value counts = capacity ? s.filled({numExperts}, s.i64(0)) : acc[2];
+          // Bounded: the capacity counts restart per group. Dropless: the
+          // running count over all groups is the row within the expert's
+          // packed block, and it is also the total.
+          Value groupCounts =
+              capacity ? s.filled({numExperts}, s.i64(0)) : acc[2];
           SmallVector<Value> ranked = s.loop(
-              k, {acc[0], acc[1], counts},
+              k, {acc[0], acc[1], groupCounts, acc[2]},
               [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
                 Emitter s(b.getLoc(), b);
                 return s.loop(
@@ -298,49 +301,53 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                       Value ex = s.extractIndex(experts, {t, j});
                       Value taken = s.extract(acc[2], {ex});
                       Value kept = s.boolean(true);
-                      Value slot = taken;
+                      Value row = taken;
                       if (capacity) {
                         kept = arith::CmpIOp::create(
                             b, arith::CmpIPredicate::slt, taken,
                             s.i64(*capacity));
-                        Value row = arith::AddIOp::create(
-                            b, arith::MulIOp::create(
-                                   b, arith::IndexCastOp::create(
-                                          b, b.getI64Type(), g),
-                                   s.i64(*capacity)),
-                            taken);
-                        slot = arith::SelectOp::create(b, kept, row, s.i64(-1));
+                        row = packed
+                                  ? s.extract(acc[3], {ex})
+                                  : arith::AddIOp::create(
+                                        b,
+                                        arith::MulIOp::create(
+                                            b,
+                                            arith::IndexCastOp::create(
+                                                b, b.getI64Type(), g),
+                                            s.i64(*capacity)),
+                                        taken)
+                                        .getResult();
                       }
-                      Value next = arith::AddIOp::create(
-                          b, taken,
-                          arith::ExtUIOp::create(b, b.getI64Type(), kept));
+                      Value slot = arith::SelectOp::create(b, kept, row,
+                                                           s.i64(-1));
+                      Value one = arith::ExtUIOp::create(b, b.getI64Type(),
+                                                         kept);
+                      Value newCounts = s.insert(
+                          arith::AddIOp::create(b, taken, one), acc[2], {ex});
+                      Value newTotals = acc[3];
+                      if (capacity)
+                        newTotals = s.insert(
+                            arith::AddIOp::create(b, s.extract(acc[3], {ex}),
+                                                  one),
+                            acc[3], {ex});
                       Value slot32 =
                           arith::TruncIOp::create(b, b.getI32Type(), slot);
                       return SmallVector<Value>{
                           s.insert(slot32, acc[0], {t, j}),
-                          s.insert(kept, acc[1], {t, j}),
-                          s.insert(next, acc[2], {ex})};
+                          s.insert(kept, acc[1], {t, j}), newCounts,
+                          newTotals};
                     });
               });
-          Value total = ranked[2];
-          if (capacity)
-            total = s.loop(numExperts, {acc[2]},
-                           [&](ImplicitLocOpBuilder &b, Value ex,
-                               ValueRange acc) {
-                             Emitter s(b.getLoc(), b);
-                             Value sum = arith::AddIOp::create(
-                                 b, s.extract(acc[0], {ex}),
-                                 s.extract(ranked[2], {ex}));
-                             return SmallVector<Value>{
-                                 s.insert(sum, acc[0], {ex})};
-                           })[0];
-          return SmallVector<Value>{ranked[0], ranked[1], total};
+          return SmallVector<Value>{ranked[0], ranked[1],
+                                    capacity ? ranked[3] : ranked[2]};
         });
     slots = walked[0];
+    keep = walked[1];
     totals = walked[2];
 
-    if (!capacity) {
-      // Packed rows: expert e's block starts after those of experts < e.
+    if (packed) {
+      // Packed rows: expert e's block starts after those of experts < e;
+      // dropped assignments keep their -1.
       Value offsets =
           e.loop(numExperts, {e.filled({numExperts}, e.i64(0)), e.i64(0)},
                  [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
@@ -359,15 +366,17 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                             Value ex = s.extractIndex(experts, {t, j});
                             Value off = arith::TruncIOp::create(
                                 b, b.getI32Type(), s.extract(offsets, {ex}));
-                            Value row = arith::AddIOp::create(
-                                b, s.extract(acc[0], {t, j}), off);
+                            Value old = s.extract(acc[0], {t, j});
+                            Value row = arith::SelectOp::create(
+                                b, s.extract(keep, {t, j}),
+                                arith::AddIOp::create(b, old, off), old);
                             return SmallVector<Value>{
                                 s.insert(row, acc[0], {t, j})};
                           });
           })[0];
     }
     (void)b;
-    rewriter.replaceOp(op, {slots, walked[1], totals});
+    rewriter.replaceOp(op, {slots, keep, totals});
     return success();
   }
 };

@@ -167,3 +167,11 @@ func.func @inferred_counts(%e: tensor<16x2xi32>) {
   %0:3 = "moe.assign_slots"(%e) <{group_size = 8 : i64, num_experts = 4 : i64, priority = #moe<priority position>}> : (tensor<16x2xi32>) -> (tensor<16x2xi32>, tensor<16x2xi1>, tensor<8xi64>)
   return
 }
+
+// -----
+
+func.func @packed_without_capacity(%e: tensor<8x2xi32>) {
+  // expected-error @+1 {{'moe.assign_slots' op 'packed' is implied without a capacity; drop it}}
+  %s, %k, %c = moe.assign_slots %e num_experts = 4 group_size = 8 priority = position packed : tensor<8x2xi32>
+  return
+}

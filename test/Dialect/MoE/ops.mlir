@@ -74,6 +74,7 @@ func.func @decomposed(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>,
 
 // CHECK-LABEL: func @packed
 // CHECK: moe.assign_slots %{{.*}} num_experts = 4 group_size = 16 priority = position : tensor<16x2xi32>
+// CHECK: moe.assign_slots %{{.*}} num_experts = 4 group_size = 8 capacity = 3 priority = position packed : tensor<16x2xi32>
 // CHECK: moe.dispatch {{.*}} -> tensor<32x32xf32>
 // CHECK: moe.expert_ffn %{{.*}} w_in(%{{.*}}) w_gate(%{{.*}}) w_out(%{{.*}}) counts(%{{.*}}) activation swiglu : tensor<32x32xf32>, tensor<4x32x64xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>, tensor<4xi64>
 // CHECK: moe.combine {{.*}} : tensor<32x32xf32>,
@@ -82,6 +83,8 @@ func.func @packed(%x: tensor<16x32xf32>, %experts: tensor<16x2xi32>, %gates: ten
     -> tensor<16x32xf32> {
   %slots, %keep, %counts = moe.assign_slots %experts num_experts = 4
       group_size = 16 priority = position : tensor<16x2xi32>
+  %s2, %k2, %c2 = moe.assign_slots %experts num_experts = 4
+      group_size = 8 capacity = 3 priority = position packed : tensor<16x2xi32>
   %buf = moe.dispatch %x, %experts, %slots, %keep
       : tensor<16x32xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1> -> tensor<32x32xf32>
   %out = moe.expert_ffn %buf w_in(%wi) w_gate(%wg) w_out(%wo) counts(%counts) activation swiglu
