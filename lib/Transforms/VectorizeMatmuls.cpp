@@ -45,8 +45,8 @@ int64_t dividingTile(int64_t size, ArrayRef<int64_t> candidates) {
   return 1;
 }
 
-/// Tile sizes (batch, rows, columns, reduction) for a static matmul, or an
-/// empty vector when the op is not a candidate.
+/// Tile sizes (batch, rows, columns, reduction block) for a static matmul,
+/// or an empty vector when the op is not a candidate.
 SmallVector<int64_t> registerTile(linalg::LinalgOp op) {
   if (!op.hasPureTensorSemantics() || op.hasDynamicShape())
     return {};
@@ -58,7 +58,7 @@ SmallVector<int64_t> registerTile(linalg::LinalgOp op) {
     tile.push_back(1);
   tile.push_back(dividingTile(rows, {8, 4, 2}));
   tile.push_back(dividingTile(cols, {32, 16, 8, 4, 2}));
-  tile.push_back(1);
+  tile.push_back(dividingTile(loops.back(), {256, 128, 64, 32, 16, 8, 4, 2}));
   return tile;
 }
 
@@ -82,13 +82,9 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
     // The last entry is the thread split chosen for this kernel.
     ArrayRef<int64_t> tile = ArrayRef<int64_t>(tileAndThreads).drop_back();
     int64_t threads = tileAndThreads.back();
-    // Column blocks outermost, then rows, then the reduction.
-    SmallVector<int64_t> order =
-        tile.size() == 4 ? SmallVector<int64_t>{0, 2, 1, 3}
-                         : SmallVector<int64_t>{1, 0, 2};
-    std::string loopTypes;
-    for (size_t i = 0; i < tile.size(); ++i)
-      loopTypes += ", !transform.any_op";
+    // The entry for the reduction is the cache block KB; register tiles take
+    // one reduction step at a time.
+    bool batched = tile.size() == 4;
     std::string f = "%f" + id, m = "%m" + id, t = "%t" + id, v = "%v" + id;
     s += "    " + f + " = transform.structured.match ops{[\"func.func\"]} "
          "attributes{" + kTileAttr.str() + " = \"" + tag +
@@ -107,10 +103,29 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
            "] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)\n";
       target = "%p" + id;
     }
-    s += "    " + t + ", %l" + id + ":" + std::to_string(tile.size()) +
-         " = transform.structured.tile_using_for " + target + " tile_sizes [" +
-         joinInts(tile, ", ") + "] interchange = [" + joinInts(order, ", ") +
-         "] : (!transform.any_op) -> (!transform.any_op" + loopTypes + ")\n";
+    auto tileLoops = [&](const std::string &result, const std::string &op,
+                         ArrayRef<int64_t> sizes, ArrayRef<int64_t> order) {
+      int64_t loops = llvm::count_if(sizes, [](int64_t x) { return x != 0; });
+      std::string types;
+      for (int64_t i = 0; i < loops; ++i)
+        types += ", !transform.any_op";
+      s += "    " + result + ", %" + result.substr(1) + "_loops:" +
+           std::to_string(loops) + " = transform.structured.tile_using_for " +
+           op + " tile_sizes [" + joinInts(sizes, ", ") + "] interchange = [" +
+           joinInts(order, ", ") + "] : (!transform.any_op) -> " +
+           "(!transform.any_op" + types + ")\n";
+    };
+    // Cache blocks: columns, then reduction blocks (a [KB, cols] weight
+    // panel stays in L1 across all row tiles).
+    int64_t rows = tile[tile.size() - 3], cols = tile[tile.size() - 2],
+            block = tile.back();
+    if (batched) {
+      tileLoops("%c" + id, target, {1, 0, cols, block}, {0, 2, 3, 1});
+      tileLoops(t, "%c" + id, {0, rows, 0, 1}, {0, 1, 2, 3});
+    } else {
+      tileLoops("%c" + id, target, {0, cols, block}, {1, 2, 0});
+      tileLoops(t, "%c" + id, {rows, 0, 1}, {0, 1, 2});
+    }
     s += "    " + v + " = transform.structured.vectorize_children_and_apply_patterns " +
          f + " : (!transform.any_op) -> !transform.any_op\n";
     s += "    transform.apply_patterns to " + v + R"( {

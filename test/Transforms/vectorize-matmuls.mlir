@@ -12,7 +12,7 @@
 // CHECK: scf.for %{{.*}} = %{{.*}} to %{{.*}} step %{{.*}} iter_args
 // CHECK: scf.for %[[N:.*]] = %c0 to %c96 step %c32 iter_args
 // CHECK: scf.for %[[M:.*]] = %c0 to %c16 step %c8 iter_args
-// CHECK: %[[ACC:.*]] = vector.transfer_read {{.*}} : tensor<2x16x96xf32>, vector<1x8x32xf32>
+// CHECK: %[[ACC:.*]] = vector.transfer_read {{.*}} : tensor<1x16x32xf32>, vector<1x8x32xf32>
 // CHECK: scf.for %{{.*}} = %c0 to %c64 step %c1 iter_args(%{{.*}} = %{{.*}}, %{{.*}} = %[[ACC]])
 // CHECK: vector.transfer_read {{.*}} : tensor<2x64x96xbf16>, vector<1x1x32xbf16>
 // CHECK: vector.fma {{.*}} : vector<32xf32>
@@ -48,6 +48,21 @@ func.func @sliced(%a: tensor<6x16xf32>, %w: tensor<4x16x8xf32>, %i: index, %c: t
   %s = tensor.extract_slice %w[%i, 0, 0] [1, 16, 8] [1, 1, 1] : tensor<4x16x8xf32> to tensor<16x8xf32>
   %r = linalg.matmul ins(%a, %s : tensor<6x16xf32>, tensor<16x8xf32>) outs(%c : tensor<6x8xf32>) -> tensor<6x8xf32>
   return %r : tensor<6x8xf32>
+}
+
+// -----
+
+// A long reduction is blocked by 256 outside the row tiles, so a [256, 32]
+// weight panel is reused by every row tile.
+// CHECK-LABEL: func @blocked
+// CHECK: func.func private @__moe_matmul_0
+// CHECK: scf.for %{{.*}} = %c0 to %c64 step %c32
+// CHECK: scf.for %{{.*}} = %c0 to %c512 step %c256
+// CHECK: scf.for %{{.*}} = %c0 to %c16 step %c8
+// CHECK: scf.for %{{.*}} = %c0 to %c256 step %c1
+func.func @blocked(%a: tensor<16x512xf32>, %b: tensor<512x64xf32>, %c: tensor<16x64xf32>) -> tensor<16x64xf32> {
+  %r = linalg.matmul ins(%a, %b : tensor<16x512xf32>, tensor<512x64xf32>) outs(%c : tensor<16x64xf32>) -> tensor<16x64xf32>
+  return %r : tensor<16x64xf32>
 }
 
 // -----
