@@ -1,12 +1,13 @@
 //===- VectorizeMatmuls.cpp - Register-tiled matmuls for the host --*- C++ -*-===//
 //
-// The moe-vectorize-matmuls pass: tiles every statically shaped
-// linalg.matmul / linalg.batch_matmul into register tiles (up to 8 rows by
-// 32 columns, one step of the reduction at a time, column blocks outermost
-// so a weight panel stays in cache), vectorizes the tiles, keeps the
-// accumulator tile in registers across the reduction loop, and lowers the
-// contraction to broadcast-FMA outer products. The schedule is a transform
-// dialect script built here and run by the transform interpreter.
+// The moe-vectorize-matmuls pass: outlines every statically shaped
+// linalg.matmul / linalg.batch_matmul into a kernel, splits its columns over
+// threads, blocks columns (32) and the reduction (256) so a weight panel
+// stays in L1, register-tiles rows (8) one reduction step at a time,
+// vectorizes, keeps the accumulator tile in registers across the reduction
+// loop, and lowers the contraction to broadcast-FMA outer products. The
+// schedule is a transform dialect script built here and run by the
+// transform interpreter.
 //
 //===----------------------------------------------------------------------===//
 

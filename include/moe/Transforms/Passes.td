@@ -38,11 +38,12 @@ def MoEDecompose : Pass<"moe-decompose"> {
 def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {
   let summary = "Register-tile and vectorize static matmuls for the host CPU";
   let description = [{
-    Tiles every `linalg.matmul` and `linalg.batch_matmul` with static shapes
-    and tensor semantics into register tiles of up to 8 rows by 32 columns
-    (the largest sizes that divide the op's dimensions), with column blocks
-    outermost so that a [K, 32] weight panel is reused across all row tiles,
-    and one reduction step per iteration. The tiles are vectorized, the
+    Outlines every `linalg.matmul` and `linalg.batch_matmul` with static
+    shapes and tensor semantics into a kernel function, blocks it by columns
+    (up to 32) and then by reduction (up to 256; a [256, 32] weight panel
+    stays in L1 across all row tiles), and register-tiles it by up to 8 rows
+    with one reduction step per iteration (the largest sizes that divide the
+    op's dimensions). The tiles are vectorized, the
     accumulator tile is hoisted out of the reduction loop into registers, and
     the contraction becomes broadcast-FMA outer products. Mixed element types
     (bf16 weights, f32 accumulator) are supported. The schedule is a
