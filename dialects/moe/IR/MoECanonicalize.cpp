@@ -81,6 +81,12 @@ OpFoldResult AllToAllOp::fold(FoldAdaptor) {
   return {};
 }
 
+OpFoldResult AllReduceOp::fold(FoldAdaptor) {
+  if (getRanks() == 1)
+    return getInput();
+  return {};
+}
+
 OpFoldResult LoadBalanceLossOp::fold(FoldAdaptor) {
   // One expert: f = 1 and P = 1 in every group.
   if (getProbs().getType().getDimSize(1) != 1)

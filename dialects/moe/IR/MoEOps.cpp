@@ -562,6 +562,21 @@ LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
 LogicalResult AllToAllOp::verify() { return verifyStaticShapes(*this); }
 
 //===----------------------------------------------------------------------===//
+// AllReduceOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AllReduceOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  if (getRanks() < 1)
+    return emitOpError("'ranks' must be at least 1, got ") << getRanks();
+  Type elt = getInput().getType().getElementType();
+  if (!elt.isF32() && !elt.isF64() && !elt.isInteger(64) && !elt.isInteger(32))
+    return emitOpError("sums f32, f64, i32 or i64 elements, got ") << elt;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // Statistics
 //===----------------------------------------------------------------------===//
 

@@ -350,6 +350,26 @@ def MoE_AllToAllOp : MoE_Op<"all_to_all", [Pure, InferTypeOpAdaptor]> {
   let hasFolder = 1;
 }
 
+def MoE_AllReduceOp : MoE_Op<"all_reduce",
+    [Pure, AllTypesMatch<["input", "result"]>]> {
+  let summary = "elementwise sum of a tensor over a group of devices";
+  let description = [{
+    Every one of the `ranks` participating devices contributes a tensor of
+    the same shape; each receives their elementwise sum. The sharded layer
+    uses it to make its statistics global. A sum over one rank is the
+    identity and folds away.
+
+    ```mlir
+    %total = moe.all_reduce %counts ranks = 4 : tensor<8xi64>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, MoE_I64Attr:$ranks);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `ranks` `=` $ranks attr-dict `:` type($input)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Statistics
 //===----------------------------------------------------------------------===//
