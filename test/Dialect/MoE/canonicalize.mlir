@@ -120,3 +120,16 @@ func.func @dropped_of_dropless(%e: tensor<8x2xi32>) -> (tensor<i64>, tensor<i64>
   %n = moe.count_dropped %k2 : tensor<8x2xi1>
   return %zero, %n : tensor<i64>, tensor<i64>
 }
+
+// -----
+
+// A sum over one rank is the identity.
+// CHECK-LABEL: func @all_reduce_one_rank
+// CHECK-SAME: (%[[C:.*]]: tensor<8xi64>)
+// CHECK-NEXT: %[[S:.*]] = moe.all_reduce %[[C]] ranks = 2
+// CHECK-NEXT: return %[[C]], %[[S]]
+func.func @all_reduce_one_rank(%c: tensor<8xi64>) -> (tensor<8xi64>, tensor<8xi64>) {
+  %one = moe.all_reduce %c ranks = 1 : tensor<8xi64>
+  %two = moe.all_reduce %c ranks = 2 : tensor<8xi64>
+  return %one, %two : tensor<8xi64>, tensor<8xi64>
+}

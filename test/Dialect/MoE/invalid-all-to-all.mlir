@@ -137,3 +137,19 @@ func.func @inferred_mismatch(%b: tensor<4x8x32xf32>) {
   %a = "moe.all_to_all"(%b) <{concat_dim = 1 : i64, ranks = 2 : i64, split_dim = 0 : i64}> : (tensor<4x8x32xf32>) -> tensor<4x8x32xf32>
   return
 }
+
+// -----
+
+func.func @all_reduce_no_ranks(%c: tensor<8xi64>) {
+  // expected-error @+1 {{'moe.all_reduce' op 'ranks' must be at least 1, got 0}}
+  %r = moe.all_reduce %c ranks = 0 : tensor<8xi64>
+  return
+}
+
+// -----
+
+func.func @all_reduce_bf16(%c: tensor<8xbf16>) {
+  // expected-error @+1 {{'moe.all_reduce' op sums f32, f64, i32 or i64 elements, got 'bf16'}}
+  %r = moe.all_reduce %c ranks = 2 : tensor<8xbf16>
+  return
+}

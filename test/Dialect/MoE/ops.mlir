@@ -93,3 +93,12 @@ func.func @packed(%x: tensor<16x32xf32>, %experts: tensor<16x2xi32>, %gates: ten
       : tensor<32x32xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>
   return %y : tensor<16x32xf32>
 }
+
+// CHECK-LABEL: func @all_reduce
+// CHECK: moe.all_reduce %{{.*}} ranks = 4 : tensor<8xi64>
+// CHECK: moe.all_reduce %{{.*}} ranks = 4 : tensor<f32>
+func.func @all_reduce(%c: tensor<8xi64>, %l: tensor<f32>) -> (tensor<8xi64>, tensor<f32>) {
+  %a = moe.all_reduce %c ranks = 4 : tensor<8xi64>
+  %b = moe.all_reduce %l ranks = 4 : tensor<f32>
+  return %a, %b : tensor<8xi64>, tensor<f32>
+}
