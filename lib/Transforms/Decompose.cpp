@@ -20,6 +20,85 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+SmallVector<Value> mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
+                                                  const LayerOperands &operands,
+                                                  const DecomposeOptions &options) {
+  Location loc = op.getLoc();
+  MLIRContext *context = b.getContext();
+  auto inputType = cast<RankedTensorType>(operands.input.getType());
+  int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
+  int64_t experts = op.getNumExperts(), topK = op.getTopK();
+  int64_t groupTokens = op.getGroupTokens();
+  int64_t groups = tokens / groupTokens;
+  int64_t ranks = options.ranks;
+  Type elt = inputType.getElementType();
+  bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+
+  auto route = RouteOp::create(b, loc, operands.input, operands.router);
+  auto topk = TopKOp::create(b, loc, route.getProbs(), topK,
+                             op.getNormalizeGates());
+
+  // An expert receives at most S assignments of one group, so slots past S
+  // could never be filled: the padded buffer holds min(C, S) per group.
+  std::optional<int64_t> capacity = op.getCapacity();
+  IntegerAttr capacityAttr;
+  RankedTensorType bufferType;
+  bool packed = !capacity || options.packedCapacity;
+  if (capacity)
+    capacityAttr = b.getI64IntegerAttr(std::min(*capacity, groupTokens));
+  if (packed)
+    bufferType = RankedTensorType::get({tokens * topK, model}, elt);
+  else
+    bufferType = RankedTensorType::get(
+        {experts, groups * capacityAttr.getInt(), model}, elt);
+  auto assign = AssignSlotsOp::create(
+      b, loc, topk.getExperts(), byProbability ? route.getProbs() : Value(),
+      b.getI64IntegerAttr(experts), b.getI64IntegerAttr(groupTokens),
+      capacityAttr, PriorityAttr::get(context, op.getPriority()),
+      capacity && packed ? b.getUnitAttr() : UnitAttr());
+
+  Value buffer = DispatchOp::create(b, loc, bufferType, operands.input,
+                                    topk.getExperts(), assign.getSlots(),
+                                    assign.getKeep());
+  // Expert parallelism: every rank sends each expert's slots to the rank
+  // that holds the expert, and gets the results back the same way.
+  auto exchange = [&](Value v, int64_t split, int64_t concat) -> Value {
+    return AllToAllOp::create(b, loc, v, ranks, split, concat);
+  };
+  if (ranks > 1)
+    buffer = exchange(buffer, 0, 1);
+  Value out = ExpertFFNOp::create(b, loc, buffer, operands.wIn, operands.wGate,
+                                  operands.wOut,
+                                  packed ? assign.getCounts() : Value(),
+                                  op.getActivationAttr());
+  if (ranks > 1)
+    out = exchange(out, 1, 0);
+  auto combine = CombineOp::create(b, loc, out, topk.getExperts(),
+                                   assign.getSlots(), assign.getKeep(),
+                                   topk.getGates());
+
+  Value balance = LoadBalanceLossOp::create(b, loc, route.getProbs(),
+                                            topk.getExperts(), groupTokens);
+  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
+  Value counts = assign.getCounts();
+  if (ranks > 1) {
+    // Each rank holds T/N tokens and G/N whole groups: the global means are
+    // the averages of the ranks' means; counts add up.
+    auto scalarType = RankedTensorType::get({}, b.getF32Type());
+    Value share = arith::ConstantOp::create(
+        b, loc, DenseElementsAttr::get(scalarType, 1.0f / float(ranks)));
+    auto sum = [&](Value v) -> Value {
+      return AllReduceOp::create(b, loc, v, ranks);
+    };
+    balance = sum(arith::MulFOp::create(b, loc, balance, share));
+    zLoss = sum(arith::MulFOp::create(b, loc, zLoss, share));
+    dropped = sum(dropped);
+    counts = sum(counts);
+  }
+  return {combine.getOutput(), counts, dropped, balance, zLoss};
+}
+
 namespace {
 
 struct DecomposeLayer : OpRewritePattern<LayerOp> {
@@ -31,60 +110,11 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
 
   LogicalResult matchAndRewrite(LayerOp op,
                                 PatternRewriter &rewriter) const override {
-    Location loc = op.getLoc();
-    int64_t tokens = op.getNumTokens(), experts = op.getNumExperts();
-    int64_t model = op.getModelDim(), topK = op.getTopK();
-    int64_t groupTokens = op.getGroupTokens();
-    int64_t groups = tokens / groupTokens;
-    Type elt = op.getInput().getType().getElementType();
-    bool byProbability = op.getPriority() == Priority::BatchPrioritized;
-
-    auto route =
-        RouteOp::create(rewriter, loc, op.getInput(), op.getRouter());
-    auto topk = TopKOp::create(rewriter, loc, route.getProbs(), topK,
-                               op.getNormalizeGates());
-
-    // An expert receives at most S assignments of one group, so slots past S
-    // could never be filled: the padded buffer holds min(C, S) per group.
-    std::optional<int64_t> capacity = op.getCapacity();
-    IntegerAttr capacityAttr;
-    RankedTensorType bufferType;
-    bool packed = !capacity || packedCapacity;
-    if (capacity)
-      capacityAttr =
-          rewriter.getI64IntegerAttr(std::min(*capacity, groupTokens));
-    if (packed)
-      bufferType = RankedTensorType::get({tokens * topK, model}, elt);
-    else
-      bufferType = RankedTensorType::get(
-          {experts, groups * capacityAttr.getInt(), model}, elt);
-    auto assign = AssignSlotsOp::create(
-        rewriter, loc, topk.getExperts(),
-        byProbability ? route.getProbs() : Value(),
-        rewriter.getI64IntegerAttr(experts),
-        rewriter.getI64IntegerAttr(groupTokens), capacityAttr,
-        PriorityAttr::get(getContext(), op.getPriority()),
-        capacity && packed ? rewriter.getUnitAttr() : UnitAttr());
-
-    auto dispatch = DispatchOp::create(rewriter, loc, bufferType, op.getInput(),
-                                       topk.getExperts(), assign.getSlots(),
-                                       assign.getKeep());
-    auto ffn = ExpertFFNOp::create(
-        rewriter, loc, dispatch.getBuffer(), op.getWIn(), op.getWGate(),
-        op.getWOut(), packed ? assign.getCounts() : Value(),
-        op.getActivationAttr());
-    auto combine = CombineOp::create(rewriter, loc, ffn.getResult(),
-                                     topk.getExperts(), assign.getSlots(),
-                                     assign.getKeep(), topk.getGates());
-
-    auto balance = LoadBalanceLossOp::create(rewriter, loc, route.getProbs(),
-                                             topk.getExperts(), groupTokens);
-    auto zLoss = RouterZLossOp::create(rewriter, loc, route.getLse());
-    auto dropped = CountDroppedOp::create(rewriter, loc, assign.getKeep());
-
-    rewriter.replaceOp(op, {combine.getOutput(), assign.getCounts(),
-                            dropped.getCount(), balance.getLoss(),
-                            zLoss.getLoss()});
+    DecomposeOptions options;
+    options.packedCapacity = packedCapacity;
+    LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
+                           op.getWGate(), op.getWOut()};
+    rewriter.replaceOp(op, emitDecomposedLayer(rewriter, op, operands, options));
     return success();
   }
 };

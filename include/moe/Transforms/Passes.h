@@ -24,6 +24,30 @@ namespace moe {
 #define GEN_PASS_DECL
 #include "moe/Transforms/Passes.h.inc"
 
+class LayerOp;
+
+/// The tensors a decomposed layer computes on (those of the moe.layer, or
+/// their per-rank counterparts when sharded).
+struct LayerOperands {
+  Value input, router, wIn, wGate, wOut;
+};
+
+/// How to decompose a layer.
+struct DecomposeOptions {
+  /// Packed buffer layout for capacity-bounded layers too.
+  bool packedCapacity = false;
+  /// Expert-parallel ranks: > 1 exchanges the expert buffers with
+  /// moe.all_to_all around the experts and sums the statistics with
+  /// moe.all_reduce (operands are then the rank's tokens and experts).
+  int64_t ranks = 1;
+};
+
+/// Emits the decomposed ops of `layer` on `operands` at the builder's
+/// insertion point and returns the five results of the layer.
+SmallVector<Value> emitDecomposedLayer(OpBuilder &b, LayerOp layer,
+                                       const LayerOperands &operands,
+                                       const DecomposeOptions &options);
+
 /// Adds the pattern that rewrites `moe.layer` into the decomposed ops;
 /// `packedCapacity` selects the packed buffer layout for capacity-bounded
 /// layers too.

@@ -35,6 +35,39 @@ def MoEDecompose : Pass<"moe-decompose"> {
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
 
+def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
+  let summary = "Rewrite a layer into the program each expert-parallel rank runs";
+  let description = [{
+    For `ranks` = N > 1, rewrites every `moe.layer` (whose operands are
+    arguments of its function) into the per-rank program of expert
+    parallelism: the function now takes the rank's T/N tokens and the E/N
+    experts it holds (w_in, w_gate, w_out sliced along E; the router stays
+    whole), routes its own tokens, dispatches them into padded [E, G·C, D]
+    buffers, exchanges them with `moe.all_to_all` (split over experts,
+    concatenated over slots) so that it holds the slots of its experts from
+    every rank, runs its experts, exchanges the results back and combines.
+    The statistics are made global with `moe.all_reduce`. Rank r holds the
+    tokens [r·T/N, (r+1)·T/N) and the experts [r·E/N, (r+1)·E/N).
+
+    The program computes exactly the unsharded layer as long as every
+    routing group lies within one rank (group_size divides T/N). Layers it
+    cannot shard get a diagnostic: E or T not divisible by N, groups that
+    span ranks, and dropless layers (they need a variable-size exchange,
+    which this pass does not build yet).
+
+    The exchange is our own `moe.all_to_all` rather than upstream's
+    `shard.all_to_all`: expert parallelism needs only a one-dimensional
+    group of ranks, and keeping the op in our dialect lets the runtime
+    choose MPI or NCCL without a `shard.grid` symbol.
+  }];
+  let options = [
+    Option<"ranks", "ranks", "int64_t", /*default=*/"1",
+           "Expert-parallel ranks N (E and T must be divisible by N)">
+  ];
+  let dependentDialects = ["::mlir::moe::MoEDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {
   let summary = "Register-tile and vectorize static matmuls for the host CPU";
   let description = [{

@@ -1,0 +1,49 @@
+// moe-shard-experts: the per-rank program of expert parallelism.
+// RUN: moe-opt %s -split-input-file --moe-shard-experts=ranks=2 | FileCheck %s
+// RUN: moe-opt %s -split-input-file --moe-shard-experts=ranks=1 | FileCheck %s --check-prefix=ONE
+
+// Two ranks: 8 of 16 tokens and 2 of 4 experts each; the router stays whole.
+// ONE-LABEL: func @top2
+// ONE: moe.layer
+// CHECK-LABEL: func @top2
+// CHECK-SAME: (%[[X:.*]]: tensor<8x16xf32>, %[[R:.*]]: tensor<4x16xf32>, %[[WI:.*]]: tensor<2x16x32xf32>, %[[WO:.*]]: tensor<2x32x16xf32>)
+// CHECK-SAME: -> (tensor<8x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+// CHECK-SAME: attributes {moe.expert_parallel_ranks = 2 : i64}
+// CHECK: moe.route %[[X]], %[[R]]
+// C = ceil(1.0 * 2 * 4 / 4) = 2 per group of 4; a rank holds 2 groups.
+// CHECK: %[[S:.*]], %[[K:.*]], %[[C:.*]] = moe.assign_slots %{{.*}} num_experts = 4 group_size = 4 capacity = 2 priority = position
+// CHECK: %[[B:.*]] = moe.dispatch {{.*}} -> tensor<4x4x16xf32>
+// CHECK: %[[IN:.*]] = moe.all_to_all %[[B]] ranks = 2 split_dim = 0 concat_dim = 1 : tensor<4x4x16xf32>
+// CHECK: %[[OUT:.*]] = moe.expert_ffn %[[IN]] w_in(%[[WI]]) w_out(%[[WO]]) activation relu : tensor<2x8x16xf32>
+// CHECK: %[[BACK:.*]] = moe.all_to_all %[[OUT]] ranks = 2 split_dim = 1 concat_dim = 0 : tensor<2x8x16xf32>
+// CHECK: %[[Y:.*]] = moe.combine %[[BACK]], {{.*}} : tensor<4x4x16xf32>
+// Statistics: means averaged over ranks, counts summed.
+// CHECK: %[[LB:.*]] = moe.load_balance_loss
+// CHECK: %[[Z:.*]] = moe.router_z_loss
+// CHECK: %[[D:.*]] = moe.count_dropped %[[K]]
+// CHECK: %[[HALF:.*]] = arith.constant dense<5.000000e-01> : tensor<f32>
+// CHECK: %[[LBH:.*]] = arith.mulf %[[LB]], %[[HALF]]
+// CHECK: %[[LBS:.*]] = moe.all_reduce %[[LBH]] ranks = 2 : tensor<f32>
+// CHECK: %[[ZH:.*]] = arith.mulf %[[Z]], %[[HALF]]
+// CHECK: %[[ZS:.*]] = moe.all_reduce %[[ZH]] ranks = 2 : tensor<f32>
+// CHECK: %[[DS:.*]] = moe.all_reduce %[[D]] ranks = 2 : tensor<i64>
+// CHECK: %[[CS:.*]] = moe.all_reduce %[[C]] ranks = 2 : tensor<4xi64>
+// CHECK: return %[[Y]], %[[CS]], %[[DS]], %[[LBS]], %[[ZS]]
+func.func @top2(%x: tensor<16x16xf32>, %r: tensor<4x16xf32>, %wi: tensor<4x16x32xf32>, %wo: tensor<4x32x16xf32>)
+    -> (tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu normalize_gates capacity_factor 1.0 group_size 4 priority position
+      : tensor<16x16xf32>, tensor<4x16xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %y, %t, %d, %lb, %z : tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// Gated experts: w_gate is sliced like w_in.
+// CHECK-LABEL: func @gated
+// CHECK-SAME: (%{{.*}}: tensor<2x8xbf16>, %{{.*}}: tensor<4x8xbf16>, %{{.*}}: tensor<2x8x24xbf16>, %{{.*}}: tensor<2x8x24xbf16>, %{{.*}}: tensor<2x24x8xbf16>
+// CHECK: moe.expert_ffn %{{.*}} w_in(%{{.*}}) w_gate(%{{.*}}) w_out(%{{.*}}) activation swiglu : tensor<2x2x8xbf16>
+func.func @gated(%x: tensor<4x8xbf16>, %r: tensor<4x8xbf16>, %wi: tensor<4x8x24xbf16>, %wg: tensor<4x8x24xbf16>, %wo: tensor<4x24x8xbf16>) -> tensor<4x8xbf16> {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_gate(%wg) w_out(%wo) top_k 1 activation swiglu expert_capacity 1 group_size 2 priority batch_prioritized
+      : tensor<4x8xbf16>, tensor<4x8xbf16>, tensor<4x8x24xbf16>, tensor<4x8x24xbf16>, tensor<4x24x8xbf16>
+  return %y : tensor<4x8xbf16>
+}
