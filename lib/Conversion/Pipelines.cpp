@@ -18,6 +18,7 @@ std::string mlir::moe::cpuPipelineText() {
          "moe-decompose{packed-capacity=1},"
          "canonicalize,"
          "convert-moe-to-linalg,"
+         "convert-elementwise-to-linalg,"
          "canonicalize,cse,"
          "moe-vectorize-matmuls,"
          "canonicalize,"

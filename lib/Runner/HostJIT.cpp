@@ -19,6 +19,7 @@
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
+#include "llvm/ExecutionEngine/Orc/Mangling.h"
 #include "llvm/Support/TargetSelect.h"
 
 using namespace mlir;
@@ -46,7 +47,7 @@ static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
 
 llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
-                        unsigned optLevel) {
+                        unsigned optLevel, llvm::ArrayRef<Symbol> symbols) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -95,6 +96,14 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     return stageError("JIT compilation", detail);
   }
 
+  if (!symbols.empty())
+    (*engine)->registerSymbols([&](llvm::orc::MangleAndInterner interner) {
+      llvm::orc::SymbolMap map;
+      for (const auto &[name, address] : symbols)
+        map[interner(name)] = {llvm::orc::ExecutorAddr::fromPtr(address),
+                               llvm::JITSymbolFlags::Exported};
+      return map;
+    });
   std::unique_ptr<HostExecutable> exe(new HostExecutable());
   exe->engine = std::move(*engine);
   exe->entry = ("_mlir_ciface_" + funcName).str();

@@ -10,6 +10,8 @@
 #include "moe/IR/MoEOps.h"
 #include "moe/Import/Import.h"
 #include "moe/Runner/HostJIT.h"
+#include "moe/Runtime/Collectives.h"
+#include "moe/Runtime/EntryPoints.h"
 #include "moe/Runtime/Error.h"
 #include "moe/Runtime/MemRef.h"
 #include "moe/Runtime/Npy.h"
@@ -17,15 +19,19 @@
 #include "moe/Runtime/Stats.h"
 #include "moe/Runtime/Weights.h"
 #include "moe/Spec/LayerSpec.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/MLIRContext.h"
 #include "mlir/InitAllDialects.h"
 #include "mlir/InitAllExtensions.h"
 #include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/raw_ostream.h"
+
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -183,6 +189,83 @@ OwningOpRef<ModuleOp> parseModule(MLIRContext &context,
   return module;
 }
 
+/// The rank whose errors are printed (0 unless a sharded run says so).
+int reportingRank = 0;
+
+/// The world size an MPI launcher announced, or 0.
+int64_t launcherWorldSize() {
+  for (const char *var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"})
+    if (const char *value = std::getenv(var))
+      return std::atoll(value);
+  return 0;
+}
+
+/// The collectives of a sharded run, or null for a single-rank one.
+std::unique_ptr<rt::Collectives> openCollectives(int64_t shards) {
+  int64_t world = launcherWorldSize();
+  if (shards == 1) {
+    if (world > 1)
+      throw rt::Error("moe-run: error: started by an MPI launcher with " +
+                      std::to_string(world) + " ranks: pass --shards " +
+                      std::to_string(world));
+    return nullptr;
+  }
+  if (!rt::launchedByMPI())
+    throw rt::Error("moe-run: error: --shards " + std::to_string(shards) +
+                    " runs one process per rank: start it as mpirun -np " +
+                    std::to_string(shards) + " moe-run --shards " +
+                    std::to_string(shards) + " ...");
+  auto comm = rt::makeMPICollectives(static_cast<int>(shards));
+  reportingRank = comm->rank();
+  return comm;
+}
+
+/// Rows [first, first + count) of a row-major tensor, along dimension 0.
+rt::HostTensor rowSlice(const rt::HostTensor &t, int64_t first,
+                        int64_t count) {
+  std::vector<int64_t> shape = t.shape();
+  size_t rowBytes = t.byteSize() / static_cast<size_t>(shape[0]);
+  shape[0] = count;
+  rt::HostTensor slice = rt::HostTensor::zeros(t.dtype(), shape);
+  std::memcpy(slice.data(),
+              static_cast<const char *>(t.data()) +
+                  static_cast<size_t>(first) * rowBytes,
+              static_cast<size_t>(count) * rowBytes);
+  return slice;
+}
+
+/// Rewrites the layer into rank's program with moe-shard-experts; its
+/// diagnostics become one error line.
+void shardModule(ModuleOp module, int64_t ranks, const std::string &source) {
+  std::string error;
+  ScopedDiagnosticHandler capture(module.getContext(), [&](Diagnostic &diag) {
+    if (error.empty())
+      error = mlir::moe::formatDiagnostic(diag);
+    return success();
+  });
+  PassManager pm(module.getContext());
+  mlir::moe::MoEShardExpertsOptions shardOptions;
+  shardOptions.ranks = ranks;
+  pm.addPass(mlir::moe::createMoEShardExperts(shardOptions));
+  if (failed(pm.run(module)))
+    throw rt::Error("moe-run: error: " + source + ": " +
+                    (error.empty() ? "sharding failed" : error));
+}
+
+/// Bytes one rank sends (and receives) per layer call through the
+/// exchanges of `func`: each moe.all_to_all keeps 1/N of its buffer.
+uint64_t staticExchangeBytes(func::FuncOp func) {
+  uint64_t bytes = 0;
+  func.walk([&](mlir::moe::AllToAllOp op) {
+    auto type = op.getInput().getType();
+    uint64_t total = static_cast<uint64_t>(type.getNumElements()) *
+                     (type.getElementTypeBitWidth() / 8);
+    bytes += total / static_cast<uint64_t>(op.getRanks()) *
+             static_cast<uint64_t>(op.getRanks() - 1);
+  });
+  return bytes;
+}
+
 int run(const ::moe::RunOptions &options) {
   if (options.backend != "cpu")
     throw rt::Error("moe-run: error: backend '" + options.backend +
@@ -197,10 +280,18 @@ int run(const ::moe::RunOptions &options) {
     if (value->empty())
       throw rt::Error(std::string("moe-run: error: ") + flag + " is required");
 
+  std::unique_ptr<rt::Collectives> comm = openCollectives(options.shards);
+  int64_t shards = options.shards, rank = comm ? comm->rank() : 0;
+
   rt::HostTensor x = rt::readNpyAs(options.inputPath, rt::DType::F32, 2);
   int64_t tokens = x.dim(0), width = x.dim(1);
   if (tokens < 1)
     fail(options.inputPath, "the input holds no tokens");
+  int64_t globalTokens = tokens;
+  if (tokens % shards != 0)
+    fail(options.inputPath, std::to_string(tokens) +
+                                " tokens cannot be split evenly over " +
+                                std::to_string(shards) + " ranks");
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -240,9 +331,28 @@ int run(const ::moe::RunOptions &options) {
     info.capacity = info.spec.capacityFor(
         info.spec.groupSize.value_or(tokens));
     info.weightType = storedExpertType(weightsFile, options.weightPrefix);
+    if (width == info.spec.dModel) {
+      mlir::moe::ImportOptions importOptions;
+      importOptions.tokens = tokens;
+      importOptions.weightType = toElementKind(info.weightType);
+      importOptions.routerType = toElementKind(info.routerType);
+      importOptions.funcName = options.funcName;
+      module = mlir::moe::buildLayerModule(
+          &context, info.spec, importOptions,
+          FileLineColLoc::get(&context, options.specPath, 1, 1));
+      if (shards > 1)
+        shardModule(*module, shards, options.specPath);
+    }
   } else {
     module = parseModule(context, options.modulePath);
+    if (shards > 1)
+      shardModule(*module, shards, options.modulePath);
     info = inspectModule(*module, options);
+  }
+  // From here on, the rank's own tokens.
+  if (shards > 1) {
+    tokens = globalTokens / shards;
+    x = rowSlice(x, rank * tokens, tokens);
   }
   if (width != info.spec.dModel)
     fail(options.inputPath, "input has width " + std::to_string(width) +
@@ -266,19 +376,21 @@ int run(const ::moe::RunOptions &options) {
   if (info.routerType != weights.router.dtype())
     weights.router = weights.router.castTo(info.routerType);
 
-  if (!module) {
-    mlir::moe::ImportOptions importOptions;
-    importOptions.tokens = tokens;
-    importOptions.weightType = toElementKind(info.weightType);
-    importOptions.routerType = toElementKind(info.routerType);
-    importOptions.funcName = options.funcName;
-    module = mlir::moe::buildLayerModule(&context, info.spec, importOptions,
-                                   FileLineColLoc::get(&context, options.specPath, 1, 1));
+  if (shards > 1) {
+    // Rank r holds the experts [r·E/N, (r+1)·E/N).
+    int64_t local = info.spec.numExperts / shards;
+    for (rt::HostTensor *w : {&weights.wIn, &weights.wGate, &weights.wOut})
+      if (*w)
+        *w = rowSlice(*w, rank * local, local);
   }
+  uint64_t exchangeBytes = staticExchangeBytes(
+      module->lookupSymbol<func::FuncOp>(options.funcName));
 
   auto compileStart = Clock::now();
-  auto executable =
-      mlir::moe::HostExecutable::compile(*module, options.funcName, options.optLevel);
+  rt::setActiveCollectives(comm.get());
+  auto executable = mlir::moe::HostExecutable::compile(
+      *module, options.funcName, options.optLevel,
+      rt::collectiveEntryPoints());
   if (!executable)
     throw rt::Error("moe-run: error: " + layerSource + ": " +
                     llvm::toString(executable.takeError()));
@@ -319,7 +431,15 @@ int run(const ::moe::RunOptions &options) {
   stats.loadBalanceLoss = *balance.dataAs<float>();
   stats.routerZLoss = *zLoss.dataAs<float>();
 
-  if (options.verbose)
+  // What the first call moved between ranks, as measured on every rank.
+  std::vector<uint64_t> traffic(2 * static_cast<size_t>(shards), 0);
+  if (comm) {
+    uint64_t mine[2] = {comm->counters().bytesSent,
+                        comm->counters().bytesReceived};
+    comm->allGather(mine, traffic.data(), sizeof(mine));
+  }
+
+  if (options.verbose && rank == 0)
     llvm::errs() << llvm::format("moe-run: compiled in %.2f s, ran in %.3f s\n",
                                  compileSeconds, firstSeconds);
 
@@ -338,17 +458,45 @@ int run(const ::moe::RunOptions &options) {
     double matrices = spec::isGated(info.spec.activation) ? 3 : 2;
     double flops = double(kept) * 2.0 * double(info.spec.dModel) *
                    double(info.spec.dFF) * matrices;
-    llvm::outs() << llvm::format(
-        "BENCH {\"tokens\": %lld, \"runs\": %zu, \"compile_s\": %.4f, "
-        "\"median_s\": %.6f, \"min_s\": %.6f, \"tokens_per_s\": %.1f, "
-        "\"expert_gflop\": %.4f, \"expert_gflops\": %.2f}\n",
-        (long long)tokens, times.size(), compileSeconds, median, times.front(),
-        double(tokens) / median, flops * 1e-9, flops * 1e-9 / median);
+    if (rank == 0)
+      llvm::outs() << llvm::format(
+          "BENCH {\"tokens\": %lld, \"ranks\": %lld, \"runs\": %zu, "
+          "\"compile_s\": %.4f, \"median_s\": %.6f, \"min_s\": %.6f, "
+          "\"tokens_per_s\": %.1f, \"expert_gflop\": %.4f, "
+          "\"expert_gflops\": %.2f}\n",
+          (long long)globalTokens, (long long)shards, times.size(),
+          compileSeconds, median, times.front(),
+          double(globalTokens) / median, flops * 1e-9, flops * 1e-9 / median);
+  }
+
+  std::string statsText = rt::statsToJSON(stats);
+  if (comm) {
+    // Rank 0 writes the whole output and the global statistics.
+    rt::HostTensor full =
+        rt::HostTensor::zeros(rt::DType::F32, {globalTokens, width});
+    comm->allGather(y.data(), full.data(), y.byteSize());
+    y = std::move(full);
+    if (rank != 0)
+      return 0;
+    nlohmann::ordered_json report = nlohmann::ordered_json::parse(statsText);
+    std::vector<uint64_t> sent, received;
+    for (int64_t r = 0; r < shards; ++r) {
+      sent.push_back(traffic[2 * r]);
+      received.push_back(traffic[2 * r + 1]);
+    }
+    report["communication"] = {
+        {"ranks", shards},
+        {"formula", "per rank and call: sum over the layer's all_to_all of "
+                    "(N-1)/N of its buffer bytes, sent and received"},
+        {"static_bytes_per_rank", exchangeBytes},
+        {"measured_bytes_sent", sent},
+        {"measured_bytes_received", received}};
+    statsText = report.dump(2) + "\n";
   }
 
   // Statistics first: if either write fails, no output is left behind.
   if (!options.statsPath.empty())
-    rt::writeTextFileAtomically(options.statsPath, rt::statsToJSON(stats));
+    rt::writeTextFileAtomically(options.statsPath, statsText);
   try {
     rt::writeNpy(options.outputPath, y);
   } catch (...) {
@@ -362,13 +510,16 @@ int run(const ::moe::RunOptions &options) {
 } // namespace
 
 int ::moe::runLayer(const RunOptions &options) {
+  // In a sharded run every rank meets the same errors; rank 0 reports them.
   try {
     return run(options);
   } catch (const rt::Error &error) {
-    llvm::errs() << error.what() << "\n";
+    if (reportingRank == 0)
+      llvm::errs() << error.what() << "\n";
     return 1;
   } catch (const std::exception &error) {
-    llvm::errs() << "moe-run: error: " << error.what() << "\n";
+    if (reportingRank == 0)
+      llvm::errs() << "moe-run: error: " << error.what() << "\n";
     return 1;
   }
 }

@@ -422,8 +422,10 @@ def compare_outputs(case, y, stats, ref):
     return problems, rel_err
 
 
-def run_one(name, case, moe_run, workdir, backend, timeout):
-    """Run one case; return (passed, summary line)."""
+def run_one(name, case, moe_run, workdir, backend, timeout, shards=1):
+    """Run one case; return (passed, summary line). With shards > 1 the tool runs under
+    mpirun with --shards, and its output must also match the unsharded run's to 1e-6
+    relative, with identical statistics."""
     try:
         seed, inputs, ref = prepare(case)
     except (RuntimeError, ValueError) as err:
@@ -448,27 +450,61 @@ def run_one(name, case, moe_run, workdir, backend, timeout):
         if os.path.exists(stale):
             os.remove(stale)
 
-    command = [moe_run, "--spec", paths["spec"], "--weights", paths["weights"],
-               "--input", paths["x"], "--output", paths["y"], "--stats", paths["stats"]]
-    if backend:
-        command += ["--backend", backend]
+    def run_tool(ranks, y_path, stats_path):
+        """Runs moe-run (under mpirun for ranks > 1); returns an error line or None."""
+        command = [moe_run, "--spec", paths["spec"], "--weights", paths["weights"],
+                   "--input", paths["x"], "--output", y_path, "--stats", stats_path]
+        if backend:
+            command += ["--backend", backend]
+        if ranks > 1:
+            command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
+                       str(ranks)] + command + ["--shards", str(ranks)]
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return f"moe-run ran past {timeout} s"
+        except OSError as err:
+            return f"cannot run moe-run: {err}"
+        if result.returncode != 0:
+            tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
+            return f"moe-run exited {result.returncode}: {tail[0]}"
+        return None
+
+    def read_outputs(y_path, stats_path):
+        y = moe_io.load_npy(y_path)
+        with open(stats_path) as f:
+            return y, json.load(f)
+
+    error = run_tool(shards, paths["y"], paths["stats"])
+    if error:
+        return False, f"FAIL {name}: {error}"
     try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return False, f"FAIL {name}: moe-run ran past {timeout} s"
-    except OSError as err:
-        return False, f"FAIL {name}: cannot run moe-run: {err}"
-    if result.returncode != 0:
-        tail = (result.stderr.strip() or result.stdout.strip()).splitlines()[-1:] or [""]
-        return False, f"FAIL {name}: moe-run exited {result.returncode}: {tail[0]}"
-    try:
-        y = moe_io.load_npy(paths["y"])
-        with open(paths["stats"]) as f:
-            stats = json.load(f)
+        y, stats = read_outputs(paths["y"], paths["stats"])
     except (OSError, ValueError) as err:
         return False, f"FAIL {name}: cannot read the outputs: {err}"
 
     problems, rel_err = compare_outputs(case, y, stats, ref)
+    if shards > 1 and not problems:
+        single_y = os.path.join(case_dir, "y_single.npy")
+        single_stats = os.path.join(case_dir, "stats_single.json")
+        error = run_tool(1, single_y, single_stats)
+        if error:
+            return False, f"FAIL {name}: unsharded run: {error}"
+        y1, stats1 = read_outputs(single_y, single_stats)
+        diff = float(np.linalg.norm(y.astype(np.float64) - y1) /
+                     max(np.linalg.norm(y1.astype(np.float64)), 1e-30))
+        if diff > 1e-6:
+            problems.append(f"sharded output differs from the unsharded one by {diff:.2e}")
+        for key in ("capacity", "tokens_per_expert", "dropped"):
+            if stats.get(key) != stats1.get(key):
+                problems.append(f"sharded {key} {stats.get(key)} != unsharded {stats1.get(key)}")
+        for key in ("load_balance_loss", "router_z_loss"):
+            if abs(stats[key] - stats1[key]) > 1e-6 * max(abs(stats1[key]), 1e-30):
+                problems.append(f"sharded {key} {stats[key]} != unsharded {stats1[key]}")
+        comm = stats.get("communication", {})
+        if comm.get("measured_bytes_sent") != [comm.get("static_bytes_per_rank")] * shards:
+            problems.append(f"measured traffic {comm.get('measured_bytes_sent')} differs "
+                            f"from the static {comm.get('static_bytes_per_rank')} per rank")
     if problems:
         return False, f"FAIL {name}: " + "; ".join(problems)
     return True, (f"PASS {name}: rel_err={rel_err:.2e} dropped={ref['stats']['dropped']} "
@@ -483,6 +519,9 @@ def main(argv=None):
     parser.add_argument("--backend", help="passed to moe-run as --backend")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds one moe-run call may take (default 300)")
+    parser.add_argument("--shards", type=int, default=1,
+                        help="expert-parallel ranks: run under mpirun with --shards and "
+                             "also compare with the unsharded run")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
 
@@ -502,7 +541,7 @@ def main(argv=None):
     failures = 0
     for name in names:
         passed, line = run_one(name, CASES[name], args.moe_run, args.workdir, args.backend,
-                               args.timeout)
+                               args.timeout, args.shards)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

@@ -36,6 +36,11 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
   --stats ST.json          statistics (capacity, tokens_per_expert, dropped,
                            load_balance_loss, router_z_loss)
   --backend cpu            backend (default: cpu)
+  --shards N               expert-parallel ranks: start as
+                           mpirun -np N moe-run --shards N ...; rank r takes
+                           tokens [r*T/N, (r+1)*T/N) and experts
+                           [r*E/N, (r+1)*E/N); rank 0 writes Y and the
+                           statistics (with a "communication" section)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line
@@ -64,7 +69,7 @@ bool parseCount(const std::string &text, int64_t &value) {
 
 int main(int argc, char **argv) {
   moe::RunOptions options;
-  std::string bench;
+  std::string bench, shards;
   bool benchGiven = false;
   std::map<std::string, std::string *> valued{
       {"--spec", &options.specPath},       {"--module", &options.modulePath},
@@ -72,7 +77,7 @@ int main(int argc, char **argv) {
       {"--weight-prefix", &options.weightPrefix},
       {"--input", &options.inputPath},     {"--output", &options.outputPath},
       {"--stats", &options.statsPath},     {"--backend", &options.backend},
-      {"--bench", &bench}};
+      {"--bench", &bench},                 {"--shards", &shards}};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {
@@ -111,5 +116,7 @@ int main(int argc, char **argv) {
   }
   if (benchGiven && !parseCount(bench, options.benchIterations))
     return badUsage("--bench needs a positive count, got '" + bench + "'");
+  if (!shards.empty() && !parseCount(shards, options.shards))
+    return badUsage("--shards needs a positive count, got '" + shards + "'");
   return moe::runLayer(options);
 }

@@ -20,13 +20,16 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     statistics are linalg reductions (statistics accumulate in f64); top-k
     selection, the priority walk of slot assignment and the dispatch scatter
     are `scf.for` loops over tensors; the combine is a gathering
-    `linalg.generic`. `moe.all_to_all` over more than one rank is rejected:
-    it needs the collective runtime.
+    `linalg.generic`. `moe.all_to_all` and `moe.all_reduce` over several
+    ranks become calls of the runtime's C entry points
+    (`moe_rt_all_to_all_<type>`, `moe_rt_all_reduce_<type>`) on buffers.
   }];
   let dependentDialects = [
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
-    "::mlir::tensor::TensorDialect"
+    "::mlir::tensor::TensorDialect", "::mlir::func::FuncDialect",
+    "::mlir::memref::MemRefDialect",
+    "::mlir::bufferization::BufferizationDialect"
   ];
 }
 

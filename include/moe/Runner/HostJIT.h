@@ -15,6 +15,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 
 namespace mlir {
 class Diagnostic;
@@ -30,10 +31,15 @@ class HostExecutable {
 public:
   ~HostExecutable();
 
+  /// A symbol the compiled code may call, with its address in this process.
+  using Symbol = std::pair<std::string, void *>;
+
   /// Runs the CPU pipeline on `module` (in place) and JIT-compiles the
-  /// function `funcName`. `optLevel` is LLVM's 0-3.
+  /// function `funcName`. `optLevel` is LLVM's 0-3; `symbols` are resolved
+  /// before the process's own (the runtime's collective entry points).
   static llvm::Expected<std::unique_ptr<HostExecutable>>
-  compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3);
+  compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
+          llvm::ArrayRef<Symbol> symbols = {});
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the

@@ -27,6 +27,7 @@ struct RunOptions {
   std::string backend = "cpu";        ///< --backend
   unsigned optLevel = 3;              ///< --O
   int64_t benchIterations = 0;        ///< --bench: timed repetitions
+  int64_t shards = 1;                 ///< --shards: expert-parallel ranks
   bool verbose = false;               ///< -v: stage timings on stderr
 };
 

@@ -139,6 +139,7 @@ private:
 /// Patterns of the two lowering files.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns);
 void populateLowerExpertPatterns(RewritePatternSet &patterns);
+void populateLowerCollectivePatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe::lowering
 

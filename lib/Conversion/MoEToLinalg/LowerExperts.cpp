@@ -329,25 +329,10 @@ struct LowerCombine : OpConversionPattern<CombineOp> {
   }
 };
 
-/// A multi-rank exchange needs the sharded runtime; a single-rank one is the
-/// identity (and normally folded away before this point).
-struct LowerAllToAll : OpConversionPattern<AllToAllOp> {
-  using OpConversionPattern::OpConversionPattern;
-
-  LogicalResult
-  matchAndRewrite(AllToAllOp op, OpAdaptor adaptor,
-                  ConversionPatternRewriter &rewriter) const override {
-    if (op.getRanks() != 1)
-      return rewriter.notifyMatchFailure(op, "needs a collective runtime");
-    rewriter.replaceOp(op, adaptor.getInput());
-    return success();
-  }
-};
-
 } // namespace
 
 void mlir::moe::lowering::populateLowerExpertPatterns(
     RewritePatternSet &patterns) {
-  patterns.add<LowerDispatch, LowerExpertFFN, LowerCombine, LowerAllToAll>(
+  patterns.add<LowerDispatch, LowerExpertFFN, LowerCombine>(
       patterns.getContext());
 }

@@ -1,8 +1,8 @@
 //===- MoEToLinalg.cpp - The convert-moe-to-linalg pass -------------*- C++ -*-===//
 //
 // Drives the moe lowering patterns with dialect conversion: every moe op is
-// illegal afterwards, and anything that cannot be lowered on one host (an
-// exchange over several ranks) is reported at the op.
+// illegal afterwards. Exchanges between ranks become calls of the runtime's
+// collective entry points.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,23 +25,12 @@ struct ConvertMoEToLinalgPass
     : mlir::moe::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
   void runOnOperation() override {
     Operation *root = getOperation();
-    WalkResult multiRank = root->walk([](AllToAllOp op) {
-      if (op.getRanks() == 1)
-        return WalkResult::advance();
-      op.emitOpError() << "exchanges buffers over " << op.getRanks()
-                       << " ranks, which a single host process cannot run; "
-                          "lower the sharded program with a collective "
-                          "runtime instead";
-      return WalkResult::interrupt();
-    });
-    if (multiRank.wasInterrupted())
-      return signalPassFailure();
-
     MLIRContext *context = &getContext();
     RewritePatternSet patterns(context);
     populateDecomposeLayerPatterns(patterns);
     lowering::populateLowerRoutingPatterns(patterns);
     lowering::populateLowerExpertPatterns(patterns);
+    lowering::populateLowerCollectivePatterns(patterns);
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();

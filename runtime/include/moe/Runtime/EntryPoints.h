@@ -1,0 +1,31 @@
+//===- EntryPoints.h - C entry points that compiled layers call ---*- C++ -*-===//
+//
+// Compiled sharded layers exchange expert buffers and sum statistics by
+// calling these functions (the C interface of MLIR unranked memrefs). They
+// run on the collectives engine made active with setActiveCollectives.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_ENTRYPOINTS_H
+#define MOE_RUNTIME_ENTRYPOINTS_H
+
+#include "moe/Runtime/Collectives.h"
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moe::runtime {
+
+/// The engine the entry points use; null (the default) makes every call
+/// fail. The caller keeps ownership.
+void setActiveCollectives(Collectives *collectives);
+
+/// The entry points by symbol name (`_mlir_ciface_moe_rt_...`) and address,
+/// for a JIT to resolve.
+std::vector<std::pair<std::string, void *>> collectiveEntryPoints();
+
+} // namespace moe::runtime
+
+#endif // MOE_RUNTIME_ENTRYPOINTS_H

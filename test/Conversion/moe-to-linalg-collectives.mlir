@@ -1,0 +1,33 @@
+// Exchanges between ranks become calls of the runtime's C entry points on
+// buffers; over one rank they are the identity.
+// RUN: moe-opt %s --convert-moe-to-linalg | FileCheck %s
+
+// CHECK-DAG: func.func private @moe_rt_all_to_all_bf16(memref<*xbf16>, memref<*xbf16>, i64, i64, i64) attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @moe_rt_all_reduce_i64(memref<*xi64>, i64) attributes {llvm.emit_c_interface}
+
+// CHECK-LABEL: func @exchange
+// CHECK-SAME: (%[[B:.*]]: tensor<4x6x16xbf16>)
+// CHECK: %[[SRC:.*]] = bufferization.to_buffer %[[B]] read_only : tensor<4x6x16xbf16> to memref<4x6x16xbf16>
+// CHECK: %[[DST:.*]] = memref.alloc() : memref<2x12x16xbf16>
+// CHECK: %[[SU:.*]] = memref.cast %[[SRC]] : memref<4x6x16xbf16> to memref<*xbf16>
+// CHECK: %[[DU:.*]] = memref.cast %[[DST]] : memref<2x12x16xbf16> to memref<*xbf16>
+// CHECK: call @moe_rt_all_to_all_bf16(%[[SU]], %[[DU]], %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK: %[[R:.*]] = bufferization.to_tensor %[[DST]] restrict writable
+// CHECK: return %[[R]], %[[B]]
+func.func @exchange(%b: tensor<4x6x16xbf16>) -> (tensor<2x12x16xbf16>, tensor<4x6x16xbf16>) {
+  %r = moe.all_to_all %b ranks = 2 split_dim = 0 concat_dim = 1 : tensor<4x6x16xbf16>
+  %same = moe.all_to_all %b ranks = 1 split_dim = 0 concat_dim = 1 : tensor<4x6x16xbf16>
+  return %r, %same : tensor<2x12x16xbf16>, tensor<4x6x16xbf16>
+}
+
+// The sum is computed in place on a copy.
+// CHECK-LABEL: func @sum
+// CHECK: %[[IN:.*]] = bufferization.to_buffer %{{.*}} read_only
+// CHECK: %[[COPY:.*]] = memref.alloc() : memref<8xi64>
+// CHECK: memref.copy %[[IN]], %[[COPY]]
+// CHECK: call @moe_rt_all_reduce_i64(%{{.*}}, %{{.*}}) : (memref<*xi64>, i64) -> ()
+// CHECK: bufferization.to_tensor %[[COPY]] restrict writable
+func.func @sum(%c: tensor<8xi64>) -> tensor<8xi64> {
+  %r = moe.all_reduce %c ranks = 4 : tensor<8xi64>
+  return %r : tensor<8xi64>
+}
