@@ -122,6 +122,19 @@ public:
     return generic.getResult(0);
   }
 
+  /// A linalg.generic with one output: `body` gets the scalar block
+  /// arguments (inputs, then the output) and returns the value to yield.
+  Value generic(ValueRange inputs, Value init, ArrayRef<AffineMap> maps,
+                ArrayRef<utils::IteratorType> iters, ScalarFn body) {
+    auto op = linalg::GenericOp::create(
+        b, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
+        [&](OpBuilder &nested, Location loc, ValueRange args) {
+          ImplicitLocOpBuilder inner(loc, nested);
+          linalg::YieldOp::create(inner, body(inner, args));
+        });
+    return op.getResult(0);
+  }
+
   /// Casts a float tensor to element type `elt` (no-op when it has it).
   Value castTensor(Value tensor, Type elt) {
     if (cast<RankedTensorType>(tensor.getType()).getElementType() == elt)

@@ -268,7 +268,6 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
         b, bufferType, out, origin,
         ArrayRef<OpFoldResult>{b.getIndexAttr(rows), b.getIndexAttr(model)},
         unit);
-    (void)b;
     rewriter.replaceOp(op, out);
     return success();
   }
@@ -294,18 +293,14 @@ struct LowerCombine : OpConversionPattern<CombineOp> {
     AffineMap perChoice = AffineMap::get(3, 0, {t, j}, ctx);
     AffineMap perOutput = AffineMap::get(3, 0, {t, d}, ctx);
     Value init = e.filled({tokens, model}, e.f32(0));
-    auto generic = linalg::GenericOp::create(
-        b, TypeRange{init.getType()},
+    Value sum = e.generic(
         ValueRange{adaptor.getExperts(), adaptor.getSlots(), adaptor.getKeep(),
                    adaptor.getGates()},
-        ValueRange{init},
-        ArrayRef<AffineMap>{perChoice, perChoice, perChoice, perChoice,
-                            perOutput},
-        ArrayRef<IteratorType>{IteratorType::parallel, IteratorType::parallel,
-                               IteratorType::reduction},
-        [&](OpBuilder &nested, Location loc, ValueRange args) {
-          ImplicitLocOpBuilder ib(loc, nested);
-          Emitter s(loc, ib);
+        init, {perChoice, perChoice, perChoice, perChoice, perOutput},
+        {IteratorType::parallel, IteratorType::parallel,
+         IteratorType::reduction},
+        [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+          Emitter s(ib.getLoc(), ib);
           Value kept = args[2];
           // A dropped assignment reads row 0 and contributes zero.
           auto safeIndex = [&](Value v) -> Value {
@@ -320,11 +315,9 @@ struct LowerCombine : OpConversionPattern<CombineOp> {
           Value v = s.castFloat(s.extract(buffer, at), ib.getF32Type());
           Value term = arith::SelectOp::create(
               ib, kept, arith::MulFOp::create(ib, args[3], v), s.f32(0));
-          linalg::YieldOp::create(
-              ib, ValueRange{arith::AddFOp::create(ib, args[4], term).getResult()});
+          return arith::AddFOp::create(ib, args[4], term);
         });
-    rewriter.replaceOp(op,
-                       e.castTensor(generic.getResult(0), outType.getElementType()));
+    rewriter.replaceOp(op, e.castTensor(sum, outType.getElementType()));
     return success();
   }
 };

@@ -19,22 +19,6 @@ namespace {
 
 using utils::IteratorType;
 
-/// linalg.generic over `dims` loops; `body` receives the block arguments and
-/// returns the values to yield.
-static Value generic(ImplicitLocOpBuilder &b, ValueRange inputs, Value init,
-                     ArrayRef<AffineMap> maps, ArrayRef<IteratorType> iters,
-                     llvm::function_ref<Value(ImplicitLocOpBuilder &,
-                                              ValueRange)>
-                         body) {
-  auto op = linalg::GenericOp::create(
-      b, TypeRange{init.getType()}, inputs, ValueRange{init}, maps, iters,
-      [&](OpBuilder &nested, Location loc, ValueRange args) {
-        ImplicitLocOpBuilder inner(loc, nested);
-        linalg::YieldOp::create(inner, body(inner, args));
-      });
-  return op.getResult(0);
-}
-
 /// Reduces a [T, E] f32 tensor over E with `combine`, starting from `init`.
 static Value reduceRows(Emitter &e, Value matrix, Value init,
                         llvm::function_ref<Value(ImplicitLocOpBuilder &, Value,
@@ -46,7 +30,7 @@ static Value reduceRows(Emitter &e, Value matrix, Value init,
   MLIRContext *ctx = b.getContext();
   AffineMap in = AffineMap::getMultiDimIdentityMap(2, ctx);
   AffineMap out = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
-  return generic(b, matrix, acc, {in, out},
+  return e.generic(matrix, acc, {in, out},
                  {IteratorType::parallel, IteratorType::reduction},
                  [&](ImplicitLocOpBuilder &ib, ValueRange args) {
                    return combine(ib, args[0], args[1]);
@@ -64,7 +48,7 @@ static Value mapWithRow(Emitter &e, Value matrix, Value row,
   MLIRContext *ctx = b.getContext();
   AffineMap id = AffineMap::getMultiDimIdentityMap(2, ctx);
   AffineMap rowMap = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
-  return generic(b, {matrix, row}, init, {id, rowMap, id},
+  return e.generic({matrix, row}, init, {id, rowMap, id},
                  {IteratorType::parallel, IteratorType::parallel},
                  [&](ImplicitLocOpBuilder &ib, ValueRange args) {
                    return fn(ib, args[0], args[1]);
@@ -88,8 +72,8 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
     AffineExpr t = getAffineDimExpr(0, ctx), ex = getAffineDimExpr(1, ctx),
                d = getAffineDimExpr(2, ctx);
     Value zeros = e.filled({tokens, experts}, e.f32(0));
-    Value logits = generic(
-        b, {adaptor.getInput(), adaptor.getRouter()}, zeros,
+    Value logits = e.generic(
+        {adaptor.getInput(), adaptor.getRouter()}, zeros,
         {AffineMap::get(3, 0, {t, d}, ctx), AffineMap::get(3, 0, {ex, d}, ctx),
          AffineMap::get(3, 0, {t, ex}, ctx)},
         {IteratorType::parallel, IteratorType::parallel,
@@ -260,7 +244,6 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
   matchAndRewrite(AssignSlotsOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
-    ImplicitLocOpBuilder &b = e.builder();
     Value experts = adaptor.getExperts();
     int64_t tokens = op.getExperts().getType().getDimSize(0);
     int64_t k = op.getExperts().getType().getDimSize(1);
@@ -375,7 +358,6 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                           });
           })[0];
     }
-    (void)b;
     rewriter.replaceOp(op, {slots, keep, totals});
     return success();
   }
@@ -392,7 +374,7 @@ static Value reduceAll(Emitter &e, Value tensor, Type accType,
   SmallVector<AffineMap> maps{b.getMultiDimIdentityMap(rank),
                               AffineMap::get(rank, 0, {}, b.getContext())};
   SmallVector<IteratorType> iters(rank, IteratorType::reduction);
-  return generic(b, tensor, init, maps, iters,
+  return e.generic(tensor, init, maps, iters,
                  [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
                    Value v = fn(ib, args[0]);
                    if (isa<FloatType>(accType))
