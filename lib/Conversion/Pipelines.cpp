@@ -1,4 +1,5 @@
-//===- Pipelines.cpp - Named pass pipelines of the moe toolchain ----*- C++ -*-===//
+//===- Pipelines.cpp - Named pass pipelines of the moe toolchain ----*- C++
+//-*-===//
 //
 // `moe-cpu-pipeline`: from moe.layer to the LLVM dialect for the host CPU,
 // as one documented list of our passes and upstream ones.
@@ -25,7 +26,8 @@ std::string mlir::moe::cpuPipelineText() {
          "func.func(llvm-request-c-wrappers),"
          "one-shot-bufferize{bufferize-function-boundaries=1 "
          "function-boundary-type-conversion=identity-layout-map},"
-         "buffer-results-to-out-params{modify-public-functions=1 hoist-static-allocs=1},"
+         "buffer-results-to-out-params{modify-public-functions=1 "
+         "hoist-static-allocs=1},"
          "buffer-deallocation-pipeline,"
          "scf-forall-to-parallel,"
          "convert-scf-to-openmp,"

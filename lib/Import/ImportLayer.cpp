@@ -1,12 +1,13 @@
-//===- ImportLayer.cpp - A layer spec as a function around moe.layer -*- C++ -*-===//
+//===- ImportLayer.cpp - A layer spec as a function around moe.layer -*- C++
+//-*-===//
 //
 // Turns the plain C++ layer spec into IR: one function taking the tokens and
 // the weights, returning the output and the statistics of a `moe.layer`.
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Import/Import.h"
 #include "moe/IR/MoEOps.h"
+#include "moe/Import/Import.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/Builders.h"
@@ -68,12 +69,11 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
   if (gated)
     inputs.push_back(RankedTensorType::get({e, d, f}, weight));
   inputs.push_back(RankedTensorType::get({e, f, d}, weight));
-  SmallVector<Type> outputs{
-      RankedTensorType::get({t, d}, act),
-      RankedTensorType::get({e}, b.getI64Type()),
-      RankedTensorType::get({}, b.getI64Type()),
-      RankedTensorType::get({}, b.getF32Type()),
-      RankedTensorType::get({}, b.getF32Type())};
+  SmallVector<Type> outputs{RankedTensorType::get({t, d}, act),
+                            RankedTensorType::get({e}, b.getI64Type()),
+                            RankedTensorType::get({}, b.getI64Type()),
+                            RankedTensorType::get({}, b.getF32Type()),
+                            RankedTensorType::get({}, b.getF32Type())};
 
   auto func = func::FuncOp::create(b, loc, options.funcName,
                                    b.getFunctionType(inputs, outputs));

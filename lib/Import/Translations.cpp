@@ -1,4 +1,5 @@
-//===- Translations.cpp - moe-translate's JSON imports ------------*- C++ -*-===//
+//===- Translations.cpp - moe-translate's JSON imports ------------*- C++
+//-*-===//
 //
 // Registers `--import-moe-spec` (layer-spec JSON) and `--import-hf-config`
 // (Hugging Face config.json) with the translation registry, with the options
@@ -6,8 +7,8 @@
 //
 //===----------------------------------------------------------------------===//
 
-#include "moe/Import/Import.h"
 #include "moe/IR/MoEDialect.h"
+#include "moe/Import/Import.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Tools/mlir-translate/Translation.h"
@@ -98,12 +99,13 @@ void mlir::moe::registerImportTranslations() {
     registry.insert<MoEDialect, func::FuncDialect, arith::ArithDialect>();
   };
   static TranslateToMLIRRegistration importSpec(
-      "import-moe-spec", "Import a layer-spec JSON file as a moe.layer function",
+      "import-moe-spec",
+      "Import a layer-spec JSON file as a moe.layer function",
       [](llvm::SourceMgr &sourceMgr, MLIRContext *context) {
         llvm::StringRef name = bufferName(sourceMgr);
         return importParsed(
-            spec::parseLayerSpec(bufferText(sourceMgr).str(), name.str()),
-            name, context);
+            spec::parseLayerSpec(bufferText(sourceMgr).str(), name.str()), name,
+            context);
       },
       dialects);
   static TranslateToMLIRRegistration importHF(

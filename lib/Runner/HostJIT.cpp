@@ -1,4 +1,5 @@
-//===- HostJIT.cpp - Compile a moe module for the host and call it -*- C++ -*-===//
+//===- HostJIT.cpp - Compile a moe module for the host and call it -*- C++
+//-*-===//
 //
 // The CPU back end: moe-cpu-pipeline to the LLVM dialect, LLVM IR
 // translation, and MLIR's ExecutionEngine at the requested optimisation level.

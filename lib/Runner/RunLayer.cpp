@@ -1,4 +1,5 @@
-//===- RunLayer.cpp - moe-run: one layer on real weights and tokens -*- C++ -*-===//
+//===- RunLayer.cpp - moe-run: one layer on real weights and tokens -*- C++
+//-*-===//
 //
 // Reads the inputs, builds (or parses) the layer module, compiles it for the
 // host, runs it and writes the results. Errors of every stage end up as one
@@ -221,8 +222,7 @@ std::unique_ptr<rt::Collectives> openCollectives(int64_t shards) {
 }
 
 /// Rows [first, first + count) of a row-major tensor, along dimension 0.
-rt::HostTensor rowSlice(const rt::HostTensor &t, int64_t first,
-                        int64_t count) {
+rt::HostTensor rowSlice(const rt::HostTensor &t, int64_t first, int64_t count) {
   std::vector<int64_t> shape = t.shape();
   size_t rowBytes = t.byteSize() / static_cast<size_t>(shape[0]);
   shape[0] = count;
@@ -272,11 +272,10 @@ int run(const ::moe::RunOptions &options) {
                     "' is not available (this build has: cpu)");
   if (options.specPath.empty() == options.modulePath.empty())
     throw rt::Error("moe-run: error: give exactly one of --spec and --module");
-  for (auto [flag, value] :
-       {std::pair<const char *, const std::string *>{"--weights",
-                                                     &options.weightsPath},
-        {"--input", &options.inputPath},
-        {"--output", &options.outputPath}})
+  for (auto [flag, value] : {std::pair<const char *, const std::string *>{
+                                 "--weights", &options.weightsPath},
+                             {"--input", &options.inputPath},
+                             {"--output", &options.outputPath}})
     if (value->empty())
       throw rt::Error(std::string("moe-run: error: ") + flag + " is required");
 
@@ -300,7 +299,8 @@ int run(const ::moe::RunOptions &options) {
   MLIRContext context(registry);
   context.loadAllAvailableDialects();
 
-  rt::SafeTensorsFile weightsFile = rt::SafeTensorsFile::open(options.weightsPath);
+  rt::SafeTensorsFile weightsFile =
+      rt::SafeTensorsFile::open(options.weightsPath);
   LayerInfo info;
   OwningOpRef<ModuleOp> module;
   const std::string &layerSource =
@@ -314,8 +314,8 @@ int run(const ::moe::RunOptions &options) {
                                    "or directory");
     std::ifstream in(options.specPath);
     if (!in)
-      fail(options.specPath, std::string("cannot open the layer spec: ") +
-                                 std::strerror(errno));
+      fail(options.specPath,
+           std::string("cannot open the layer spec: ") + std::strerror(errno));
     std::stringstream text;
     text << in.rdbuf();
     spec::SpecResult parsed =
@@ -328,8 +328,7 @@ int run(const ::moe::RunOptions &options) {
       if (!bad.empty())
         throw rt::Error(bad);
     }
-    info.capacity = info.spec.capacityFor(
-        info.spec.groupSize.value_or(tokens));
+    info.capacity = info.spec.capacityFor(info.spec.groupSize.value_or(tokens));
     info.weightType = storedExpertType(weightsFile, options.weightPrefix);
     if (width == info.spec.dModel) {
       mlir::moe::ImportOptions importOptions;
@@ -355,20 +354,19 @@ int run(const ::moe::RunOptions &options) {
     x = rowSlice(x, rank * tokens, tokens);
   }
   if (width != info.spec.dModel)
-    fail(options.inputPath, "input has width " + std::to_string(width) +
-                                ", expected d_model = " +
-                                std::to_string(info.spec.dModel) + " (from " +
-                                layerSource + ")");
+    fail(options.inputPath,
+         "input has width " + std::to_string(width) + ", expected d_model = " +
+             std::to_string(info.spec.dModel) + " (from " + layerSource + ")");
   if (module) {
     auto expected = cast<RankedTensorType>(
         module->lookupSymbol<func::FuncOp>(options.funcName)
             .getFunctionType()
             .getInput(0));
     if (expected.getDimSize(0) != tokens)
-      fail(options.inputPath,
-           "input has " + std::to_string(tokens) + " tokens, the module's @" +
-               options.funcName + " takes " +
-               std::to_string(expected.getDimSize(0)));
+      fail(options.inputPath, "input has " + std::to_string(tokens) +
+                                  " tokens, the module's @" + options.funcName +
+                                  " takes " +
+                                  std::to_string(expected.getDimSize(0)));
   }
 
   rt::LayerWeights weights = rt::loadLayerWeights(
@@ -383,14 +381,13 @@ int run(const ::moe::RunOptions &options) {
       if (*w)
         *w = rowSlice(*w, rank * local, local);
   }
-  uint64_t exchangeBytes = staticExchangeBytes(
-      module->lookupSymbol<func::FuncOp>(options.funcName));
+  uint64_t exchangeBytes =
+      staticExchangeBytes(module->lookupSymbol<func::FuncOp>(options.funcName));
 
   auto compileStart = Clock::now();
   rt::setActiveCollectives(comm.get());
   auto executable = mlir::moe::HostExecutable::compile(
-      *module, options.funcName, options.optLevel,
-      rt::collectiveEntryPoints());
+      *module, options.funcName, options.optLevel, rt::collectiveEntryPoints());
   if (!executable)
     throw rt::Error("moe-run: error: " + layerSource + ": " +
                     llvm::toString(executable.takeError()));
@@ -465,8 +462,8 @@ int run(const ::moe::RunOptions &options) {
           "\"tokens_per_s\": %.1f, \"expert_gflop\": %.4f, "
           "\"expert_gflops\": %.2f}\n",
           (long long)globalTokens, (long long)shards, times.size(),
-          compileSeconds, median, times.front(),
-          double(globalTokens) / median, flops * 1e-9, flops * 1e-9 / median);
+          compileSeconds, median, times.front(), double(globalTokens) / median,
+          flops * 1e-9, flops * 1e-9 / median);
   }
 
   std::string statsText = rt::statsToJSON(stats);

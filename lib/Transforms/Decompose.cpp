@@ -1,4 +1,5 @@
-//===- Decompose.cpp - moe.layer into its decomposed ops ------------*- C++ -*-===//
+//===- Decompose.cpp - moe.layer into its decomposed ops ------------*- C++
+//-*-===//
 //
 // The moe-decompose pass: rewrites each whole-layer op into the sequence of
 // route, top-k, slot assignment, dispatch, expert FFN, combine and
@@ -20,9 +21,10 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
-SmallVector<Value> mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
-                                                  const LayerOperands &operands,
-                                                  const DecomposeOptions &options) {
+SmallVector<Value>
+mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
+                               const LayerOperands &operands,
+                               const DecomposeOptions &options) {
   Location loc = op.getLoc();
   MLIRContext *context = b.getContext();
   auto inputType = cast<RankedTensorType>(operands.input.getType());
@@ -35,8 +37,8 @@ SmallVector<Value> mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   bool byProbability = op.getPriority() == Priority::BatchPrioritized;
 
   auto route = RouteOp::create(b, loc, operands.input, operands.router);
-  auto topk = TopKOp::create(b, loc, route.getProbs(), topK,
-                             op.getNormalizeGates());
+  auto topk =
+      TopKOp::create(b, loc, route.getProbs(), topK, op.getNormalizeGates());
 
   // An expert receives at most S assignments of one group, so slots past S
   // could never be filled: the padded buffer holds min(C, S) per group.
@@ -57,9 +59,9 @@ SmallVector<Value> mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
       capacityAttr, PriorityAttr::get(context, op.getPriority()),
       capacity && packed ? b.getUnitAttr() : UnitAttr());
 
-  Value buffer = DispatchOp::create(b, loc, bufferType, operands.input,
-                                    topk.getExperts(), assign.getSlots(),
-                                    assign.getKeep());
+  Value buffer =
+      DispatchOp::create(b, loc, bufferType, operands.input, topk.getExperts(),
+                         assign.getSlots(), assign.getKeep());
   // Expert parallelism: every rank sends each expert's slots to the rank
   // that holds the expert, and gets the results back the same way.
   auto exchange = [&](Value v, int64_t split, int64_t concat) -> Value {
@@ -67,15 +69,14 @@ SmallVector<Value> mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   };
   if (ranks > 1)
     buffer = exchange(buffer, 0, 1);
-  Value out = ExpertFFNOp::create(b, loc, buffer, operands.wIn, operands.wGate,
-                                  operands.wOut,
-                                  packed ? assign.getCounts() : Value(),
-                                  op.getActivationAttr());
+  Value out = ExpertFFNOp::create(
+      b, loc, buffer, operands.wIn, operands.wGate, operands.wOut,
+      packed ? assign.getCounts() : Value(), op.getActivationAttr());
   if (ranks > 1)
     out = exchange(out, 1, 0);
-  auto combine = CombineOp::create(b, loc, out, topk.getExperts(),
-                                   assign.getSlots(), assign.getKeep(),
-                                   topk.getGates());
+  auto combine =
+      CombineOp::create(b, loc, out, topk.getExperts(), assign.getSlots(),
+                        assign.getKeep(), topk.getGates());
 
   Value balance = LoadBalanceLossOp::create(b, loc, route.getProbs(),
                                             topk.getExperts(), groupTokens);
@@ -114,13 +115,13 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
     options.packedCapacity = packedCapacity;
     LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
                            op.getWGate(), op.getWOut()};
-    rewriter.replaceOp(op, emitDecomposedLayer(rewriter, op, operands, options));
+    rewriter.replaceOp(op,
+                       emitDecomposedLayer(rewriter, op, operands, options));
     return success();
   }
 };
 
-struct MoEDecomposePass
-    : mlir::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
+struct MoEDecomposePass : mlir::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
   using MoEDecomposeBase::MoEDecomposeBase;
 
   void runOnOperation() override {
@@ -129,8 +130,8 @@ struct MoEDecomposePass
     // Only the layer pattern: folding the new ops is canonicalize's job.
     GreedyRewriteConfig config;
     config.enableFolding(false);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
-                                     config)))
+    if (failed(
+            applyPatternsGreedily(getOperation(), std::move(patterns), config)))
       signalPassFailure();
   }
 };

@@ -1,4 +1,5 @@
-//===- ShardExperts.cpp - The per-rank program of expert parallelism -*- C++ -*-===//
+//===- ShardExperts.cpp - The per-rank program of expert parallelism -*- C++
+//-*-===//
 //
 // The moe-shard-experts pass: rewrites a layer's function into what each of
 // N expert-parallel ranks runs (its tokens, its experts, two all-to-all
@@ -35,13 +36,13 @@ void shrinkLeadingDim(BlockArgument arg, int64_t ranks) {
 LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   int64_t tokens = op.getNumTokens(), experts = op.getNumExperts();
   if (experts % ranks != 0)
-    return op.emitOpError() << "cannot be sharded over " << ranks
-                            << " ranks: its " << experts
-                            << " experts are not divisible by " << ranks;
+    return op.emitOpError()
+           << "cannot be sharded over " << ranks << " ranks: its " << experts
+           << " experts are not divisible by " << ranks;
   if (tokens % ranks != 0)
-    return op.emitOpError() << "cannot be sharded over " << ranks
-                            << " ranks: its " << tokens
-                            << " tokens are not divisible by " << ranks;
+    return op.emitOpError()
+           << "cannot be sharded over " << ranks << " ranks: its " << tokens
+           << " tokens are not divisible by " << ranks;
   if (!op.getCapacity())
     return op.emitOpError()
            << "is dropless: sharding it needs a variable-size exchange "
@@ -49,9 +50,9 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   int64_t perRank = tokens / ranks, group = op.getGroupTokens();
   if (perRank % group != 0)
     return op.emitOpError()
-           << "has routing groups of " << group
-           << " tokens that span ranks (" << perRank
-           << " tokens per rank); set a group_size that divides " << perRank;
+           << "has routing groups of " << group << " tokens that span ranks ("
+           << perRank << " tokens per rank); set a group_size that divides "
+           << perRank;
 
   auto func = op->getParentOfType<func::FuncOp>();
   SmallVector<Value> sharded{op.getInput(), op.getWIn(), op.getWOut()};
@@ -83,8 +84,7 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   func.setType(FunctionType::get(func.getContext(),
                                  func.getBody().front().getArgumentTypes(),
                                  ret.getOperandTypes()));
-  func->setAttr("moe.expert_parallel_ranks",
-                b.getI64IntegerAttr(ranks));
+  func->setAttr("moe.expert_parallel_ranks", b.getI64IntegerAttr(ranks));
   return success();
 }
 

@@ -1,4 +1,5 @@
-//===- VectorizeMatmuls.cpp - Register-tiled matmuls for the host --*- C++ -*-===//
+//===- VectorizeMatmuls.cpp - Register-tiled matmuls for the host --*- C++
+//-*-===//
 //
 // The moe-vectorize-matmuls pass: outlines every statically shaped
 // linalg.matmul / linalg.batch_matmul into a kernel, splits its columns over
@@ -73,7 +74,8 @@ std::string joinInts(ArrayRef<int64_t> values, StringRef sep) {
 /// The transform script: per tagged kernel function, tile its matmul,
 /// vectorize the function, keep the accumulator in registers across the
 /// reduction loop and lower the contraction to outer products.
-std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tags) {
+std::string
+buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tags) {
   std::string s = R"(module attributes {transform.with_named_sequence} {
   transform.named_sequence @__transform_main(%root: !transform.any_op {transform.readonly}) {
 )";
@@ -87,21 +89,25 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
     // one reduction step at a time.
     bool batched = tile.size() == 4;
     std::string f = "%f" + id, m = "%m" + id, t = "%t" + id, v = "%v" + id;
-    s += "    " + f + " = transform.structured.match ops{[\"func.func\"]} "
-         "attributes{" + kTileAttr.str() + " = \"" + tag +
+    s += "    " + f +
+         " = transform.structured.match ops{[\"func.func\"]} "
+         "attributes{" +
+         kTileAttr.str() + " = \"" + tag +
          "\"} in %root : (!transform.any_op) -> !transform.any_op\n";
-    s += "    " + m + " = transform.structured.match ops{[\"linalg.matmul\", "
-         "\"linalg.batch_matmul\"]} in " + f +
-         " : (!transform.any_op) -> !transform.any_op\n";
+    s += "    " + m +
+         " = transform.structured.match ops{[\"linalg.matmul\", "
+         "\"linalg.batch_matmul\"]} in " +
+         f + " : (!transform.any_op) -> !transform.any_op\n";
     std::string target = m;
     if (threads > 1) {
       // Split the columns over the threads first (scf.forall).
       SmallVector<int64_t> split(tile.size(), 0);
       split[tile.size() - 2] = threads;
-      s += "    %p" + id + ", %fa" + id +
-           " = transform.structured.tile_using_forall " + m +
-           " num_threads [" + joinInts(split, ", ") +
-           "] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)\n";
+      s +=
+          "    %p" + id + ", %fa" + id +
+          " = transform.structured.tile_using_forall " + m + " num_threads [" +
+          joinInts(split, ", ") +
+          "] : (!transform.any_op) -> (!transform.any_op, !transform.any_op)\n";
       target = "%p" + id;
     }
     auto tileLoops = [&](const std::string &result, const std::string &op,
@@ -110,11 +116,11 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
       std::string types;
       for (int64_t i = 0; i < loops; ++i)
         types += ", !transform.any_op";
-      s += "    " + result + ", %" + result.substr(1) + "_loops:" +
-           std::to_string(loops) + " = transform.structured.tile_using_for " +
-           op + " tile_sizes [" + joinInts(sizes, ", ") + "] interchange = [" +
-           joinInts(order, ", ") + "] : (!transform.any_op) -> " +
-           "(!transform.any_op" + types + ")\n";
+      s += "    " + result + ", %" + result.substr(1) +
+           "_loops:" + std::to_string(loops) +
+           " = transform.structured.tile_using_for " + op + " tile_sizes [" +
+           joinInts(sizes, ", ") + "] interchange = [" + joinInts(order, ", ") +
+           "] : (!transform.any_op) -> " + "(!transform.any_op" + types + ")\n";
     };
     // Cache blocks: columns, then reduction blocks (a [KB, cols] weight
     // panel stays in L1 across all row tiles).
@@ -127,15 +133,17 @@ std::string buildSchedule(const std::map<std::string, SmallVector<int64_t>> &tag
       tileLoops("%c" + id, target, {0, cols, block}, {1, 2, 0});
       tileLoops(t, "%c" + id, {rows, 0, 1}, {0, 1, 2});
     }
-    s += "    " + v + " = transform.structured.vectorize_children_and_apply_patterns " +
-         f + " : (!transform.any_op) -> !transform.any_op\n";
+    s += "    " + v +
+         " = transform.structured.vectorize_children_and_apply_patterns " + f +
+         " : (!transform.any_op) -> !transform.any_op\n";
     s += "    transform.apply_patterns to " + v + R"( {
       transform.apply_patterns.canonicalization
       transform.apply_patterns.tensor.fold_tensor_subset_ops_into_vector_transfers
     } : !transform.any_op
 )";
-    s += "    %loops" + id + " = transform.structured.match ops{[\"scf.for\"]} in " +
-         v + " : (!transform.any_op) -> !transform.any_op\n";
+    s += "    %loops" + id +
+         " = transform.structured.match ops{[\"scf.for\"]} in " + v +
+         " : (!transform.any_op) -> !transform.any_op\n";
     s += "    transform.foreach %loops" + id + R"( : !transform.any_op {
     ^bb0(%loop: !transform.any_op):
       transform.loop.hoist_loop_invariant_subsets %loop : !transform.any_op
@@ -245,10 +253,10 @@ struct VectorizeMatmulsPass
       return signalPassFailure();
     }
     Operation *entry = transform::detail::findTransformEntryPoint(
-        module, *schedule, transform::TransformDialect::kTransformEntryPointSymbolName);
-    if (!entry ||
-        failed(transform::applyTransformNamedSequence(
-            module, entry, *schedule, transform::TransformOptions())))
+        module, *schedule,
+        transform::TransformDialect::kTransformEntryPointSymbolName);
+    if (!entry || failed(transform::applyTransformNamedSequence(
+                      module, entry, *schedule, transform::TransformOptions())))
       return signalPassFailure();
     module.walk([](func::FuncOp op) { op->removeAttr(kTileAttr); });
   }

@@ -1,4 +1,5 @@
-//===- Collectives.cpp - Single-rank and MPI collective engines -----*- C++ -*-===//
+//===- Collectives.cpp - Single-rank and MPI collective engines -----*- C++
+//-*-===//
 //
 // The engines of moe/Runtime/Collectives.h that run on host buffers: a
 // single-rank engine that only copies, and an MPI engine over

@@ -1,4 +1,5 @@
-//===- EntryPoints.cpp - C entry points that compiled layers call --*- C++ -*-===//
+//===- EntryPoints.cpp - C entry points that compiled layers call --*- C++
+//-*-===//
 //
 // `moe_rt_all_to_all_<type>(src, dst, ranks, split_dim, concat_dim)` and
 // `moe_rt_all_reduce_<type>(data, ranks)` over unranked memref descriptors:
@@ -99,9 +100,9 @@ void allToAll(const UnrankedMemRef *src, const UnrankedMemRef *dst,
     {
       size_t outer = static_cast<size_t>(product(in.shape, 0, s));
       size_t part = static_cast<size_t>(in.shape[s]) / n;
-      size_t inner = static_cast<size_t>(
-                         product(in.shape, s + 1, in.shape.size())) *
-                     elementBytes;
+      size_t inner =
+          static_cast<size_t>(product(in.shape, s + 1, in.shape.size())) *
+          elementBytes;
       for (size_t o = 0; o < outer; ++o)
         for (size_t i = 0; i < n; ++i)
           std::memcpy(send.data() + i * chunk + o * part * inner,
@@ -113,14 +114,13 @@ void allToAll(const UnrankedMemRef *src, const UnrankedMemRef *dst,
     {
       size_t outer = static_cast<size_t>(product(out.shape, 0, k));
       size_t part = static_cast<size_t>(out.shape[k]) / n;
-      size_t inner = static_cast<size_t>(
-                         product(out.shape, k + 1, out.shape.size())) *
-                     elementBytes;
+      size_t inner =
+          static_cast<size_t>(product(out.shape, k + 1, out.shape.size())) *
+          elementBytes;
       for (size_t o = 0; o < outer; ++o)
         for (size_t i = 0; i < n; ++i)
           std::memcpy(out.data + (o * n * part + i * part) * inner,
-                      recv.data() + i * chunk + o * part * inner,
-                      part * inner);
+                      recv.data() + i * chunk + o * part * inner, part * inner);
     }
   });
 }
@@ -130,10 +130,10 @@ void allReduce(const UnrankedMemRef *data, size_t elementBytes, DType dtype,
   guarded([&] {
     Collectives &c = engine(ranks);
     Buffer buffer = view(data, elementBytes, "all_reduce");
-    c.allReduce(buffer.data,
-                static_cast<size_t>(product(buffer.shape, 0,
-                                            buffer.shape.size())),
-                dtype, ReduceOp::Sum);
+    c.allReduce(
+        buffer.data,
+        static_cast<size_t>(product(buffer.shape, 0, buffer.shape.size())),
+        dtype, ReduceOp::Sum);
   });
 }
 
@@ -158,8 +158,8 @@ MOE_ALL_TO_ALL(f16, 2)
 #undef MOE_ALL_TO_ALL
 
 #define MOE_ALL_REDUCE(suffix, bytes, dtype)                                   \
-  void _mlir_ciface_moe_rt_all_reduce_##suffix(UnrankedMemRef *data,          \
-                                                int64_t ranks) {               \
+  void _mlir_ciface_moe_rt_all_reduce_##suffix(UnrankedMemRef *data,           \
+                                               int64_t ranks) {                \
     moe::runtime::allReduce(data, bytes, moe::runtime::DType::dtype, ranks);   \
   }
 MOE_ALL_REDUCE(f32, 4, F32)

@@ -274,7 +274,8 @@ void NCCLCollectives::allToAllV(const void *send,
                 std::to_string(recvBytes.size()));
   size_t self = static_cast<size_t>(rankIndex);
   if (sendBytes[self] != recvBytes[self])
-    throw Error("nccl: error: allToAllV sends " + std::to_string(sendBytes[self]) +
+    throw Error("nccl: error: allToAllV sends " +
+                std::to_string(sendBytes[self]) +
                 " bytes to its own rank but expects " +
                 std::to_string(recvBytes[self]));
 

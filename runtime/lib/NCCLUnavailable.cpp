@@ -15,6 +15,7 @@ bool moe::runtime::haveNCCL() { return false; }
 
 std::unique_ptr<Collectives>
 moe::runtime::makeNCCLCollectives(Collectives & /*bootstrap*/, int /*device*/) {
-  throw Error("nccl: error: error: this build has no NCCL engine (CUDA and NCCL were not "
+  throw Error("nccl: error: error: this build has no NCCL engine (CUDA and "
+              "NCCL were not "
               "found at configure time)");
 }

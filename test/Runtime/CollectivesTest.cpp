@@ -1,4 +1,5 @@
-//===- CollectivesTest.cpp - The collective engines under mpirun ---*- C++ -*-===//
+//===- CollectivesTest.cpp - The collective engines under mpirun ---*- C++
+//-*-===//
 //
 // Run as `mpirun -np N moe-collectives-test` (MPI engine over N ranks) or
 // `moe-collectives-test --single`. Each exchange is checked element by

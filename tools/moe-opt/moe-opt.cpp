@@ -1,4 +1,5 @@
-//===- moe-opt.cpp - The moe optimizer driver ---------------------*- C++ -*-===//
+//===- moe-opt.cpp - The moe optimizer driver ---------------------*- C++
+//-*-===//
 //
 // mlir-opt with the moe dialect and passes added to every upstream dialect,
 // extension and pass.

@@ -1,4 +1,5 @@
-//===- moe-run.cpp - Run one MoE layer on real weights and tokens --*- C++ -*-===//
+//===- moe-run.cpp - Run one MoE layer on real weights and tokens --*- C++
+//-*-===//
 //
 //   moe-run --spec S.json --weights W.safetensors --input X.npy
 //           --output Y.npy [--stats ST.json]
@@ -20,7 +21,8 @@
 
 namespace {
 
-const char *const usage = R"(moe-run: run one MoE layer on real weights and tokens
+const char *const usage =
+    R"(moe-run: run one MoE layer on real weights and tokens
 
 usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                --output Y.npy [--stats ST.json] [options]
@@ -72,12 +74,17 @@ int main(int argc, char **argv) {
   std::string bench, shards;
   bool benchGiven = false;
   std::map<std::string, std::string *> valued{
-      {"--spec", &options.specPath},       {"--module", &options.modulePath},
-      {"--func", &options.funcName},       {"--weights", &options.weightsPath},
+      {"--spec", &options.specPath},
+      {"--module", &options.modulePath},
+      {"--func", &options.funcName},
+      {"--weights", &options.weightsPath},
       {"--weight-prefix", &options.weightPrefix},
-      {"--input", &options.inputPath},     {"--output", &options.outputPath},
-      {"--stats", &options.statsPath},     {"--backend", &options.backend},
-      {"--bench", &bench},                 {"--shards", &shards}};
+      {"--input", &options.inputPath},
+      {"--output", &options.outputPath},
+      {"--stats", &options.statsPath},
+      {"--backend", &options.backend},
+      {"--bench", &bench},
+      {"--shards", &shards}};
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     if (arg == "--help" || arg == "-h") {

@@ -1,4 +1,5 @@
-//===- moe-translate.cpp - The moe translation driver -------------*- C++ -*-===//
+//===- moe-translate.cpp - The moe translation driver -------------*- C++
+//-*-===//
 //
 // mlir-translate with the moe imports (layer-spec JSON, Hugging Face
 // config.json) added to every upstream translation.
@@ -14,8 +15,9 @@ int main(int argc, char **argv) {
   mlir::registerAllTranslations();
   mlir::moe::registerImportTranslations();
   return mlir::failed(mlir::mlirTranslateMain(
-             argc, argv, "moe translation driver: JSON imports and upstream "
-                         "translations\n"))
+             argc, argv,
+             "moe translation driver: JSON imports and upstream "
+             "translations\n"))
              ? 1
              : 0;
 }

@@ -1,4 +1,5 @@
-//===- MoECanonicalize.cpp - Folders and canonical forms of moe ops -*- C++ -*-===//
+//===- MoECanonicalize.cpp - Folders and canonical forms of moe ops -*- C++
+//-*-===//
 //
 // Canonical forms drop attributes that cannot change a result (a capacity
 // that never binds, a group as large as the call, gate normalisation over all

@@ -1,4 +1,5 @@
-//===- MoEDialect.cpp - The moe dialect --------------------------*- C++ -*-===//
+//===- MoEDialect.cpp - The moe dialect --------------------------*- C++
+//-*-===//
 //
 // Registers the operations and attributes of the `moe` dialect and
 // materializes the constants its folders produce.
@@ -14,8 +15,8 @@
 using namespace mlir;
 using namespace mlir::moe;
 
-#include "moe/IR/MoEOpsDialect.cpp.inc"
 #include "moe/IR/MoEEnums.cpp.inc"
+#include "moe/IR/MoEOpsDialect.cpp.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "moe/IR/MoEAttrs.cpp.inc"

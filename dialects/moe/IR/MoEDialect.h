@@ -12,8 +12,8 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Dialect.h"
 
-#include "moe/IR/MoEOpsDialect.h.inc"
 #include "moe/IR/MoEEnums.h.inc"
+#include "moe/IR/MoEOpsDialect.h.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "moe/IR/MoEAttrs.h.inc"

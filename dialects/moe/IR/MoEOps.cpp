@@ -134,8 +134,9 @@ static LogicalResult verifyExpertWeights(Operation *op, int64_t numExperts,
     return failure();
   bool gated = isGated(activation);
   if (gated && !wGate)
-    return op->emitOpError() << "activation '" << stringifyActivation(activation)
-                             << "' is gated and needs a 'w_gate' operand";
+    return op->emitOpError()
+           << "activation '" << stringifyActivation(activation)
+           << "' is gated and needs a 'w_gate' operand";
   if (!gated && wGate)
     return op->emitOpError()
            << "'w_gate' is only valid with a gated activation (geglu, "
@@ -151,17 +152,17 @@ static LogicalResult verifyExpertWeights(Operation *op, int64_t numExperts,
       continue;
     Type other = cast<ShapedType>(value.getType()).getElementType();
     if (other != elt)
-      return op->emitOpError() << "'" << name << "' element type " << other
-                               << " differs from the 'w_in' element type "
-                               << elt;
+      return op->emitOpError()
+             << "'" << name << "' element type " << other
+             << " differs from the 'w_in' element type " << elt;
   }
   return success();
 }
 
 /// Checks that [T, k] operands agree: `first` sets the shape.
-static LogicalResult verifySameAssignments(Operation *op,
-                                           ArrayRef<std::pair<StringRef, Value>>
-                                               operands) {
+static LogicalResult
+verifySameAssignments(Operation *op,
+                      ArrayRef<std::pair<StringRef, Value>> operands) {
   ArrayRef<int64_t> shape =
       cast<ShapedType>(operands.front().second.getType()).getShape();
   for (auto [name, value] : operands.drop_front()) {
@@ -180,9 +181,9 @@ static LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,
   if (groupSize < 1)
     return op->emitOpError("'group_size' must be positive, got ") << groupSize;
   if (tokens % groupSize != 0)
-    return op->emitOpError() << "'group_size' (" << groupSize
-                             << ") must divide the number of tokens ("
-                             << tokens << ")";
+    return op->emitOpError()
+           << "'group_size' (" << groupSize
+           << ") must divide the number of tokens (" << tokens << ")";
   return success();
 }
 
@@ -205,7 +206,8 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
                              "'moe.layer' needs a rank-2 input and router");
   Builder b(context);
   types.push_back(input);
-  types.push_back(RankedTensorType::get({router.getDimSize(0)}, b.getI64Type()));
+  types.push_back(
+      RankedTensorType::get({router.getDimSize(0)}, b.getI64Type()));
   types.push_back(scalarTensor(b.getI64Type()));
   types.push_back(scalarTensor(b.getF32Type()));
   types.push_back(scalarTensor(b.getF32Type()));
@@ -214,9 +216,7 @@ LogicalResult LayerOp::inferReturnTypes(MLIRContext *context,
 
 int64_t LayerOp::getNumTokens() { return getInput().getType().getDimSize(0); }
 int64_t LayerOp::getModelDim() { return getInput().getType().getDimSize(1); }
-int64_t LayerOp::getNumExperts() {
-  return getRouter().getType().getDimSize(0);
-}
+int64_t LayerOp::getNumExperts() { return getRouter().getType().getDimSize(0); }
 int64_t LayerOp::getHiddenDim() { return getWIn().getType().getDimSize(2); }
 int64_t LayerOp::getGroupTokens() {
   return getGroupSize().value_or(getNumTokens());
@@ -328,8 +328,9 @@ LogicalResult TopKOp::inferReturnTypes(MLIRContext *context,
   // A negative k has no result shape (and INT64_MIN would read as a dynamic
   // dimension); k = 0 still infers and is rejected by the verifier.
   if (k.getInt() < 0)
-    return emitOptionalError(location, "'moe.top_k' 'k' must be between 1 and "
-                                       "the number of experts (",
+    return emitOptionalError(location,
+                             "'moe.top_k' 'k' must be between 1 and "
+                             "the number of experts (",
                              probs.getDimSize(1), "), got ", k.getInt());
   SmallVector<int64_t, 2> shape{probs.getDimSize(0), k.getInt()};
   types.push_back(RankedTensorType::get(shape, IntegerType::get(context, 32)));
@@ -370,8 +371,7 @@ LogicalResult AssignSlotsOp::inferReturnTypes(MLIRContext *context,
   Builder b(context);
   types.push_back(experts.clone(b.getI32Type()));
   types.push_back(experts.clone(b.getI1Type()));
-  types.push_back(
-      RankedTensorType::get({numExperts.getInt()}, b.getI64Type()));
+  types.push_back(RankedTensorType::get({numExperts.getInt()}, b.getI64Type()));
   return success();
 }
 
@@ -430,8 +430,8 @@ LogicalResult DispatchOp::verify() {
                          << input.getElementType();
   int64_t model = input.getDimSize(1);
   if (buffer.getShape().back() != model)
-    return emitOpError() << "buffer rows must have the input's width ("
-                         << model << "), got " << buffer;
+    return emitOpError() << "buffer rows must have the input's width (" << model
+                         << "), got " << buffer;
   int64_t rows = assignments.getNumElements();
   if (buffer.getRank() == 2 && buffer.getDimSize(0) != rows)
     return emitOpError() << "a packed buffer must have T·k = " << rows
@@ -445,7 +445,8 @@ LogicalResult DispatchOp::verify() {
 // ExpertFFNOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *, std::optional<Location>,
+LogicalResult ExpertFFNOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location>,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
   types.push_back(adaptor.getBuffer().getType());
@@ -488,9 +489,9 @@ LogicalResult CombineOp::inferReturnTypes(MLIRContext *,
   if (!buffer || buffer.getRank() < 1 || !experts)
     return emitOptionalError(
         location, "'moe.combine' needs a ranked buffer and rank-2 experts");
-  types.push_back(RankedTensorType::get(
-      {experts.getDimSize(0), buffer.getShape().back()},
-      buffer.getElementType()));
+  types.push_back(
+      RankedTensorType::get({experts.getDimSize(0), buffer.getShape().back()},
+                            buffer.getElementType()));
   return success();
 }
 
@@ -523,28 +524,30 @@ LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
   IntegerAttr split = adaptor.getSplitDimAttr();
   IntegerAttr concat = adaptor.getConcatDimAttr();
   if (!input || !ranks || !split || !concat)
-    return emitOptionalError(location, "'moe.all_to_all' needs a ranked input "
-                                       "and 'ranks', 'split_dim', 'concat_dim'");
+    return emitOptionalError(location,
+                             "'moe.all_to_all' needs a ranked input "
+                             "and 'ranks', 'split_dim', 'concat_dim'");
   int64_t n = ranks.getInt(), s = split.getInt(), c = concat.getInt();
   int64_t rank = input.getRank();
   if (n < 1)
-    return emitOptionalError(location,
-                             "'moe.all_to_all' 'ranks' must be at least 1, got ",
-                             n);
+    return emitOptionalError(
+        location, "'moe.all_to_all' 'ranks' must be at least 1, got ", n);
   if (s < 0 || s >= rank)
-    return emitOptionalError(location, "'moe.all_to_all' 'split_dim' must be "
-                                       "in [0, ",
+    return emitOptionalError(location,
+                             "'moe.all_to_all' 'split_dim' must be "
+                             "in [0, ",
                              rank, ") for a rank-", rank, " input, got ", s);
   if (c < 0 || c >= rank)
-    return emitOptionalError(location, "'moe.all_to_all' 'concat_dim' must "
-                                       "be in [0, ",
+    return emitOptionalError(location,
+                             "'moe.all_to_all' 'concat_dim' must "
+                             "be in [0, ",
                              rank, ") for a rank-", rank, " input, got ", c);
   SmallVector<int64_t> shape(input.getShape());
   if (ShapedType::isStatic(shape[s])) {
     if (shape[s] % n != 0)
-      return emitOptionalError(location, "'moe.all_to_all' split dimension ",
-                               s, " (", shape[s],
-                               ") must be divisible by ranks (", n, ")");
+      return emitOptionalError(location, "'moe.all_to_all' split dimension ", s,
+                               " (", shape[s], ") must be divisible by ranks (",
+                               n, ")");
     shape[s] /= n;
   }
   if (ShapedType::isStatic(shape[c])) {
@@ -580,9 +583,10 @@ LogicalResult AllReduceOp::verify() {
 // Statistics
 //===----------------------------------------------------------------------===//
 
-LogicalResult LoadBalanceLossOp::inferReturnTypes(
-    MLIRContext *context, std::optional<Location>, Adaptor,
-    SmallVectorImpl<Type> &types) {
+LogicalResult
+LoadBalanceLossOp::inferReturnTypes(MLIRContext *context,
+                                    std::optional<Location>, Adaptor,
+                                    SmallVectorImpl<Type> &types) {
   types.push_back(scalarTensor(Float32Type::get(context)));
   return success();
 }
@@ -611,8 +615,7 @@ LogicalResult RouterZLossOp::inferReturnTypes(MLIRContext *context,
 LogicalResult RouterZLossOp::verify() { return verifyStaticShapes(*this); }
 
 LogicalResult CountDroppedOp::inferReturnTypes(MLIRContext *context,
-                                               std::optional<Location>,
-                                               Adaptor,
+                                               std::optional<Location>, Adaptor,
                                                SmallVectorImpl<Type> &types) {
   types.push_back(scalarTensor(IntegerType::get(context, 64)));
   return success();

@@ -1,4 +1,5 @@
-//===- HostJIT.h - Compile a moe module for the host and call it -*- C++ -*-===//
+//===- HostJIT.h - Compile a moe module for the host and call it -*- C++
+//-*-===//
 //
 // Lowers a module holding a moe layer function through `moe-cpu-pipeline`
 // and JIT-compiles it with MLIR's ExecutionEngine. The compiled function is

@@ -1,4 +1,5 @@
-//===- RunLayer.h - moe-run: one layer on real weights and tokens -*- C++ -*-===//
+//===- RunLayer.h - moe-run: one layer on real weights and tokens -*- C++
+//-*-===//
 //
 // The library behind the moe-run tool: reads a layer spec (or a module),
 // tokens (.npy) and weights (.safetensors), compiles the layer for the chosen

@@ -1,4 +1,5 @@
-//===- LayerSpec.h - The MoE layer spec and its JSON forms -------*- C++ -*-===//
+//===- LayerSpec.h - The MoE layer spec and its JSON forms -------*- C++
+//-*-===//
 //
 // The plain C++ model of one MoE layer spec (../shared/spec/moe-layer.md §1),
 // read from our layer-spec JSON or from a Hugging Face `config.json`. This

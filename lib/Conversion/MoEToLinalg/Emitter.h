@@ -1,4 +1,5 @@
-//===- Emitter.h - Small IR-building helpers for the moe lowering -*- C++ -*-===//
+//===- Emitter.h - Small IR-building helpers for the moe lowering -*- C++
+//-*-===//
 //
 // Internal to the MoEToLinalg conversion: constants, zero-filled tensors,
 // element casts, counted scf.for loops carrying tensors, and elementwise
@@ -22,13 +23,11 @@ namespace mlir::moe::lowering {
 
 /// The body of a counted loop: given the induction variable and the carried
 /// values, returns the values carried into the next iteration.
-using LoopBody =
-    llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &, Value,
-                                          ValueRange)>;
+using LoopBody = llvm::function_ref<SmallVector<Value>(ImplicitLocOpBuilder &,
+                                                       Value, ValueRange)>;
 
 /// Elementwise body: scalar inputs in, scalar result out.
-using ScalarFn =
-    llvm::function_ref<Value(ImplicitLocOpBuilder &, ValueRange)>;
+using ScalarFn = llvm::function_ref<Value(ImplicitLocOpBuilder &, ValueRange)>;
 
 class Emitter {
 public:
@@ -61,7 +60,8 @@ public:
   /// The zero of a float or integer element type.
   Value zero(Type elt) {
     if (auto f = dyn_cast<FloatType>(elt))
-      return arith::ConstantFloatOp::create(b, f, APFloat::getZero(f.getFloatSemantics()));
+      return arith::ConstantFloatOp::create(
+          b, f, APFloat::getZero(f.getFloatSemantics()));
     return arith::ConstantIntOp::create(b, elt, 0);
   }
 
@@ -108,8 +108,8 @@ public:
     SmallVector<OpFoldResult> sizes =
         tensor::getMixedSizes(b, b.getLoc(), inputs.front());
     Value init = tensor::EmptyOp::create(b, sizes, elt);
-    SmallVector<AffineMap> maps(
-        inputs.size() + 1, b.getMultiDimIdentityMap(type.getRank()));
+    SmallVector<AffineMap> maps(inputs.size() + 1,
+                                b.getMultiDimIdentityMap(type.getRank()));
     SmallVector<utils::IteratorType> iters(type.getRank(),
                                            utils::IteratorType::parallel);
     auto generic = linalg::GenericOp::create(

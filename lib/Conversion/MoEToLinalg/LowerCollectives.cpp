@@ -1,4 +1,5 @@
-//===- LowerCollectives.cpp - Exchanges between ranks as runtime calls -*- C++ -*-===//
+//===- LowerCollectives.cpp - Exchanges between ranks as runtime calls -*- C++
+//-*-===//
 //
 // Lowers moe.all_to_all and moe.all_reduce over several ranks to calls of
 // the runtime's C entry points (moe/Runtime/EntryPoints.h) on buffers: the
@@ -88,9 +89,9 @@ struct LowerAllToAll : OpConversionPattern<AllToAllOp> {
     Value dst = memref::AllocOp::create(b, bufferOf(op.getType()));
     Type i64 = b.getI64Type();
     Value srcU = unranked(b, src), dstU = unranked(b, dst);
-    func::FuncOp entry = declareEntry(
-        rewriter, op, "moe_rt_all_to_all_" + suffix,
-        {srcU.getType(), dstU.getType(), i64, i64, i64});
+    func::FuncOp entry =
+        declareEntry(rewriter, op, "moe_rt_all_to_all_" + suffix,
+                     {srcU.getType(), dstU.getType(), i64, i64, i64});
     func::CallOp::create(b, entry,
                          ValueRange{srcU, dstU, e.i64(op.getRanks()),
                                     e.i64(op.getSplitDim()),

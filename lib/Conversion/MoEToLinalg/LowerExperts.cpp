@@ -1,4 +1,5 @@
-//===- LowerExperts.cpp - Dispatch, expert MLPs and combine ---------*- C++ -*-===//
+//===- LowerExperts.cpp - Dispatch, expert MLPs and combine ---------*- C++
+//-*-===//
 //
 // Lowers moe.dispatch (a scatter of token rows into the expert buffers),
 // moe.expert_ffn (batched linalg matmuls with f32 accumulation and the
@@ -35,18 +36,20 @@ struct LowerDispatch : OpConversionPattern<DispatchOp> {
     bool packed = bufferType.getRank() == 2;
     Value input = adaptor.getInput();
 
-    Value buffer = e.filled(bufferType.getShape(),
-                            e.zero(bufferType.getElementType()));
+    Value buffer =
+        e.filled(bufferType.getShape(), e.zero(bufferType.getElementType()));
     Value result = e.loop(
-        tokens, {buffer}, [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+        tokens, {buffer},
+        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
           Emitter s(b.getLoc(), b);
-          auto rowType = RankedTensorType::get({model}, inputType.getElementType());
+          auto rowType =
+              RankedTensorType::get({model}, inputType.getElementType());
           SmallVector<OpFoldResult> rowOffsets{t, b.getIndexAttr(0)};
           SmallVector<OpFoldResult> rowSizes{b.getIndexAttr(1),
                                              b.getIndexAttr(model)};
           SmallVector<OpFoldResult> unit{b.getIndexAttr(1), b.getIndexAttr(1)};
-          Value row = tensor::ExtractSliceOp::create(b, rowType, input,
-                                                     rowOffsets, rowSizes, unit);
+          Value row = tensor::ExtractSliceOp::create(
+              b, rowType, input, rowOffsets, rowSizes, unit);
           return s.loop(
               k, acc, [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
                 Emitter s(b.getLoc(), b);
@@ -65,7 +68,8 @@ struct LowerDispatch : OpConversionPattern<DispatchOp> {
                         strides.push_back(ib.getIndexAttr(1));
                       }
                       offsets.append({slot, ib.getIndexAttr(0)});
-                      sizes.append({ib.getIndexAttr(1), ib.getIndexAttr(model)});
+                      sizes.append(
+                          {ib.getIndexAttr(1), ib.getIndexAttr(model)});
                       strides.append({ib.getIndexAttr(1), ib.getIndexAttr(1)});
                       Value updated = tensor::InsertSliceOp::create(
                           ib, row, acc[0], offsets, sizes, strides);
@@ -96,11 +100,11 @@ static Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
     Value cube = arith::MulFOp::create(b, v, arith::MulFOp::create(b, v, v));
     Value inner = arith::MulFOp::create(
         b, e.f32(std::sqrt(2.0 / M_PI)),
-        arith::AddFOp::create(b, v, arith::MulFOp::create(b, e.f32(0.044715), cube)));
+        arith::AddFOp::create(b, v,
+                              arith::MulFOp::create(b, e.f32(0.044715), cube)));
     Value th = math::TanhOp::create(b, inner);
-    return arith::MulFOp::create(
-        b, arith::MulFOp::create(b, e.f32(0.5), v),
-        arith::AddFOp::create(b, e.f32(1), th));
+    return arith::MulFOp::create(b, arith::MulFOp::create(b, e.f32(0.5), v),
+                                 arith::AddFOp::create(b, e.f32(1), th));
   };
   switch (activation) {
   case Activation::Relu:
@@ -126,8 +130,8 @@ static Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
 /// One expert MLP on `rows` ([N, D] or [E, N, D]) with weights of the same
 /// batch structure; returns f32 [.., N, D].
 template <typename MatmulOp>
-static Value expertMLP(Emitter &e, Activation activation, Value rows,
-                       Value wIn, Value wGate, Value wOut,
+static Value expertMLP(Emitter &e, Activation activation, Value rows, Value wIn,
+                       Value wGate, Value wOut,
                        llvm::function_ref<Value(int64_t cols)> zeros) {
   ImplicitLocOpBuilder &b = e.builder();
   auto matmul = [&](Value lhs, Value rhs, int64_t cols) -> Value {
@@ -168,10 +172,13 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
           wOut = adaptor.getWOut();
 
     if (!op.isPacked()) {
-      int64_t experts = bufferType.getDimSize(0), rows = bufferType.getDimSize(1);
+      int64_t experts = bufferType.getDimSize(0),
+              rows = bufferType.getDimSize(1);
       Value out = expertMLP<linalg::BatchMatmulOp>(
           e, activation, adaptor.getBuffer(), wIn, wGate, wOut,
-          [&](int64_t cols) { return e.filled({experts, rows, cols}, e.f32(0)); });
+          [&](int64_t cols) {
+            return e.filled({experts, rows, cols}, e.f32(0));
+          });
       rewriter.replaceOp(op, e.castTensor(out, elt));
       return success();
     }
@@ -225,7 +232,8 @@ struct LowerExpertFFN : OpConversionPattern<ExpertFFNOp> {
             Value left = arith::SubIOp::create(ib, n, done);
             Value chunks =
                 size == 8
-                    ? arith::CeilDivUIOp::create(ib, left, sizeValue).getResult()
+                    ? arith::CeilDivUIOp::create(ib, left, sizeValue)
+                          .getResult()
                     : arith::DivUIOp::create(ib, left, sizeValue).getResult();
             SmallVector<Value> next = s.loop(
                 chunks, {current, done},

@@ -1,4 +1,5 @@
-//===- LowerRouting.cpp - Router, choice, slots and statistics -----*- C++ -*-===//
+//===- LowerRouting.cpp - Router, choice, slots and statistics -----*- C++
+//-*-===//
 //
 // Lowers moe.route, moe.top_k, moe.assign_slots and the statistics ops to
 // linalg, tensor, arith, math and scf, following §3-§4 of the layer contract.
@@ -20,10 +21,9 @@ namespace {
 using utils::IteratorType;
 
 /// Reduces a [T, E] f32 tensor over E with `combine`, starting from `init`.
-static Value reduceRows(Emitter &e, Value matrix, Value init,
-                        llvm::function_ref<Value(ImplicitLocOpBuilder &, Value,
-                                                 Value)>
-                            combine) {
+static Value reduceRows(
+    Emitter &e, Value matrix, Value init,
+    llvm::function_ref<Value(ImplicitLocOpBuilder &, Value, Value)> combine) {
   ImplicitLocOpBuilder &b = e.builder();
   auto type = cast<RankedTensorType>(matrix.getType());
   Value acc = e.filled({type.getDimSize(0)}, init);
@@ -31,17 +31,16 @@ static Value reduceRows(Emitter &e, Value matrix, Value init,
   AffineMap in = AffineMap::getMultiDimIdentityMap(2, ctx);
   AffineMap out = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
   return e.generic(matrix, acc, {in, out},
-                 {IteratorType::parallel, IteratorType::reduction},
-                 [&](ImplicitLocOpBuilder &ib, ValueRange args) {
-                   return combine(ib, args[0], args[1]);
-                 });
+                   {IteratorType::parallel, IteratorType::reduction},
+                   [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                     return combine(ib, args[0], args[1]);
+                   });
 }
 
 /// Broadcasts row vector `v` [T] against `matrix` [T, E] elementwise.
-static Value mapWithRow(Emitter &e, Value matrix, Value row,
-                        llvm::function_ref<Value(ImplicitLocOpBuilder &, Value,
-                                                 Value)>
-                            fn) {
+static Value
+mapWithRow(Emitter &e, Value matrix, Value row,
+           llvm::function_ref<Value(ImplicitLocOpBuilder &, Value, Value)> fn) {
   ImplicitLocOpBuilder &b = e.builder();
   auto type = cast<RankedTensorType>(matrix.getType());
   Value init = tensor::EmptyOp::create(b, type.getShape(), b.getF32Type());
@@ -49,10 +48,10 @@ static Value mapWithRow(Emitter &e, Value matrix, Value row,
   AffineMap id = AffineMap::getMultiDimIdentityMap(2, ctx);
   AffineMap rowMap = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
   return e.generic({matrix, row}, init, {id, rowMap, id},
-                 {IteratorType::parallel, IteratorType::parallel},
-                 [&](ImplicitLocOpBuilder &ib, ValueRange args) {
-                   return fn(ib, args[0], args[1]);
-                 });
+                   {IteratorType::parallel, IteratorType::parallel},
+                   [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                     return fn(ib, args[0], args[1]);
+                   });
 }
 
 struct LowerRoute : OpConversionPattern<RouteOp> {
@@ -86,27 +85,25 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
         });
 
     // Numerically stable softmax and log-sum-exp.
-    Value max = reduceRows(
-        e, logits, e.f32(-std::numeric_limits<float>::infinity()),
-        [](ImplicitLocOpBuilder &ib, Value x, Value acc) -> Value {
-          return arith::MaximumFOp::create(ib, x, acc);
+    Value max =
+        reduceRows(e, logits, e.f32(-std::numeric_limits<float>::infinity()),
+                   [](ImplicitLocOpBuilder &ib, Value x, Value acc) -> Value {
+                     return arith::MaximumFOp::create(ib, x, acc);
+                   });
+    Value exps = mapWithRow(
+        e, logits, max,
+        [](ImplicitLocOpBuilder &ib, Value l, Value m) -> Value {
+          return math::ExpOp::create(ib, arith::SubFOp::create(ib, l, m));
         });
-    Value exps = mapWithRow(e, logits, max,
-                            [](ImplicitLocOpBuilder &ib, Value l,
-                               Value m) -> Value {
-                              return math::ExpOp::create(
-                                  ib, arith::SubFOp::create(ib, l, m));
-                            });
-    Value sum = reduceRows(e, exps, e.f32(0),
-                           [](ImplicitLocOpBuilder &ib, Value x,
-                              Value acc) -> Value {
-                             return arith::AddFOp::create(ib, x, acc);
-                           });
-    Value probs = mapWithRow(e, exps, sum,
-                             [](ImplicitLocOpBuilder &ib, Value x,
-                                Value s) -> Value {
-                               return arith::DivFOp::create(ib, x, s);
-                             });
+    Value sum =
+        reduceRows(e, exps, e.f32(0),
+                   [](ImplicitLocOpBuilder &ib, Value x, Value acc) -> Value {
+                     return arith::AddFOp::create(ib, x, acc);
+                   });
+    Value probs = mapWithRow(
+        e, exps, sum, [](ImplicitLocOpBuilder &ib, Value x, Value s) -> Value {
+          return arith::DivFOp::create(ib, x, s);
+        });
     Value lse = e.map({max, sum}, f32,
                       [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
                         return arith::AddFOp::create(
@@ -153,8 +150,8 @@ struct LowerTopK : OpConversionPattern<TopKOp> {
                           b, arith::CmpFPredicate::OLT, p, prevP);
                       Value tieAfter = arith::AndIOp::create(
                           b,
-                          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ,
-                                                p, prevP),
+                          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, p,
+                                                prevP),
                           arith::CmpIOp::create(b, arith::CmpIPredicate::sgt,
                                                 ex, prevE));
                       Value after = arith::OrIOp::create(b, below, tieAfter);
@@ -165,23 +162,22 @@ struct LowerTopK : OpConversionPattern<TopKOp> {
                           arith::SelectOp::create(b, take, p, m[0]),
                           arith::SelectOp::create(b, take, ex, m[1])};
                     });
-                Value id = arith::IndexCastOp::create(b, b.getI32Type(),
-                                                      best[1]);
+                Value id =
+                    arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
                 return SmallVector<Value>{
                     s.insert(id, c[0], {t, j}), s.insert(best[0], c[1], {t, j}),
                     best[0], best[1], arith::AddFOp::create(b, c[4], best[0])};
               });
           Value gates = chosen[1];
           if (normalize)
-            gates = s.loop(k, {gates},
-                           [&](ImplicitLocOpBuilder &b, Value j,
-                               ValueRange g) {
-                             Emitter s(b.getLoc(), b);
-                             Value v = arith::DivFOp::create(
-                                 b, s.extract(g[0], {t, j}), chosen[4]);
-                             return SmallVector<Value>{
-                                 s.insert(v, g[0], {t, j})};
-                           })[0];
+            gates =
+                s.loop(k, {gates},
+                       [&](ImplicitLocOpBuilder &b, Value j, ValueRange g) {
+                         Emitter s(b.getLoc(), b);
+                         Value v = arith::DivFOp::create(
+                             b, s.extract(g[0], {t, j}), chosen[4]);
+                         return SmallVector<Value>{s.insert(v, g[0], {t, j})};
+                       })[0];
           return SmallVector<Value>{chosen[0], gates};
         });
     rewriter.replaceOp(op, out);
@@ -196,13 +192,14 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
   /// probability, ties in group order.
   static Value priorityOrder(Emitter &e, Value experts, Value probs,
                              int64_t tokens, int64_t groupSize) {
-    Value score = e.loop(tokens, {e.filled({tokens}, e.f32(0))},
-                         [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-                           Emitter s(b.getLoc(), b);
-                           Value first = s.extractIndex(experts, {t, s.index(0)});
-                           Value p = s.extract(probs, {t, first});
-                           return SmallVector<Value>{s.insert(p, acc[0], {t})};
-                         })[0];
+    Value score =
+        e.loop(tokens, {e.filled({tokens}, e.f32(0))},
+               [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+                 Emitter s(b.getLoc(), b);
+                 Value first = s.extractIndex(experts, {t, s.index(0)});
+                 Value p = s.extract(probs, {t, first});
+                 return SmallVector<Value>{s.insert(p, acc[0], {t})};
+               })[0];
     Value size = e.index(groupSize);
     return e.loop(
         tokens, {e.filled({tokens}, e.index(0))},
@@ -211,30 +208,26 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
           Value base = arith::MulIOp::create(
               b, arith::DivUIOp::create(b, t, size), size);
           Value mine = s.extract(score, {t});
-          Value rank = s.loop(groupSize, {s.index(0)},
-                              [&](ImplicitLocOpBuilder &b, Value i,
-                                  ValueRange r) {
-                                Emitter s(b.getLoc(), b);
-                                Value u = arith::AddIOp::create(b, base, i);
-                                Value other = s.extract(score, {u});
-                                Value ahead = arith::OrIOp::create(
-                                    b,
-                                    arith::CmpFOp::create(
-                                        b, arith::CmpFPredicate::OGT, other,
-                                        mine),
-                                    arith::AndIOp::create(
-                                        b,
-                                        arith::CmpFOp::create(
-                                            b, arith::CmpFPredicate::OEQ,
-                                            other, mine),
-                                        arith::CmpIOp::create(
-                                            b, arith::CmpIPredicate::ult, u,
-                                            t)));
-                                Value inc = arith::SelectOp::create(
-                                    b, ahead, s.index(1), s.index(0));
-                                return SmallVector<Value>{
-                                    arith::AddIOp::create(b, r[0], inc)};
-                              })[0];
+          Value rank = s.loop(
+              groupSize, {s.index(0)},
+              [&](ImplicitLocOpBuilder &b, Value i, ValueRange r) {
+                Emitter s(b.getLoc(), b);
+                Value u = arith::AddIOp::create(b, base, i);
+                Value other = s.extract(score, {u});
+                Value ahead = arith::OrIOp::create(
+                    b,
+                    arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, other,
+                                          mine),
+                    arith::AndIOp::create(
+                        b,
+                        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ,
+                                              other, mine),
+                        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, u,
+                                              t)));
+                Value inc =
+                    arith::SelectOp::create(b, ahead, s.index(1), s.index(0));
+                return SmallVector<Value>{arith::AddIOp::create(b, r[0], inc)};
+              })[0];
           Value at = arith::AddIOp::create(b, base, rank);
           return SmallVector<Value>{s.insert(t, acc[0], {at})};
         })[0];
@@ -286,39 +279,37 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                       Value kept = s.boolean(true);
                       Value row = taken;
                       if (capacity) {
-                        kept = arith::CmpIOp::create(
-                            b, arith::CmpIPredicate::slt, taken,
-                            s.i64(*capacity));
-                        row = packed
-                                  ? s.extract(acc[3], {ex})
-                                  : arith::AddIOp::create(
-                                        b,
-                                        arith::MulIOp::create(
-                                            b,
-                                            arith::IndexCastOp::create(
-                                                b, b.getI64Type(), g),
-                                            s.i64(*capacity)),
-                                        taken)
-                                        .getResult();
+                        kept =
+                            arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                                  taken, s.i64(*capacity));
+                        row = packed ? s.extract(acc[3], {ex})
+                                     : arith::AddIOp::create(
+                                           b,
+                                           arith::MulIOp::create(
+                                               b,
+                                               arith::IndexCastOp::create(
+                                                   b, b.getI64Type(), g),
+                                               s.i64(*capacity)),
+                                           taken)
+                                           .getResult();
                       }
-                      Value slot = arith::SelectOp::create(b, kept, row,
-                                                           s.i64(-1));
-                      Value one = arith::ExtUIOp::create(b, b.getI64Type(),
-                                                         kept);
+                      Value slot =
+                          arith::SelectOp::create(b, kept, row, s.i64(-1));
+                      Value one =
+                          arith::ExtUIOp::create(b, b.getI64Type(), kept);
                       Value newCounts = s.insert(
                           arith::AddIOp::create(b, taken, one), acc[2], {ex});
                       Value newTotals = acc[3];
                       if (capacity)
-                        newTotals = s.insert(
-                            arith::AddIOp::create(b, s.extract(acc[3], {ex}),
-                                                  one),
-                            acc[3], {ex});
+                        newTotals =
+                            s.insert(arith::AddIOp::create(
+                                         b, s.extract(acc[3], {ex}), one),
+                                     acc[3], {ex});
                       Value slot32 =
                           arith::TruncIOp::create(b, b.getI32Type(), slot);
                       return SmallVector<Value>{
                           s.insert(slot32, acc[0], {t, j}),
-                          s.insert(kept, acc[1], {t, j}), newCounts,
-                          newTotals};
+                          s.insert(kept, acc[1], {t, j}), newCounts, newTotals};
                     });
               });
           return SmallVector<Value>{ranked[0], ranked[1],
@@ -331,31 +322,30 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
     if (packed) {
       // Packed rows: expert e's block starts after those of experts < e;
       // dropped assignments keep their -1.
-      Value offsets =
-          e.loop(numExperts, {e.filled({numExperts}, e.i64(0)), e.i64(0)},
-                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
-                   Emitter s(b.getLoc(), b);
-                   Value next = arith::AddIOp::create(
-                       b, acc[1], s.extract(totals, {ex}));
-                   return SmallVector<Value>{s.insert(acc[1], acc[0], {ex}),
-                                             next};
-                 })[0];
-      slots = e.loop(
-          tokens, {slots}, [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+      Value offsets = e.loop(
+          numExperts, {e.filled({numExperts}, e.i64(0)), e.i64(0)},
+          [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
             Emitter s(b.getLoc(), b);
-            return s.loop(k, acc,
-                          [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
-                            Emitter s(b.getLoc(), b);
-                            Value ex = s.extractIndex(experts, {t, j});
-                            Value off = arith::TruncIOp::create(
-                                b, b.getI32Type(), s.extract(offsets, {ex}));
-                            Value old = s.extract(acc[0], {t, j});
-                            Value row = arith::SelectOp::create(
-                                b, s.extract(keep, {t, j}),
-                                arith::AddIOp::create(b, old, off), old);
-                            return SmallVector<Value>{
-                                s.insert(row, acc[0], {t, j})};
-                          });
+            Value next =
+                arith::AddIOp::create(b, acc[1], s.extract(totals, {ex}));
+            return SmallVector<Value>{s.insert(acc[1], acc[0], {ex}), next};
+          })[0];
+      slots = e.loop(
+          tokens, {slots},
+          [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+            Emitter s(b.getLoc(), b);
+            return s.loop(
+                k, acc, [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                  Emitter s(b.getLoc(), b);
+                  Value ex = s.extractIndex(experts, {t, j});
+                  Value off = arith::TruncIOp::create(b, b.getI32Type(),
+                                                      s.extract(offsets, {ex}));
+                  Value old = s.extract(acc[0], {t, j});
+                  Value row = arith::SelectOp::create(
+                      b, s.extract(keep, {t, j}),
+                      arith::AddIOp::create(b, old, off), old);
+                  return SmallVector<Value>{s.insert(row, acc[0], {t, j})};
+                });
           })[0];
     }
     rewriter.replaceOp(op, {slots, keep, totals});
@@ -364,9 +354,9 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
 };
 
 /// Sums `fn(element)` over a whole tensor into a 0-d f64 or i64 tensor.
-static Value reduceAll(Emitter &e, Value tensor, Type accType,
-                       llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)>
-                           fn) {
+static Value
+reduceAll(Emitter &e, Value tensor, Type accType,
+          llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)> fn) {
   ImplicitLocOpBuilder &b = e.builder();
   auto type = cast<RankedTensorType>(tensor.getType());
   int64_t rank = type.getRank();
@@ -375,12 +365,12 @@ static Value reduceAll(Emitter &e, Value tensor, Type accType,
                               AffineMap::get(rank, 0, {}, b.getContext())};
   SmallVector<IteratorType> iters(rank, IteratorType::reduction);
   return e.generic(tensor, init, maps, iters,
-                 [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
-                   Value v = fn(ib, args[0]);
-                   if (isa<FloatType>(accType))
-                     return arith::AddFOp::create(ib, v, args[1]);
-                   return arith::AddIOp::create(ib, v, args[1]);
-                 });
+                   [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                     Value v = fn(ib, args[0]);
+                     if (isa<FloatType>(accType))
+                       return arith::AddFOp::create(ib, v, args[1]);
+                     return arith::AddIOp::create(ib, v, args[1]);
+                   });
 }
 
 /// A 0-d f64 tensor scaled by `factor` and rounded to a 0-d f32 tensor.
@@ -421,13 +411,13 @@ struct LowerCountDropped : OpConversionPattern<CountDroppedOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
     Type i64 = rewriter.getI64Type();
-    Value count = reduceAll(e, adaptor.getKeep(), i64,
-                            [&](ImplicitLocOpBuilder &ib, Value kept) -> Value {
-                              Value one = arith::ConstantIntOp::create(ib, 1, 1);
-                              Value dropped = arith::XOrIOp::create(ib, kept, one);
-                              return arith::ExtUIOp::create(ib, ib.getI64Type(),
-                                                            dropped);
-                            });
+    Value count =
+        reduceAll(e, adaptor.getKeep(), i64,
+                  [&](ImplicitLocOpBuilder &ib, Value kept) -> Value {
+                    Value one = arith::ConstantIntOp::create(ib, 1, 1);
+                    Value dropped = arith::XOrIOp::create(ib, kept, one);
+                    return arith::ExtUIOp::create(ib, ib.getI64Type(), dropped);
+                  });
     rewriter.replaceOp(op, count);
     return success();
   }
@@ -457,24 +447,26 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
           Emitter s(b.getLoc(), b);
           Value g = arith::DivUIOp::create(b, t, size);
           Value first = s.extractIndex(experts, {t, s.index(0)});
-          Value c = arith::AddFOp::create(b, s.extract(acc[0], {g, first}),
-                                          s.f64(1));
+          Value c =
+              arith::AddFOp::create(b, s.extract(acc[0], {g, first}), s.f64(1));
           Value newCounts = s.insert(c, acc[0], {g, first});
           Value newMass = s.loop(
               numExperts, {acc[1]},
               [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
                 Emitter s(b.getLoc(), b);
-                Value p = arith::ExtFOp::create(b, f64, s.extract(probs, {t, ex}));
+                Value p =
+                    arith::ExtFOp::create(b, f64, s.extract(probs, {t, ex}));
                 Value v = arith::AddFOp::create(b, s.extract(m[0], {g, ex}), p);
                 return SmallVector<Value>{s.insert(v, m[0], {g, ex})};
               })[0];
           return SmallVector<Value>{newCounts, newMass};
         });
     // Σ_g Σ_e (count/S)·(mass/S), times E, averaged over the G groups.
-    Value product = e.map({sums[0], sums[1]}, f64,
-                          [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
-                            return arith::MulFOp::create(ib, args[0], args[1]);
-                          });
+    Value product =
+        e.map({sums[0], sums[1]}, f64,
+              [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                return arith::MulFOp::create(ib, args[0], args[1]);
+              });
     Value total = reduceAll(e, product, f64,
                             [](ImplicitLocOpBuilder &, Value v) { return v; });
     double scale = double(numExperts) /

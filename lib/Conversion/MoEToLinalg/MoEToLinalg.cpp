@@ -1,4 +1,5 @@
-//===- MoEToLinalg.cpp - The convert-moe-to-linalg pass -------------*- C++ -*-===//
+//===- MoEToLinalg.cpp - The convert-moe-to-linalg pass -------------*- C++
+//-*-===//
 //
 // Drives the moe lowering patterns with dialect conversion: every moe op is
 // illegal afterwards. Exchanges between ranks become calls of the runtime's

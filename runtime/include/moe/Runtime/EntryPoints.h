@@ -1,4 +1,5 @@
-//===- EntryPoints.h - C entry points that compiled layers call ---*- C++ -*-===//
+//===- EntryPoints.h - C entry points that compiled layers call ---*- C++
+//-*-===//
 //
 // Compiled sharded layers exchange expert buffers and sum statistics by
 // calling these functions (the C interface of MLIR unranked memrefs). They

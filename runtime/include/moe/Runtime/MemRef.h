@@ -1,4 +1,5 @@
-//===- MemRef.h - Strided memref descriptors for compiled code ---*- C++ -*-===//
+//===- MemRef.h - Strided memref descriptors for compiled code ---*- C++
+//-*-===//
 //
 // The C ABI that compiled layer functions take their buffers in: for a
 // rank-N buffer, {allocated pointer, aligned pointer, offset, sizes[N],
