@@ -21,6 +21,9 @@ config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
 # Test helpers use Debian's python3, where python3-numpy is installed.
 config.substitutions.append(("%python", "/usr/bin/python3"))
 
+# Tests under Sharding/ launch mpirun; they run one at a time.
+lit_config.parallelism_groups["mpi"] = 1
+
 # ptxas validates emitted PTX; `cuda` means a GPU answers here.
 if os.path.exists("/usr/local/cuda/bin/ptxas"):
     config.available_features.add("ptxas")

@@ -12,6 +12,8 @@
 #include "moe/Transforms/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Linalg/IR/Linalg.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Builders.h"
 
 namespace mlir::moe {
@@ -33,6 +35,107 @@ void shrinkLeadingDim(BlockArgument arg, int64_t ranks) {
   arg.setType(type.clone(shape));
 }
 
+/// Sums the `ranks` equal chunks of dimension 1 of a [E/N, N·M, D] tensor
+/// into [E/N, M, D].
+Value sumChunks(OpBuilder &b, Location loc, Value v, int64_t ranks) {
+  auto type = cast<RankedTensorType>(v.getType());
+  int64_t experts = type.getDimSize(0), rows = type.getDimSize(1) / ranks,
+          model = type.getDimSize(2);
+  auto split = RankedTensorType::get({experts, ranks, rows, model},
+                                     type.getElementType());
+  Value chunks = tensor::ExpandShapeOp::create(
+      b, loc, split, v, ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3}});
+  auto resultType =
+      RankedTensorType::get({experts, rows, model}, type.getElementType());
+  Value zero =
+      arith::ConstantOp::create(b, loc, b.getZeroAttr(type.getElementType()));
+  Value init = linalg::FillOp::create(
+                   b, loc, zero,
+                   ValueRange{tensor::EmptyOp::create(
+                       b, loc, resultType.getShape(), type.getElementType())})
+                   .getResult(0);
+  auto reduce = linalg::ReduceOp::create(
+      b, loc, ValueRange{chunks}, ValueRange{init}, ArrayRef<int64_t>{1},
+      [](OpBuilder &nested, Location l, ValueRange args) {
+        linalg::YieldOp::create(
+            nested, l,
+            ValueRange{arith::AddFOp::create(nested, l, args[0], args[1])});
+      });
+  return reduce.getResult(0);
+}
+
+/// The per-rank program when routing groups span ranks (§6 of the layer
+/// contract): the ranks gather everyone's routing decisions and assign slots
+/// over the global token order, so that priorities and capacities are those
+/// of the unsharded layer. Expert buffers are indexed by global slots: the
+/// owner of an expert sums the (disjoint) rows it receives from every rank,
+/// and every rank gathers the expert outputs back.
+SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
+                                      const LayerOperands &in, int64_t ranks,
+                                      int64_t group, int64_t capacity) {
+  Location loc = op.getLoc();
+  auto inputType = cast<RankedTensorType>(in.input.getType());
+  int64_t local = inputType.getDimSize(0), model = inputType.getDimSize(1);
+  int64_t tokens = local * ranks, experts = op.getNumExperts();
+  capacity = std::min(capacity, group);
+  Type elt = inputType.getElementType();
+  bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+
+  auto route = RouteOp::create(b, loc, in.input, in.router);
+  auto topk = TopKOp::create(b, loc, route.getProbs(), op.getTopK(),
+                             op.getNormalizeGates());
+  Value allExperts = AllGatherOp::create(b, loc, topk.getExperts(), ranks);
+  Value allProbs = AllGatherOp::create(b, loc, route.getProbs(), ranks);
+  auto assign = AssignSlotsOp::create(
+      b, loc, allExperts, byProbability ? allProbs : Value(),
+      b.getI64IntegerAttr(experts), b.getI64IntegerAttr(group),
+      b.getI64IntegerAttr(capacity),
+      PriorityAttr::get(b.getContext(), op.getPriority()), UnitAttr());
+
+  // This rank's rows of the global assignment.
+  Value rank = RankOp::create(b, loc, ranks);
+  Value first = arith::MulIOp::create(
+      b, loc, rank, arith::ConstantIndexOp::create(b, loc, local));
+  auto mine = [&](Value v) -> Value {
+    auto type = cast<RankedTensorType>(v.getType());
+    SmallVector<OpFoldResult> offsets{first, b.getIndexAttr(0)};
+    SmallVector<OpFoldResult> sizes{b.getIndexAttr(local),
+                                    b.getIndexAttr(type.getDimSize(1))};
+    SmallVector<OpFoldResult> strides(2, b.getIndexAttr(1));
+    return tensor::ExtractSliceOp::create(
+        b, loc, type.clone({local, type.getDimSize(1)}), v, offsets, sizes,
+        strides);
+  };
+  Value slots = mine(assign.getSlots()), keep = mine(assign.getKeep());
+
+  auto bufferType =
+      RankedTensorType::get({experts, (tokens / group) * capacity, model}, elt);
+  Value buffer = DispatchOp::create(b, loc, bufferType, in.input,
+                                    topk.getExperts(), slots, keep);
+  Value received = AllToAllOp::create(b, loc, buffer, ranks, 0, 1);
+  Value out =
+      ExpertFFNOp::create(b, loc, sumChunks(b, loc, received, ranks), in.wIn,
+                          in.wGate, in.wOut, Value(), op.getActivationAttr());
+  Value all = AllGatherOp::create(b, loc, out, ranks);
+  Value y = CombineOp::create(b, loc, all, topk.getExperts(), slots, keep,
+                              topk.getGates());
+
+  // Statistics over the gathered decisions are global already; the z-loss
+  // is the average of the ranks' means.
+  Value balance =
+      LoadBalanceLossOp::create(b, loc, allProbs, allExperts, group);
+  Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
+  auto scalarType = RankedTensorType::get({}, b.getF32Type());
+  Value share = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(scalarType, 1.0f / float(ranks)));
+  Value zLoss = AllReduceOp::create(
+      b, loc,
+      arith::MulFOp::create(
+          b, loc, RouterZLossOp::create(b, loc, route.getLse()), share),
+      ranks);
+  return {y, assign.getCounts(), dropped, balance, zLoss};
+}
+
 LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   int64_t tokens = op.getNumTokens(), experts = op.getNumExperts();
   if (experts % ranks != 0)
@@ -43,16 +146,14 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
     return op.emitOpError()
            << "cannot be sharded over " << ranks << " ranks: its " << tokens
            << " tokens are not divisible by " << ranks;
-  if (!op.getCapacity())
-    return op.emitOpError()
-           << "is dropless: sharding it needs a variable-size exchange "
-              "between ranks, which moe-shard-experts does not build yet";
+  // Read before the operands shrink to the rank's share.
+  std::optional<int64_t> capacity = op.getCapacity();
   int64_t perRank = tokens / ranks, group = op.getGroupTokens();
-  if (perRank % group != 0)
-    return op.emitOpError()
-           << "has routing groups of " << group << " tokens that span ranks ("
-           << perRank << " tokens per rank); set a group_size that divides "
-           << perRank;
+  // Whole groups on every rank can be routed locally; otherwise the ranks
+  // route over the global token order.
+  // A dropless layer is exchanged through padded buffers with a capacity of
+  // the whole group (which never drops) and routed over the global order.
+  bool local = capacity && perRank % group == 0;
 
   auto func = op->getParentOfType<func::FuncOp>();
   SmallVector<Value> sharded{op.getInput(), op.getWIn(), op.getWOut()};
@@ -75,7 +176,10 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   options.ranks = ranks;
   LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
                          op.getWGate(), op.getWOut()};
-  SmallVector<Value> results = emitDecomposedLayer(b, op, operands, options);
+  SmallVector<Value> results =
+      local ? emitDecomposedLayer(b, op, operands, options)
+            : emitGloballyRouted(b, op, operands, ranks, group,
+                                 capacity.value_or(group));
   op->replaceAllUsesWith(results);
   op->erase();
 

@@ -137,6 +137,24 @@ void allReduce(const UnrankedMemRef *data, size_t elementBytes, DType dtype,
   });
 }
 
+void allGather(const UnrankedMemRef *src, const UnrankedMemRef *dst,
+               size_t elementBytes, int64_t ranks) {
+  guarded([&] {
+    Collectives &c = engine(ranks);
+    Buffer in = view(src, elementBytes, "all_gather source");
+    Buffer out = view(dst, elementBytes, "all_gather result");
+    c.allGather(in.data, out.data,
+                static_cast<size_t>(product(in.shape, 0, in.shape.size())) *
+                    elementBytes);
+  });
+}
+
+int64_t rankOf(int64_t ranks) {
+  int64_t rank = 0;
+  guarded([&] { rank = engine(ranks).rank(); });
+  return rank;
+}
+
 } // namespace
 
 void setActiveCollectives(Collectives *collectives) { active = collectives; }
@@ -156,6 +174,21 @@ MOE_ALL_TO_ALL(f32, 4)
 MOE_ALL_TO_ALL(bf16, 2)
 MOE_ALL_TO_ALL(f16, 2)
 #undef MOE_ALL_TO_ALL
+
+#define MOE_ALL_GATHER(suffix, bytes)                                          \
+  void _mlir_ciface_moe_rt_all_gather_##suffix(                                \
+      UnrankedMemRef *src, UnrankedMemRef *dst, int64_t ranks) {               \
+    moe::runtime::allGather(src, dst, bytes, ranks);                           \
+  }
+MOE_ALL_GATHER(f32, 4)
+MOE_ALL_GATHER(bf16, 2)
+MOE_ALL_GATHER(f16, 2)
+MOE_ALL_GATHER(i32, 4)
+#undef MOE_ALL_GATHER
+
+int64_t _mlir_ciface_moe_rt_rank(int64_t ranks) {
+  return moe::runtime::rankOf(ranks);
+}
 
 #define MOE_ALL_REDUCE(suffix, bytes, dtype)                                   \
   void _mlir_ciface_moe_rt_all_reduce_##suffix(UnrankedMemRef *data,           \
@@ -178,6 +211,17 @@ moe::runtime::collectiveEntryPoints() {
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_to_all_bf16)},
       {"_mlir_ciface_moe_rt_all_to_all_f16",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_to_all_f16)},
+      {"_mlir_ciface_moe_rt_all_gather_f32",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_f32)},
+      {"_mlir_ciface_moe_rt_all_gather_bf16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_bf16)},
+      {"_mlir_ciface_moe_rt_all_gather_f16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_f16)},
+      {"_mlir_ciface_moe_rt_all_gather_i32",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_i32)},
+      {"_mlir_ciface_moe_rt_rank",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},
+      {"moe_rt_rank", reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},
       {"_mlir_ciface_moe_rt_all_reduce_f32",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_reduce_f32)},
       {"_mlir_ciface_moe_rt_all_reduce_f64",

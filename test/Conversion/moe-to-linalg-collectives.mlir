@@ -31,3 +31,16 @@ func.func @sum(%c: tensor<8xi64>) -> tensor<8xi64> {
   %r = moe.all_reduce %c ranks = 4 : tensor<8xi64>
   return %r : tensor<8xi64>
 }
+
+// Gathers fill a buffer N times as tall; the rank comes from the runtime.
+// CHECK-LABEL: func @gather_and_rank
+// CHECK: %[[DST:.*]] = memref.alloc() : memref<16x2xi32>
+// CHECK: call @moe_rt_all_gather_i32(%{{.*}}, %{{.*}}, %{{.*}}) : (memref<*xi32>, memref<*xi32>, i64) -> ()
+// CHECK: bufferization.to_tensor %[[DST]] restrict writable
+// CHECK: %[[R:.*]] = call @moe_rt_rank(%{{.*}}) : (i64) -> i64
+// CHECK: arith.index_cast %[[R]] : i64 to index
+func.func @gather_and_rank(%e: tensor<8x2xi32>) -> (tensor<16x2xi32>, index) {
+  %all = moe.all_gather %e ranks = 2 : tensor<8x2xi32>
+  %r = moe.rank ranks = 2
+  return %all, %r : tensor<16x2xi32>, index
+}

@@ -19,24 +19,6 @@ func.func @odd_tokens(%x: tensor<7x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x
 
 // -----
 
-func.func @dropless(%x: tensor<8x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x8xf32>, %wo: tensor<2x8x4xf32>) -> tensor<8x4xf32> {
-  // expected-error @+1 {{'moe.layer' op is dropless: sharding it needs a variable-size exchange between ranks, which moe-shard-experts does not build yet}}
-  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 1 activation relu group_size 4 priority position
-      : tensor<8x4xf32>, tensor<2x4xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>
-  return %y : tensor<8x4xf32>
-}
-
-// -----
-
-func.func @spanning_group(%x: tensor<8x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x8xf32>, %wo: tensor<2x8x4xf32>) -> tensor<8x4xf32> {
-  // expected-error @+1 {{'moe.layer' op has routing groups of 8 tokens that span ranks (4 tokens per rank); set a group_size that divides 4}}
-  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 1 activation relu expert_capacity 3 priority position
-      : tensor<8x4xf32>, tensor<2x4xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>
-  return %y : tensor<8x4xf32>
-}
-
-// -----
-
 func.func @shared_operand(%x: tensor<8x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x8xf32>, %wo: tensor<2x8x4xf32>) -> (tensor<8x4xf32>, tensor<8x4xf32>) {
   // expected-error @+1 {{'moe.layer' op can only be sharded when its operands are arguments of its function used by it alone}}
   %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 1 activation relu expert_capacity 2 group_size 4 priority position

@@ -47,3 +47,50 @@ func.func @gated(%x: tensor<4x8xbf16>, %r: tensor<4x8xbf16>, %wi: tensor<4x8x24x
       : tensor<4x8xbf16>, tensor<4x8xbf16>, tensor<4x8x24xbf16>, tensor<4x8x24xbf16>, tensor<4x24x8xbf16>
   return %y : tensor<4x8xbf16>
 }
+
+// -----
+
+// Groups of 16 span both ranks (8 tokens each): the ranks gather the routing
+// decisions, assign slots over the global order, keep their own rows, sum
+// the disjoint expert rows they receive and gather the expert outputs back.
+// CHECK-LABEL: func @spanning
+// CHECK-SAME: (%[[X:.*]]: tensor<8x16xf32>, %{{.*}}: tensor<4x16xf32>, %{{.*}}: tensor<2x16x32xf32>, %{{.*}}: tensor<2x32x16xf32>)
+// CHECK: %{{.*}}, %[[P:.*]], %[[LSE:.*]] = moe.route
+// CHECK: %[[E:.*]], %[[G:.*]] = moe.top_k
+// CHECK: %[[AE:.*]] = moe.all_gather %[[E]] ranks = 2 : tensor<8x2xi32>
+// CHECK: %[[AP:.*]] = moe.all_gather %[[P]] ranks = 2 : tensor<8x4xf32>
+// CHECK: %[[S:.*]], %[[K:.*]], %[[C:.*]] = moe.assign_slots %[[AE]] num_experts = 4 group_size = 16 capacity = 8 priority = batch_prioritized(%[[AP]]) : tensor<16x2xi32>, tensor<16x4xf32>
+// CHECK: %[[R:.*]] = moe.rank ranks = 2
+// CHECK: %[[FIRST:.*]] = arith.muli %[[R]], %{{.*}} : index
+// CHECK: %[[MYS:.*]] = tensor.extract_slice %[[S]][%[[FIRST]], 0] [8, 2] [1, 1]
+// CHECK: %[[MYK:.*]] = tensor.extract_slice %[[K]][%[[FIRST]], 0] [8, 2] [1, 1]
+// CHECK: %[[B:.*]] = moe.dispatch %[[X]], %[[E]], %[[MYS]], %[[MYK]] {{.*}} -> tensor<4x8x16xf32>
+// CHECK: %[[IN:.*]] = moe.all_to_all %[[B]] ranks = 2 split_dim = 0 concat_dim = 1
+// CHECK: tensor.expand_shape %[[IN]] {{\[}}[0], [1, 2], [3]] output_shape [2, 2, 8, 16]
+// CHECK: %[[SUM:.*]] = linalg.reduce
+// CHECK: %[[OUT:.*]] = moe.expert_ffn %[[SUM]] {{.*}} : tensor<2x8x16xf32>
+// CHECK: %[[ALL:.*]] = moe.all_gather %[[OUT]] ranks = 2 : tensor<2x8x16xf32>
+// CHECK: %[[Y:.*]] = moe.combine %[[ALL]], %[[E]], %[[MYS]], %[[MYK]], %[[G]]
+// CHECK: %[[LB:.*]] = moe.load_balance_loss %[[AP]], %[[AE]] group_size = 16
+// CHECK: %[[D:.*]] = moe.count_dropped %[[K]]
+// CHECK: moe.router_z_loss %[[LSE]]
+// CHECK: %[[Z:.*]] = moe.all_reduce
+// CHECK: return %[[Y]], %[[C]], %[[D]], %[[LB]], %[[Z]]
+func.func @spanning(%x: tensor<16x16xf32>, %r: tensor<4x16xf32>, %wi: tensor<4x16x32xf32>, %wo: tensor<4x32x16xf32>)
+    -> (tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu normalize_gates capacity_factor 1.0 priority batch_prioritized
+      : tensor<16x16xf32>, tensor<4x16xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>
+  return %y, %t, %d, %lb, %z : tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// Dropless: routed globally with a capacity of the whole group.
+// CHECK-LABEL: func @dropless
+// CHECK: moe.assign_slots %{{.*}} num_experts = 2 group_size = 8 capacity = 8 priority = position : tensor<8x1xi32>
+// CHECK: moe.dispatch {{.*}} -> tensor<2x8x4xf32>
+func.func @dropless(%x: tensor<8x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x8xf32>, %wo: tensor<2x8x4xf32>) -> tensor<8x4xf32> {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 1 activation relu group_size 8 priority position
+      : tensor<8x4xf32>, tensor<2x4xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>
+  return %y : tensor<8x4xf32>
+}

@@ -82,6 +82,12 @@ OpFoldResult AllToAllOp::fold(FoldAdaptor) {
   return {};
 }
 
+OpFoldResult AllGatherOp::fold(FoldAdaptor) {
+  if (getRanks() == 1 && getInput().getType() == getType())
+    return getInput();
+  return {};
+}
+
 OpFoldResult AllReduceOp::fold(FoldAdaptor) {
   if (getRanks() == 1)
     return getInput();

@@ -565,6 +565,35 @@ LogicalResult AllToAllOp::inferReturnTypes(MLIRContext *,
 LogicalResult AllToAllOp::verify() { return verifyStaticShapes(*this); }
 
 //===----------------------------------------------------------------------===//
+// AllGatherOp, RankOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult AllGatherOp::inferReturnTypes(MLIRContext *,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  auto input = dyn_cast<RankedTensorType>(adaptor.getInput().getType());
+  IntegerAttr ranks = adaptor.getRanksAttr();
+  if (!input || input.getRank() < 1 || !ranks || ranks.getInt() < 1)
+    return emitOptionalError(location, "'moe.all_gather' needs a ranked "
+                                       "input of rank >= 1 and 'ranks' >= 1");
+  SmallVector<int64_t> shape(input.getShape());
+  if (ShapedType::isStatic(shape[0]) &&
+      llvm::MulOverflow(shape[0], ranks.getInt(), shape[0]))
+    return emitOptionalError(location, "'moe.all_gather' result overflows");
+  types.push_back(input.clone(shape));
+  return success();
+}
+
+LogicalResult AllGatherOp::verify() { return verifyStaticShapes(*this); }
+
+LogicalResult RankOp::verify() {
+  if (getRanks() < 1)
+    return emitOpError("'ranks' must be at least 1, got ") << getRanks();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // AllReduceOp
 //===----------------------------------------------------------------------===//
 

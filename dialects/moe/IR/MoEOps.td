@@ -370,6 +370,42 @@ def MoE_AllReduceOp : MoE_Op<"all_reduce",
   let hasFolder = 1;
 }
 
+def MoE_AllGatherOp : MoE_Op<"all_gather", [Pure, InferTypeOpAdaptor]> {
+  let summary = "concatenate a tensor from every rank along dimension 0";
+  let description = [{
+    Every one of the `ranks` participating devices contributes a tensor of
+    the same shape; each receives them all concatenated along dimension 0 in
+    rank order. The sharded layer gathers the routing decisions with it when
+    routing groups span ranks. Over one rank it is the identity.
+
+    ```mlir
+    %all = moe.all_gather %experts ranks = 2 : tensor<8x2xi32>
+    ```
+  }];
+  let arguments = (ins AnyRankedTensor:$input, MoE_I64Attr:$ranks);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = "$input `ranks` `=` $ranks attr-dict `:` type($input)";
+  let hasVerifier = 1;
+  let hasFolder = 1;
+}
+
+def MoE_RankOp : MoE_Op<"rank"> {
+  let summary = "this device's rank among the expert-parallel ranks";
+  let description = [{
+    The rank (0 to `ranks` − 1) of the device running the program, from the
+    runtime's collectives engine. It has no side effects but is not pure:
+    its value depends on where the program runs.
+
+    ```mlir
+    %r = moe.rank ranks = 4
+    ```
+  }];
+  let arguments = (ins MoE_I64Attr:$ranks);
+  let results = (outs Index:$rank);
+  let assemblyFormat = "`ranks` `=` $ranks attr-dict";
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Statistics
 //===----------------------------------------------------------------------===//

@@ -49,11 +49,16 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
     The statistics are made global with `moe.all_reduce`. Rank r holds the
     tokens [r·T/N, (r+1)·T/N) and the experts [r·E/N, (r+1)·E/N).
 
-    The program computes exactly the unsharded layer as long as every
-    routing group lies within one rank (group_size divides T/N). Layers it
-    cannot shard get a diagnostic: E or T not divisible by N, groups that
-    span ranks, and dropless layers (they need a variable-size exchange,
-    which this pass does not build yet).
+    When every routing group lies within one rank (group_size divides T/N)
+    each rank routes its own groups, and the exchanges carry only its slots.
+    Otherwise (groups spanning ranks, or a dropless layer) the ranks gather
+    everyone's routing decisions (`moe.all_gather`) and assign slots over the
+    global token order, exactly as the unsharded layer does; the expert
+    buffers are then indexed by global slots, so the owner of an expert sums
+    the disjoint rows it receives and every rank gathers the expert outputs
+    back. Dropless layers take that second path with a capacity of the whole
+    group (padded buffers; a variable-size exchange would move less). Layers
+    it cannot shard get a diagnostic: E or T not divisible by N.
 
     The exchange is our own `moe.all_to_all` rather than upstream's
     `shard.all_to_all`: expert parallelism needs only a one-dimensional
@@ -65,7 +70,9 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
            "Expert-parallel ranks N (E and T must be divisible by N)">
   ];
   let dependentDialects = ["::mlir::moe::MoEDialect",
-                           "::mlir::arith::ArithDialect"];
+                           "::mlir::arith::ArithDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::tensor::TensorDialect"];
 }
 
 def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {

@@ -135,9 +135,74 @@ struct LowerAllReduce : OpConversionPattern<AllReduceOp> {
   }
 };
 
+struct LowerAllGather : OpConversionPattern<AllGatherOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(AllGatherOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    if (op.getRanks() == 1) {
+      rewriter.replaceOp(op, adaptor.getInput());
+      return success();
+    }
+    std::string suffix = typeSuffix(op.getType().getElementType());
+    if (suffix.empty() || suffix == "f64" || suffix == "i64")
+      return rewriter.notifyMatchFailure(op, "no entry point for this type");
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Value src = bufferization::ToBufferOp::create(
+        b, bufferOf(op.getInput().getType()), adaptor.getInput(),
+        /*read_only=*/true);
+    Value dst = memref::AllocOp::create(b, bufferOf(op.getType()));
+    Value srcU = unranked(b, src), dstU = unranked(b, dst);
+    func::FuncOp entry =
+        declareEntry(rewriter, op, "moe_rt_all_gather_" + suffix,
+                     {srcU.getType(), dstU.getType(), b.getI64Type()});
+    func::CallOp::create(b, entry,
+                         ValueRange{srcU, dstU, e.i64(op.getRanks())});
+    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
+                               b, op.getType(), dst, /*restrict=*/true,
+                               /*writable=*/true));
+    return success();
+  }
+};
+
+struct LowerRank : OpConversionPattern<RankOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RankOp op, OpAdaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    if (op.getRanks() == 1) {
+      rewriter.replaceOp(op, e.index(0));
+      return success();
+    }
+    auto module = op->getParentOfType<ModuleOp>();
+    auto entry = module.lookupSymbol<func::FuncOp>("moe_rt_rank");
+    if (!entry) {
+      OpBuilder::InsertionGuard guard(rewriter);
+      rewriter.setInsertionPointToStart(module.getBody());
+      entry = func::FuncOp::create(
+          rewriter, op.getLoc(), "moe_rt_rank",
+          rewriter.getFunctionType({b.getI64Type()}, {b.getI64Type()}));
+      entry.setPrivate();
+      entry->setAttr("llvm.emit_c_interface", rewriter.getUnitAttr());
+    }
+    Value rank =
+        func::CallOp::create(b, entry, ValueRange{e.i64(op.getRanks())})
+            .getResult(0);
+    rewriter.replaceOp(
+        op, arith::IndexCastOp::create(b, b.getIndexType(), rank).getResult());
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::lowering::populateLowerCollectivePatterns(
     RewritePatternSet &patterns) {
-  patterns.add<LowerAllToAll, LowerAllReduce>(patterns.getContext());
+  patterns.add<LowerAllToAll, LowerAllReduce, LowerAllGather, LowerRank>(
+      patterns.getContext());
 }

@@ -153,3 +153,19 @@ func.func @all_reduce_bf16(%c: tensor<8xbf16>) {
   %r = moe.all_reduce %c ranks = 2 : tensor<8xbf16>
   return
 }
+
+// -----
+
+func.func @rank_zero() {
+  // expected-error @+1 {{'moe.rank' op 'ranks' must be at least 1, got 0}}
+  %r = moe.rank ranks = 0
+  return
+}
+
+// -----
+
+func.func @gather_no_ranks(%e: tensor<8x2xi32>) {
+  // expected-error @+1 {{'moe.all_gather' needs a ranked input of rank >= 1 and 'ranks' >= 1}}
+  %a = moe.all_gather %e ranks = 0 : tensor<8x2xi32>
+  return
+}

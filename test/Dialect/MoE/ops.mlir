@@ -102,3 +102,12 @@ func.func @all_reduce(%c: tensor<8xi64>, %l: tensor<f32>) -> (tensor<8xi64>, ten
   %b = moe.all_reduce %l ranks = 4 : tensor<f32>
   return %a, %b : tensor<8xi64>, tensor<f32>
 }
+
+// CHECK-LABEL: func @gather_rank
+// CHECK: moe.all_gather %{{.*}} ranks = 4 : tensor<8x2xi32>
+// CHECK: moe.rank ranks = 4
+func.func @gather_rank(%e: tensor<8x2xi32>) -> (tensor<32x2xi32>, index) {
+  %a = moe.all_gather %e ranks = 4 : tensor<8x2xi32>
+  %r = moe.rank ranks = 4
+  return %a, %r : tensor<32x2xi32>, index
+}
