@@ -253,15 +253,22 @@ void shardModule(ModuleOp module, int64_t ranks, const std::string &source) {
 }
 
 /// Bytes one rank sends (and receives) per layer call through the
-/// exchanges of `func`: each moe.all_to_all keeps 1/N of its buffer.
+/// exchanges of `func`: each moe.all_to_all keeps 1/N of its buffer and
+/// sends the rest; each moe.all_gather sends its block to the N-1 others.
 uint64_t staticExchangeBytes(func::FuncOp func) {
   uint64_t bytes = 0;
-  func.walk([&](mlir::moe::AllToAllOp op) {
-    auto type = op.getInput().getType();
-    uint64_t total = static_cast<uint64_t>(type.getNumElements()) *
-                     (type.getElementTypeBitWidth() / 8);
-    bytes += total / static_cast<uint64_t>(op.getRanks()) *
-             static_cast<uint64_t>(op.getRanks() - 1);
+  auto sizeOf = [](RankedTensorType type) {
+    return static_cast<uint64_t>(type.getNumElements()) *
+           (type.getElementTypeBitWidth() / 8);
+  };
+  func.walk([&](Operation *op) {
+    if (auto exchange = dyn_cast<mlir::moe::AllToAllOp>(op)) {
+      auto ranks = static_cast<uint64_t>(exchange.getRanks());
+      bytes += sizeOf(exchange.getInput().getType()) / ranks * (ranks - 1);
+    } else if (auto gather = dyn_cast<mlir::moe::AllGatherOp>(op)) {
+      auto ranks = static_cast<uint64_t>(gather.getRanks());
+      bytes += sizeOf(gather.getInput().getType()) * (ranks - 1);
+    }
   });
   return bytes;
 }
@@ -483,8 +490,10 @@ int run(const ::moe::RunOptions &options) {
     }
     report["communication"] = {
         {"ranks", shards},
-        {"formula", "per rank and call: sum over the layer's all_to_all of "
-                    "(N-1)/N of its buffer bytes, sent and received"},
+        {"formula", "per rank and call, sent and again received: (N-1)/N of "
+                    "the bytes of each all_to_all buffer plus (N-1) times "
+                    "those of each all_gather block (statistics sums not "
+                    "counted)"},
         {"static_bytes_per_rank", exchangeBytes},
         {"measured_bytes_sent", sent},
         {"measured_bytes_received", received}};

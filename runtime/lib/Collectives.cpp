@@ -177,6 +177,8 @@ public:
     int n = toCount(bytes, "MPI_Allgather");
     check(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD),
           "MPI_Allgather");
+    std::vector<size_t> each(static_cast<size_t>(worldSize), bytes);
+    count(each, each);
   }
 
   void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
