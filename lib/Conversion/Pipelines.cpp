@@ -13,7 +13,7 @@
 
 using namespace mlir;
 
-std::string mlir::moe::cpuPipelineText() {
+std::string mlir::moe::cpuPipelineText(int64_t threads) {
   // Each line is one stage; see the README for what each does.
   return "canonicalize,"
          "moe-decompose{packed-capacity=1},"
@@ -21,7 +21,9 @@ std::string mlir::moe::cpuPipelineText() {
          "convert-moe-to-linalg,"
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,"
-         "moe-vectorize-matmuls,"
+         "moe-vectorize-matmuls{threads=" +
+         std::to_string(threads) +
+         "},"
          "canonicalize,"
          "func.func(llvm-request-c-wrappers),"
          "one-shot-bufferize{bufferize-function-boundaries=1 "
@@ -51,8 +53,8 @@ std::string mlir::moe::cpuPipelineText() {
          "reconcile-unrealized-casts";
 }
 
-LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm) {
-  return parsePassPipeline(cpuPipelineText(), pm, llvm::errs());
+LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads) {
+  return parsePassPipeline(cpuPipelineText(threads), pm, llvm::errs());
 }
 
 void mlir::moe::registerMoEPipelines() {

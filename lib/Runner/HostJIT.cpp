@@ -48,7 +48,8 @@ static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
 
 llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
-                        unsigned optLevel, llvm::ArrayRef<Symbol> symbols) {
+                        unsigned optLevel, llvm::ArrayRef<Symbol> symbols,
+                        int64_t threads) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -74,7 +75,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   PassManager pm(context);
   std::string pipelineError;
   llvm::raw_string_ostream pipelineStream(pipelineError);
-  if (failed(parsePassPipeline(cpuPipelineText(), pm, pipelineStream)))
+  if (failed(parsePassPipeline(cpuPipelineText(threads), pm, pipelineStream)))
     return stageError("pipeline construction", pipelineError);
   if (failed(pm.run(module)))
     return stageError("lowering", diagnostics);

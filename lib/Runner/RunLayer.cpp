@@ -42,6 +42,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 using namespace mlir;
 namespace rt = ::moe::runtime;
@@ -393,8 +394,14 @@ int run(const ::moe::RunOptions &options) {
 
   auto compileStart = Clock::now();
   rt::setActiveCollectives(comm.get());
+  // Ranks sharing a machine share its cores.
+  int64_t threads = 0;
+  if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
+    threads = std::max<int64_t>(
+        1, int64_t(std::thread::hardware_concurrency()) / std::atoll(local));
   auto executable = mlir::moe::HostExecutable::compile(
-      *module, options.funcName, options.optLevel, rt::collectiveEntryPoints());
+      *module, options.funcName, options.optLevel, rt::collectiveEntryPoints(),
+      threads);
   if (!executable)
     throw rt::Error("moe-run: error: " + layerSource + ": " +
                     llvm::toString(executable.takeError()));

@@ -27,11 +27,12 @@ namespace mlir::moe {
 /// The textual pass pipeline that takes a module holding `moe.layer` (or the
 /// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.
-std::string cpuPipelineText();
+/// `threads` is passed to moe-vectorize-matmuls (0: all hardware threads).
+std::string cpuPipelineText(int64_t threads = 0);
 
 /// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
 /// pipeline text cannot be parsed.
-LogicalResult buildCpuPipeline(OpPassManager &pm);
+LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0);
 
 /// Registers the named pipelines (`moe-cpu-pipeline`).
 void registerMoEPipelines();

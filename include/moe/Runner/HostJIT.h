@@ -37,10 +37,11 @@ public:
 
   /// Runs the CPU pipeline on `module` (in place) and JIT-compiles the
   /// function `funcName`. `optLevel` is LLVM's 0-3; `symbols` are resolved
-  /// before the process's own (the runtime's collective entry points).
+  /// before the process's own (the runtime's collective entry points);
+  /// `threads` is what each matmul is split over (0: all hardware threads).
   static llvm::Expected<std::unique_ptr<HostExecutable>>
   compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
-          llvm::ArrayRef<Symbol> symbols = {});
+          llvm::ArrayRef<Symbol> symbols = {}, int64_t threads = 0);
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the
