@@ -168,6 +168,11 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
       return op.emitOpError("can only be sharded when its operands are "
                             "arguments of its function used by it alone");
   }
+  // The rank's outputs change shape: only the function may return them.
+  for (Operation *user : op->getUsers())
+    if (!isa<func::ReturnOp>(user))
+      return op.emitOpError("can only be sharded when its results are only "
+                            "returned by its function");
 
   for (Value v : sharded)
     shrinkLeadingDim(cast<BlockArgument>(v), ranks);
