@@ -67,39 +67,58 @@ MemRefType bufferOf(Type tensor) {
   return MemRefType::get(type.getShape(), type.getElementType());
 }
 
+/// Replaces `op` by a call of `moe_rt_<entry>_<type>` that fills a fresh
+/// buffer of the result type and hands it back as a tensor. The call gets
+/// the operand's buffer and the fresh one (`inPlace`: only the fresh one,
+/// holding a copy of the operand), then `scalars` as i64. Over one rank the
+/// op is the identity. Fails for element types without an entry point.
+LogicalResult callIntoFreshBuffer(Operation *op, Value input,
+                                  ConversionPatternRewriter &rewriter,
+                                  int64_t ranks, StringRef entry,
+                                  ArrayRef<StringRef> suffixes, bool inPlace,
+                                  ArrayRef<int64_t> scalars) {
+  if (ranks == 1) {
+    rewriter.replaceOp(op, input);
+    return success();
+  }
+  Type resultType = op->getResult(0).getType();
+  std::string suffix =
+      typeSuffix(cast<ShapedType>(resultType).getElementType());
+  if (!llvm::is_contained(suffixes, suffix))
+    return rewriter.notifyMatchFailure(op, "no entry point for this type");
+  Emitter e(op->getLoc(), rewriter);
+  ImplicitLocOpBuilder &b = e.builder();
+  Value src = bufferization::ToBufferOp::create(
+      b, bufferOf(op->getOperand(0).getType()), input, /*read_only=*/true);
+  Value dst = memref::AllocOp::create(b, bufferOf(resultType));
+  SmallVector<Value> args;
+  if (inPlace)
+    memref::CopyOp::create(b, src, dst);
+  else
+    args.push_back(unranked(b, src));
+  args.push_back(unranked(b, dst));
+  for (int64_t v : scalars)
+    args.push_back(e.i64(v));
+  func::FuncOp callee =
+      declareEntry(rewriter, op, ("moe_rt_" + entry + "_" + suffix).str(),
+                   ValueRange(args).getTypes());
+  func::CallOp::create(b, callee, args);
+  rewriter.replaceOp(op, bufferization::ToTensorOp::create(b, resultType, dst,
+                                                           /*restrict=*/true,
+                                                           /*writable=*/true));
+  return success();
+}
+
 struct LowerAllToAll : OpConversionPattern<AllToAllOp> {
   using OpConversionPattern::OpConversionPattern;
 
   LogicalResult
   matchAndRewrite(AllToAllOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (op.getRanks() == 1) {
-      rewriter.replaceOp(op, adaptor.getInput());
-      return success();
-    }
-    Type elt = op.getType().getElementType();
-    std::string suffix = typeSuffix(elt);
-    if (suffix.empty() || suffix == "f64" || suffix[0] == 'i')
-      return rewriter.notifyMatchFailure(op, "no entry point for this type");
-    Emitter e(op.getLoc(), rewriter);
-    ImplicitLocOpBuilder &b = e.builder();
-    Value src = bufferization::ToBufferOp::create(
-        b, bufferOf(op.getInput().getType()), adaptor.getInput(),
-        /*read_only=*/true);
-    Value dst = memref::AllocOp::create(b, bufferOf(op.getType()));
-    Type i64 = b.getI64Type();
-    Value srcU = unranked(b, src), dstU = unranked(b, dst);
-    func::FuncOp entry =
-        declareEntry(rewriter, op, "moe_rt_all_to_all_" + suffix,
-                     {srcU.getType(), dstU.getType(), i64, i64, i64});
-    func::CallOp::create(b, entry,
-                         ValueRange{srcU, dstU, e.i64(op.getRanks()),
-                                    e.i64(op.getSplitDim()),
-                                    e.i64(op.getConcatDim())});
-    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
-                               b, op.getType(), dst, /*restrict=*/true,
-                               /*writable=*/true));
-    return success();
+    return callIntoFreshBuffer(
+        op, adaptor.getInput(), rewriter, op.getRanks(), "all_to_all",
+        {"f32", "bf16", "f16"}, /*inPlace=*/false,
+        {op.getRanks(), op.getSplitDim(), op.getConcatDim()});
   }
 };
 
@@ -109,29 +128,9 @@ struct LowerAllReduce : OpConversionPattern<AllReduceOp> {
   LogicalResult
   matchAndRewrite(AllReduceOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (op.getRanks() == 1) {
-      rewriter.replaceOp(op, adaptor.getInput());
-      return success();
-    }
-    std::string suffix = typeSuffix(op.getType().getElementType());
-    if (suffix.empty() || suffix == "bf16" || suffix == "f16")
-      return rewriter.notifyMatchFailure(op, "no entry point for this type");
-    Emitter e(op.getLoc(), rewriter);
-    ImplicitLocOpBuilder &b = e.builder();
-    MemRefType type = bufferOf(op.getType());
-    Value src = bufferization::ToBufferOp::create(b, type, adaptor.getInput(),
-                                                  /*read_only=*/true);
-    Value data = memref::AllocOp::create(b, type);
-    memref::CopyOp::create(b, src, data);
-    Value dataU = unranked(b, data);
-    func::FuncOp entry =
-        declareEntry(rewriter, op, "moe_rt_all_reduce_" + suffix,
-                     {dataU.getType(), b.getI64Type()});
-    func::CallOp::create(b, entry, ValueRange{dataU, e.i64(op.getRanks())});
-    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
-                               b, op.getType(), data, /*restrict=*/true,
-                               /*writable=*/true));
-    return success();
+    return callIntoFreshBuffer(op, adaptor.getInput(), rewriter, op.getRanks(),
+                               "all_reduce", {"f32", "f64", "i64", "i32"},
+                               /*inPlace=*/true, {op.getRanks()});
   }
 };
 
@@ -141,29 +140,9 @@ struct LowerAllGather : OpConversionPattern<AllGatherOp> {
   LogicalResult
   matchAndRewrite(AllGatherOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    if (op.getRanks() == 1) {
-      rewriter.replaceOp(op, adaptor.getInput());
-      return success();
-    }
-    std::string suffix = typeSuffix(op.getType().getElementType());
-    if (suffix.empty() || suffix == "f64" || suffix == "i64")
-      return rewriter.notifyMatchFailure(op, "no entry point for this type");
-    Emitter e(op.getLoc(), rewriter);
-    ImplicitLocOpBuilder &b = e.builder();
-    Value src = bufferization::ToBufferOp::create(
-        b, bufferOf(op.getInput().getType()), adaptor.getInput(),
-        /*read_only=*/true);
-    Value dst = memref::AllocOp::create(b, bufferOf(op.getType()));
-    Value srcU = unranked(b, src), dstU = unranked(b, dst);
-    func::FuncOp entry =
-        declareEntry(rewriter, op, "moe_rt_all_gather_" + suffix,
-                     {srcU.getType(), dstU.getType(), b.getI64Type()});
-    func::CallOp::create(b, entry,
-                         ValueRange{srcU, dstU, e.i64(op.getRanks())});
-    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
-                               b, op.getType(), dst, /*restrict=*/true,
-                               /*writable=*/true));
-    return success();
+    return callIntoFreshBuffer(op, adaptor.getInput(), rewriter, op.getRanks(),
+                               "all_gather", {"f32", "bf16", "f16", "i32"},
+                               /*inPlace=*/false, {op.getRanks()});
   }
 };
 
