@@ -21,6 +21,15 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+Value mlir::moe::meanOverRanks(OpBuilder &b, Location loc, Value v,
+                              int64_t ranks) {
+  auto type = cast<RankedTensorType>(v.getType());
+  Value share = arith::ConstantOp::create(
+      b, loc, DenseElementsAttr::get(type, 1.0f / float(ranks)));
+  return AllReduceOp::create(b, loc, arith::MulFOp::create(b, loc, v, share),
+                             ranks);
+}
+
 SmallVector<Value>
 mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
                                const LayerOperands &operands,
@@ -86,16 +95,10 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   if (ranks > 1) {
     // Each rank holds T/N tokens and G/N whole groups: the global means are
     // the averages of the ranks' means; counts add up.
-    auto scalarType = RankedTensorType::get({}, b.getF32Type());
-    Value share = arith::ConstantOp::create(
-        b, loc, DenseElementsAttr::get(scalarType, 1.0f / float(ranks)));
-    auto sum = [&](Value v) -> Value {
-      return AllReduceOp::create(b, loc, v, ranks);
-    };
-    balance = sum(arith::MulFOp::create(b, loc, balance, share));
-    zLoss = sum(arith::MulFOp::create(b, loc, zLoss, share));
-    dropped = sum(dropped);
-    counts = sum(counts);
+    balance = meanOverRanks(b, loc, balance, ranks);
+    zLoss = meanOverRanks(b, loc, zLoss, ranks);
+    dropped = AllReduceOp::create(b, loc, dropped, ranks);
+    counts = AllReduceOp::create(b, loc, counts, ranks);
   }
   return {combine.getOutput(), counts, dropped, balance, zLoss};
 }

@@ -125,14 +125,8 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
   Value balance =
       LoadBalanceLossOp::create(b, loc, allProbs, allExperts, group);
   Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
-  auto scalarType = RankedTensorType::get({}, b.getF32Type());
-  Value share = arith::ConstantOp::create(
-      b, loc, DenseElementsAttr::get(scalarType, 1.0f / float(ranks)));
-  Value zLoss = AllReduceOp::create(
-      b, loc,
-      arith::MulFOp::create(
-          b, loc, RouterZLossOp::create(b, loc, route.getLse()), share),
-      ranks);
+  Value zLoss = meanOverRanks(
+      b, loc, RouterZLossOp::create(b, loc, route.getLse()), ranks);
   return {y, assign.getCounts(), dropped, balance, zLoss};
 }
 

@@ -48,6 +48,10 @@ SmallVector<Value> emitDecomposedLayer(OpBuilder &b, LayerOp layer,
                                        const LayerOperands &operands,
                                        const DecomposeOptions &options);
 
+/// The mean over `ranks` ranks of a 0-d f32 tensor `v` that each rank holds:
+/// every rank's value scaled by 1/N, then summed with moe.all_reduce.
+Value meanOverRanks(OpBuilder &b, Location loc, Value v, int64_t ranks);
+
 /// Adds the pattern that rewrites `moe.layer` into the decomposed ops;
 /// `packedCapacity` selects the packed buffer layout for capacity-bounded
 /// layers too.
