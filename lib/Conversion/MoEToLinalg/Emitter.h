@@ -51,12 +51,6 @@ public:
     Value empty = tensor::EmptyOp::create(b, shape, value.getType());
     return linalg::FillOp::create(b, value, empty).getResult(0);
   }
-  /// A tensor with one dynamic leading dimension `rows` filled with `value`.
-  Value filledRows(Value rows, int64_t cols, Value value) {
-    SmallVector<OpFoldResult> sizes{rows, b.getIndexAttr(cols)};
-    Value empty = tensor::EmptyOp::create(b, sizes, value.getType());
-    return linalg::FillOp::create(b, value, empty).getResult(0);
-  }
   /// The zero of a float or integer element type.
   Value zero(Type elt) {
     if (auto f = dyn_cast<FloatType>(elt))
