@@ -352,9 +352,11 @@ int run(const ::moe::RunOptions &options) {
     }
   } else {
     module = parseModule(context, options.modulePath);
+    // Before sharding: the capacity is the layer's, not the padded one a
+    // sharded dropless layer exchanges with.
+    info = inspectModule(*module, options);
     if (shards > 1)
       shardModule(*module, shards, options.modulePath);
-    info = inspectModule(*module, options);
   }
   // From here on, the rank's own tokens.
   if (shards > 1) {
