@@ -253,11 +253,19 @@ void shardModule(ModuleOp module, int64_t ranks, const std::string &source) {
                     (error.empty() ? "sharding failed" : error));
 }
 
-/// Bytes one rank sends (and receives) per layer call through the
-/// exchanges of `func`: each moe.all_to_all keeps 1/N of its buffer and
-/// sends the rest; each moe.all_gather sends its block to the N-1 others.
-uint64_t staticExchangeBytes(func::FuncOp func) {
+/// What one rank sends (and receives) per layer call through the exchanges
+/// of `func`, as far as the program fixes it.
+struct StaticTraffic {
+  /// Each moe.all_to_all keeps 1/N of its buffer and sends the rest; each
+  /// moe.all_gather sends its block to the N-1 others; each
+  /// moe.exchange_rows sends every other rank the counts of its E/N experts.
   uint64_t bytes = 0;
+  /// The program has variable-size row exchanges, whose rows come on top.
+  bool dataDependent = false;
+};
+
+StaticTraffic staticTraffic(func::FuncOp func) {
+  StaticTraffic traffic;
   auto sizeOf = [](RankedTensorType type) {
     return static_cast<uint64_t>(type.getNumElements()) *
            (type.getElementTypeBitWidth() / 8);
@@ -265,13 +273,18 @@ uint64_t staticExchangeBytes(func::FuncOp func) {
   func.walk([&](Operation *op) {
     if (auto exchange = dyn_cast<mlir::moe::AllToAllOp>(op)) {
       auto ranks = static_cast<uint64_t>(exchange.getRanks());
-      bytes += sizeOf(exchange.getInput().getType()) / ranks * (ranks - 1);
+      traffic.bytes +=
+          sizeOf(exchange.getInput().getType()) / ranks * (ranks - 1);
     } else if (auto gather = dyn_cast<mlir::moe::AllGatherOp>(op)) {
       auto ranks = static_cast<uint64_t>(gather.getRanks());
-      bytes += sizeOf(gather.getInput().getType()) * (ranks - 1);
+      traffic.bytes += sizeOf(gather.getInput().getType()) * (ranks - 1);
+    } else if (auto rows = dyn_cast<mlir::moe::ExchangeRowsOp>(op)) {
+      auto ranks = static_cast<uint64_t>(rows.getRanks());
+      traffic.bytes += sizeOf(rows.getCounts().getType()) / ranks * (ranks - 1);
+      traffic.dataDependent = true;
     }
   });
-  return bytes;
+  return traffic;
 }
 
 int run(const ::moe::RunOptions &options) {
@@ -391,8 +404,8 @@ int run(const ::moe::RunOptions &options) {
       if (*w)
         *w = rowSlice(*w, rank * local, local);
   }
-  uint64_t exchangeBytes =
-      staticExchangeBytes(module->lookupSymbol<func::FuncOp>(options.funcName));
+  StaticTraffic exchange =
+      staticTraffic(module->lookupSymbol<func::FuncOp>(options.funcName));
 
   auto compileStart = Clock::now();
   rt::setActiveCollectives(comm.get());
@@ -499,11 +512,16 @@ int run(const ::moe::RunOptions &options) {
     }
     report["communication"] = {
         {"ranks", shards},
-        {"formula", "per rank and call, sent and again received: (N-1)/N of "
-                    "the bytes of each all_to_all buffer plus (N-1) times "
-                    "those of each all_gather block (statistics sums not "
-                    "counted)"},
-        {"static_bytes_per_rank", exchangeBytes},
+        {"formula",
+         "per rank and call, sent and again received: (N-1)/N of the bytes "
+         "of each all_to_all buffer, plus (N-1) times those of each "
+         "all_gather block, plus (N-1) times E/N 8-byte counts per "
+         "exchange_rows (statistics sums not counted); with "
+         "data_dependent_rows, also D x element-size bytes per row that "
+         "exchange_rows sends to, and return_rows gets back from, another "
+         "rank, and per row received from another rank and returned to it"},
+        {"static_bytes_per_rank", exchange.bytes},
+        {"data_dependent_rows", exchange.dataDependent},
         {"measured_bytes_sent", sent},
         {"measured_bytes_received", received}};
     statsText = report.dump(2) + "\n";

@@ -2,9 +2,10 @@
 //-*-===//
 //
 // The moe-shard-experts pass: rewrites a layer's function into what each of
-// N expert-parallel ranks runs (its tokens, its experts, two all-to-all
-// exchanges around the experts, all-reduced statistics), or explains why a
-// layer cannot be sharded that way.
+// N expert-parallel ranks runs (its tokens, its experts, two exchanges
+// around the experts: padded all-to-all for capacity-bounded layers,
+// variable-size row exchange for dropless ones; all-reduced statistics), or
+// explains why a layer cannot be sharded that way.
 //
 //===----------------------------------------------------------------------===//
 
@@ -35,6 +36,30 @@ void shrinkLeadingDim(BlockArgument arg, int64_t ranks) {
   arg.setType(type.clone(shape));
 }
 
+/// Sums tensor `v` over dimension `dim` (floats or integers).
+Value sumOver(OpBuilder &b, Location loc, Value v, int64_t dim) {
+  auto type = cast<RankedTensorType>(v.getType());
+  SmallVector<int64_t> shape(type.getShape());
+  shape.erase(shape.begin() + dim);
+  Type elt = type.getElementType();
+  Value zero = arith::ConstantOp::create(b, loc, b.getZeroAttr(elt));
+  Value init =
+      linalg::FillOp::create(
+          b, loc, zero, ValueRange{tensor::EmptyOp::create(b, loc, shape, elt)})
+          .getResult(0);
+  auto reduce = linalg::ReduceOp::create(
+      b, loc, ValueRange{v}, ValueRange{init}, ArrayRef<int64_t>{dim},
+      [&](OpBuilder &nested, Location l, ValueRange args) {
+        Value sum =
+            isa<FloatType>(elt)
+                ? arith::AddFOp::create(nested, l, args[0], args[1]).getResult()
+                : arith::AddIOp::create(nested, l, args[0], args[1])
+                      .getResult();
+        linalg::YieldOp::create(nested, l, ValueRange{sum});
+      });
+  return reduce.getResult(0);
+}
+
 /// Sums the `ranks` equal chunks of dimension 1 of a [E/N, N·M, D] tensor
 /// into [E/N, M, D].
 Value sumChunks(OpBuilder &b, Location loc, Value v, int64_t ranks) {
@@ -45,23 +70,71 @@ Value sumChunks(OpBuilder &b, Location loc, Value v, int64_t ranks) {
                                      type.getElementType());
   Value chunks = tensor::ExpandShapeOp::create(
       b, loc, split, v, ArrayRef<ReassociationIndices>{{0}, {1, 2}, {3}});
-  auto resultType =
-      RankedTensorType::get({experts, rows, model}, type.getElementType());
-  Value zero =
-      arith::ConstantOp::create(b, loc, b.getZeroAttr(type.getElementType()));
-  Value init = linalg::FillOp::create(
-                   b, loc, zero,
-                   ValueRange{tensor::EmptyOp::create(
-                       b, loc, resultType.getShape(), type.getElementType())})
-                   .getResult(0);
-  auto reduce = linalg::ReduceOp::create(
-      b, loc, ValueRange{chunks}, ValueRange{init}, ArrayRef<int64_t>{1},
-      [](OpBuilder &nested, Location l, ValueRange args) {
-        linalg::YieldOp::create(
-            nested, l,
-            ValueRange{arith::AddFOp::create(nested, l, args[0], args[1])});
-      });
-  return reduce.getResult(0);
+  return sumOver(b, loc, chunks, 1);
+}
+
+/// The per-rank program of a dropless layer: every rank routes its own
+/// tokens (nothing is dropped, so groups only matter for the statistics),
+/// packs its assignments expert-major, and the variable-size exchange sends
+/// each owner exactly the rows of its experts and returns their outputs.
+SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
+                                        const LayerOperands &in,
+                                        int64_t ranks, int64_t group) {
+  Location loc = op.getLoc();
+  auto inputType = cast<RankedTensorType>(in.input.getType());
+  int64_t local = inputType.getDimSize(0), model = inputType.getDimSize(1);
+  int64_t experts = op.getNumExperts(), topK = op.getTopK();
+  int64_t localExperts = experts / ranks;
+  Type elt = inputType.getElementType();
+
+  auto route = RouteOp::create(b, loc, in.input, in.router);
+  auto topk = TopKOp::create(b, loc, route.getProbs(), topK,
+                             op.getNormalizeGates());
+  auto assign = AssignSlotsOp::create(
+      b, loc, topk.getExperts(), Value(), b.getI64IntegerAttr(experts),
+      b.getI64IntegerAttr(local), IntegerAttr(),
+      PriorityAttr::get(b.getContext(), Priority::Position), UnitAttr());
+  auto rowsType = RankedTensorType::get({local * topK, model}, elt);
+  Value rows = DispatchOp::create(b, loc, rowsType, in.input,
+                                  topk.getExperts(), assign.getSlots(),
+                                  assign.getKeep());
+  // A token sends at most min(k, E/N) rows to one rank.
+  auto receivedType = RankedTensorType::get(
+      {ranks * local * std::min(topK, localExperts), model}, elt);
+  auto countsType =
+      RankedTensorType::get({ranks, localExperts}, b.getI64Type());
+  auto exchange =
+      ExchangeRowsOp::create(b, loc, TypeRange{receivedType, countsType}, rows,
+                             assign.getCounts(), ranks);
+  Value out = ExpertFFNOp::create(
+      b, loc, exchange.getReceived(), in.wIn, in.wGate, in.wOut,
+      sumOver(b, loc, exchange.getReceivedCounts(), 0),
+      op.getActivationAttr());
+  Value back = ReturnRowsOp::create(b, loc, rowsType, out,
+                                    exchange.getReceivedCounts(),
+                                    assign.getCounts(), ranks);
+  Value y = CombineOp::create(b, loc, back, topk.getExperts(),
+                              assign.getSlots(), assign.getKeep(),
+                              topk.getGates());
+
+  // Groups inside the rank: the mean of the ranks' means; groups spanning
+  // ranks: over the gathered routing decisions.
+  Value balance =
+      local % group == 0
+          ? meanOverRanks(b, loc,
+                          LoadBalanceLossOp::create(b, loc, route.getProbs(),
+                                                    topk.getExperts(), group),
+                          ranks)
+          : LoadBalanceLossOp::create(
+                b, loc, AllGatherOp::create(b, loc, route.getProbs(), ranks),
+                AllGatherOp::create(b, loc, topk.getExperts(), ranks), group)
+                .getResult();
+  Value zLoss = meanOverRanks(
+      b, loc, RouterZLossOp::create(b, loc, route.getLse()), ranks);
+  Value dropped = AllReduceOp::create(
+      b, loc, CountDroppedOp::create(b, loc, assign.getKeep()), ranks);
+  Value counts = AllReduceOp::create(b, loc, assign.getCounts(), ranks);
+  return {y, counts, dropped, balance, zLoss};
 }
 
 /// The per-rank program when routing groups span ranks (§6 of the layer
@@ -144,9 +217,8 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   std::optional<int64_t> capacity = op.getCapacity();
   int64_t perRank = tokens / ranks, group = op.getGroupTokens();
   // Whole groups on every rank can be routed locally; otherwise the ranks
-  // route over the global token order.
-  // A dropless layer is exchanged through padded buffers with a capacity of
-  // the whole group (which never drops) and routed over the global order.
+  // route over the global token order. Dropless layers exchange exactly
+  // their rows.
   bool local = capacity && perRank % group == 0;
 
   auto func = op->getParentOfType<func::FuncOp>();
@@ -176,9 +248,9 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
   LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
                          op.getWGate(), op.getWOut()};
   SmallVector<Value> results =
-      local ? emitDecomposedLayer(b, op, operands, options)
-            : emitGloballyRouted(b, op, operands, ranks, group,
-                                 capacity.value_or(group));
+      !capacity ? emitDroplessExchange(b, op, operands, ranks, group)
+      : local   ? emitDecomposedLayer(b, op, operands, options)
+                : emitGloballyRouted(b, op, operands, ranks, group, *capacity);
   op->replaceAllUsesWith(results);
   op->erase();
 

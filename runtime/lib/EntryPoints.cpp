@@ -5,7 +5,11 @@
 // `moe_rt_all_reduce_<type>(data, ranks)` over unranked memref descriptors:
 // the all-to-all packs the chunks of `src` along split_dim, exchanges them
 // with the active engine and lays the received chunks side by side along
-// concat_dim of `dst`. Errors cannot unwind through compiled code: they are
+// concat_dim of `dst`. `moe_rt_exchange_rows_<type>` and
+// `moe_rt_return_rows_<type>` are the variable-size exchange of packed
+// expert rows (counts first, then exactly the rows), with the regrouping
+// between the rank-major order of the wire and the expert-major order of
+// the expert kernels. Errors cannot unwind through compiled code: they are
 // printed as one line and the process exits with status 1.
 //
 //===----------------------------------------------------------------------===//
@@ -149,6 +153,141 @@ void allGather(const UnrankedMemRef *src, const UnrankedMemRef *dst,
   });
 }
 
+/// The shapes of a variable-size row exchange: `experts` counts, `local`
+/// experts per rank, rows of `rowBytes`.
+struct RowExchange {
+  size_t ranks, experts, local, rowBytes;
+
+  /// Rows that a packed expert-major buffer with `counts` [E] sends to each
+  /// rank, i.e. the rows of that rank's experts.
+  std::vector<size_t> perRank(const int64_t *counts) const {
+    std::vector<size_t> rows(ranks, 0);
+    for (size_t e = 0; e < experts; ++e)
+      rows[e / local] += static_cast<size_t>(counts[e]);
+    return rows;
+  }
+
+  /// Rows received from each rank, given the [ranks, local] received counts.
+  std::vector<size_t> fromRanks(const int64_t *received) const {
+    std::vector<size_t> rows(ranks, 0);
+    for (size_t i = 0; i < ranks; ++i)
+      for (size_t e = 0; e < local; ++e)
+        rows[i] += static_cast<size_t>(received[i * local + e]);
+    return rows;
+  }
+
+  std::vector<size_t> bytes(std::vector<size_t> rows) const {
+    for (size_t &r : rows)
+      r *= rowBytes;
+    return rows;
+  }
+
+  /// Moves rows between the rank-major order of a received buffer (rank i's
+  /// rows, expert-major inside) and the expert-major order of the local
+  /// experts (rank order inside an expert), in either direction.
+  void regroup(const int64_t *received, char *rankMajor, char *expertMajor,
+               bool toExpertMajor) const {
+    std::vector<size_t> rankStart(ranks + 1, 0);
+    std::vector<size_t> fromRank = fromRanks(received);
+    for (size_t i = 0; i < ranks; ++i)
+      rankStart[i + 1] = rankStart[i] + fromRank[i];
+    size_t at = 0;
+    for (size_t e = 0; e < local; ++e)
+      for (size_t i = 0; i < ranks; ++i) {
+        size_t before = 0;
+        for (size_t f = 0; f < e; ++f)
+          before += static_cast<size_t>(received[i * local + f]);
+        size_t n = static_cast<size_t>(received[i * local + e]) * rowBytes;
+        char *a = rankMajor + (rankStart[i] + before) * rowBytes;
+        char *b = expertMajor + at * rowBytes;
+        if (toExpertMajor)
+          std::memcpy(b, a, n);
+        else
+          std::memcpy(a, b, n);
+        at += static_cast<size_t>(received[i * local + e]);
+      }
+  }
+};
+
+size_t total(const std::vector<size_t> &v) {
+  size_t sum = 0;
+  for (size_t x : v)
+    sum += x;
+  return sum;
+}
+
+/// Checks that `needed` rows fit the `available` rows of a buffer.
+void checkRows(size_t needed, int64_t available, const char *what) {
+  if (needed > static_cast<size_t>(available))
+    throw Error(std::string("moe_rt: error: ") + what + " needs " +
+                std::to_string(needed) + " rows but its buffer has " +
+                std::to_string(available));
+}
+
+RowExchange rowExchange(int64_t ranks, const Buffer &counts,
+                        const Buffer &rows, size_t elementBytes) {
+  auto n = static_cast<size_t>(ranks);
+  auto experts = static_cast<size_t>(counts.shape[0]);
+  return {n, experts, experts / n,
+          static_cast<size_t>(rows.shape[1]) * elementBytes};
+}
+
+void exchangeRows(const UnrankedMemRef *rows, const UnrankedMemRef *counts,
+                  const UnrankedMemRef *received,
+                  const UnrankedMemRef *receivedCounts, size_t elementBytes,
+                  int64_t ranks) {
+  guarded([&] {
+    Collectives &c = engine(ranks);
+    Buffer in = view(rows, elementBytes, "exchange_rows source");
+    Buffer sizes = view(counts, 8, "exchange_rows counts");
+    Buffer out = view(received, elementBytes, "exchange_rows result");
+    Buffer got = view(receivedCounts, 8, "exchange_rows received counts");
+    RowExchange x = rowExchange(ranks, sizes, in, elementBytes);
+    const auto *mine = reinterpret_cast<const int64_t *>(sizes.data);
+    auto *theirs = reinterpret_cast<int64_t *>(got.data);
+    std::vector<size_t> sending = x.perRank(mine);
+    checkRows(total(sending), in.shape[0], "exchange_rows source");
+    // Counts first: rank q gets this rank's counts of q's experts.
+    c.allToAll(mine, theirs, x.local * sizeof(int64_t));
+    std::vector<size_t> receiving = x.fromRanks(theirs);
+    checkRows(total(receiving), out.shape[0], "exchange_rows result");
+    std::vector<char> staging(total(receiving) * x.rowBytes);
+    c.allToAllV(in.data, x.bytes(sending), staging.data(),
+                x.bytes(receiving));
+    x.regroup(theirs, staging.data(), out.data, /*toExpertMajor=*/true);
+    std::memset(out.data + staging.size(), 0,
+                static_cast<size_t>(out.shape[0]) * x.rowBytes -
+                    staging.size());
+  });
+}
+
+void returnRows(const UnrankedMemRef *rows,
+                const UnrankedMemRef *receivedCounts,
+                const UnrankedMemRef *counts, const UnrankedMemRef *result,
+                size_t elementBytes, int64_t ranks) {
+  guarded([&] {
+    Collectives &c = engine(ranks);
+    Buffer in = view(rows, elementBytes, "return_rows source");
+    Buffer got = view(receivedCounts, 8, "return_rows received counts");
+    Buffer sizes = view(counts, 8, "return_rows counts");
+    Buffer out = view(result, elementBytes, "return_rows result");
+    RowExchange x = rowExchange(ranks, sizes, in, elementBytes);
+    const auto *theirs = reinterpret_cast<const int64_t *>(got.data);
+    std::vector<size_t> sending = x.fromRanks(theirs);
+    std::vector<size_t> receiving =
+        x.perRank(reinterpret_cast<const int64_t *>(sizes.data));
+    checkRows(total(sending), in.shape[0], "return_rows source");
+    checkRows(total(receiving), out.shape[0], "return_rows result");
+    std::vector<char> staging(total(sending) * x.rowBytes);
+    x.regroup(theirs, staging.data(), in.data, /*toExpertMajor=*/false);
+    c.allToAllV(staging.data(), x.bytes(sending), out.data,
+                x.bytes(receiving));
+    size_t filled = total(receiving) * x.rowBytes;
+    std::memset(out.data + filled, 0,
+                static_cast<size_t>(out.shape[0]) * x.rowBytes - filled);
+  });
+}
+
 int64_t rankOf(int64_t ranks) {
   int64_t rank = 0;
   guarded([&] { rank = engine(ranks).rank(); });
@@ -186,6 +325,24 @@ MOE_ALL_GATHER(f16, 2)
 MOE_ALL_GATHER(i32, 4)
 #undef MOE_ALL_GATHER
 
+#define MOE_ROW_EXCHANGE(suffix, bytes)                                        \
+  void _mlir_ciface_moe_rt_exchange_rows_##suffix(                             \
+      UnrankedMemRef *rows, UnrankedMemRef *counts, UnrankedMemRef *received,  \
+      UnrankedMemRef *receivedCounts, int64_t ranks) {                         \
+    moe::runtime::exchangeRows(rows, counts, received, receivedCounts, bytes,  \
+                               ranks);                                         \
+  }                                                                            \
+  void _mlir_ciface_moe_rt_return_rows_##suffix(                               \
+      UnrankedMemRef *rows, UnrankedMemRef *receivedCounts,                    \
+      UnrankedMemRef *counts, UnrankedMemRef *result, int64_t ranks) {         \
+    moe::runtime::returnRows(rows, receivedCounts, counts, result, bytes,      \
+                             ranks);                                           \
+  }
+MOE_ROW_EXCHANGE(f32, 4)
+MOE_ROW_EXCHANGE(bf16, 2)
+MOE_ROW_EXCHANGE(f16, 2)
+#undef MOE_ROW_EXCHANGE
+
 int64_t _mlir_ciface_moe_rt_rank(int64_t ranks) {
   return moe::runtime::rankOf(ranks);
 }
@@ -219,6 +376,18 @@ moe::runtime::collectiveEntryPoints() {
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_f16)},
       {"_mlir_ciface_moe_rt_all_gather_i32",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_gather_i32)},
+      {"_mlir_ciface_moe_rt_exchange_rows_f32",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_exchange_rows_f32)},
+      {"_mlir_ciface_moe_rt_exchange_rows_bf16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_exchange_rows_bf16)},
+      {"_mlir_ciface_moe_rt_exchange_rows_f16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_exchange_rows_f16)},
+      {"_mlir_ciface_moe_rt_return_rows_f32",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_return_rows_f32)},
+      {"_mlir_ciface_moe_rt_return_rows_bf16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_return_rows_bf16)},
+      {"_mlir_ciface_moe_rt_return_rows_f16",
+       reinterpret_cast<void *>(&_mlir_ciface_moe_rt_return_rows_f16)},
       {"_mlir_ciface_moe_rt_rank",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},
       {"moe_rt_rank", reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},

@@ -4,6 +4,8 @@
 
 // CHECK-DAG: func.func private @moe_rt_all_to_all_bf16(memref<*xbf16>, memref<*xbf16>, i64, i64, i64) attributes {llvm.emit_c_interface}
 // CHECK-DAG: func.func private @moe_rt_all_reduce_i64(memref<*xi64>, i64) attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @moe_rt_exchange_rows_f32(memref<*xf32>, memref<*xi64>, memref<*xf32>, memref<*xi64>, i64) attributes {llvm.emit_c_interface}
+// CHECK-DAG: func.func private @moe_rt_return_rows_f32(memref<*xf32>, memref<*xi64>, memref<*xi64>, memref<*xf32>, i64) attributes {llvm.emit_c_interface}
 
 // CHECK-LABEL: func @exchange
 // CHECK-SAME: (%[[B:.*]]: tensor<4x6x16xbf16>)
@@ -43,4 +45,19 @@ func.func @gather_and_rank(%e: tensor<8x2xi32>) -> (tensor<16x2xi32>, index) {
   %all = moe.all_gather %e ranks = 2 : tensor<8x2xi32>
   %r = moe.rank ranks = 2
   return %all, %r : tensor<16x2xi32>, index
+}
+
+// The variable-size exchange: operands' buffers in, one fresh buffer per
+// result, the ranks last (declarations checked at the top).
+// CHECK-LABEL: func @rows
+// CHECK-DAG: %[[ROWS:.*]] = memref.alloc() : memref<64x16xf32>
+// CHECK-DAG: %[[GOT:.*]] = memref.alloc() : memref<2x2xi64>
+// CHECK: call @moe_rt_exchange_rows_f32(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK: %[[BACK:.*]] = memref.alloc() : memref<32x16xf32>
+// CHECK: call @moe_rt_return_rows_f32(%{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}})
+// CHECK: bufferization.to_tensor %[[BACK]] restrict writable
+func.func @rows(%b: tensor<32x16xf32>, %c: tensor<4xi64>) -> tensor<32x16xf32> {
+  %rows, %got = moe.exchange_rows %b, %c ranks = 2 : tensor<32x16xf32>, tensor<4xi64> -> tensor<64x16xf32>, tensor<2x2xi64>
+  %back = moe.return_rows %rows, %got, %c ranks = 2 : tensor<64x16xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<32x16xf32>
+  return %back : tensor<32x16xf32>
 }

@@ -85,12 +85,46 @@ func.func @spanning(%x: tensor<16x16xf32>, %r: tensor<4x16xf32>, %wi: tensor<4x1
 
 // -----
 
-// Dropless: routed globally with a capacity of the whole group.
+// Dropless: each rank packs its own assignments expert-major, the
+// variable-size exchange sends every owner exactly its experts' rows (up to
+// min(k, E/N) rows per token of each of the N ranks) and returns the outputs;
+// the owner's experts run on the row counts it received, summed over ranks.
+// The group spans both ranks, so the balance loss reads gathered decisions.
 // CHECK-LABEL: func @dropless
-// CHECK: moe.assign_slots %{{.*}} num_experts = 2 group_size = 8 capacity = 8 priority = position : tensor<8x1xi32>
-// CHECK: moe.dispatch {{.*}} -> tensor<2x8x4xf32>
-func.func @dropless(%x: tensor<8x4xf32>, %r: tensor<2x4xf32>, %wi: tensor<2x4x8xf32>, %wo: tensor<2x8x4xf32>) -> tensor<8x4xf32> {
-  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 1 activation relu group_size 8 priority position
-      : tensor<8x4xf32>, tensor<2x4xf32>, tensor<2x4x8xf32>, tensor<2x8x4xf32>
-  return %y : tensor<8x4xf32>
+// CHECK-SAME: (%[[X:.*]]: tensor<8x4xf32>, %[[R:.*]]: tensor<4x4xf32>, %[[WI:.*]]: tensor<2x4x8xf32>, %[[WO:.*]]: tensor<2x8x4xf32>)
+// CHECK: %{{.*}}, %[[P:[^,]*]], %{{.*}} = moe.route %[[X]]
+// CHECK: %[[E:.*]], %[[G:.*]] = moe.top_k %[[P]] k = 2 normalize
+// CHECK: %[[S:.*]], %[[K:.*]], %[[C:.*]] = moe.assign_slots %[[E]] num_experts = 4 group_size = 8 priority = position : tensor<8x2xi32>
+// CHECK: %[[ROWS:.*]] = moe.dispatch %[[X]], %[[E]], %[[S]], %[[K]] {{.*}} -> tensor<16x4xf32>
+// CHECK: %[[GOT:.*]], %[[GOTC:.*]] = moe.exchange_rows %[[ROWS]], %[[C]] ranks = 2 : tensor<16x4xf32>, tensor<4xi64> -> tensor<32x4xf32>, tensor<2x2xi64>
+// CHECK: %[[LOCAL:.*]] = linalg.reduce ins(%[[GOTC]] : tensor<2x2xi64>) {{.*}} dimensions = [0]
+// CHECK: %[[OUT:.*]] = moe.expert_ffn %[[GOT]] w_in(%[[WI]]) w_out(%[[WO]]) counts(%[[LOCAL]])
+// CHECK: %[[BACK:.*]] = moe.return_rows %[[OUT]], %[[GOTC]], %[[C]] ranks = 2 : tensor<32x4xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<16x4xf32>
+// CHECK: %[[Y:.*]] = moe.combine %[[BACK]], %[[E]], %[[S]], %[[K]], %[[G]]
+// CHECK-DAG: moe.all_gather %[[P]] ranks = 2 : tensor<8x4xf32>
+// CHECK-DAG: moe.all_gather %[[E]] ranks = 2 : tensor<8x2xi32>
+// CHECK-DAG: moe.all_reduce %[[C]] ranks = 2 : tensor<4xi64>
+// CHECK-NOT: moe.all_to_all
+// CHECK: return %[[Y]]
+func.func @dropless(%x: tensor<16x4xf32>, %r: tensor<4x4xf32>, %wi: tensor<4x4x8xf32>, %wo: tensor<4x8x4xf32>) -> tensor<16x4xf32> {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu normalize_gates group_size 16 priority position
+      : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
+  return %y : tensor<16x4xf32>
+}
+
+// -----
+
+// Dropless with groups inside a rank: the balance loss is the mean of the
+// ranks' own, nothing is gathered.
+// CHECK-LABEL: func @dropless_local_groups
+// CHECK: moe.exchange_rows
+// CHECK-NOT: moe.all_gather
+// CHECK: moe.load_balance_loss %{{.*}}, %{{.*}} group_size = 4
+// CHECK: moe.all_reduce
+// CHECK-NOT: moe.all_gather
+// CHECK: return
+func.func @dropless_local_groups(%x: tensor<16x4xf32>, %r: tensor<4x4xf32>, %wi: tensor<4x4x8xf32>, %wo: tensor<4x8x4xf32>) -> (tensor<16x4xf32>, tensor<f32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu normalize_gates group_size 4 priority position
+      : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
+  return %y, %lb : tensor<16x4xf32>, tensor<f32>
 }

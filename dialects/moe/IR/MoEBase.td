@@ -82,6 +82,8 @@ def MoE_F32Vector : TensorRankOf<[F32], [1]>;
 def MoE_F32Scalar : TensorRankOf<[F32], [0]>;
 def MoE_I64Scalar : TensorRankOf<[I64], [0]>;
 def MoE_I64Vector : TensorRankOf<[I64], [1]>;
+def MoE_I64Matrix : TensorRankOf<[I64], [2]>;
+def MoE_RowsTensor : TensorRankOf<MoE_FloatElts, [2]>;
 def MoE_IndexMatrix : TensorRankOf<[I32], [2]>;
 def MoE_MaskMatrix : TensorRankOf<[I1], [2]>;
 

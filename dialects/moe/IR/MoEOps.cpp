@@ -594,6 +594,55 @@ LogicalResult RankOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// ExchangeRowsOp, ReturnRowsOp
+//===----------------------------------------------------------------------===//
+
+/// The rules both variable-size exchanges share: static shapes, at least two
+/// ranks, E = counts' length divisible by the ranks, a [ranks, E/ranks]
+/// matrix of received counts, and the same row width and element type on
+/// both sides.
+static LogicalResult verifyRowExchange(Operation *op, int64_t ranks,
+                                       RankedTensorType counts,
+                                       RankedTensorType receivedCounts,
+                                       RankedTensorType rows,
+                                       RankedTensorType otherRows) {
+  if (failed(verifyStaticShapes(op)))
+    return failure();
+  if (ranks < 2)
+    return op->emitOpError("needs at least 2 ranks, got ")
+           << ranks << " (one rank exchanges nothing)";
+  int64_t experts = counts.getDimSize(0);
+  if (experts % ranks != 0)
+    return op->emitOpError("'counts' has ")
+           << experts << " experts, which do not divide over " << ranks
+           << " ranks";
+  if (receivedCounts.getDimSize(0) != ranks ||
+      receivedCounts.getDimSize(1) != experts / ranks)
+    return op->emitOpError("the received counts must be [ranks, E/ranks] = [")
+           << ranks << ", " << experts / ranks << "], got "
+           << receivedCounts;
+  if (rows.getElementType() != otherRows.getElementType() ||
+      rows.getDimSize(1) != otherRows.getDimSize(1))
+    return op->emitOpError("sends rows of ")
+           << rows.getDimSize(1) << " x " << rows.getElementType()
+           << " but the result has rows of " << otherRows.getDimSize(1)
+           << " x " << otherRows.getElementType();
+  return success();
+}
+
+LogicalResult ExchangeRowsOp::verify() {
+  return verifyRowExchange(*this, getRanks(), getCounts().getType(),
+                           getReceivedCounts().getType(), getRows().getType(),
+                           getReceived().getType());
+}
+
+LogicalResult ReturnRowsOp::verify() {
+  return verifyRowExchange(*this, getRanks(), getCounts().getType(),
+                           getReceivedCounts().getType(), getRows().getType(),
+                           getResult().getType());
+}
+
+//===----------------------------------------------------------------------===//
 // AllReduceOp
 //===----------------------------------------------------------------------===//
 

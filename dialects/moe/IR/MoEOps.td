@@ -389,6 +389,62 @@ def MoE_AllGatherOp : MoE_Op<"all_gather", [Pure, InferTypeOpAdaptor]> {
   let hasFolder = 1;
 }
 
+def MoE_ExchangeRowsOp : MoE_Op<"exchange_rows", [Pure]> {
+  let summary = "send packed expert rows to the ranks that own the experts";
+  let description = [{
+    The variable-size exchange of expert parallelism (counts first, then the
+    rows). `rows` [R, D] is a packed, expert-major buffer: expert e owns the
+    `counts[e]` rows that follow those of experts < e. Of `ranks` ranks,
+    rank q owns the E/ranks experts [q·E/ranks, (q+1)·E/ranks): every rank
+    first sends each rank the counts of that rank's experts, then exactly
+    those rows (no padding travels).
+
+    Results: `received` [R', D], this rank's experts' rows, expert-major and,
+    within an expert, in the order of the sending ranks (rows past the total
+    are zero); `received_counts` [ranks, E/ranks] i64, the rows that rank i
+    sent for local expert e. R' must hold every row this rank can receive;
+    the runtime stops with an error otherwise. `moe.return_rows` sends rows
+    of the same layout back.
+
+    ```mlir
+    %rows, %got = moe.exchange_rows %buf, %counts ranks = 2
+        : tensor<32x16xf32>, tensor<4xi64> -> tensor<64x16xf32>, tensor<2x2xi64>
+    ```
+  }];
+  let arguments = (ins MoE_RowsTensor:$rows, MoE_I64Vector:$counts,
+                       MoE_I64Attr:$ranks);
+  let results = (outs MoE_RowsTensor:$received, MoE_I64Matrix:$received_counts);
+  let assemblyFormat = [{
+    $rows `,` $counts `ranks` `=` $ranks attr-dict `:` type(operands) `->`
+    type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_ReturnRowsOp : MoE_Op<"return_rows", [Pure]> {
+  let summary = "send the expert rows of an exchange_rows back to their ranks";
+  let description = [{
+    The reverse of `moe.exchange_rows`: `rows` [R', D] has the layout of its
+    `received` result (`received_counts` [ranks, E/ranks]); each rank gets back
+    the rows it sent, in the packed expert-major order of its own buffer
+    given by `counts` [E]. The result [R, D] has the row count of that
+    buffer; rows past the total are zero.
+
+    ```mlir
+    %back = moe.return_rows %out, %got, %counts ranks = 2
+        : tensor<64x16xf32>, tensor<2x2xi64>, tensor<4xi64> -> tensor<32x16xf32>
+    ```
+  }];
+  let arguments = (ins MoE_RowsTensor:$rows, MoE_I64Matrix:$received_counts,
+                       MoE_I64Vector:$counts, MoE_I64Attr:$ranks);
+  let results = (outs MoE_RowsTensor:$result);
+  let assemblyFormat = [{
+    $rows `,` $received_counts `,` $counts `ranks` `=` $ranks attr-dict `:`
+    type(operands) `->` type($result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_RankOp : MoE_Op<"rank"> {
   let summary = "this device's rank among the expert-parallel ranks";
   let description = [{

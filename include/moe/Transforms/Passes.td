@@ -51,14 +51,17 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
 
     When every routing group lies within one rank (group_size divides T/N)
     each rank routes its own groups, and the exchanges carry only its slots.
-    Otherwise (groups spanning ranks, or a dropless layer) the ranks gather
-    everyone's routing decisions (`moe.all_gather`) and assign slots over the
-    global token order, exactly as the unsharded layer does; the expert
-    buffers are then indexed by global slots, so the owner of an expert sums
-    the disjoint rows it receives and every rank gathers the expert outputs
-    back. Dropless layers take that second path with a capacity of the whole
-    group (padded buffers; a variable-size exchange would move less). Layers
-    it cannot shard get a diagnostic: E or T not divisible by N.
+    When capacity-bounded groups span ranks, the ranks gather everyone's
+    routing decisions (`moe.all_gather`) and assign slots over the global
+    token order, exactly as the unsharded layer does; the expert buffers are
+    then indexed by global slots, so the owner of an expert sums the
+    disjoint rows it receives and every rank gathers the expert outputs back.
+    A dropless layer drops nothing, so every rank routes its own tokens into
+    a packed expert-major buffer and the variable-size exchange
+    (`moe.exchange_rows`: counts first, then exactly the rows; then
+    `moe.return_rows`) moves only the rows whose expert lives elsewhere; its
+    load-balancing loss reads gathered decisions when groups span ranks.
+    Layers it cannot shard get a diagnostic: E or T not divisible by N.
 
     The exchange is our own `moe.all_to_all` rather than upstream's
     `shard.all_to_all`: expert parallelism needs only a one-dimensional

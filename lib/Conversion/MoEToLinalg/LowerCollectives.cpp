@@ -1,8 +1,9 @@
 //===- LowerCollectives.cpp - Exchanges between ranks as runtime calls -*- C++
 //-*-===//
 //
-// Lowers moe.all_to_all and moe.all_reduce over several ranks to calls of
-// the runtime's C entry points (moe/Runtime/EntryPoints.h) on buffers: the
+// Lowers the exchanges between ranks (moe.all_to_all, all_reduce,
+// all_gather, exchange_rows, return_rows) to calls of the runtime's C entry
+// points (moe/Runtime/EntryPoints.h) on buffers: the
 // operand is read through bufferization.to_buffer, the result is a fresh
 // buffer the call fills, handed back with bufferization.to_tensor. Over one
 // rank both are the identity.
@@ -67,45 +68,51 @@ MemRefType bufferOf(Type tensor) {
   return MemRefType::get(type.getShape(), type.getElementType());
 }
 
-/// Replaces `op` by a call of `moe_rt_<entry>_<type>` that fills a fresh
-/// buffer of the result type and hands it back as a tensor. The call gets
-/// the operand's buffer and the fresh one (`inPlace`: only the fresh one,
-/// holding a copy of the operand), then `scalars` as i64. Over one rank the
-/// op is the identity. Fails for element types without an entry point.
-LogicalResult callIntoFreshBuffer(Operation *op, Value input,
-                                  ConversionPatternRewriter &rewriter,
-                                  int64_t ranks, StringRef entry,
-                                  ArrayRef<StringRef> suffixes, bool inPlace,
-                                  ArrayRef<int64_t> scalars) {
+/// Replaces `op` by a call of `moe_rt_<entry>_<type>` (the type is that of
+/// the first result's elements) that fills a fresh buffer per result and
+/// hands them back as tensors. The call gets the operands' buffers and the
+/// fresh ones (`inPlace`, for one operand and one result: only the fresh
+/// one, holding a copy of the operand), then `scalars` as i64. Over one rank
+/// the op is the identity. Fails for element types without an entry point.
+LogicalResult callIntoFreshBuffers(Operation *op, ValueRange inputs,
+                                   ConversionPatternRewriter &rewriter,
+                                   int64_t ranks, StringRef entry,
+                                   ArrayRef<StringRef> suffixes, bool inPlace,
+                                   ArrayRef<int64_t> scalars) {
   if (ranks == 1) {
-    rewriter.replaceOp(op, input);
+    rewriter.replaceOp(op, inputs);
     return success();
   }
-  Type resultType = op->getResult(0).getType();
-  std::string suffix =
-      typeSuffix(cast<ShapedType>(resultType).getElementType());
+  std::string suffix = typeSuffix(
+      cast<ShapedType>(op->getResult(0).getType()).getElementType());
   if (!llvm::is_contained(suffixes, suffix))
     return rewriter.notifyMatchFailure(op, "no entry point for this type");
   Emitter e(op->getLoc(), rewriter);
   ImplicitLocOpBuilder &b = e.builder();
-  Value src = bufferization::ToBufferOp::create(
-      b, bufferOf(op->getOperand(0).getType()), input, /*read_only=*/true);
-  Value dst = memref::AllocOp::create(b, bufferOf(resultType));
-  SmallVector<Value> args;
+  SmallVector<Value> sources, results, args;
+  for (auto [input, original] : llvm::zip(inputs, op->getOperands()))
+    sources.push_back(bufferization::ToBufferOp::create(
+        b, bufferOf(original.getType()), input, /*read_only=*/true));
+  for (Type type : op->getResultTypes())
+    results.push_back(memref::AllocOp::create(b, bufferOf(type)));
   if (inPlace)
-    memref::CopyOp::create(b, src, dst);
+    memref::CopyOp::create(b, sources.front(), results.front());
   else
-    args.push_back(unranked(b, src));
-  args.push_back(unranked(b, dst));
+    for (Value source : sources)
+      args.push_back(unranked(b, source));
+  for (Value result : results)
+    args.push_back(unranked(b, result));
   for (int64_t v : scalars)
     args.push_back(e.i64(v));
   func::FuncOp callee =
       declareEntry(rewriter, op, ("moe_rt_" + entry + "_" + suffix).str(),
                    ValueRange(args).getTypes());
   func::CallOp::create(b, callee, args);
-  rewriter.replaceOp(op, bufferization::ToTensorOp::create(b, resultType, dst,
-                                                           /*restrict=*/true,
-                                                           /*writable=*/true));
+  SmallVector<Value> tensors;
+  for (auto [result, type] : llvm::zip(results, op->getResultTypes()))
+    tensors.push_back(bufferization::ToTensorOp::create(
+        b, type, result, /*restrict=*/true, /*writable=*/true));
+  rewriter.replaceOp(op, tensors);
   return success();
 }
 
@@ -115,7 +122,7 @@ struct LowerAllToAll : OpConversionPattern<AllToAllOp> {
   LogicalResult
   matchAndRewrite(AllToAllOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    return callIntoFreshBuffer(
+    return callIntoFreshBuffers(
         op, adaptor.getInput(), rewriter, op.getRanks(), "all_to_all",
         {"f32", "bf16", "f16"}, /*inPlace=*/false,
         {op.getRanks(), op.getSplitDim(), op.getConcatDim()});
@@ -128,7 +135,7 @@ struct LowerAllReduce : OpConversionPattern<AllReduceOp> {
   LogicalResult
   matchAndRewrite(AllReduceOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    return callIntoFreshBuffer(op, adaptor.getInput(), rewriter, op.getRanks(),
+    return callIntoFreshBuffers(op, adaptor.getInput(), rewriter, op.getRanks(),
                                "all_reduce", {"f32", "f64", "i64", "i32"},
                                /*inPlace=*/true, {op.getRanks()});
   }
@@ -140,9 +147,35 @@ struct LowerAllGather : OpConversionPattern<AllGatherOp> {
   LogicalResult
   matchAndRewrite(AllGatherOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    return callIntoFreshBuffer(op, adaptor.getInput(), rewriter, op.getRanks(),
+    return callIntoFreshBuffers(op, adaptor.getInput(), rewriter, op.getRanks(),
                                "all_gather", {"f32", "bf16", "f16", "i32"},
                                /*inPlace=*/false, {op.getRanks()});
+  }
+};
+
+struct LowerExchangeRows : OpConversionPattern<ExchangeRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ExchangeRowsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    return callIntoFreshBuffers(op, adaptor.getOperands(), rewriter,
+                                op.getRanks(), "exchange_rows",
+                                {"f32", "bf16", "f16"},
+                                /*inPlace=*/false, {op.getRanks()});
+  }
+};
+
+struct LowerReturnRows : OpConversionPattern<ReturnRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ReturnRowsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    return callIntoFreshBuffers(op, adaptor.getOperands(), rewriter,
+                                op.getRanks(), "return_rows",
+                                {"f32", "bf16", "f16"},
+                                /*inPlace=*/false, {op.getRanks()});
   }
 };
 
@@ -182,6 +215,7 @@ struct LowerRank : OpConversionPattern<RankOp> {
 
 void mlir::moe::lowering::populateLowerCollectivePatterns(
     RewritePatternSet &patterns) {
-  patterns.add<LowerAllToAll, LowerAllReduce, LowerAllGather, LowerRank>(
+  patterns.add<LowerAllToAll, LowerAllReduce, LowerAllGather, LowerExchangeRows,
+               LowerReturnRows, LowerRank>(
       patterns.getContext());
 }

@@ -111,3 +111,12 @@ func.func @gather_rank(%e: tensor<8x2xi32>) -> (tensor<32x2xi32>, index) {
   %r = moe.rank ranks = 4
   return %a, %r : tensor<32x2xi32>, index
 }
+
+// CHECK-LABEL: func @row_exchange
+// CHECK: %[[R:.*]], %[[RC:.*]] = moe.exchange_rows %{{.*}}, %[[C:.*]] ranks = 2 : tensor<32x16xbf16>, tensor<4xi64> -> tensor<64x16xbf16>, tensor<2x2xi64>
+// CHECK: moe.return_rows %[[R]], %[[RC]], %[[C]] ranks = 2 : tensor<64x16xbf16>, tensor<2x2xi64>, tensor<4xi64> -> tensor<32x16xbf16>
+func.func @row_exchange(%b: tensor<32x16xbf16>, %c: tensor<4xi64>) -> tensor<32x16xbf16> {
+  %rows, %got = moe.exchange_rows %b, %c ranks = 2 : tensor<32x16xbf16>, tensor<4xi64> -> tensor<64x16xbf16>, tensor<2x2xi64>
+  %back = moe.return_rows %rows, %got, %c ranks = 2 : tensor<64x16xbf16>, tensor<2x2xi64>, tensor<4xi64> -> tensor<32x16xbf16>
+  return %back : tensor<32x16xbf16>
+}
