@@ -24,9 +24,10 @@ config.substitutions.append(("%python", "/usr/bin/python3"))
 # Tests under Sharding/ launch mpirun; they run one at a time.
 lit_config.parallelism_groups["mpi"] = 1
 
-# ptxas validates emitted PTX; `cuda` means a GPU answers here.
+# ptxas validates emitted PTX; `cuda` means the CUDA backend is built and a
+# GPU answers here (otherwise the GPU tests report UNSUPPORTED: skipped).
 if os.path.exists("/usr/local/cuda/bin/ptxas"):
     config.available_features.add("ptxas")
 smi = shutil.which("nvidia-smi")
-if smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
+if config.moe_have_cuda and smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
     config.available_features.add("cuda")

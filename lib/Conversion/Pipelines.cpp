@@ -1,8 +1,10 @@
 //===- Pipelines.cpp - Named pass pipelines of the moe toolchain ----*- C++
 //-*-===//
 //
-// `moe-cpu-pipeline`: from moe.layer to the LLVM dialect for the host CPU,
-// as one documented list of our passes and upstream ones.
+// `moe-cpu-pipeline`: from moe.layer to the LLVM dialect for the host CPU;
+// `moe-gpu-pipeline`: from moe.layer to host LLVM code that launches NVVM
+// kernels held in a gpu.binary. Each is one documented list of our passes
+// and upstream ones.
 //
 //===----------------------------------------------------------------------===//
 
@@ -13,24 +15,32 @@
 
 using namespace mlir;
 
-std::string mlir::moe::cpuPipelineText(int64_t threads) {
-  // Each line is one stage; see the README for what each does.
+/// The stages the CPU and GPU pipelines share: moe.layer to linalg on
+/// tensors, then buffers with C-interface functions taking their results as
+/// out-params.
+static std::string frontPipelineText() {
   return "canonicalize,"
          "moe-decompose{packed-capacity=1},"
          "canonicalize,"
          "convert-moe-to-linalg,"
          "convert-elementwise-to-linalg,"
-         "canonicalize,cse,"
-         "moe-vectorize-matmuls{threads=" +
-         std::to_string(threads) +
-         "},"
-         "canonicalize,"
-         "func.func(llvm-request-c-wrappers),"
+         "canonicalize,cse,";
+}
+
+static std::string bufferizePipelineText() {
+  return "func.func(llvm-request-c-wrappers),"
          "one-shot-bufferize{bufferize-function-boundaries=1 "
          "function-boundary-type-conversion=identity-layout-map},"
          "buffer-results-to-out-params{modify-public-functions=1 "
          "hoist-static-allocs=1},"
-         "buffer-deallocation-pipeline,"
+         "buffer-deallocation-pipeline,";
+}
+
+std::string mlir::moe::cpuPipelineText(int64_t threads) {
+  // Each line is one stage; see the README for what each does.
+  return frontPipelineText() + "moe-vectorize-matmuls{threads=" +
+         std::to_string(threads) + "}," + "canonicalize," +
+         bufferizePipelineText() +
          "scf-forall-to-parallel,"
          "convert-scf-to-openmp,"
          "convert-vector-to-scf{full-unroll=1},"
@@ -53,11 +63,112 @@ std::string mlir::moe::cpuPipelineText(int64_t threads) {
          "reconcile-unrealized-casts";
 }
 
+std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
+  std::string target = "chip=" + options.chip + " features=" +
+                       options.features + " O=" +
+                       std::to_string(options.optLevel);
+  return frontPipelineText() + bufferizePipelineText() +
+         // Every linalg op becomes a parallel loop nest, tiled so that the
+         // inner tile maps to the threads of a block and the tiles to blocks.
+         "func.func(convert-linalg-to-parallel-loops,"
+         "scf-parallel-loop-tiling{parallel-loop-tile-sizes=" +
+         options.tile +
+         " no-min-max-bounds=1},"
+         "gpu-map-parallel-loops,"
+         "convert-parallel-loops-to-gpu),"
+         "canonicalize,"
+         "gpu-kernel-outlining,"
+         "nvvm-attach-target{" +
+         target + "}";
+}
+
+std::string
+mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
+  // Kernels: to NVVM.
+  return "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,canonicalize,cse,"
+         "reconcile-unrealized-casts),"
+         // Host: loops to LLVM; allocations through the generic allocation
+         // functions, which the CUDA runtime backs with managed memory that
+         // both the host loops and the kernels can reach.
+         "convert-scf-to-cf,"
+         "expand-strided-metadata,"
+         "lower-affine,"
+         "arith-expand{include-bf16=1},"
+         "convert-math-to-llvm,"
+         "convert-math-to-libm,"
+         "finalize-memref-to-llvm{use-generic-functions=1},"
+         "convert-arith-to-llvm,"
+         "convert-index-to-llvm,"
+         "convert-cf-to-llvm,"
+         "convert-func-to-llvm,"
+         "convert-ub-to-llvm,"
+         "canonicalize,cse,"
+         "gpu-to-llvm,"
+         "gpu-module-to-binary{format=" +
+         options.format + " toolkit=" + options.toolkit +
+         "},"
+         "reconcile-unrealized-casts";
+}
+
+std::string mlir::moe::gpuPipelineText(const GpuPipelineOptions &options) {
+  return gpuKernelPipelineText(options) + "," +
+         gpuLoweringPipelineText(options);
+}
+
+LogicalResult mlir::moe::buildGpuPipeline(OpPassManager &pm,
+                                          const GpuPipelineOptions &options) {
+  return parsePassPipeline(gpuPipelineText(options), pm, llvm::errs());
+}
+
 LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads) {
   return parsePassPipeline(cpuPipelineText(threads), pm, llvm::errs());
 }
 
+namespace {
+struct GpuPipelineCLOptions
+    : public PassPipelineOptions<GpuPipelineCLOptions> {
+  Option<std::string> chip{*this, "chip",
+                           llvm::cl::desc("NVIDIA chip of the kernels"),
+                           llvm::cl::init("sm_90a")};
+  Option<std::string> features{*this, "features",
+                               llvm::cl::desc("PTX features"),
+                               llvm::cl::init("+ptx80")};
+  Option<std::string> format{
+      *this, "format",
+      llvm::cl::desc("kernel format: bin (cubin, through ptxas), isa (PTX "
+                     "text, JIT-compiled by the driver) or fatbin"),
+      llvm::cl::init("bin")};
+  Option<std::string> toolkit{*this, "toolkit",
+                              llvm::cl::desc("CUDA toolkit (ptxas, libdevice)"),
+                              llvm::cl::init("/usr/local/cuda")};
+  Option<std::string> tile{
+      *this, "tile",
+      llvm::cl::desc("threads per block along the innermost parallel "
+                     "dimensions, comma separated"),
+      llvm::cl::init("16,16")};
+  Option<int> optLevel{*this, "opt-level",
+                       llvm::cl::desc("kernel optimisation level"),
+                       llvm::cl::init(3)};
+};
+} // namespace
+
 void mlir::moe::registerMoEPipelines() {
+  PassPipelineRegistration<GpuPipelineCLOptions>(
+      "moe-gpu-pipeline",
+      "Lower moe.layer (or the decomposed moe ops) to host LLVM code that "
+      "launches NVVM kernels embedded as a gpu.binary (cubin or PTX); "
+      "allocations go through _mlir_memref_to_llvm_alloc",
+      [](OpPassManager &pm, const GpuPipelineCLOptions &cl) {
+        GpuPipelineOptions options;
+        options.chip = cl.chip;
+        options.features = cl.features;
+        options.format = cl.format;
+        options.toolkit = cl.toolkit;
+        options.tile = cl.tile;
+        options.optLevel = cl.optLevel;
+        if (failed(buildGpuPipeline(pm, options)))
+          llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");
+      });
   PassPipelineRegistration<>(
       "moe-cpu-pipeline",
       "Lower moe.layer (or the decomposed moe ops) to the LLVM dialect for "

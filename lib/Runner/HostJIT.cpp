@@ -1,8 +1,10 @@
 //===- HostJIT.cpp - Compile a moe module for the host and call it -*- C++
 //-*-===//
 //
-// The CPU back end: moe-cpu-pipeline to the LLVM dialect, LLVM IR
-// translation, and MLIR's ExecutionEngine at the requested optimisation level.
+// The host side of both back ends: moe-cpu-pipeline (or moe-gpu-pipeline,
+// whose host code launches the embedded kernels) to the LLVM dialect, LLVM
+// IR translation, and MLIR's ExecutionEngine at the requested optimisation
+// level.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,6 +19,8 @@
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Dialect/Builtin/BuiltinToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
@@ -39,8 +43,9 @@ std::string mlir::moe::formatDiagnostic(Diagnostic &diag) {
 }
 
 /// Collects the diagnostics of a failing stage into one line.
-static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
-  std::string message = ("moe-cpu-pipeline: " + stage + " failed").str();
+static llvm::Error stageError(llvm::StringRef pipeline, llvm::StringRef stage,
+                              llvm::StringRef detail) {
+  std::string message = (pipeline + ": " + stage + " failed").str();
   if (!detail.empty())
     message += ": " + detail.str();
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
@@ -49,7 +54,7 @@ static llvm::Error stageError(llvm::StringRef stage, llvm::StringRef detail) {
 llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
                         unsigned optLevel, llvm::ArrayRef<Symbol> symbols,
-                        int64_t threads) {
+                        int64_t threads, const GpuPipelineOptions *gpu) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -62,6 +67,15 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   (void)ready;
 
   MLIRContext *context = module.getContext();
+  llvm::StringRef pipeline = gpu ? "moe-gpu-pipeline" : "moe-cpu-pipeline";
+  if (gpu) {
+    // gpu-module-to-binary serializes through the NVVM target and the LLVM
+    // IR translation of the kernel dialects.
+    DialectRegistry registry;
+    NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+    registerAllToLLVMIRTranslations(registry);
+    context->appendDialectRegistry(registry);
+  }
   // Every diagnostic of lowering and translation becomes part of one line.
   std::string diagnostics;
   ScopedDiagnosticHandler capture(context, [&](Diagnostic &diag) {
@@ -75,10 +89,11 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   PassManager pm(context);
   std::string pipelineError;
   llvm::raw_string_ostream pipelineStream(pipelineError);
-  if (failed(parsePassPipeline(cpuPipelineText(threads), pm, pipelineStream)))
-    return stageError("pipeline construction", pipelineError);
+  std::string text = gpu ? gpuPipelineText(*gpu) : cpuPipelineText(threads);
+  if (failed(parsePassPipeline(text, pm, pipelineStream)))
+    return stageError(pipeline, "pipeline construction", pipelineError);
   if (failed(pm.run(module)))
-    return stageError("lowering", diagnostics);
+    return stageError(pipeline, "lowering", diagnostics);
 
   registerBuiltinDialectTranslation(*context);
   registerLLVMDialectTranslation(*context);
@@ -95,7 +110,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     std::string detail = llvm::toString(engine.takeError());
     if (!diagnostics.empty())
       detail = diagnostics + "; " + detail;
-    return stageError("JIT compilation", detail);
+    return stageError(pipeline, "JIT compilation", detail);
   }
 
   if (!symbols.empty())
@@ -106,11 +121,15 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
                                llvm::JITSymbolFlags::Exported};
       return map;
     });
+  // Global constructors (the kernel modules' loads) run now, with every
+  // symbol resolvable.
+  (*engine)->initialize();
   std::unique_ptr<HostExecutable> exe(new HostExecutable());
   exe->engine = std::move(*engine);
   exe->entry = ("_mlir_ciface_" + funcName).str();
   if (auto found = exe->engine->lookupPacked(exe->entry); !found)
-    return stageError("symbol lookup", llvm::toString(found.takeError()));
+    return stageError(pipeline, "symbol lookup",
+                      llvm::toString(found.takeError()));
   return exe;
 }
 

@@ -12,6 +12,7 @@
 #include "moe/Import/Import.h"
 #include "moe/Runner/HostJIT.h"
 #include "moe/Runtime/Collectives.h"
+#include "moe/Runtime/CudaDriver.h"
 #include "moe/Runtime/EntryPoints.h"
 #include "moe/Runtime/Error.h"
 #include "moe/Runtime/MemRef.h"
@@ -66,6 +67,7 @@ struct LayerInfo {
   std::optional<int64_t> capacity;
   rt::DType weightType = rt::DType::F32;
   rt::DType routerType = rt::DType::F32;
+  rt::DType activationType = rt::DType::F32; ///< tokens in and out
 };
 
 mlir::moe::ElementKind toElementKind(rt::DType type) {
@@ -150,11 +152,8 @@ LayerInfo inspectModule(ModuleOp module, const ::moe::RunOptions &options) {
   auto input = tensorAt(type.getInputs(), 0);
   auto router = tensorAt(type.getInputs(), 1);
   auto wIn = tensorAt(type.getInputs(), 2);
-  if (input.getElementType() != Float32Type::get(module.getContext()))
-    fail(source, "moe-run feeds float32 tokens; @" + options.funcName +
-                     " takes another input element type");
-
   LayerInfo info;
+  info.activationType = fromMLIR(input.getElementType(), source);
   info.spec.dModel = input.getDimSize(1);
   info.spec.numExperts = router.getDimSize(0);
   info.spec.dFF = wIn.getDimSize(2);
@@ -287,10 +286,73 @@ StaticTraffic staticTraffic(func::FuncOp func) {
   return traffic;
 }
 
+/// The buffers the compiled function is called with. On the CPU they are
+/// the host tensors themselves; on the GPU, copies in managed memory (which
+/// the kernels and the host loops both reach), whose results are copied back
+/// after each call.
+class CallArguments {
+public:
+  CallArguments(std::vector<rt::HostTensor *> tensors, size_t firstResult,
+                bool managed)
+      : tensors(std::move(tensors)), firstResult(firstResult),
+        managed(managed) {
+    descriptors.reserve(this->tensors.size());
+    for (rt::HostTensor *tensor : this->tensors) {
+      void *data = tensor->data();
+      if (managed) {
+        data = rt::cuda::allocate(tensor->byteSize());
+        std::memcpy(data, tensor->data(), tensor->byteSize());
+        copies.push_back(data);
+      }
+      pointers.push_back(descriptors.emplace_back(data, tensor->shape()).get());
+    }
+  }
+  ~CallArguments() {
+    for (void *copy : copies)
+      rt::cuda::release(copy);
+  }
+  CallArguments(const CallArguments &) = delete;
+  CallArguments &operator=(const CallArguments &) = delete;
+
+  /// What HostExecutable::invoke takes.
+  const std::vector<void *> &get() const { return pointers; }
+
+  /// After a call: the results, back into their host tensors.
+  void fetchResults() {
+    if (!managed)
+      return;
+    rt::cuda::synchronize();
+    for (size_t i = firstResult; i < tensors.size(); ++i)
+      std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+  }
+
+private:
+  std::vector<rt::HostTensor *> tensors;
+  size_t firstResult;
+  bool managed;
+  std::vector<void *> copies;
+  std::vector<rt::MemRefDescriptor> descriptors;
+  std::vector<void *> pointers;
+};
+
 int run(const ::moe::RunOptions &options) {
-  if (options.backend != "cpu")
-    throw rt::Error("moe-run: error: backend '" + options.backend +
-                    "' is not available (this build has: cpu)");
+  bool onGpu = options.backend == "cuda";
+  if (options.backend != "cpu" && !onGpu)
+    throw rt::Error("moe-run: error: --backend: unknown backend '" +
+                    options.backend + "' (choose cpu or cuda)");
+  if (onGpu && !rt::cuda::built())
+    throw rt::Error("moe-run: error: --backend cuda: this build has no CUDA "
+                    "backend (the CUDA toolkit was not found when it was "
+                    "configured)");
+  if (onGpu && options.shards > 1)
+    throw rt::Error("moe-run: error: --backend cuda does not run sharded "
+                    "layers yet; use --backend cpu with --shards");
+  if (options.activationType != "f32" && options.activationType != "bf16")
+    throw rt::Error("moe-run: error: --act-dtype: unknown type '" +
+                    options.activationType + "' (choose f32 or bf16)");
+  if (!options.modulePath.empty() && options.activationType != "f32")
+    throw rt::Error("moe-run: error: --act-dtype applies to --spec; a "
+                    "--module's input type gives its activations");
   if (options.specPath.empty() == options.modulePath.empty())
     throw rt::Error("moe-run: error: give exactly one of --spec and --module");
   for (auto [flag, value] : {std::pair<const char *, const std::string *>{
@@ -351,9 +413,12 @@ int run(const ::moe::RunOptions &options) {
     }
     info.capacity = info.spec.capacityFor(info.spec.groupSize.value_or(tokens));
     info.weightType = storedExpertType(weightsFile, options.weightPrefix);
+    if (options.activationType == "bf16")
+      info.activationType = rt::DType::BF16;
     if (width == info.spec.dModel) {
       mlir::moe::ImportOptions importOptions;
       importOptions.tokens = tokens;
+      importOptions.activationType = toElementKind(info.activationType);
       importOptions.weightType = toElementKind(info.weightType);
       importOptions.routerType = toElementKind(info.routerType);
       importOptions.funcName = options.funcName;
@@ -407,6 +472,17 @@ int run(const ::moe::RunOptions &options) {
   StaticTraffic exchange =
       staticTraffic(module->lookupSymbol<func::FuncOp>(options.funcName));
 
+  if (onGpu) {
+    try {
+      rt::cuda::initialize();
+    } catch (const rt::Error &e) {
+      throw rt::Error(std::string("moe-run: error: --backend cuda: ") +
+                      e.what());
+    }
+    if (options.verbose)
+      llvm::errs() << "moe-run: cuda device " << rt::cuda::deviceDescription()
+                   << "\n";
+  }
   auto compileStart = Clock::now();
   rt::setActiveCollectives(comm.get());
   // Ranks sharing a machine share its cores.
@@ -414,16 +490,27 @@ int run(const ::moe::RunOptions &options) {
   if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
     threads = std::max<int64_t>(
         1, int64_t(std::thread::hardware_concurrency()) / std::atoll(local));
+  std::vector<std::pair<std::string, void *>> symbols =
+      rt::collectiveEntryPoints();
+  mlir::moe::GpuPipelineOptions gpu;
+  if (onGpu) {
+    auto driver = rt::cuda::entryPoints();
+    symbols.insert(symbols.end(), driver.begin(), driver.end());
+    gpu.chip = options.gpuChip;
+  }
   auto executable = mlir::moe::HostExecutable::compile(
-      *module, options.funcName, options.optLevel, rt::collectiveEntryPoints(),
-      threads);
+      *module, options.funcName, options.optLevel, symbols, threads,
+      onGpu ? &gpu : nullptr);
   if (!executable)
     throw rt::Error("moe-run: error: " + layerSource + ": " +
                     llvm::toString(executable.takeError()));
   double compileSeconds = secondsSince(compileStart);
 
   int64_t experts = info.spec.numExperts;
-  rt::HostTensor y = rt::HostTensor::zeros(rt::DType::F32, {tokens, width});
+  if (x.dtype() != info.activationType)
+    x = x.castTo(info.activationType);
+  rt::HostTensor y =
+      rt::HostTensor::zeros(info.activationType, {tokens, width});
   rt::HostTensor perExpert = rt::HostTensor::zeros(rt::DType::I64, {experts});
   rt::HostTensor dropped = rt::HostTensor::zeros(rt::DType::I64, {});
   rt::HostTensor balance = rt::HostTensor::zeros(rt::DType::F32, {});
@@ -432,18 +519,17 @@ int run(const ::moe::RunOptions &options) {
   std::vector<rt::HostTensor *> arguments{&x, &weights.router, &weights.wIn};
   if (weights.wGate)
     arguments.push_back(&weights.wGate);
+  arguments.push_back(&weights.wOut);
+  size_t firstResult = arguments.size();
   arguments.insert(arguments.end(),
-                   {&weights.wOut, &y, &perExpert, &dropped, &balance, &zLoss});
-  std::vector<rt::MemRefDescriptor> descriptors;
-  descriptors.reserve(arguments.size());
-  std::vector<void *> pointers;
-  for (rt::HostTensor *tensor : arguments)
-    pointers.push_back(descriptors.emplace_back(*tensor).get());
+                   {&y, &perExpert, &dropped, &balance, &zLoss});
+  CallArguments call(arguments, firstResult, onGpu);
 
   auto runOnce = [&] {
-    if (llvm::Error err = (*executable)->invoke(pointers))
+    if (llvm::Error err = (*executable)->invoke(call.get()))
       throw rt::Error("moe-run: error: running the layer failed: " +
                       llvm::toString(std::move(err)));
+    call.fetchResults();
   };
   auto runStart = Clock::now();
   runOnce();
@@ -495,6 +581,9 @@ int run(const ::moe::RunOptions &options) {
           flops * 1e-9, flops * 1e-9 / median);
   }
 
+  // Y is written as float32 whatever the activations were.
+  if (y.dtype() != rt::DType::F32)
+    y = y.castTo(rt::DType::F32);
   std::string statsText = rt::statsToJSON(stats);
   if (comm) {
     // Rank 0 writes the whole output and the global statistics.

@@ -37,7 +37,12 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
   --output Y.npy           output, float32 [T, d_model]
   --stats ST.json          statistics (capacity, tokens_per_expert, dropped,
                            load_balance_loss, router_z_loss)
-  --backend cpu            backend (default: cpu)
+  --backend cpu|cuda       backend (default: cpu); cuda compiles with
+                           moe-gpu-pipeline and runs the kernels through
+                           the CUDA driver (needs an NVIDIA GPU and driver)
+  --gpu-chip SM            chip of the cuda kernels (default: sm_90a)
+  --act-dtype f32|bf16     element type of the activations with --spec
+                           (default: f32); X and Y stay float32 files
   --shards N               expert-parallel ranks: start as
                            mpirun -np N moe-run --shards N ...; rank r takes
                            tokens [r*T/N, (r+1)*T/N) and experts
@@ -83,6 +88,8 @@ int main(int argc, char **argv) {
       {"--output", &options.outputPath},
       {"--stats", &options.statsPath},
       {"--backend", &options.backend},
+      {"--gpu-chip", &options.gpuChip},
+      {"--act-dtype", &options.activationType},
       {"--bench", &bench},
       {"--shards", &shards}};
   for (int i = 1; i < argc; ++i) {

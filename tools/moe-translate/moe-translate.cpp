@@ -2,11 +2,13 @@
 //-*-===//
 //
 // mlir-translate with the moe imports (layer-spec JSON, Hugging Face
-// config.json) added to every upstream translation.
+// config.json) and GPU code emission (PTX, the CUDA artifact) added to every
+// upstream translation.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Import/Import.h"
+#include "moe/Target/CudaArtifact.h"
 
 #include "mlir/InitAllTranslations.h"
 #include "mlir/Tools/mlir-translate/MlirTranslateMain.h"
@@ -14,10 +16,11 @@
 int main(int argc, char **argv) {
   mlir::registerAllTranslations();
   mlir::moe::registerImportTranslations();
+  mlir::moe::registerGpuTranslations();
   return mlir::failed(mlir::mlirTranslateMain(
              argc, argv,
-             "moe translation driver: JSON imports and upstream "
-             "translations\n"))
+             "moe translation driver: JSON imports, GPU code emission "
+             "and upstream translations\n"))
              ? 1
              : 0;
 }

@@ -34,7 +34,35 @@ std::string cpuPipelineText(int64_t threads = 0);
 /// pipeline text cannot be parsed.
 LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0);
 
-/// Registers the named pipelines (`moe-cpu-pipeline`).
+/// What the GPU pipeline targets and how it maps loops to threads.
+struct GpuPipelineOptions {
+  std::string chip = "sm_90a";
+  std::string features = "+ptx80";
+  /// gpu-module-to-binary format: "bin" (cubin), "isa" (PTX) or "fatbin".
+  std::string format = "bin";
+  std::string toolkit = "/usr/local/cuda";
+  /// Tile sizes of the parallel loops: the threads of one block.
+  std::string tile = "16,16";
+  int optLevel = 3;
+};
+
+/// The textual pass pipeline that takes a module holding `moe.layer` to host
+/// LLVM-dialect code launching NVVM kernels held in `gpu.binary` ops; the
+/// host functions call the `mgpu*` runtime ABI and allocate through
+/// `_mlir_memref_to_llvm_alloc` (C interface, results as out-params).
+std::string gpuPipelineText(const GpuPipelineOptions &options = {});
+
+/// The GPU pipeline in its two halves: up to outlined `gpu.launch_func`s of
+/// kernels in `gpu.module`s with their NVVM target, and from there to LLVM
+/// with `gpu.binary`s.
+std::string gpuKernelPipelineText(const GpuPipelineOptions &options = {});
+std::string gpuLoweringPipelineText(const GpuPipelineOptions &options = {});
+
+/// Appends the GPU pipeline to `pm`.
+LogicalResult buildGpuPipeline(OpPassManager &pm,
+                               const GpuPipelineOptions &options = {});
+
+/// Registers the named pipelines (`moe-cpu-pipeline`, `moe-gpu-pipeline`).
 void registerMoEPipelines();
 
 #define GEN_PASS_REGISTRATION

@@ -2,7 +2,7 @@
 //-*-===//
 //
 // Lowers a module holding a moe layer function through `moe-cpu-pipeline`
-// and JIT-compiles it with MLIR's ExecutionEngine. The compiled function is
+// (or `moe-gpu-pipeline`) and JIT-compiles its host code with MLIR's ExecutionEngine. The compiled function is
 // called with memref descriptors built by the runtime (moe/Runtime), which
 // itself knows nothing of MLIR.
 //
@@ -10,6 +10,8 @@
 
 #ifndef MOE_RUNNER_HOSTJIT_H
 #define MOE_RUNNER_HOSTJIT_H
+
+#include "moe/Conversion/Passes.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
@@ -39,9 +41,13 @@ public:
   /// function `funcName`. `optLevel` is LLVM's 0-3; `symbols` are resolved
   /// before the process's own (the runtime's collective entry points);
   /// `threads` is what each matmul is split over (0: all hardware threads).
+  /// With `gpu`, the GPU pipeline replaces the CPU one: `symbols` must then
+  /// provide the `mgpu*` ABI and the `_mlir_memref_to_llvm_*` allocation
+  /// functions, and the kernel modules are loaded before this returns.
   static llvm::Expected<std::unique_ptr<HostExecutable>>
   compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
-          llvm::ArrayRef<Symbol> symbols = {}, int64_t threads = 0);
+          llvm::ArrayRef<Symbol> symbols = {}, int64_t threads = 0,
+          const GpuPipelineOptions *gpu = nullptr);
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the

@@ -25,7 +25,9 @@ struct RunOptions {
   std::string inputPath;              ///< --input: float32 [T, d_model]
   std::string outputPath;             ///< --output: float32 [T, d_model]
   std::string statsPath;              ///< --stats: statistics JSON
-  std::string backend = "cpu";        ///< --backend
+  std::string backend = "cpu";        ///< --backend: cpu or cuda
+  std::string gpuChip = "sm_90a";     ///< --gpu-chip (cuda backend)
+  std::string activationType = "f32"; ///< --act-dtype: f32 or bf16
   unsigned optLevel = 3;              ///< --O
   int64_t benchIterations = 0;        ///< --bench: timed repetitions
   int64_t shards = 1;                 ///< --shards: expert-parallel ranks

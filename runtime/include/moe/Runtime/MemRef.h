@@ -21,10 +21,14 @@ namespace moe::runtime {
 /// outlive the descriptor.
 class MemRefDescriptor {
 public:
-  explicit MemRefDescriptor(HostTensor &tensor) {
-    auto address = reinterpret_cast<int64_t>(tensor.data());
+  explicit MemRefDescriptor(HostTensor &tensor)
+      : MemRefDescriptor(tensor.data(), tensor.shape()) {}
+
+  /// A contiguous row-major descriptor of `shape` at `data` (device or
+  /// managed memory included).
+  MemRefDescriptor(void *data, const std::vector<int64_t> &shape) {
+    auto address = reinterpret_cast<int64_t>(data);
     words = {address, address, 0};
-    const std::vector<int64_t> &shape = tensor.shape();
     words.insert(words.end(), shape.begin(), shape.end());
     std::vector<int64_t> strides(shape.size(), 1);
     for (size_t i = shape.size(); i-- > 1;)

@@ -1,0 +1,84 @@
+//===- CudaArtifact.h - GPU code and the artifact that runs it ----*- C++ -*-===//
+//
+// Compiles a module holding a moe layer function with moe-gpu-pipeline and
+// collects what a runtime needs: the kernels (cubin or PTX, per gpu.module),
+// their launch geometry, the function's buffers, and the host code as LLVM
+// IR (which launches the kernels through the `mgpu*` ABI). moe-translate
+// writes it as PTX (`--moe-to-ptx`) or as a versioned JSON artifact
+// (`--moe-to-cuda-artifact`) that `moe-run --artifact` loads.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_TARGET_CUDAARTIFACT_H
+#define MOE_TARGET_CUDAARTIFACT_H
+
+#include "moe/Conversion/Passes.h"
+
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/Support/LLVM.h"
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mlir::moe {
+
+/// The artifact format this build writes (and the runtime reads).
+inline constexpr int kCudaArtifactVersion = 1;
+
+/// One buffer of the layer function's C interface, in call order.
+struct ArtifactBuffer {
+  std::string name;  ///< input, router, w_in, w_gate, w_out, output, ...
+  std::string role;  ///< "input" or "result"
+  std::string dtype; ///< f32, bf16, f16, i64
+  std::vector<int64_t> shape;
+};
+
+/// One kernel launch of the host code; -1 where a size is not a constant.
+struct KernelLaunch {
+  std::string module;
+  std::string kernel;
+  std::array<int64_t, 3> grid{};
+  std::array<int64_t, 3> block{};
+};
+
+/// The binary of one gpu.module.
+struct KernelBinary {
+  std::string module;
+  std::string format; ///< "cubin", "ptx" or "fatbin"
+  std::string data;
+};
+
+struct GpuProgram {
+  GpuPipelineOptions options;
+  std::string funcName;
+  std::vector<ArtifactBuffer> buffers;
+  /// Sizes of the layer (from the signature) and its capacity per group
+  /// (absent for a dropless layer).
+  int64_t dModel = 0, dFF = 0, numExperts = 0;
+  bool gated = false;
+  std::optional<int64_t> capacity;
+  std::vector<KernelLaunch> launches;
+  std::vector<KernelBinary> binaries;
+  /// The host code as LLVM IR text (filled when asked for).
+  std::string hostLLVMIR;
+};
+
+/// Lowers `module` (in place) with moe-gpu-pipeline and fills a GpuProgram
+/// for its public layer function. Errors are emitted as diagnostics.
+FailureOr<GpuProgram> compileGpuProgram(ModuleOp module,
+                                        const GpuPipelineOptions &options,
+                                        bool withHostIR);
+
+/// The JSON artifact (format "moe-cuda-artifact", version
+/// kCudaArtifactVersion) of a compiled program.
+std::string cudaArtifactJSON(const GpuProgram &program);
+
+/// Registers `--moe-to-ptx` and `--moe-to-cuda-artifact` with moe-translate.
+void registerGpuTranslations();
+
+} // namespace mlir::moe
+
+#endif // MOE_TARGET_CUDAARTIFACT_H

@@ -1,0 +1,328 @@
+//===- CudaArtifact.cpp - GPU code and the artifact that runs it --*- C++ -*-===//
+//
+// compileGpuProgram runs the two halves of moe-gpu-pipeline, reading the
+// kernel launches between them and the gpu.binary objects after; the
+// translations print the PTX or write the JSON artifact.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Target/CudaArtifact.h"
+#include "moe/IR/MoEDialect.h"
+#include "moe/IR/MoEOps.h"
+#include "moe/Transforms/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/InitAllDialects.h"
+#include "mlir/InitAllExtensions.h"
+#include "mlir/InitAllPasses.h"
+#include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
+#include "mlir/Target/LLVM/NVVM/Target.h"
+#include "mlir/Target/LLVMIR/Dialect/All.h"
+#include "mlir/Target/LLVMIR/Export.h"
+#include "mlir/Tools/mlir-translate/Translation.h"
+#include "llvm/IR/LLVMContext.h"
+#include "llvm/IR/Module.h"
+#include "llvm/Support/CommandLine.h"
+#include "llvm/Support/raw_ostream.h"
+
+#include <nlohmann/json.hpp>
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+std::string dtypeName(Type type) {
+  if (type.isF32())
+    return "f32";
+  if (type.isBF16())
+    return "bf16";
+  if (type.isF16())
+    return "f16";
+  if (type.isInteger(64))
+    return "i64";
+  return "";
+}
+
+/// The module's layer function: its only public function with a body.
+func::FuncOp findLayerFunction(ModuleOp module) {
+  func::FuncOp found;
+  for (auto func : module.getOps<func::FuncOp>()) {
+    if (func.isPrivate() || func.isDeclaration())
+      continue;
+    if (found) {
+      module.emitError("the GPU artifact holds one layer function, but @")
+          << found.getName() << " and @" << func.getName()
+          << " are both public";
+      return {};
+    }
+    found = func;
+  }
+  if (!found)
+    module.emitError("no public function with a body to compile for the GPU");
+  return found;
+}
+
+/// Reads the buffers and sizes of a layer function (inputs x, router, w_in,
+/// [w_gate,] w_out; results y, tokens_per_expert, dropped, two losses).
+LogicalResult describeLayer(func::FuncOp func, GpuProgram &program) {
+  FunctionType type = func.getFunctionType();
+  static const char *const inputs4[] = {"input", "router", "w_in", "w_out"};
+  static const char *const inputs5[] = {"input", "router", "w_in", "w_gate",
+                                        "w_out"};
+  static const char *const results[] = {"output", "tokens_per_expert",
+                                        "dropped", "load_balance_loss",
+                                        "router_z_loss"};
+  unsigned numInputs = type.getNumInputs();
+  if ((numInputs != 4 && numInputs != 5) || type.getNumResults() != 5)
+    return func.emitError("a GPU layer function takes (input, router, w_in, "
+                          "[w_gate,] w_out) and returns (output, "
+                          "tokens_per_expert, dropped, load_balance_loss, "
+                          "router_z_loss)");
+  auto add = [&](Type t, const char *name, const char *role) -> bool {
+    auto tensor = dyn_cast<RankedTensorType>(t);
+    if (!tensor || !tensor.hasStaticShape() ||
+        dtypeName(tensor.getElementType()).empty())
+      return false;
+    ArrayRef<int64_t> shape = tensor.getShape();
+    program.buffers.push_back({name, role, dtypeName(tensor.getElementType()),
+                               std::vector<int64_t>(shape.begin(),
+                                                    shape.end())});
+    return true;
+  };
+  for (unsigned i = 0; i < numInputs; ++i)
+    if (!add(type.getInput(i), numInputs == 4 ? inputs4[i] : inputs5[i],
+             "input"))
+      return func.emitError("input #")
+             << i << " must be a static tensor of f32, bf16 or f16";
+  for (unsigned i = 0; i < 5; ++i)
+    if (!add(type.getResult(i), results[i], "result"))
+      return func.emitError("result #")
+             << i << " must be a static tensor of f32, bf16, f16 or i64";
+  program.funcName = func.getName().str();
+  program.dModel = program.buffers[0].shape.back();
+  program.numExperts = program.buffers[1].shape.front();
+  program.dFF = program.buffers[2].shape.back();
+  program.gated = numInputs == 5;
+  func.walk([&](Operation *op) {
+    if (auto layer = dyn_cast<LayerOp>(op))
+      program.capacity = layer.getCapacity();
+    else if (auto assign = dyn_cast<AssignSlotsOp>(op))
+      program.capacity = assign.getCapacity();
+  });
+  return success();
+}
+
+int64_t constantOr(Value v) {
+  std::optional<int64_t> c = getConstantIntValue(v);
+  return c ? *c : -1;
+}
+
+std::string formatName(gpu::CompilationTarget format) {
+  switch (format) {
+  case gpu::CompilationTarget::Binary:
+    return "cubin";
+  case gpu::CompilationTarget::Assembly:
+    return "ptx";
+  case gpu::CompilationTarget::Fatbin:
+    return "fatbin";
+  default:
+    return "offload";
+  }
+}
+
+LogicalResult runPipeline(ModuleOp module, const std::string &text) {
+  PassManager pm(module.getContext());
+  std::string error;
+  llvm::raw_string_ostream os(error);
+  if (failed(parsePassPipeline(text, pm, os)))
+    return module.emitError("moe-gpu-pipeline: ") << error;
+  return pm.run(module);
+}
+
+} // namespace
+
+FailureOr<GpuProgram>
+mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
+                             bool withHostIR) {
+  static bool registered = [] {
+    registerAllPasses();
+    registerMoEPasses();
+    registerMoEConversionPasses();
+    return true;
+  }();
+  (void)registered;
+  MLIRContext *context = module.getContext();
+  DialectRegistry registry;
+  NVVM::registerNVVMTargetInterfaceExternalModels(registry);
+  registerAllToLLVMIRTranslations(registry);
+  context->appendDialectRegistry(registry);
+
+  GpuProgram program;
+  program.options = options;
+  func::FuncOp func = findLayerFunction(module);
+  if (!func || failed(describeLayer(func, program)))
+    return failure();
+
+  if (failed(runPipeline(module, gpuKernelPipelineText(options))))
+    return failure();
+  module.walk([&](gpu::LaunchFuncOp launch) {
+    KernelLaunch k;
+    k.module = launch.getKernelModuleName().str();
+    k.kernel = launch.getKernelName().str();
+    gpu::KernelDim3 grid = launch.getGridSizeOperandValues();
+    gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
+    k.grid = {constantOr(grid.x), constantOr(grid.y), constantOr(grid.z)};
+    k.block = {constantOr(block.x), constantOr(block.y), constantOr(block.z)};
+    program.launches.push_back(k);
+  });
+  if (failed(runPipeline(module, gpuLoweringPipelineText(options))))
+    return failure();
+  for (auto binary : module.getOps<gpu::BinaryOp>())
+    for (Attribute attr : binary.getObjects())
+      if (auto object = dyn_cast<gpu::ObjectAttr>(attr))
+        program.binaries.push_back({binary.getName().str(),
+                                    formatName(object.getFormat()),
+                                    object.getObject().getValue().str()});
+
+  if (withHostIR) {
+    llvm::LLVMContext llvmContext;
+    std::unique_ptr<llvm::Module> host =
+        translateModuleToLLVMIR(module, llvmContext, "moe_gpu_host");
+    if (!host)
+      return module.emitError("the host code cannot be translated to LLVM IR"),
+             failure();
+    llvm::raw_string_ostream os(program.hostLLVMIR);
+    host->print(os, nullptr);
+  }
+  return program;
+}
+
+std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
+  nlohmann::ordered_json doc;
+  doc["format"] = "moe-cuda-artifact";
+  doc["version"] = kCudaArtifactVersion;
+  doc["function"] = program.funcName;
+  doc["entry"] = "_mlir_ciface_" + program.funcName;
+  doc["target"] = {{"chip", program.options.chip},
+                   {"features", program.options.features},
+                   {"kernel_format", program.binaries.empty()
+                                         ? std::string("none")
+                                         : program.binaries.front().format}};
+  doc["layer"] = {{"d_model", program.dModel},
+                  {"d_ff", program.dFF},
+                  {"num_experts", program.numExperts},
+                  {"gated", program.gated},
+                  {"capacity", program.capacity
+                                   ? nlohmann::ordered_json(*program.capacity)
+                                   : nlohmann::ordered_json(nullptr)}};
+  nlohmann::ordered_json buffers = nlohmann::ordered_json::array();
+  for (const ArtifactBuffer &b : program.buffers)
+    buffers.push_back({{"name", b.name},
+                       {"role", b.role},
+                       {"dtype", b.dtype},
+                       {"shape", b.shape}});
+  doc["buffers"] = buffers;
+  nlohmann::ordered_json kernels = nlohmann::ordered_json::array();
+  for (const KernelLaunch &k : program.launches) {
+    size_t bytes = 0;
+    for (const KernelBinary &b : program.binaries)
+      if (b.module == k.module)
+        bytes = b.data.size();
+    kernels.push_back({{"module", k.module},
+                       {"kernel", k.kernel},
+                       {"grid", k.grid},
+                       {"block", k.block},
+                       {"binary_bytes", bytes}});
+  }
+  doc["kernels"] = kernels;
+  doc["memory"] = "managed: host allocations go through "
+                  "_mlir_memref_to_llvm_alloc, which the runtime serves from "
+                  "its pool of CUDA managed memory";
+  doc["host_abi"] = {"mgpuModuleLoad", "mgpuModuleLoadJIT", "mgpuModuleUnload",
+                     "mgpuModuleGetFunction", "mgpuLaunchKernel",
+                     "mgpuStreamCreate", "mgpuStreamSynchronize",
+                     "mgpuStreamDestroy", "_mlir_memref_to_llvm_alloc",
+                     "_mlir_memref_to_llvm_free"};
+  doc["host_llvm_ir"] = program.hostLLVMIR;
+  return doc.dump(2) + "\n";
+}
+
+namespace {
+llvm::cl::OptionCategory gpuCategory("moe GPU code options");
+llvm::cl::opt<std::string> chipOpt("gpu-chip",
+                                   llvm::cl::desc("NVIDIA chip (sm_90a)"),
+                                   llvm::cl::init("sm_90a"),
+                                   llvm::cl::cat(gpuCategory));
+llvm::cl::opt<std::string> featuresOpt("gpu-features",
+                                       llvm::cl::desc("PTX features (+ptx80)"),
+                                       llvm::cl::init("+ptx80"),
+                                       llvm::cl::cat(gpuCategory));
+llvm::cl::opt<std::string> kernelFormatOpt(
+    "kernel-format",
+    llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas, the "
+                   "default) or isa (PTX, compiled by the driver on load)"),
+    llvm::cl::init("bin"), llvm::cl::cat(gpuCategory));
+
+void allDialects(DialectRegistry &registry) {
+  registerAllDialects(registry);
+  registerAllExtensions(registry);
+  registry.insert<MoEDialect>();
+}
+
+GpuPipelineOptions optionsFromFlags() {
+  GpuPipelineOptions options;
+  options.chip = chipOpt;
+  options.features = featuresOpt;
+  return options;
+}
+} // namespace
+
+void mlir::moe::registerGpuTranslations() {
+  static TranslateFromMLIRRegistration toPTX(
+      "moe-to-ptx",
+      "Compile a moe layer module with moe-gpu-pipeline and print the PTX of "
+      "every kernel module",
+      [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
+        auto module = dyn_cast<ModuleOp>(op);
+        if (!module)
+          return op->emitError("expected a builtin.module");
+        GpuPipelineOptions options = optionsFromFlags();
+        options.format = "isa";
+        FailureOr<GpuProgram> program =
+            compileGpuProgram(module, options, /*withHostIR=*/false);
+        if (failed(program))
+          return failure();
+        for (const KernelBinary &binary : program->binaries)
+          os << "// gpu.module @" << binary.module << " (" << options.chip
+             << ")\n"
+             << binary.data << "\n";
+        return success();
+      },
+      allDialects);
+  static TranslateFromMLIRRegistration toArtifact(
+      "moe-to-cuda-artifact",
+      "Compile a moe layer module with moe-gpu-pipeline into the JSON "
+      "artifact that moe-run --artifact loads (kernels embedded in the host "
+      "LLVM IR, buffers, launches)",
+      [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
+        auto module = dyn_cast<ModuleOp>(op);
+        if (!module)
+          return op->emitError("expected a builtin.module");
+        GpuPipelineOptions options = optionsFromFlags();
+        if (kernelFormatOpt != "bin" && kernelFormatOpt != "isa")
+          return module.emitError("--kernel-format must be bin or isa, got '")
+                 << kernelFormatOpt << "'";
+        options.format = kernelFormatOpt;
+        FailureOr<GpuProgram> program =
+            compileGpuProgram(module, options, /*withHostIR=*/true);
+        if (failed(program))
+          return failure();
+        os << cudaArtifactJSON(*program);
+        return success();
+      },
+      allDialects);
+}

@@ -1,0 +1,76 @@
+//===- CudaDriver.h - The CUDA driver backend of the runtime ------*- C++ -*-===//
+//
+// Runs code produced by moe-gpu-pipeline: the host functions call the `mgpu*`
+// ABI (module load, kernel launch, streams) that upstream's gpu-to-llvm
+// lowering emits, and allocate through `_mlir_memref_to_llvm_alloc`. This
+// backend implements both on the CUDA driver API, loaded at run time from
+// libcuda.so.1 so that the tools start (and explain) on machines without a
+// driver. Allocations are CUDA managed memory, reachable from the host loops
+// and the kernels alike, served from a pool that keeps freed blocks by size.
+// Every driver call is checked; a failure throws moe::runtime::Error
+// (`cuda: cuModuleLoadData failed: CUDA_ERROR_...: <description>`), or, inside
+// compiled code, prints that line and exits with status 1.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_CUDADRIVER_H
+#define MOE_RUNTIME_CUDADRIVER_H
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moe::runtime::cuda {
+
+/// True when this build has the CUDA backend (the toolkit's cuda.h was
+/// found at configure time).
+bool built();
+
+/// Loads the driver, selects device `device` and makes its primary context
+/// current. Throws Error saying why the backend cannot run (not built, no
+/// libcuda.so.1, no device, a failing call). Idempotent.
+void initialize(int device = 0);
+
+/// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" of the initialised device.
+std::string deviceDescription();
+
+/// Managed memory of `bytes` from the pool; release() gives it back.
+void *allocate(size_t bytes);
+void release(void *pointer);
+
+/// Waits for all work on the device.
+void synchronize();
+
+/// What the pool did: driver allocations made and requests served from it.
+struct PoolStats {
+  uint64_t driverAllocations = 0;
+  uint64_t reused = 0;
+  uint64_t bytesHeld = 0;
+};
+PoolStats poolStats();
+
+/// Device time between start() and stop(), from CUDA events.
+class EventTimer {
+public:
+  EventTimer();
+  ~EventTimer();
+  EventTimer(const EventTimer &) = delete;
+  EventTimer &operator=(const EventTimer &) = delete;
+  void start();
+  /// Records the end, waits for it, returns the elapsed seconds.
+  double stop();
+
+private:
+  void *begin = nullptr;
+  void *end = nullptr;
+};
+
+/// The `mgpu*` and `_mlir_memref_to_llvm_*` symbols by name and address, for
+/// a JIT to resolve.
+std::vector<std::pair<std::string, void *>> entryPoints();
+
+} // namespace moe::runtime::cuda
+
+#endif // MOE_RUNTIME_CUDADRIVER_H

@@ -1,0 +1,418 @@
+//===- CudaDriver.cpp - The CUDA driver backend of the runtime ----*- C++ -*-===//
+//
+// The driver API is reached through dlopen("libcuda.so.1"): cuda.h gives the
+// types and signatures, the entry points are looked up by their ABI names.
+// See CudaDriver.h for what the backend provides.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/CudaDriver.h"
+#include "moe/Runtime/Error.h"
+
+#include <cuda.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+namespace moe::runtime::cuda {
+namespace {
+
+/// The driver entry points the backend uses.
+struct Driver {
+  decltype(&::cuInit) init = nullptr;
+  decltype(&::cuDeviceGetCount) deviceGetCount = nullptr;
+  decltype(&::cuDeviceGet) deviceGet = nullptr;
+  decltype(&::cuDeviceGetName) deviceGetName = nullptr;
+  decltype(&::cuDeviceGetAttribute) deviceGetAttribute = nullptr;
+  decltype(&::cuDevicePrimaryCtxRetain) primaryCtxRetain = nullptr;
+  decltype(&::cuCtxSetCurrent) ctxSetCurrent = nullptr;
+  decltype(&::cuCtxSynchronize) ctxSynchronize = nullptr;
+  decltype(&::cuGetErrorName) getErrorName = nullptr;
+  decltype(&::cuGetErrorString) getErrorString = nullptr;
+  decltype(&::cuMemAllocManaged) memAllocManaged = nullptr;
+  decltype(&::cuMemFree) memFree = nullptr;
+  decltype(&::cuMemcpy) memcpy = nullptr;
+  decltype(&::cuModuleLoadData) moduleLoadData = nullptr;
+  decltype(&::cuModuleLoadDataEx) moduleLoadDataEx = nullptr;
+  decltype(&::cuModuleUnload) moduleUnload = nullptr;
+  decltype(&::cuModuleGetFunction) moduleGetFunction = nullptr;
+  decltype(&::cuLaunchKernel) launchKernel = nullptr;
+  decltype(&::cuStreamCreate) streamCreate = nullptr;
+  decltype(&::cuStreamSynchronize) streamSynchronize = nullptr;
+  decltype(&::cuStreamDestroy) streamDestroy = nullptr;
+  decltype(&::cuEventCreate) eventCreate = nullptr;
+  decltype(&::cuEventRecord) eventRecord = nullptr;
+  decltype(&::cuEventSynchronize) eventSynchronize = nullptr;
+  decltype(&::cuEventElapsedTime) eventElapsedTime = nullptr;
+  decltype(&::cuEventDestroy) eventDestroy = nullptr;
+};
+
+struct State {
+  Driver cu;
+  bool ready = false;
+  CUdevice device = 0;
+  CUcontext context = nullptr;
+  std::string description;
+  std::mutex lock;
+  /// Freed managed blocks by size, and the size of every live block.
+  std::multimap<size_t, void *> freeBlocks;
+  std::map<void *, size_t> liveBlocks;
+  /// Streams handed back by mgpuStreamDestroy, for the next launch.
+  std::vector<CUstream> idleStreams;
+  PoolStats stats;
+};
+
+State &state() {
+  static State s;
+  return s;
+}
+
+/// Throws the one-line message of a failed driver call.
+void check(CUresult result, const char *call) {
+  if (result == CUDA_SUCCESS)
+    return;
+  const Driver &cu = state().cu;
+  const char *name = nullptr, *text = nullptr;
+  if (cu.getErrorName)
+    cu.getErrorName(result, &name);
+  if (cu.getErrorString)
+    cu.getErrorString(result, &text);
+  throw Error(std::string("cuda: ") + call + " failed: " +
+              (name ? name : "error " + std::to_string(int(result))) +
+              (text ? std::string(": ") + text : std::string()));
+}
+
+/// Runs `body` from compiled code: an Error becomes one line on stderr and
+/// exit status 1, since no exception may unwind through JIT-compiled frames.
+template <typename Fn> auto guarded(Fn body) -> decltype(body()) {
+  try {
+    return body();
+  } catch (const std::exception &e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    std::fflush(stderr);
+    std::exit(1);
+  }
+}
+
+void loadDriver(Driver &cu) {
+  void *library = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+  if (!library)
+    throw Error(std::string("cuda: no CUDA driver on this machine (") +
+                dlerror() + ")");
+  auto find = [&](auto &slot, const char *name) {
+    void *symbol = dlsym(library, name);
+    if (!symbol)
+      throw Error(std::string("cuda: the driver lacks ") + name +
+                  " (a driver for CUDA 12 or later is needed)");
+    slot = reinterpret_cast<std::remove_reference_t<decltype(slot)>>(symbol);
+  };
+  find(cu.init, "cuInit");
+  find(cu.deviceGetCount, "cuDeviceGetCount");
+  find(cu.deviceGet, "cuDeviceGet");
+  find(cu.deviceGetName, "cuDeviceGetName");
+  find(cu.deviceGetAttribute, "cuDeviceGetAttribute");
+  find(cu.primaryCtxRetain, "cuDevicePrimaryCtxRetain");
+  find(cu.ctxSetCurrent, "cuCtxSetCurrent");
+  find(cu.ctxSynchronize, "cuCtxSynchronize");
+  find(cu.getErrorName, "cuGetErrorName");
+  find(cu.getErrorString, "cuGetErrorString");
+  find(cu.memAllocManaged, "cuMemAllocManaged");
+  find(cu.memFree, "cuMemFree_v2");
+  find(cu.memcpy, "cuMemcpy");
+  find(cu.moduleLoadData, "cuModuleLoadData");
+  find(cu.moduleLoadDataEx, "cuModuleLoadDataEx");
+  find(cu.moduleUnload, "cuModuleUnload");
+  find(cu.moduleGetFunction, "cuModuleGetFunction");
+  find(cu.launchKernel, "cuLaunchKernel");
+  find(cu.streamCreate, "cuStreamCreate");
+  find(cu.streamSynchronize, "cuStreamSynchronize");
+  find(cu.streamDestroy, "cuStreamDestroy_v2");
+  find(cu.eventCreate, "cuEventCreate");
+  find(cu.eventRecord, "cuEventRecord");
+  find(cu.eventSynchronize, "cuEventSynchronize");
+  find(cu.eventElapsedTime, "cuEventElapsedTime_v2");
+  find(cu.eventDestroy, "cuEventDestroy_v2");
+}
+
+State &ready() {
+  State &s = state();
+  if (!s.ready)
+    throw Error("cuda: the CUDA backend was used before initialisation");
+  return s;
+}
+
+} // namespace
+
+bool built() { return true; }
+
+void initialize(int device) {
+  State &s = state();
+  if (s.ready)
+    return;
+  loadDriver(s.cu);
+  check(s.cu.init(0), "cuInit");
+  int count = 0;
+  check(s.cu.deviceGetCount(&count), "cuDeviceGetCount");
+  if (device < 0 || device >= count)
+    throw Error("cuda: device " + std::to_string(device) +
+                " does not exist (this machine has " + std::to_string(count) +
+                ")");
+  check(s.cu.deviceGet(&s.device, device), "cuDeviceGet");
+  check(s.cu.primaryCtxRetain(&s.context, s.device),
+        "cuDevicePrimaryCtxRetain");
+  check(s.cu.ctxSetCurrent(s.context), "cuCtxSetCurrent");
+  char name[256] = {0};
+  check(s.cu.deviceGetName(name, sizeof(name) - 1, s.device),
+        "cuDeviceGetName");
+  int major = 0, minor = 0, sms = 0;
+  check(s.cu.deviceGetAttribute(
+            &major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, s.device),
+        "cuDeviceGetAttribute");
+  check(s.cu.deviceGetAttribute(
+            &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, s.device),
+        "cuDeviceGetAttribute");
+  check(s.cu.deviceGetAttribute(
+            &sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, s.device),
+        "cuDeviceGetAttribute");
+  s.description = std::string(name) + " (sm_" + std::to_string(major) +
+                  std::to_string(minor) + ", " + std::to_string(sms) + " SMs)";
+  s.ready = true;
+}
+
+std::string deviceDescription() { return ready().description; }
+
+void *allocate(size_t bytes) {
+  State &s = ready();
+  std::lock_guard<std::mutex> guard(s.lock);
+  bytes = bytes ? bytes : 1;
+  if (auto it = s.freeBlocks.find(bytes); it != s.freeBlocks.end()) {
+    void *block = it->second;
+    s.freeBlocks.erase(it);
+    s.liveBlocks[block] = bytes;
+    ++s.stats.reused;
+    return block;
+  }
+  CUdeviceptr pointer = 0;
+  check(s.cu.memAllocManaged(&pointer, bytes, CU_MEM_ATTACH_GLOBAL),
+        "cuMemAllocManaged");
+  void *block = reinterpret_cast<void *>(pointer);
+  s.liveBlocks[block] = bytes;
+  ++s.stats.driverAllocations;
+  s.stats.bytesHeld += bytes;
+  return block;
+}
+
+void release(void *pointer) {
+  if (!pointer)
+    return;
+  State &s = ready();
+  std::lock_guard<std::mutex> guard(s.lock);
+  auto it = s.liveBlocks.find(pointer);
+  if (it == s.liveBlocks.end())
+    throw Error("cuda: release of a pointer the pool did not allocate");
+  s.freeBlocks.emplace(it->second, pointer);
+  s.liveBlocks.erase(it);
+}
+
+void synchronize() {
+  check(ready().cu.ctxSynchronize(), "cuCtxSynchronize");
+}
+
+PoolStats poolStats() { return state().stats; }
+
+EventTimer::EventTimer() {
+  State &s = ready();
+  CUevent a = nullptr, b = nullptr;
+  check(s.cu.eventCreate(&a, CU_EVENT_DEFAULT), "cuEventCreate");
+  check(s.cu.eventCreate(&b, CU_EVENT_DEFAULT), "cuEventCreate");
+  begin = a;
+  end = b;
+}
+
+EventTimer::~EventTimer() {
+  State &s = state();
+  if (s.ready) {
+    s.cu.eventDestroy(static_cast<CUevent>(begin));
+    s.cu.eventDestroy(static_cast<CUevent>(end));
+  }
+}
+
+void EventTimer::start() {
+  check(ready().cu.eventRecord(static_cast<CUevent>(begin), nullptr),
+        "cuEventRecord");
+}
+
+double EventTimer::stop() {
+  State &s = ready();
+  check(s.cu.eventRecord(static_cast<CUevent>(end), nullptr), "cuEventRecord");
+  check(s.cu.eventSynchronize(static_cast<CUevent>(end)),
+        "cuEventSynchronize");
+  float ms = 0;
+  check(s.cu.eventElapsedTime(&ms, static_cast<CUevent>(begin),
+                              static_cast<CUevent>(end)),
+        "cuEventElapsedTime");
+  return double(ms) * 1e-3;
+}
+
+} // namespace moe::runtime::cuda
+
+using namespace moe::runtime;
+
+//===----------------------------------------------------------------------===//
+// The ABI that upstream's gpu-to-llvm lowering calls.
+//===----------------------------------------------------------------------===//
+
+extern "C" {
+
+void *mgpuModuleLoad(void *data, size_t /*size*/) {
+  return cuda::guarded([&] {
+    CUmodule module = nullptr;
+    cuda::check(cuda::ready().cu.moduleLoadData(&module, data),
+                "cuModuleLoadData");
+    return static_cast<void *>(module);
+  });
+}
+
+void *mgpuModuleLoadJIT(void *data, int optLevel) {
+  return cuda::guarded([&] {
+    CUmodule module = nullptr;
+    CUjit_option options[] = {CU_JIT_OPTIMIZATION_LEVEL};
+    void *values[] = {reinterpret_cast<void *>(intptr_t(optLevel))};
+    cuda::check(cuda::ready().cu.moduleLoadDataEx(&module, data, 1, options,
+                                                  values),
+                "cuModuleLoadDataEx (PTX JIT)");
+    return static_cast<void *>(module);
+  });
+}
+
+void mgpuModuleUnload(void *module) {
+  cuda::guarded([&] {
+    cuda::check(cuda::ready().cu.moduleUnload(static_cast<CUmodule>(module)),
+                "cuModuleUnload");
+  });
+}
+
+void *mgpuModuleGetFunction(void *module, const char *name) {
+  return cuda::guarded([&] {
+    CUfunction function = nullptr;
+    cuda::check(cuda::ready().cu.moduleGetFunction(
+                    &function, static_cast<CUmodule>(module), name),
+                "cuModuleGetFunction");
+    return static_cast<void *>(function);
+  });
+}
+
+void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
+                      intptr_t gridZ, intptr_t blockX, intptr_t blockY,
+                      intptr_t blockZ, int32_t sharedBytes, void *stream,
+                      void **params, void **extra, size_t /*paramsCount*/) {
+  cuda::guarded([&] {
+    cuda::check(cuda::ready().cu.launchKernel(
+                    static_cast<CUfunction>(function), unsigned(gridX),
+                    unsigned(gridY), unsigned(gridZ), unsigned(blockX),
+                    unsigned(blockY), unsigned(blockZ), unsigned(sharedBytes),
+                    static_cast<CUstream>(stream), params, extra),
+                "cuLaunchKernel");
+  });
+}
+
+void *mgpuStreamCreate() {
+  return cuda::guarded([&] {
+    cuda::State &s = cuda::ready();
+    {
+      std::lock_guard<std::mutex> guard(s.lock);
+      if (!s.idleStreams.empty()) {
+        CUstream stream = s.idleStreams.back();
+        s.idleStreams.pop_back();
+        return static_cast<void *>(stream);
+      }
+    }
+    CUstream stream = nullptr;
+    cuda::check(s.cu.streamCreate(&stream, CU_STREAM_NON_BLOCKING),
+                "cuStreamCreate");
+    return static_cast<void *>(stream);
+  });
+}
+
+void mgpuStreamDestroy(void *stream) {
+  cuda::guarded([&] {
+    cuda::State &s = cuda::ready();
+    std::lock_guard<std::mutex> guard(s.lock);
+    s.idleStreams.push_back(static_cast<CUstream>(stream));
+  });
+}
+
+void mgpuStreamSynchronize(void *stream) {
+  cuda::guarded([&] {
+    cuda::check(
+        cuda::ready().cu.streamSynchronize(static_cast<CUstream>(stream)),
+        "cuStreamSynchronize");
+  });
+}
+
+void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/, bool /*hostShared*/) {
+  return cuda::guarded([&] { return cuda::allocate(bytes); });
+}
+
+void mgpuMemFree(void *pointer, void * /*stream*/) {
+  cuda::guarded([&] {
+    cuda::synchronize();
+    cuda::release(pointer);
+  });
+}
+
+void mgpuMemcpy(void *dst, void *src, size_t bytes, void * /*stream*/) {
+  cuda::guarded([&] {
+    cuda::check(
+        cuda::ready().cu.memcpy(reinterpret_cast<CUdeviceptr>(dst),
+                                reinterpret_cast<CUdeviceptr>(src), bytes),
+        "cuMemcpy");
+  });
+}
+
+/// memref.alloc / dealloc of the host code (finalize-memref-to-llvm with
+/// use-generic-functions): managed memory, so that kernels can reach it.
+void *_mlir_memref_to_llvm_alloc(size_t bytes) {
+  return cuda::guarded([&] { return cuda::allocate(bytes); });
+}
+
+void *_mlir_memref_to_llvm_aligned_alloc(size_t /*alignment*/, size_t bytes) {
+  // Managed allocations are aligned to at least 256 bytes.
+  return cuda::guarded([&] { return cuda::allocate(bytes); });
+}
+
+void _mlir_memref_to_llvm_free(void *pointer) {
+  cuda::guarded([&] {
+    // A kernel still running may read the block: wait before reusing it.
+    cuda::synchronize();
+    cuda::release(pointer);
+  });
+}
+}
+
+std::vector<std::pair<std::string, void *>> cuda::entryPoints() {
+  return {
+      {"mgpuModuleLoad", reinterpret_cast<void *>(&mgpuModuleLoad)},
+      {"mgpuModuleLoadJIT", reinterpret_cast<void *>(&mgpuModuleLoadJIT)},
+      {"mgpuModuleUnload", reinterpret_cast<void *>(&mgpuModuleUnload)},
+      {"mgpuModuleGetFunction",
+       reinterpret_cast<void *>(&mgpuModuleGetFunction)},
+      {"mgpuLaunchKernel", reinterpret_cast<void *>(&mgpuLaunchKernel)},
+      {"mgpuStreamCreate", reinterpret_cast<void *>(&mgpuStreamCreate)},
+      {"mgpuStreamDestroy", reinterpret_cast<void *>(&mgpuStreamDestroy)},
+      {"mgpuStreamSynchronize",
+       reinterpret_cast<void *>(&mgpuStreamSynchronize)},
+      {"mgpuMemAlloc", reinterpret_cast<void *>(&mgpuMemAlloc)},
+      {"mgpuMemFree", reinterpret_cast<void *>(&mgpuMemFree)},
+      {"mgpuMemcpy", reinterpret_cast<void *>(&mgpuMemcpy)},
+      {"_mlir_memref_to_llvm_alloc",
+       reinterpret_cast<void *>(&_mlir_memref_to_llvm_alloc)},
+      {"_mlir_memref_to_llvm_aligned_alloc",
+       reinterpret_cast<void *>(&_mlir_memref_to_llvm_aligned_alloc)},
+      {"_mlir_memref_to_llvm_free",
+       reinterpret_cast<void *>(&_mlir_memref_to_llvm_free)},
+  };
+}
