@@ -20,6 +20,7 @@
 #include "moe/Runtime/SafeTensors.h"
 #include "moe/Runtime/Stats.h"
 #include "moe/Runtime/Weights.h"
+#include "moe/Spec/CudaArtifact.h"
 #include "moe/Spec/LayerSpec.h"
 #include "moe/Transforms/Passes.h"
 
@@ -42,6 +43,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <sstream>
 #include <thread>
 
@@ -335,11 +337,42 @@ private:
   std::vector<void *> pointers;
 };
 
+rt::DType dtypeNamed(const std::string &name) {
+  return name == "bf16"  ? rt::DType::BF16
+         : name == "f16" ? rt::DType::F16
+                         : rt::DType::F32;
+}
+
+/// Reads and validates a CUDA artifact (moe-translate --moe-to-cuda-artifact).
+spec::CudaArtifact readArtifact(const std::string &path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec))
+    fail(path, std::filesystem::exists(path, ec)
+                   ? "not a regular file"
+                   : "cannot open the artifact: No such file or directory");
+  std::ifstream in(path);
+  if (!in)
+    fail(path, std::string("cannot open the artifact: ") + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  spec::CudaArtifactResult parsed = spec::parseCudaArtifact(text.str(), path);
+  if (!parsed)
+    throw rt::Error(parsed.error);
+  return *parsed.artifact;
+}
+
 int run(const ::moe::RunOptions &options) {
-  bool onGpu = options.backend == "cuda";
-  if (options.backend != "cpu" && !onGpu)
-    throw rt::Error("moe-run: error: --backend: unknown backend '" +
-                    options.backend + "' (choose cpu or cuda)");
+  bool fromArtifact = !options.artifactPath.empty();
+  std::string backend = options.backend.empty()
+                            ? (fromArtifact ? "cuda" : "cpu")
+                            : options.backend;
+  bool onGpu = backend == "cuda";
+  if (backend != "cpu" && !onGpu)
+    throw rt::Error("moe-run: error: --backend: unknown backend '" + backend +
+                    "' (choose cpu or cuda)");
+  if (fromArtifact && !onGpu)
+    throw rt::Error("moe-run: error: --artifact holds GPU code: run it with "
+                    "--backend cuda");
   if (onGpu && !rt::cuda::built())
     throw rt::Error("moe-run: error: --backend cuda: this build has no CUDA "
                     "backend (the CUDA toolkit was not found when it was "
@@ -350,11 +383,15 @@ int run(const ::moe::RunOptions &options) {
   if (options.activationType != "f32" && options.activationType != "bf16")
     throw rt::Error("moe-run: error: --act-dtype: unknown type '" +
                     options.activationType + "' (choose f32 or bf16)");
-  if (!options.modulePath.empty() && options.activationType != "f32")
-    throw rt::Error("moe-run: error: --act-dtype applies to --spec; a "
-                    "--module's input type gives its activations");
-  if (options.specPath.empty() == options.modulePath.empty())
-    throw rt::Error("moe-run: error: give exactly one of --spec and --module");
+  if (options.specPath.empty() && options.activationType != "f32")
+    throw rt::Error("moe-run: error: --act-dtype applies to --spec; the "
+                    "input type of a --module or --artifact gives its "
+                    "activations");
+  if (int(!options.specPath.empty()) + int(!options.modulePath.empty()) +
+          int(fromArtifact) !=
+      1)
+    throw rt::Error(
+        "moe-run: error: give exactly one of --spec, --module and --artifact");
   for (auto [flag, value] : {std::pair<const char *, const std::string *>{
                                  "--weights", &options.weightsPath},
                              {"--input", &options.inputPath},
@@ -387,8 +424,23 @@ int run(const ::moe::RunOptions &options) {
   LayerInfo info;
   OwningOpRef<ModuleOp> module;
   const std::string &layerSource =
-      options.specPath.empty() ? options.modulePath : options.specPath;
-  if (!options.specPath.empty()) {
+      fromArtifact                 ? options.artifactPath
+      : options.specPath.empty() ? options.modulePath
+                                   : options.specPath;
+  std::optional<spec::CudaArtifact> artifact;
+  if (fromArtifact) {
+    artifact = readArtifact(options.artifactPath);
+    info.spec.dModel = artifact->dModel;
+    info.spec.dFF = artifact->dFF;
+    info.spec.numExperts = artifact->numExperts;
+    // Only gating matters for loading weights.
+    info.spec.activation =
+        artifact->gated ? spec::Activation::Swiglu : spec::Activation::Relu;
+    info.capacity = artifact->capacity;
+    info.activationType = dtypeNamed(artifact->buffers[0].dtype);
+    info.routerType = dtypeNamed(artifact->buffers[1].dtype);
+    info.weightType = dtypeNamed(artifact->buffers[2].dtype);
+  } else if (!options.specPath.empty()) {
     std::error_code ec;
     if (!std::filesystem::is_regular_file(options.specPath, ec))
       fail(options.specPath, std::filesystem::exists(options.specPath, ec)
@@ -445,6 +497,10 @@ int run(const ::moe::RunOptions &options) {
     fail(options.inputPath,
          "input has width " + std::to_string(width) + ", expected d_model = " +
              std::to_string(info.spec.dModel) + " (from " + layerSource + ")");
+  if (artifact && artifact->tokens != tokens)
+    fail(options.inputPath, "input has " + std::to_string(tokens) +
+                                " tokens, the artifact takes " +
+                                std::to_string(artifact->tokens));
   if (module) {
     auto expected = cast<RankedTensorType>(
         module->lookupSymbol<func::FuncOp>(options.funcName)
@@ -469,8 +525,10 @@ int run(const ::moe::RunOptions &options) {
       if (*w)
         *w = rowSlice(*w, rank * local, local);
   }
-  StaticTraffic exchange =
-      staticTraffic(module->lookupSymbol<func::FuncOp>(options.funcName));
+  StaticTraffic exchange;
+  if (module)
+    exchange =
+        staticTraffic(module->lookupSymbol<func::FuncOp>(options.funcName));
 
   if (onGpu) {
     try {
@@ -498,12 +556,33 @@ int run(const ::moe::RunOptions &options) {
     symbols.insert(symbols.end(), driver.begin(), driver.end());
     gpu.chip = options.gpuChip;
   }
-  auto executable = mlir::moe::HostExecutable::compile(
-      *module, options.funcName, options.optLevel, symbols, threads,
-      onGpu ? &gpu : nullptr);
-  if (!executable)
-    throw rt::Error("moe-run: error: " + layerSource + ": " +
-                    llvm::toString(executable.takeError()));
+  // The layer as a call on descriptors: JIT-compiled from the module, or
+  // the artifact's host code loaded as it is.
+  std::function<void(const std::vector<void *> &)> invokeLayer;
+  std::unique_ptr<mlir::moe::HostExecutable> compiled;
+  std::unique_ptr<mlir::moe::LLVMIRExecutable> loaded;
+  if (artifact) {
+    auto exe = mlir::moe::LLVMIRExecutable::load(
+        artifact->hostLLVMIR, options.artifactPath, artifact->entry,
+        artifact->buffers.size(), symbols);
+    if (!exe)
+      throw rt::Error("moe-run: error: " + llvm::toString(exe.takeError()));
+    loaded = std::move(*exe);
+    invokeLayer = [&](const std::vector<void *> &d) { loaded->invoke(d); };
+  } else {
+    auto exe = mlir::moe::HostExecutable::compile(
+        *module, options.funcName, options.optLevel, symbols, threads,
+        onGpu ? &gpu : nullptr);
+    if (!exe)
+      throw rt::Error("moe-run: error: " + layerSource + ": " +
+                      llvm::toString(exe.takeError()));
+    compiled = std::move(*exe);
+    invokeLayer = [&](const std::vector<void *> &d) {
+      if (llvm::Error err = compiled->invoke(d))
+        throw rt::Error("moe-run: error: running the layer failed: " +
+                        llvm::toString(std::move(err)));
+    };
+  }
   double compileSeconds = secondsSince(compileStart);
 
   int64_t experts = info.spec.numExperts;
@@ -526,9 +605,7 @@ int run(const ::moe::RunOptions &options) {
   CallArguments call(arguments, firstResult, onGpu);
 
   auto runOnce = [&] {
-    if (llvm::Error err = (*executable)->invoke(call.get()))
-      throw rt::Error("moe-run: error: running the layer failed: " +
-                      llvm::toString(std::move(err)));
+    invokeLayer(call.get());
     call.fetchResults();
   };
   auto runStart = Clock::now();

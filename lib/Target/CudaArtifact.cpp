@@ -54,7 +54,7 @@ func::FuncOp findLayerFunction(ModuleOp module) {
     if (func.isPrivate() || func.isDeclaration())
       continue;
     if (found) {
-      module.emitError("the GPU artifact holds one layer function, but @")
+      func.emitError("the GPU artifact holds one layer function, but @")
           << found.getName() << " and @" << func.getName()
           << " are both public";
       return {};

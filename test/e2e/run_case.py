@@ -339,13 +339,17 @@ def unmet_expectations(case, inputs, details):
     return unmet
 
 
-def prepare(case):
+def prepare(case, act_dtype="f32"):
     """Generate the inputs of `case`, reseeding past near-ties and unmet expectations.
-    Returns (seed, inputs, reference details)."""
+    With bfloat16 activations the tokens are rounded to bfloat16 first, so that the
+    reference sees exactly what the layer computes from. Returns (seed, inputs,
+    reference details)."""
     seed = case.seed
     reasons = []
     for _ in range(MAX_ATTEMPTS):
         inputs = generate_inputs(case, seed)
+        if act_dtype == "bf16":
+            inputs["x"] = moe_io.round_to_bf16(inputs["x"])
         details = run_reference(case.spec, inputs)
         problems = near_ties(details, allow_exact=case.inputs == "ties")
         problems += [f"expected {want}" for want in unmet_expectations(case, inputs, details)]
@@ -365,8 +369,10 @@ def _is_int(value):
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def compare_outputs(case, y, stats, ref):
-    """Return (problems, rel_err): everything in y / stats that breaks spec section 5."""
+def compare_outputs(case, y, stats, ref, act_dtype="f32"):
+    """Return (problems, rel_err): everything in y / stats that breaks spec section 5
+    (bfloat16 tolerances when the weights or the activations are bfloat16)."""
+    precision = "bf16" if "bf16" in (case.weights, act_dtype) else "f32"
     problems = []
     ref_y, ref_stats = ref["y"], ref["stats"]
     rel_err = float("nan")
@@ -386,9 +392,9 @@ def compare_outputs(case, y, stats, ref):
                 problems.append("y is not zero although the reference output is")
         else:
             rel_err = err_norm / ref_norm
-            if not rel_err <= Y_TOL[case.weights]:
+            if not rel_err <= Y_TOL[precision]:
                 worst = int(np.argmax(np.linalg.norm(y64 - ref_y, axis=1)))
-                problems.append(f"rel_err {rel_err:.3e} > {Y_TOL[case.weights]:g} "
+                problems.append(f"rel_err {rel_err:.3e} > {Y_TOL[precision]:g} "
                                 f"(worst token {worst})")
 
     if not isinstance(stats, dict):
@@ -415,7 +421,7 @@ def compare_outputs(case, y, stats, ref):
         if key not in stats:
             continue
         value, want = stats[key], ref_stats[key]
-        tol = LOSS_TOL[case.weights]
+        tol = LOSS_TOL[precision]
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and
                 abs(value - want) <= tol * abs(want)):
             problems.append(f"{key} {json.dumps(value)} != {want:.9g} (rel tol {tol:g})")
@@ -436,7 +442,7 @@ def row_traffic(choice, num_experts, shards, d_model, element_bytes=4):
     return [n * d_model * element_bytes for n in rows]
 
 
-def run_one(name, case, moe_run, workdir, backend, timeout, shards=1):
+def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32"):
     """Run one case; return (passed, summary line). With shards > 1 the tool runs under
     mpirun with --shards, and its output must also match the unsharded run's to 1e-6
     relative, with identical statistics."""
@@ -447,7 +453,7 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1):
             return True, (f"SKIP {name}: T={case.tokens}, E={experts} do not both divide "
                           f"over {shards} ranks")
     try:
-        seed, inputs, ref = prepare(case)
+        seed, inputs, ref = prepare(case, act_dtype)
     except (RuntimeError, ValueError) as err:
         return False, f"FAIL {name}: harness could not generate inputs: {err}"
     case_dir = os.path.join(workdir, name)
@@ -476,6 +482,8 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1):
                    "--input", paths["x"], "--output", y_path, "--stats", stats_path]
         if backend:
             command += ["--backend", backend]
+        if act_dtype != "f32":
+            command += ["--act-dtype", act_dtype]
         if ranks > 1:
             command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
                        str(ranks)] + command + ["--shards", str(ranks)]
@@ -505,7 +513,7 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1):
     except (OSError, ValueError) as err:
         return False, f"FAIL {name}: cannot read the outputs: {err}"
 
-    problems, rel_err = compare_outputs(case, y, stats, ref)
+    problems, rel_err = compare_outputs(case, y, stats, ref, act_dtype)
     if shards > 1 and not problems:
         single_y = os.path.join(case_dir, "y_single.npy")
         single_stats = os.path.join(case_dir, "stats_single.json")
@@ -553,6 +561,9 @@ def main(argv=None):
     parser.add_argument("--shards", type=int, default=1,
                         help="expert-parallel ranks: run under mpirun with --shards and "
                              "also compare with the unsharded run")
+    parser.add_argument("--act-dtype", choices=("f32", "bf16"), default="f32",
+                        help="activation type passed to moe-run (bf16: tokens rounded to "
+                             "bfloat16 for the reference too, bfloat16 tolerances)")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
 
@@ -572,7 +583,7 @@ def main(argv=None):
     failures = 0
     for name in names:
         passed, line = run_one(name, CASES[name], args.moe_run, args.workdir, args.backend,
-                               args.timeout, args.shards)
+                               args.timeout, args.shards, args.act_dtype)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

@@ -29,6 +29,8 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
 
   --spec S.json            layer-spec JSON (or --module)
   --module M.mlir          run this MLIR module instead of a spec
+  --artifact A.json        run a CUDA artifact written by moe-translate
+                           --moe-to-cuda-artifact (GPU code, no compiling)
   --func NAME              layer function of --module (default: moe_layer)
   --weights W.safetensors  weights, our names or Hugging Face names
   --weight-prefix P        prefix of the layer's weights in a whole-model
@@ -37,7 +39,8 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
   --output Y.npy           output, float32 [T, d_model]
   --stats ST.json          statistics (capacity, tokens_per_expert, dropped,
                            load_balance_loss, router_z_loss)
-  --backend cpu|cuda       backend (default: cpu); cuda compiles with
+  --backend cpu|cuda       backend (default: cpu, cuda for --artifact);
+                           cuda compiles with
                            moe-gpu-pipeline and runs the kernels through
                            the CUDA driver (needs an NVIDIA GPU and driver)
   --gpu-chip SM            chip of the cuda kernels (default: sm_90a)
@@ -81,6 +84,7 @@ int main(int argc, char **argv) {
   std::map<std::string, std::string *> valued{
       {"--spec", &options.specPath},
       {"--module", &options.modulePath},
+      {"--artifact", &options.artifactPath},
       {"--func", &options.funcName},
       {"--weights", &options.weightsPath},
       {"--weight-prefix", &options.weightPrefix},

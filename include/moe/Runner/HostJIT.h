@@ -60,6 +60,29 @@ private:
   std::string entry;
 };
 
+/// Host code given as LLVM IR text (the `host_llvm_ir` of a CUDA artifact),
+/// JIT-compiled with LLVM's ORC LLJIT; no MLIR is involved.
+class LLVMIRExecutable {
+public:
+  ~LLVMIRExecutable();
+
+  /// Compiles `ir`, resolving `symbols` first, then MLIR's C runner utils
+  /// and the process; runs the module's global constructors (the kernel
+  /// loads); finds `entry`, a C-interface function of `numArguments`
+  /// pointer arguments.
+  static llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+  load(llvm::StringRef ir, llvm::StringRef source, llvm::StringRef entry,
+       size_t numArguments, llvm::ArrayRef<HostExecutable::Symbol> symbols);
+
+  /// Calls the entry with one memref descriptor pointer per argument.
+  void invoke(llvm::ArrayRef<void *> descriptors);
+
+private:
+  LLVMIRExecutable() = default;
+  struct Impl;
+  std::unique_ptr<Impl> impl;
+};
+
 } // namespace moe
 } // namespace mlir
 

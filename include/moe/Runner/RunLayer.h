@@ -25,7 +25,9 @@ struct RunOptions {
   std::string inputPath;              ///< --input: float32 [T, d_model]
   std::string outputPath;             ///< --output: float32 [T, d_model]
   std::string statsPath;              ///< --stats: statistics JSON
-  std::string backend = "cpu";        ///< --backend: cpu or cuda
+  std::string artifactPath; ///< --artifact: CUDA artifact JSON
+  /// --backend: cpu or cuda; empty: cuda for an artifact, else cpu.
+  std::string backend;
   std::string gpuChip = "sm_90a";     ///< --gpu-chip (cuda backend)
   std::string activationType = "f32"; ///< --act-dtype: f32 or bf16
   unsigned optLevel = 3;              ///< --O

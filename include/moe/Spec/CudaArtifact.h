@@ -1,0 +1,56 @@
+//===- CudaArtifact.h - Reading the CUDA artifact moe-translate writes -*- C++ -*-===//
+//
+// The JSON artifact of `moe-translate --moe-to-cuda-artifact` (format
+// "moe-cuda-artifact"), read and validated without MLIR: every field is
+// checked for presence, type and consistency with the others before anything
+// runs, and a problem is one line naming the field.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_SPEC_CUDAARTIFACT_H
+#define MOE_SPEC_CUDAARTIFACT_H
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace moe::spec {
+
+/// The artifact version this build reads.
+inline constexpr int64_t kCudaArtifactReadVersion = 1;
+
+struct CudaArtifact {
+  struct Buffer {
+    std::string name;  ///< input, router, w_in, [w_gate,] w_out, output, ...
+    bool isResult = false;
+    std::string dtype; ///< f32, bf16, f16 or i64
+    std::vector<int64_t> shape;
+  };
+  int64_t version = 0;
+  std::string function;
+  std::string entry; ///< the C-interface symbol to call
+  std::string chip;
+  std::string kernelFormat; ///< cubin or ptx
+  int64_t dModel = 0, dFF = 0, numExperts = 0, tokens = 0;
+  bool gated = false;
+  std::optional<int64_t> capacity;
+  std::vector<Buffer> buffers; ///< in call order: inputs, then results
+  int64_t kernels = 0;
+  std::string hostLLVMIR;
+};
+
+struct CudaArtifactResult {
+  std::optional<CudaArtifact> artifact;
+  std::string error; ///< `<source>[:line:col]: error: ...` when invalid
+  explicit operator bool() const { return artifact.has_value(); }
+};
+
+/// Reads and validates an artifact; `source` names it in messages.
+CudaArtifactResult parseCudaArtifact(std::string_view text,
+                                     std::string_view source);
+
+} // namespace moe::spec
+
+#endif // MOE_SPEC_CUDAARTIFACT_H

@@ -1,0 +1,24 @@
+// moe-gpu-pipeline: a layer becomes host LLVM-dialect code that launches
+// kernels held in gpu.binary ops for the NVVM target (sm_90a by default,
+// configurable), allocating through the generic allocation functions that
+// the CUDA runtime backs with managed memory.
+// RUN: moe-opt %s --moe-gpu-pipeline | FileCheck %s
+// RUN: moe-opt %s '--moe-gpu-pipeline=chip=sm_80 features=+ptx75 format=isa' | FileCheck %s --check-prefix=ISA
+
+// CHECK-NOT: moe.
+// CHECK-LABEL: llvm.func @moe_layer(
+// CHECK: llvm.call @_mlir_memref_to_llvm_alloc
+// CHECK: gpu.launch_func  @moe_layer_kernel::@moe_layer_kernel blocks in ({{.*}}) threads in ({{.*}})
+// CHECK: llvm.call @_mlir_memref_to_llvm_free
+// CHECK-LABEL: llvm.func @_mlir_ciface_moe_layer(
+// CHECK: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">, {{.*}}bin = "
+
+// PTX text for another chip when asked.
+// ISA: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_80", features = "+ptx75">, {{.*}}assembly = "
+// ISA-SAME: .target sm_80
+func.func @moe_layer(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xbf16>, %wg: tensor<4x32x64xbf16>, %wo: tensor<4x64x32xbf16>)
+    -> (tensor<16x32xbf16>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_gate(%wg) w_out(%wo) top_k 2 activation swiglu normalize_gates capacity_factor 1.25 priority position
+      : tensor<16x32xbf16>, tensor<4x32xf32>, tensor<4x32x64xbf16>, tensor<4x32x64xbf16>, tensor<4x64x32xbf16>
+  return %y, %t, %d, %lb, %z : tensor<16x32xbf16>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}
