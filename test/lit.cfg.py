@@ -31,3 +31,11 @@ if os.path.exists("/usr/local/cuda/bin/ptxas"):
 smi = shutil.which("nvidia-smi")
 if config.moe_have_cuda and smi and subprocess.run([smi, "-L"], capture_output=True).returncode == 0:
     config.available_features.add("cuda")
+elif not config.moe_have_cuda:
+    lit_config.note("GPU tests skipped (UNSUPPORTED): this build has no CUDA backend")
+else:
+    lit_config.note("GPU tests that run kernels skipped (UNSUPPORTED): no GPU answers "
+                    "here (nvidia-smi -L); PTX and cubin emission are still checked")
+if "ptxas" not in config.available_features:
+    lit_config.note("GPU code emission tests skipped (UNSUPPORTED): no "
+                    "/usr/local/cuda/bin/ptxas")
