@@ -21,6 +21,11 @@ config.environment["FILECHECK_OPTS"] = "--enable-var-scope"
 # Test helpers use Debian's python3, where python3-numpy is installed.
 config.substitutions.append(("%python", "/usr/bin/python3"))
 
+# The stand-in CUDA driver (test/GPU/FakeDriver): `%fakecuda` runs a command
+# with it instead of the real libcuda.so.1.
+config.substitutions.append(
+    ("%fakecuda", "env LD_LIBRARY_PATH=" + config.moe_fake_cuda_dir))
+
 # Tests under Sharding/ launch mpirun; they run one at a time.
 lit_config.parallelism_groups["mpi"] = 1
 

@@ -62,6 +62,8 @@ struct State {
   std::map<void *, size_t> liveBlocks;
   /// Streams handed back by mgpuStreamDestroy, for the next launch.
   std::vector<CUstream> idleStreams;
+  /// Kernels already looked up (the host code asks before every launch).
+  std::map<std::pair<CUmodule, std::string>, CUfunction> functions;
   PoolStats stats;
 };
 
@@ -290,17 +292,25 @@ void *mgpuModuleLoadJIT(void *data, int optLevel) {
 
 void mgpuModuleUnload(void *module) {
   cuda::guarded([&] {
-    cuda::check(cuda::ready().cu.moduleUnload(static_cast<CUmodule>(module)),
+    cuda::State &s = cuda::ready();
+    std::lock_guard<std::mutex> guard(s.lock);
+    for (auto it = s.functions.begin(); it != s.functions.end();)
+      it = it->first.first == module ? s.functions.erase(it) : std::next(it);
+    cuda::check(s.cu.moduleUnload(static_cast<CUmodule>(module)),
                 "cuModuleUnload");
   });
 }
 
 void *mgpuModuleGetFunction(void *module, const char *name) {
   return cuda::guarded([&] {
-    CUfunction function = nullptr;
-    cuda::check(cuda::ready().cu.moduleGetFunction(
-                    &function, static_cast<CUmodule>(module), name),
-                "cuModuleGetFunction");
+    cuda::State &s = cuda::ready();
+    std::lock_guard<std::mutex> guard(s.lock);
+    CUfunction &function =
+        s.functions[{static_cast<CUmodule>(module), std::string(name)}];
+    if (!function)
+      cuda::check(s.cu.moduleGetFunction(&function,
+                                         static_cast<CUmodule>(module), name),
+                  "cuModuleGetFunction");
     return static_cast<void *>(function);
   });
 }

@@ -1,0 +1,262 @@
+//===- FakeCuda.cpp - A stand-in libcuda.so.1 for testing the host side ---===//
+//
+// A test double of the CUDA driver, loaded instead of the real one through
+// LD_LIBRARY_PATH, so that the runtime's CUDA backend (module loads, launches,
+// streams, events, the memory pool, error reporting) and the host code of the
+// GPU pipeline run on machines without a GPU. It runs no kernel: what a
+// test may check is how the driver was called, never the numbers.
+//
+// It validates what a real driver would reject (images that are neither an
+// ELF cubin nor PTX text, launches of unknown functions, empty grids, blocks
+// over 1024 threads, missing parameters, frees of unknown pointers) and, at
+// exit, writes its counters as JSON to $FAKE_CUDA_LOG. $FAKE_CUDA_FAIL=<entry
+// point> makes that entry point fail with CUDA_ERROR_LAUNCH_FAILED;
+// $FAKE_CUDA_DEVICES sets the device count (default 1).
+//
+//===----------------------------------------------------------------------===//
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <set>
+#include <string>
+
+namespace {
+
+constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidImage = 200,
+              kNotFound = 500, kLaunchFailed = 719;
+
+struct Counters {
+  std::map<std::string, long> count;
+  std::set<void *> live, functions, modules;
+  std::set<std::string> kernelNames;
+  long maxThreads = 0;
+
+  ~Counters() {
+    const char *path = std::getenv("FAKE_CUDA_LOG");
+    if (!path)
+      return;
+    FILE *f = std::fopen(path, "w");
+    if (!f)
+      return;
+    std::fprintf(f, "{");
+    for (const auto &[name, n] : count)
+      std::fprintf(f, "\"%s\": %ld, ", name.c_str(), n);
+    std::fprintf(f, "\"live_allocations\": %zu, \"loaded_modules\": %zu, ",
+                 live.size(), modules.size());
+    std::fprintf(f, "\"max_threads_per_block\": %ld, \"kernels\": [", maxThreads);
+    bool first = true;
+    for (const std::string &k : kernelNames) {
+      std::fprintf(f, "%s\"%s\"", first ? "" : ", ", k.c_str());
+      first = false;
+    }
+    std::fprintf(f, "]}\n");
+    std::fclose(f);
+  }
+};
+
+Counters &counters() {
+  static Counters c;
+  return c;
+}
+
+/// Counts a call of `name`; true when the test asked it to fail.
+bool call(const char *name) {
+  ++counters().count[name];
+  const char *fail = std::getenv("FAKE_CUDA_FAIL");
+  return fail && std::strcmp(fail, name) == 0;
+}
+
+struct Handle {
+  std::string name;
+};
+
+} // namespace
+
+extern "C" {
+
+int cuInit(unsigned) { return call("cuInit") ? kLaunchFailed : kSuccess; }
+
+int cuDeviceGetCount(int *count) {
+  call("cuDeviceGetCount");
+  const char *n = std::getenv("FAKE_CUDA_DEVICES");
+  *count = n ? std::atoi(n) : 1;
+  return kSuccess;
+}
+
+int cuDeviceGet(int *device, int ordinal) {
+  call("cuDeviceGet");
+  *device = ordinal;
+  return kSuccess;
+}
+
+int cuDeviceGetName(char *name, int length, int) {
+  call("cuDeviceGetName");
+  std::snprintf(name, size_t(length), "fake CUDA device");
+  return kSuccess;
+}
+
+int cuDeviceGetAttribute(int *value, int attribute, int) {
+  call("cuDeviceGetAttribute");
+  // 75/76: compute capability major/minor; 16: multiprocessors.
+  *value = attribute == 75 ? 9 : attribute == 76 ? 0 : 132;
+  return kSuccess;
+}
+
+int cuDevicePrimaryCtxRetain(void **context, int) {
+  call("cuDevicePrimaryCtxRetain");
+  static int token;
+  *context = &token;
+  return kSuccess;
+}
+
+int cuCtxSetCurrent(void *) {
+  return call("cuCtxSetCurrent") ? kLaunchFailed : kSuccess;
+}
+
+int cuCtxSynchronize() {
+  return call("cuCtxSynchronize") ? kLaunchFailed : kSuccess;
+}
+
+int cuGetErrorName(int error, const char **name) {
+  *name = error == kLaunchFailed   ? "CUDA_ERROR_LAUNCH_FAILED"
+          : error == kInvalidImage ? "CUDA_ERROR_INVALID_IMAGE"
+          : error == kNotFound     ? "CUDA_ERROR_NOT_FOUND"
+                                   : "CUDA_ERROR_INVALID_VALUE";
+  return kSuccess;
+}
+
+int cuGetErrorString(int error, const char **text) {
+  *text = error == kLaunchFailed ? "unspecified launch failure"
+          : error == kInvalidImage
+              ? "device kernel image is invalid"
+              : "invalid argument";
+  return kSuccess;
+}
+
+int cuMemAllocManaged(unsigned long long *pointer, size_t bytes, unsigned) {
+  if (call("cuMemAllocManaged"))
+    return kLaunchFailed;
+  void *p = std::calloc(1, bytes);
+  counters().live.insert(p);
+  counters().count["bytes_allocated"] += long(bytes);
+  *pointer = reinterpret_cast<unsigned long long>(p);
+  return kSuccess;
+}
+
+int cuMemFree_v2(unsigned long long pointer) {
+  call("cuMemFree_v2");
+  void *p = reinterpret_cast<void *>(pointer);
+  if (!counters().live.erase(p))
+    return kInvalidValue;
+  std::free(p);
+  return kSuccess;
+}
+
+int cuMemcpy(unsigned long long dst, unsigned long long src, size_t bytes) {
+  call("cuMemcpy");
+  std::memmove(reinterpret_cast<void *>(dst), reinterpret_cast<void *>(src),
+               bytes);
+  return kSuccess;
+}
+
+static int loadImage(void **module, const void *image, const char *entry) {
+  if (call(entry))
+    return kLaunchFailed;
+  const char *bytes = static_cast<const char *>(image);
+  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0)
+    ++counters().count["cubin_images"];
+  else if (std::strstr(bytes, ".version") && std::strstr(bytes, ".target"))
+    ++counters().count["ptx_images"];
+  else
+    return kInvalidImage;
+  *module = new Handle{"module"};
+  counters().modules.insert(*module);
+  return kSuccess;
+}
+
+int cuModuleLoadData(void **module, const void *image) {
+  return loadImage(module, image, "cuModuleLoadData");
+}
+
+int cuModuleLoadDataEx(void **module, const void *image, unsigned, int *,
+                       void **) {
+  return loadImage(module, image, "cuModuleLoadDataEx");
+}
+
+int cuModuleUnload(void *module) {
+  call("cuModuleUnload");
+  if (!counters().modules.erase(module))
+    return kInvalidValue;
+  delete static_cast<Handle *>(module);
+  return kSuccess;
+}
+
+int cuModuleGetFunction(void **function, void *module, const char *name) {
+  call("cuModuleGetFunction");
+  if (!counters().modules.count(module))
+    return kInvalidValue;
+  *function = new Handle{name};
+  counters().functions.insert(*function);
+  counters().kernelNames.insert(name);
+  return kSuccess;
+}
+
+int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
+                   unsigned bx, unsigned by, unsigned bz, unsigned, void *,
+                   void **params, void **) {
+  if (call("cuLaunchKernel"))
+    return kLaunchFailed;
+  long threads = long(bx) * by * bz;
+  if (!counters().functions.count(function) || !gx || !gy || !gz ||
+      threads < 1 || threads > 1024 || !params)
+    return kInvalidValue;
+  if (threads > counters().maxThreads)
+    counters().maxThreads = threads;
+  return kSuccess;
+}
+
+int cuStreamCreate(void **stream, unsigned) {
+  call("cuStreamCreate");
+  *stream = new Handle{"stream"};
+  return kSuccess;
+}
+
+int cuStreamSynchronize(void *) {
+  return call("cuStreamSynchronize") ? kLaunchFailed : kSuccess;
+}
+
+int cuStreamDestroy_v2(void *stream) {
+  call("cuStreamDestroy_v2");
+  delete static_cast<Handle *>(stream);
+  return kSuccess;
+}
+
+int cuEventCreate(void **event, unsigned) {
+  call("cuEventCreate");
+  *event = new Handle{"event"};
+  return kSuccess;
+}
+
+int cuEventRecord(void *, void *) {
+  return call("cuEventRecord") ? kLaunchFailed : kSuccess;
+}
+
+int cuEventSynchronize(void *) {
+  return call("cuEventSynchronize") ? kLaunchFailed : kSuccess;
+}
+
+int cuEventElapsedTime_v2(float *ms, void *, void *) {
+  call("cuEventElapsedTime_v2");
+  *ms = 1.0f;
+  return kSuccess;
+}
+
+int cuEventDestroy_v2(void *event) {
+  call("cuEventDestroy_v2");
+  delete static_cast<Handle *>(event);
+  return kSuccess;
+}
+}

@@ -1,0 +1,54 @@
+"""Check how moe-run drove the stand-in CUDA driver (test/GPU/FakeDriver):
+`check_fake_log.py ARTIFACT.json ONE.json MANY.json CALLS [ARTIFACT_RUN.json]`.
+
+ONE.json is the driver's log of a run with one call of the layer, MANY.json of a
+run with CALLS calls; ARTIFACT.json is the layer's CUDA artifact (its kernel
+modules); ARTIFACT_RUN.json, if given, the log of moe-run --artifact. Prints one
+`ok: ...` line per property, or `FAIL: ...` and exits 1."""
+import json
+import sys
+
+
+def main():
+    artifact = json.load(open(sys.argv[1]))
+    one, many = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
+    calls = int(sys.argv[4])
+    modules = len({k["module"] for k in artifact["kernels"]})
+    failures = []
+
+    def expect(ok, what):
+        print(("ok: " if ok else "FAIL: ") + what)
+        if not ok:
+            failures.append(what)
+
+    logs = [("one", one), ("many", many)]
+    if len(sys.argv) > 5:
+        logs.append(("artifact", json.load(open(sys.argv[5]))))
+    for name, log in logs:
+        expect(log.get("cubin_images") == modules,
+               f"{name}: every kernel module loaded once as a cubin "
+               f"({log.get('cubin_images')} of {modules})")
+        expect(log.get("loaded_modules") == 0 and
+               log.get("cuModuleUnload") == log.get("cuModuleLoadData"),
+               f"{name}: every module unloaded at exit")
+        expect(log.get("cuLaunchKernel", 0) > 0 and
+               1 < log.get("max_threads_per_block", 0) <= 1024,
+               f"{name}: kernels launched with valid geometry "
+               f"(max {log.get('max_threads_per_block')} threads per block)")
+        expect(log.get("cuModuleGetFunction") == modules,
+               f"{name}: each kernel looked up once ({log.get('cuModuleGetFunction')} "
+               f"lookups for {modules} modules)")
+        expect(log.get("cuStreamCreate") == 1,
+               f"{name}: one stream, reused for every launch "
+               f"({log.get('cuStreamCreate')} created)")
+    expect(many["cuLaunchKernel"] >= calls * one["cuLaunchKernel"] // 2,
+           f"launches grow with the calls ({one['cuLaunchKernel']} for one call, "
+           f"{many['cuLaunchKernel']} for {calls})")
+    expect(many["cuMemAllocManaged"] == one["cuMemAllocManaged"],
+           f"the pool serves later calls without new driver allocations "
+           f"({one['cuMemAllocManaged']} for one call, {many['cuMemAllocManaged']} for {calls})")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
