@@ -74,7 +74,9 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
          "scf-parallel-loop-tiling{parallel-loop-tile-sizes=" +
          options.tile +
          " no-min-max-bounds=1},"
-         "gpu-map-parallel-loops,"
+         "gpu-map-parallel-loops{mapping-policy=" +
+         options.mapping +
+         "},"
          "convert-parallel-loops-to-gpu),"
          "canonicalize,"
          "gpu-kernel-outlining,"
@@ -143,9 +145,14 @@ struct GpuPipelineCLOptions
                               llvm::cl::init("/usr/local/cuda")};
   Option<std::string> tile{
       *this, "tile",
-      llvm::cl::desc("threads per block along the innermost parallel "
-                     "dimensions, comma separated"),
-      llvm::cl::init("16,16")};
+      llvm::cl::desc("tile sizes of the parallel loops, outermost first "
+                     "(the threads of a block), comma separated"),
+      llvm::cl::init("8,32")};
+  Option<std::string> mapping{
+      *this, "mapping",
+      llvm::cl::desc("which loop goes to thread x: innermost-first (the "
+                     "contiguous dimension, coalesced) or outermost-first"),
+      llvm::cl::init("innermost-first")};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -165,6 +172,7 @@ void mlir::moe::registerMoEPipelines() {
         options.format = cl.format;
         options.toolkit = cl.toolkit;
         options.tile = cl.tile;
+        options.mapping = cl.mapping;
         options.optLevel = cl.optLevel;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

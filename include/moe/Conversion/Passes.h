@@ -41,8 +41,12 @@ struct GpuPipelineOptions {
   /// gpu-module-to-binary format: "bin" (cubin), "isa" (PTX) or "fatbin".
   std::string format = "bin";
   std::string toolkit = "/usr/local/cuda";
-  /// Tile sizes of the parallel loops: the threads of one block.
-  std::string tile = "16,16";
+  /// Tile sizes of the parallel loops, outermost first: the threads of one
+  /// block. With the innermost dimension on thread x, a warp of a 2-D loop
+  /// nest covers 32 contiguous columns (coalesced loads and stores).
+  std::string tile = "8,32";
+  /// gpu-map-parallel-loops policy: which loop goes to thread/block x.
+  std::string mapping = "innermost-first";
   int optLevel = 3;
 };
 
