@@ -343,19 +343,26 @@ rt::DType dtypeNamed(const std::string &name) {
                          : rt::DType::F32;
 }
 
-/// Reads and validates a CUDA artifact (moe-translate --moe-to-cuda-artifact).
-spec::CudaArtifact readArtifact(const std::string &path) {
+/// The whole text of `path`, a regular file; `what` names it in errors
+/// ("the layer spec").
+std::string readTextFile(const std::string &path, const std::string &what) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec))
     fail(path, std::filesystem::exists(path, ec)
                    ? "not a regular file"
-                   : "cannot open the artifact: No such file or directory");
+                   : "cannot open " + what + ": No such file or directory");
   std::ifstream in(path);
   if (!in)
-    fail(path, std::string("cannot open the artifact: ") + std::strerror(errno));
+    fail(path, "cannot open " + what + ": " + std::strerror(errno));
   std::stringstream text;
   text << in.rdbuf();
-  spec::CudaArtifactResult parsed = spec::parseCudaArtifact(text.str(), path);
+  return text.str();
+}
+
+/// Reads and validates a CUDA artifact (moe-translate --moe-to-cuda-artifact).
+spec::CudaArtifact readArtifact(const std::string &path) {
+  spec::CudaArtifactResult parsed =
+      spec::parseCudaArtifact(readTextFile(path, "the artifact"), path);
   if (!parsed)
     throw rt::Error(parsed.error);
   return *parsed.artifact;
@@ -441,20 +448,8 @@ int run(const ::moe::RunOptions &options) {
     info.routerType = dtypeNamed(artifact->buffers[1].dtype);
     info.weightType = dtypeNamed(artifact->buffers[2].dtype);
   } else if (!options.specPath.empty()) {
-    std::error_code ec;
-    if (!std::filesystem::is_regular_file(options.specPath, ec))
-      fail(options.specPath, std::filesystem::exists(options.specPath, ec)
-                                 ? "not a regular file"
-                                 : "cannot open the layer spec: No such file "
-                                   "or directory");
-    std::ifstream in(options.specPath);
-    if (!in)
-      fail(options.specPath,
-           std::string("cannot open the layer spec: ") + std::strerror(errno));
-    std::stringstream text;
-    text << in.rdbuf();
-    spec::SpecResult parsed =
-        spec::parseLayerSpec(text.str(), options.specPath);
+    spec::SpecResult parsed = spec::parseLayerSpec(
+        readTextFile(options.specPath, "the layer spec"), options.specPath);
     if (!parsed)
       throw rt::Error(parsed.error);
     info.spec = *parsed.spec;

@@ -183,12 +183,6 @@ CudaArtifact readArtifact(std::string_view text) {
 CudaArtifactResult moe::spec::parseCudaArtifact(std::string_view text,
                                                 std::string_view source) {
   CudaArtifactResult result;
-  try {
-    result.artifact = readArtifact(text);
-  } catch (const InputError &e) {
-    result.error = std::string(source) + e.location + ": error: " + e.message;
-  } catch (const std::exception &e) {
-    result.error = std::string(source) + ": error: " + e.what();
-  }
+  result.error = errorOf(source, [&] { result.artifact = readArtifact(text); });
   return result;
 }

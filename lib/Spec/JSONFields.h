@@ -314,20 +314,29 @@ inline std::string readString(const JSON &value, std::string_view field,
   return value.get<std::string>();
 }
 
+/// Runs `body`, which stores its result or throws, and returns the one-line
+/// `<source>[:<line>:<col>]: error: <message>` form of a failure (empty on
+/// success).
+template <typename Body>
+std::string errorOf(std::string_view source, Body &&body) {
+  try {
+    body();
+    return std::string();
+  } catch (const InputError &e) {
+    return std::string(source) + e.location + ": error: " + e.message;
+  } catch (const std::exception &e) {
+    return std::string(source) + ": error: " + e.what();
+  } catch (...) {
+    return std::string(source) + ": error: unexpected failure";
+  }
+}
+
 /// Runs `body`, which returns a LayerSpec or throws, and turns any failure
-/// into the one-line `<source>[:<line>:<col>]: error: <message>` form.
+/// into a SpecResult holding the one-line error.
 template <typename Body>
 SpecResult guarded(std::string_view source, Body &&body) {
   SpecResult result;
-  try {
-    result.spec = body();
-  } catch (const InputError &e) {
-    result.error = std::string(source) + e.location + ": error: " + e.message;
-  } catch (const std::exception &e) {
-    result.error = std::string(source) + ": error: " + e.what();
-  } catch (...) {
-    result.error = std::string(source) + ": error: unexpected failure";
-  }
+  result.error = errorOf(source, [&] { result.spec = body(); });
   return result;
 }
 
