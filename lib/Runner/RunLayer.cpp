@@ -384,9 +384,6 @@ int run(const ::moe::RunOptions &options) {
     throw rt::Error("moe-run: error: --backend cuda: this build has no CUDA "
                     "backend (the CUDA toolkit was not found when it was "
                     "configured)");
-  if (onGpu && options.shards > 1)
-    throw rt::Error("moe-run: error: --backend cuda does not run sharded "
-                    "layers yet; use --backend cpu with --shards");
   if (options.activationType != "f32" && options.activationType != "bf16")
     throw rt::Error("moe-run: error: --act-dtype: unknown type '" +
                     options.activationType + "' (choose f32 or bf16)");
@@ -525,19 +522,51 @@ int run(const ::moe::RunOptions &options) {
     exchange =
         staticTraffic(module->lookupSymbol<func::FuncOp>(options.funcName));
 
+  // On the GPU every rank takes a device of its node in turn, and the
+  // exchanges of the compiled code go through NCCL (or MPI over managed
+  // memory, MOE_GPU_COLLECTIVES=mpi); host-side gathers stay on MPI.
+  std::unique_ptr<rt::Collectives> gpuComm;
   if (onGpu) {
+    int device = 0;
     try {
-      rt::cuda::initialize();
+      if (comm) {
+        const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+        device = (local ? std::atoi(local) : int(rank)) %
+                 std::max(1, rt::cuda::deviceCount());
+      }
+      rt::cuda::initialize(device);
     } catch (const rt::Error &e) {
       throw rt::Error(std::string("moe-run: error: --backend cuda: ") +
                       e.what());
     }
+    if (comm) {
+      const char *choice = std::getenv("MOE_GPU_COLLECTIVES");
+      std::string engine = choice ? choice : rt::haveNCCL() ? "nccl" : "mpi";
+      if (engine == "nccl") {
+        try {
+          gpuComm = rt::makeNCCLCollectives(*comm, device);
+        } catch (const rt::Error &e) {
+          throw rt::Error(std::string("moe-run: error: --backend cuda: ") +
+                          e.what());
+        }
+        rt::setDeviceStaging(&rt::cuda::allocate, &rt::cuda::release);
+      } else if (engine != "mpi") {
+        throw rt::Error("moe-run: error: MOE_GPU_COLLECTIVES must be nccl or "
+                        "mpi, got '" +
+                        engine + "'");
+      }
+    }
     if (options.verbose)
-      llvm::errs() << "moe-run: cuda device " << rt::cuda::deviceDescription()
+      llvm::errs() << "moe-run: rank " << rank << ": cuda device " << device
+                   << ": " << rt::cuda::deviceDescription()
+                   << (comm ? ", collectives " +
+                                  (gpuComm ? gpuComm : comm)->name()
+                            : std::string())
                    << "\n";
   }
+  rt::Collectives *engine = gpuComm ? gpuComm.get() : comm.get();
   auto compileStart = Clock::now();
-  rt::setActiveCollectives(comm.get());
+  rt::setActiveCollectives(engine);
   // Ranks sharing a machine share its cores.
   int64_t threads = 0;
   if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
@@ -618,8 +647,8 @@ int run(const ::moe::RunOptions &options) {
   // What the first call moved between ranks, as measured on every rank.
   std::vector<uint64_t> traffic(2 * static_cast<size_t>(shards), 0);
   if (comm) {
-    uint64_t mine[2] = {comm->counters().bytesSent,
-                        comm->counters().bytesReceived};
+    uint64_t mine[2] = {engine->counters().bytesSent,
+                        engine->counters().bytesReceived};
     comm->allGather(mine, traffic.data(), sizeof(mine));
   }
 

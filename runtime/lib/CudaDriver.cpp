@@ -150,14 +150,24 @@ State &ready() {
 
 bool built() { return true; }
 
+int deviceCount() {
+  State &s = state();
+  if (!s.cu.init) {
+    Driver cu;
+    loadDriver(cu);
+    s.cu = cu;
+  }
+  check(s.cu.init(0), "cuInit");
+  int count = 0;
+  check(s.cu.deviceGetCount(&count), "cuDeviceGetCount");
+  return count;
+}
+
 void initialize(int device) {
   State &s = state();
   if (s.ready)
     return;
-  loadDriver(s.cu);
-  check(s.cu.init(0), "cuInit");
-  int count = 0;
-  check(s.cu.deviceGetCount(&count), "cuDeviceGetCount");
+  int count = deviceCount();
   if (device < 0 || device >= count)
     throw Error("cuda: device " + std::to_string(device) +
                 " does not exist (this machine has " + std::to_string(count) +

@@ -17,6 +17,7 @@ namespace {
 } // namespace
 
 bool built() { return false; }
+int deviceCount() { unavailable(); }
 void initialize(int) { unavailable(); }
 std::string deviceDescription() { unavailable(); }
 void *allocate(size_t) { unavailable(); }

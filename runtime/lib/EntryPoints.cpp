@@ -25,6 +25,36 @@ namespace moe::runtime {
 namespace {
 
 Collectives *active = nullptr;
+void *(*deviceAllocate)(size_t) = nullptr;
+void (*deviceRelease)(void *) = nullptr;
+
+/// A staging buffer the active engine can reach: host memory, or memory of
+/// the device staging allocator for engines that need it.
+class Staging {
+public:
+  explicit Staging(size_t bytes) {
+    if (active && active->needsDeviceBuffers()) {
+      if (!deviceAllocate)
+        throw Error("moe_rt: error: the " + active->name() +
+                    " engine needs device memory to stage exchanges, and no "
+                    "GPU backend provides it");
+      device = deviceAllocate(bytes ? bytes : 1);
+    } else {
+      host.resize(bytes);
+    }
+  }
+  ~Staging() {
+    if (device)
+      deviceRelease(device);
+  }
+  Staging(const Staging &) = delete;
+  Staging &operator=(const Staging &) = delete;
+  char *data() { return device ? static_cast<char *>(device) : host.data(); }
+
+private:
+  std::vector<char> host;
+  void *device = nullptr;
+};
 
 /// MLIR's C interface of an unranked memref.
 struct UnrankedMemRef {
@@ -100,7 +130,7 @@ void allToAll(const UnrankedMemRef *src, const UnrankedMemRef *dst,
     size_t chunk = bytes / n;
     auto s = static_cast<size_t>(split), k = static_cast<size_t>(concat);
     // Pack: chunk i holds the i-th slice along split_dim, row-major.
-    std::vector<char> send(bytes), recv(bytes);
+    Staging send(bytes), recv(bytes);
     {
       size_t outer = static_cast<size_t>(product(in.shape, 0, s));
       size_t part = static_cast<size_t>(in.shape[s]) / n;
@@ -251,13 +281,13 @@ void exchangeRows(const UnrankedMemRef *rows, const UnrankedMemRef *counts,
     c.allToAll(mine, theirs, x.local * sizeof(int64_t));
     std::vector<size_t> receiving = x.fromRanks(theirs);
     checkRows(total(receiving), out.shape[0], "exchange_rows result");
-    std::vector<char> staging(total(receiving) * x.rowBytes);
+    size_t arriving = total(receiving) * x.rowBytes;
+    Staging staging(arriving);
     c.allToAllV(in.data, x.bytes(sending), staging.data(),
                 x.bytes(receiving));
     x.regroup(theirs, staging.data(), out.data, /*toExpertMajor=*/true);
-    std::memset(out.data + staging.size(), 0,
-                static_cast<size_t>(out.shape[0]) * x.rowBytes -
-                    staging.size());
+    std::memset(out.data + arriving, 0,
+                static_cast<size_t>(out.shape[0]) * x.rowBytes - arriving);
   });
 }
 
@@ -278,7 +308,7 @@ void returnRows(const UnrankedMemRef *rows,
         x.perRank(reinterpret_cast<const int64_t *>(sizes.data));
     checkRows(total(sending), in.shape[0], "return_rows source");
     checkRows(total(receiving), out.shape[0], "return_rows result");
-    std::vector<char> staging(total(sending) * x.rowBytes);
+    Staging staging(total(sending) * x.rowBytes);
     x.regroup(theirs, staging.data(), in.data, /*toExpertMajor=*/false);
     c.allToAllV(staging.data(), x.bytes(sending), out.data,
                 x.bytes(receiving));
@@ -297,6 +327,11 @@ int64_t rankOf(int64_t ranks) {
 } // namespace
 
 void setActiveCollectives(Collectives *collectives) { active = collectives; }
+
+void setDeviceStaging(void *(*allocate)(size_t), void (*release)(void *)) {
+  deviceAllocate = allocate;
+  deviceRelease = release;
+}
 
 } // namespace moe::runtime
 

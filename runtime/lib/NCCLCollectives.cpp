@@ -152,6 +152,7 @@ public:
   int rank() const override { return rankIndex; }
   int size() const override { return rankCount; }
   std::string name() const override { return "nccl"; }
+  bool needsDeviceBuffers() const override { return true; }
 
   void allToAll(const void *send, void *recv, size_t chunkBytes) override;
   void allToAllV(const void *send, const std::vector<size_t> &sendBytes,

@@ -15,7 +15,6 @@ bool moe::runtime::haveNCCL() { return false; }
 
 std::unique_ptr<Collectives>
 moe::runtime::makeNCCLCollectives(Collectives & /*bootstrap*/, int /*device*/) {
-  throw Error("nccl: error: error: this build has no NCCL engine (CUDA and "
-              "NCCL were not "
-              "found at configure time)");
+  throw Error("nccl: error: this build has no NCCL engine (CUDA and NCCL "
+              "were not found at configure time)");
 }

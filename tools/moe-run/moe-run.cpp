@@ -50,7 +50,10 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            mpirun -np N moe-run --shards N ...; rank r takes
                            tokens [r*T/N, (r+1)*T/N) and experts
                            [r*E/N, (r+1)*E/N); rank 0 writes Y and the
-                           statistics (with a "communication" section)
+                           statistics (with a "communication" section);
+                           with --backend cuda each rank takes a GPU of its
+                           node and exchanges go through NCCL (or MPI:
+                           MOE_GPU_COLLECTIVES=mpi)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line

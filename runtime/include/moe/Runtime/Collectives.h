@@ -65,6 +65,10 @@ public:
 
   virtual void barrier() = 0;
 
+  /// True when the buffers of every call must be reachable from the GPU
+  /// (NCCL); host memory is fine otherwise.
+  virtual bool needsDeviceBuffers() const { return false; }
+
   const CommCounters &counters() const { return traffic; }
 
 protected:

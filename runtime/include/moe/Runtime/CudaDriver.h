@@ -28,6 +28,10 @@ namespace moe::runtime::cuda {
 /// found at configure time).
 bool built();
 
+/// Loads the driver and returns how many devices it sees. Throws Error when
+/// the backend cannot run (not built, no libcuda.so.1, cuInit fails).
+int deviceCount();
+
 /// Loads the driver, selects device `device` and makes its primary context
 /// current. Throws Error saying why the backend cannot run (not built, no
 /// libcuda.so.1, no device, a failing call). Idempotent.

@@ -23,6 +23,11 @@ namespace moe::runtime {
 /// fail. The caller keeps ownership.
 void setActiveCollectives(Collectives *collectives);
 
+/// Where the entry points put their staging buffers when the active engine
+/// needs device-reachable memory (NCCL): the CUDA backend's pool. Without
+/// it such an engine makes every exchange fail.
+void setDeviceStaging(void *(*allocate)(size_t), void (*release)(void *));
+
 /// The entry points by symbol name (`_mlir_ciface_moe_rt_...`) and address,
 /// for a JIT to resolve.
 std::vector<std::pair<std::string, void *>> collectiveEntryPoints();
