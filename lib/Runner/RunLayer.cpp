@@ -556,13 +556,15 @@ int run(const ::moe::RunOptions &options) {
                         engine + "'");
       }
     }
-    if (options.verbose)
-      llvm::errs() << "moe-run: rank " << rank << ": cuda device " << device
-                   << ": " << rt::cuda::deviceDescription()
-                   << (comm ? ", collectives " +
-                                  (gpuComm ? gpuComm : comm)->name()
-                            : std::string())
-                   << "\n";
+    if (options.verbose) {
+      // One write per line: ranks share the terminal.
+      std::string line = "moe-run: rank " + std::to_string(rank) +
+                         ": cuda device " + std::to_string(device) + ": " +
+                         rt::cuda::deviceDescription();
+      if (comm)
+        line += ", collectives " + (gpuComm ? gpuComm : comm)->name();
+      std::fprintf(stderr, "%s\n", line.c_str());
+    }
   }
   rt::Collectives *engine = gpuComm ? gpuComm.get() : comm.get();
   auto compileStart = Clock::now();
