@@ -33,6 +33,7 @@ struct Driver {
   decltype(&::cuGetErrorName) getErrorName = nullptr;
   decltype(&::cuGetErrorString) getErrorString = nullptr;
   decltype(&::cuMemAllocManaged) memAllocManaged = nullptr;
+  decltype(&::cuMemGetInfo) memGetInfo = nullptr;
   decltype(&::cuMemFree) memFree = nullptr;
   decltype(&::cuMemcpy) memcpy = nullptr;
   decltype(&::cuModuleLoadData) moduleLoadData = nullptr;
@@ -122,6 +123,7 @@ void loadDriver(Driver &cu) {
   find(cu.getErrorName, "cuGetErrorName");
   find(cu.getErrorString, "cuGetErrorString");
   find(cu.memAllocManaged, "cuMemAllocManaged");
+  find(cu.memGetInfo, "cuMemGetInfo_v2");
   find(cu.memFree, "cuMemFree_v2");
   find(cu.memcpy, "cuMemcpy");
   find(cu.moduleLoadData, "cuModuleLoadData");
@@ -207,6 +209,14 @@ void *allocate(size_t bytes) {
     ++s.stats.reused;
     return block;
   }
+  // Managed memory beyond what the device has free would be paged in and
+  // out for ever (and can hang the GPU): refuse it.
+  size_t free = 0, total = 0;
+  check(s.cu.memGetInfo(&free, &total), "cuMemGetInfo");
+  if (bytes > free)
+    throw Error("cuda: cannot allocate " + std::to_string(bytes) +
+                " bytes: the device has " + std::to_string(free) + " of " +
+                std::to_string(total) + " bytes free");
   CUdeviceptr pointer = 0;
   check(s.cu.memAllocManaged(&pointer, bytes, CU_MEM_ATTACH_GLOBAL),
         "cuMemAllocManaged");

@@ -11,7 +11,8 @@
 // over 1024 threads, missing parameters, frees of unknown pointers) and, at
 // exit, writes its counters as JSON to $FAKE_CUDA_LOG. $FAKE_CUDA_FAIL=<entry
 // point> makes that entry point fail with CUDA_ERROR_LAUNCH_FAILED;
-// $FAKE_CUDA_DEVICES sets the device count (default 1).
+// $FAKE_CUDA_DEVICES sets the device count (default 1) and
+// $FAKE_CUDA_FREE_BYTES the free device memory (default 1 GiB).
 //
 //===----------------------------------------------------------------------===//
 
@@ -143,6 +144,15 @@ int cuMemAllocManaged(unsigned long long *pointer, size_t bytes, unsigned) {
   counters().live.insert(p);
   counters().count["bytes_allocated"] += long(bytes);
   *pointer = reinterpret_cast<unsigned long long>(p);
+  return kSuccess;
+}
+
+int cuMemGetInfo_v2(size_t *free, size_t *total) {
+  call("cuMemGetInfo_v2");
+  // 1 GiB, or $FAKE_CUDA_FREE_BYTES.
+  const char *limit = std::getenv("FAKE_CUDA_FREE_BYTES");
+  *total = size_t(1) << 30;
+  *free = limit ? size_t(std::atoll(limit)) : *total;
   return kSuccess;
 }
 
