@@ -70,6 +70,7 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
   return frontPipelineText() + bufferizePipelineText() +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
+         "moe-copies-to-linalg,"
          "func.func(convert-linalg-to-parallel-loops,"
          "scf-parallel-loop-tiling{parallel-loop-tile-sizes=" +
          options.tile +

@@ -33,4 +33,20 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
   ];
 }
 
+def MoECopiesToLinalg : Pass<"moe-copies-to-linalg"> {
+  let summary = "Rewrite memref.copy into linalg.copy";
+  let description = [{
+    Every `memref.copy` becomes a `linalg.copy` of the same buffers, or, when
+    it reads a constant global holding one repeated value, a `linalg.fill` of
+    that value (kernels cannot read host globals); copies of other globals
+    stay. The GPU
+    pipeline runs it after bufferization, so that the copies bufferization
+    and `buffer-results-to-out-params` insert become parallel loops and then
+    GPU kernels like every other linalg op, instead of host calls of MLIR's
+    `memrefCopy` on device data.
+  }];
+  let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD
