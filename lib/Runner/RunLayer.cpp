@@ -14,6 +14,7 @@
 #include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/CudaDriver.h"
 #include "moe/Runtime/EntryPoints.h"
+#include "moe/Runtime/LayerCall.h"
 #include "moe/Runtime/Error.h"
 #include "moe/Runtime/MemRef.h"
 #include "moe/Runtime/Npy.h"
@@ -287,55 +288,6 @@ StaticTraffic staticTraffic(func::FuncOp func) {
   });
   return traffic;
 }
-
-/// The buffers the compiled function is called with. On the CPU they are
-/// the host tensors themselves; on the GPU, copies in managed memory (which
-/// the kernels and the host loops both reach), whose results are copied back
-/// after each call.
-class CallArguments {
-public:
-  CallArguments(std::vector<rt::HostTensor *> tensors, size_t firstResult,
-                bool managed)
-      : tensors(std::move(tensors)), firstResult(firstResult),
-        managed(managed) {
-    descriptors.reserve(this->tensors.size());
-    for (rt::HostTensor *tensor : this->tensors) {
-      void *data = tensor->data();
-      if (managed) {
-        data = rt::cuda::allocate(tensor->byteSize());
-        std::memcpy(data, tensor->data(), tensor->byteSize());
-        copies.push_back(data);
-      }
-      pointers.push_back(descriptors.emplace_back(data, tensor->shape()).get());
-    }
-  }
-  ~CallArguments() {
-    for (void *copy : copies)
-      rt::cuda::release(copy);
-  }
-  CallArguments(const CallArguments &) = delete;
-  CallArguments &operator=(const CallArguments &) = delete;
-
-  /// What HostExecutable::invoke takes.
-  const std::vector<void *> &get() const { return pointers; }
-
-  /// After a call: the results, back into their host tensors.
-  void fetchResults() {
-    if (!managed)
-      return;
-    rt::cuda::synchronize();
-    for (size_t i = firstResult; i < tensors.size(); ++i)
-      std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
-  }
-
-private:
-  std::vector<rt::HostTensor *> tensors;
-  size_t firstResult;
-  bool managed;
-  std::vector<void *> copies;
-  std::vector<rt::MemRefDescriptor> descriptors;
-  std::vector<void *> pointers;
-};
 
 rt::DType dtypeNamed(const std::string &name) {
   return name == "bf16"  ? rt::DType::BF16
@@ -611,24 +563,11 @@ int run(const ::moe::RunOptions &options) {
   }
   double compileSeconds = secondsSince(compileStart);
 
-  int64_t experts = info.spec.numExperts;
   if (x.dtype() != info.activationType)
     x = x.castTo(info.activationType);
-  rt::HostTensor y =
-      rt::HostTensor::zeros(info.activationType, {tokens, width});
-  rt::HostTensor perExpert = rt::HostTensor::zeros(rt::DType::I64, {experts});
-  rt::HostTensor dropped = rt::HostTensor::zeros(rt::DType::I64, {});
-  rt::HostTensor balance = rt::HostTensor::zeros(rt::DType::F32, {});
-  rt::HostTensor zLoss = rt::HostTensor::zeros(rt::DType::F32, {});
-
-  std::vector<rt::HostTensor *> arguments{&x, &weights.router, &weights.wIn};
-  if (weights.wGate)
-    arguments.push_back(&weights.wGate);
-  arguments.push_back(&weights.wOut);
-  size_t firstResult = arguments.size();
-  arguments.insert(arguments.end(),
-                   {&y, &perExpert, &dropped, &balance, &zLoss});
-  CallArguments call(arguments, firstResult, onGpu);
+  rt::LayerResults results = rt::LayerResults::zeros(
+      info.activationType, tokens, width, info.spec.numExperts);
+  rt::CallArguments call(weights.callInputs(x), results, onGpu);
 
   auto runOnce = [&] {
     invokeLayer(call.get());
@@ -638,13 +577,7 @@ int run(const ::moe::RunOptions &options) {
   runOnce();
   double firstSeconds = secondsSince(runStart);
 
-  rt::LayerStats stats;
-  stats.capacity = info.capacity;
-  const int64_t *counts = perExpert.dataAs<int64_t>();
-  stats.tokensPerExpert.assign(counts, counts + experts);
-  stats.dropped = *dropped.dataAs<int64_t>();
-  stats.loadBalanceLoss = *balance.dataAs<float>();
-  stats.routerZLoss = *zLoss.dataAs<float>();
+  rt::LayerStats stats = results.stats(info.capacity);
 
   // What the first call moved between ranks, as measured on every rank.
   std::vector<uint64_t> traffic(2 * static_cast<size_t>(shards), 0);
@@ -659,42 +592,21 @@ int run(const ::moe::RunOptions &options) {
                                  compileSeconds, firstSeconds);
 
   if (options.benchIterations > 0) {
-    std::vector<double> times;
-    // On the GPU, CUDA events time the device work of each call.
-    std::optional<rt::cuda::EventTimer> events;
-    if (onGpu)
-      events.emplace();
-    for (int64_t i = 0; i < options.benchIterations; ++i) {
-      auto start = Clock::now();
-      if (events)
-        events->start();
-      runOnce();
-      times.push_back(events ? events->stop() : secondsSince(start));
-    }
-    std::sort(times.begin(), times.end());
-    double median = times[times.size() / 2];
-    int64_t kept = 0;
-    for (int64_t c : stats.tokensPerExpert)
-      kept += c;
-    double matrices = spec::isGated(info.spec.activation) ? 3 : 2;
-    double flops = double(kept) * 2.0 * double(info.spec.dModel) *
-                   double(info.spec.dFF) * matrices;
+    std::vector<double> times =
+        rt::timeCalls(options.benchIterations, runOnce, onGpu);
+    double flops =
+        rt::keptExpertFlops(stats, info.spec.dModel, info.spec.dFF,
+                            spec::isGated(info.spec.activation));
     if (rank == 0)
-      llvm::outs() << llvm::format(
-          "BENCH {\"backend\": \"%s\", \"tokens\": %lld, \"ranks\": %lld, "
-          "\"runs\": %zu, "
-          "\"compile_s\": %.4f, \"median_s\": %.6f, \"min_s\": %.6f, "
-          "\"tokens_per_s\": %.1f, \"expert_gflop\": %.4f, "
-          "\"expert_gflops\": %.2f}\n",
-          backend.c_str(), (long long)globalTokens, (long long)shards,
-          times.size(),
-          compileSeconds, median, times.front(), double(globalTokens) / median,
-          flops * 1e-9, flops * 1e-9 / median);
+      llvm::outs() << rt::benchLine(backend, globalTokens, shards, times,
+                                    compileSeconds, flops)
+                   << "\n";
   }
 
   // Y is written as float32 whatever the activations were.
-  if (y.dtype() != rt::DType::F32)
-    y = y.castTo(rt::DType::F32);
+  rt::HostTensor y = results.output.dtype() == rt::DType::F32
+                         ? std::move(results.output)
+                         : results.output.castTo(rt::DType::F32);
   std::string statsText = rt::statsToJSON(stats);
   if (comm) {
     // Rank 0 writes the whole output and the global statistics.
@@ -727,16 +639,7 @@ int run(const ::moe::RunOptions &options) {
     statsText = report.dump(2) + "\n";
   }
 
-  // Statistics first: if either write fails, no output is left behind.
-  if (!options.statsPath.empty())
-    rt::writeTextFileAtomically(options.statsPath, statsText);
-  try {
-    rt::writeNpy(options.outputPath, y);
-  } catch (...) {
-    if (!options.statsPath.empty())
-      std::remove(options.statsPath.c_str());
-    throw;
-  }
+  rt::writeLayerOutputs(options.outputPath, y, options.statsPath, statsText);
   return 0;
 }
 

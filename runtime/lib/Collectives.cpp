@@ -1,19 +1,13 @@
-//===- Collectives.cpp - Single-rank and MPI collective engines -----*- C++
-//-*-===//
+//===- Collectives.cpp - The collectives interface and one rank ---*- C++ -*-===//
 //
-// The engines of moe/Runtime/Collectives.h that run on host buffers: a
-// single-rank engine that only copies, and an MPI engine over
-// MPI_COMM_WORLD whose every call is checked and reported by name.
+// What every engine of moe/Runtime/Collectives.h shares (traffic counting),
+// the single-rank engine that only copies, and the launcher check. The MPI
+// engine is in MPICollectives.cpp, the NCCL one in NCCLCollectives.cpp.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/Error.h"
-
-// The C API only: no MPI C++ bindings.
-#define OMPI_SKIP_MPICXX 1
-#define MPICH_SKIP_MPICXX 1
-#include <mpi.h>
 
 #include <cstdlib>
 #include <cstring>
@@ -66,135 +60,11 @@ public:
   void barrier() override {}
 };
 
-//===----------------------------------------------------------------------===//
-// MPI
-//===----------------------------------------------------------------------===//
-
-/// Throws an Error naming the MPI call when `code` is not MPI_SUCCESS.
-void check(int code, const char *call) {
-  if (code == MPI_SUCCESS)
-    return;
-  char text[MPI_MAX_ERROR_STRING];
-  int length = 0;
-  MPI_Error_string(code, text, &length);
-  throw Error(std::string("mpi: error: ") + call +
-              " failed: " + std::string(text, static_cast<size_t>(length)));
-}
-
-/// MPI counts are ints: larger messages are refused rather than truncated.
-int toCount(size_t bytes, const char *call) {
-  if (bytes > static_cast<size_t>(std::numeric_limits<int>::max()))
-    throw Error(std::string("mpi: error: ") + call + ": " +
-                std::to_string(bytes) +
-                " bytes exceed the 2 GiB limit of one MPI message");
-  return static_cast<int>(bytes);
-}
-
-MPI_Datatype mpiType(DType dtype) {
-  switch (dtype) {
-  case DType::F32:
-    return MPI_FLOAT;
-  case DType::F64:
-    return MPI_DOUBLE;
-  case DType::I64:
-    return MPI_INT64_T;
-  case DType::I32:
-    return MPI_INT32_T;
-  default:
-    throw Error("mpi: error: allReduce does not support " +
-                std::string(dtypeName(dtype)) + " elements");
-  }
-}
-
-/// Live MPI engines; MPI is finalised when the last one goes.
-int liveEngines = 0;
-
-class MPIEngine final : public Collectives {
-public:
-  MPIEngine() {
-    int initialized = 0;
-    MPI_Initialized(&initialized);
-    if (!initialized)
-      check(MPI_Init(nullptr, nullptr), "MPI_Init");
-    // Report failures instead of aborting the job.
-    check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
-          "MPI_Comm_set_errhandler");
-    check(MPI_Comm_rank(MPI_COMM_WORLD, &myRank), "MPI_Comm_rank");
-    check(MPI_Comm_size(MPI_COMM_WORLD, &worldSize), "MPI_Comm_size");
-    ++liveEngines;
-  }
-  ~MPIEngine() override {
-    if (--liveEngines == 0) {
-      int finalized = 0;
-      MPI_Finalized(&finalized);
-      if (!finalized)
-        MPI_Finalize();
-    }
-  }
-
-  int rank() const override { return myRank; }
-  int size() const override { return worldSize; }
-  std::string name() const override { return "mpi"; }
-
-  void allToAll(const void *send, void *recv, size_t chunkBytes) override {
-    int n = toCount(chunkBytes, "MPI_Alltoall");
-    check(MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD),
-          "MPI_Alltoall");
-    std::vector<size_t> each(static_cast<size_t>(worldSize), chunkBytes);
-    count(each, each);
-  }
-
-  void allToAllV(const void *send, const std::vector<size_t> &sendBytes,
-                 void *recv, const std::vector<size_t> &recvBytes) override {
-    auto ranks = static_cast<size_t>(worldSize);
-    if (sendBytes.size() != ranks || recvBytes.size() != ranks)
-      throw Error("mpi: error: MPI_Alltoallv needs one count per rank (" +
-                  std::to_string(worldSize) + ")");
-    std::vector<int> sc(ranks), sd(ranks), rc(ranks), rd(ranks);
-    size_t so = 0, ro = 0;
-    for (size_t i = 0; i < ranks; ++i) {
-      sc[i] = toCount(sendBytes[i], "MPI_Alltoallv");
-      rc[i] = toCount(recvBytes[i], "MPI_Alltoallv");
-      sd[i] = toCount(so, "MPI_Alltoallv");
-      rd[i] = toCount(ro, "MPI_Alltoallv");
-      so += sendBytes[i];
-      ro += recvBytes[i];
-    }
-    check(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(),
-                        rd.data(), MPI_BYTE, MPI_COMM_WORLD),
-          "MPI_Alltoallv");
-    count(sendBytes, recvBytes);
-  }
-
-  void allReduce(void *data, size_t count, DType dtype, ReduceOp op) override {
-    check(MPI_Allreduce(MPI_IN_PLACE, data, toCount(count, "MPI_Allreduce"),
-                        mpiType(dtype), op == ReduceOp::Sum ? MPI_SUM : MPI_MAX,
-                        MPI_COMM_WORLD),
-          "MPI_Allreduce");
-  }
-
-  void allGather(const void *send, void *recv, size_t bytes) override {
-    int n = toCount(bytes, "MPI_Allgather");
-    check(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD),
-          "MPI_Allgather");
-    std::vector<size_t> each(static_cast<size_t>(worldSize), bytes);
-    count(each, each);
-  }
-
-  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
-
-private:
-  int myRank = 0;
-  int worldSize = 1;
-};
-
 } // namespace
 
 std::unique_ptr<Collectives> makeSingleRankCollectives() {
   return std::make_unique<SingleRank>();
 }
-
-bool haveMPI() { return true; }
 
 bool launchedByMPI() {
   // Open MPI, MPICH/Hydra and PMIx launchers all export the world size.
@@ -202,16 +72,6 @@ bool launchedByMPI() {
     if (std::getenv(var))
       return true;
   return false;
-}
-
-std::unique_ptr<Collectives> makeMPICollectives(int expectedRanks) {
-  auto engine = std::make_unique<MPIEngine>();
-  if (expectedRanks > 0 && engine->size() != expectedRanks)
-    throw Error("mpi: error: " + std::to_string(expectedRanks) +
-                " ranks were asked for but the launcher started " +
-                std::to_string(engine->size()) + " (mpirun -np " +
-                std::to_string(expectedRanks) + ")");
-  return engine;
 }
 
 } // namespace moe::runtime

@@ -16,6 +16,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace moe::runtime {
 
@@ -31,6 +32,16 @@ struct LayerWeights {
   HostTensor wGate;
   /// [E, F, D]
   HostTensor wOut;
+
+  /// The inputs of a layer function in call order: `input`, the router,
+  /// w_in, [w_gate,] w_out.
+  std::vector<HostTensor *> callInputs(HostTensor &input) {
+    std::vector<HostTensor *> inputs{&input, &router, &wIn};
+    if (wGate)
+      inputs.push_back(&wGate);
+    inputs.push_back(&wOut);
+    return inputs;
+  }
 };
 
 /// The naming scheme a layer's weights were found in.

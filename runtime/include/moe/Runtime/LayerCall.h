@@ -1,0 +1,90 @@
+//===- LayerCall.h - Calling a compiled layer function ------------*- C++ -*-===//
+//
+// What every runner of a compiled layer function shares (moe-run, which
+// compiles it, and moe-gpu-run, which loads ahead-of-time host code): the
+// result tensors, the call's buffers (the host tensors themselves, or copies
+// in the CUDA backend's managed memory), the statistics they hold after a
+// call, timing repeated calls, and writing the outputs.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_RUNTIME_LAYERCALL_H
+#define MOE_RUNTIME_LAYERCALL_H
+
+#include "moe/Runtime/MemRef.h"
+#include "moe/Runtime/Stats.h"
+#include "moe/Runtime/Tensor.h"
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace moe::runtime {
+
+/// The five results of a layer function, in call order.
+struct LayerResults {
+  HostTensor output, tokensPerExpert, dropped, loadBalanceLoss, routerZLoss;
+
+  /// Zeroed results of a layer of `tokens` x `width` activations of
+  /// `activation` type and `experts` experts.
+  static LayerResults zeros(DType activation, int64_t tokens, int64_t width,
+                            int64_t experts);
+
+  /// The statistics the results hold (`capacity` from the layer).
+  LayerStats stats(std::optional<int64_t> capacity) const;
+};
+
+/// The buffers a layer function is called with: `inputs` then `results`.
+/// With `managed`, each lives in a copy in the CUDA backend's managed memory
+/// (which kernels and host code both reach), and fetchResults() copies the
+/// results back after a call.
+class CallArguments {
+public:
+  CallArguments(const std::vector<HostTensor *> &inputs,
+                LayerResults &results, bool managed);
+  ~CallArguments();
+  CallArguments(const CallArguments &) = delete;
+  CallArguments &operator=(const CallArguments &) = delete;
+
+  /// One memref descriptor pointer per argument, in call order.
+  const std::vector<void *> &get() const { return pointers; }
+
+  /// After a call: the results, back into their host tensors.
+  void fetchResults();
+
+private:
+  std::vector<HostTensor *> tensors;
+  size_t firstResult;
+  bool managed;
+  std::vector<void *> copies;
+  std::vector<MemRefDescriptor> descriptors;
+  std::vector<void *> pointers;
+};
+
+/// FLOPs of the expert matmuls of the kept assignments: 2·D·F per matrix
+/// (three when gated) per kept row.
+double keptExpertFlops(const LayerStats &stats, int64_t dModel, int64_t dFF,
+                       bool gated);
+
+/// Seconds of each of `runs` calls of `call` (CUDA events when `onGpu`).
+std::vector<double> timeCalls(int64_t runs, const std::function<void()> &call,
+                              bool onGpu);
+
+/// The `BENCH {...}` line of a timed layer: tokens/s and the expert
+/// GFLOP/s of the kept assignments.
+std::string benchLine(const std::string &backend, int64_t tokens,
+                      int64_t ranks, std::vector<double> times,
+                      double compileSeconds, double expertFlops);
+
+/// Writes the statistics (when `statsPath` is set) and then Y, each
+/// atomically; if Y cannot be written the statistics are removed again, so
+/// a failure leaves no output behind.
+void writeLayerOutputs(const std::string &outputPath, const HostTensor &y,
+                       const std::string &statsPath,
+                       const std::string &statsText);
+
+} // namespace moe::runtime
+
+#endif // MOE_RUNTIME_LAYERCALL_H

@@ -1,0 +1,130 @@
+//===- LayerCall.cpp - Calling a compiled layer function ------------------===//
+//
+// See moe/Runtime/LayerCall.h.
+//
+//===----------------------------------------------------------------------===//
+
+#include "moe/Runtime/LayerCall.h"
+#include "moe/Runtime/CudaDriver.h"
+#include "moe/Runtime/FileIO.h"
+#include "moe/Runtime/Npy.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+using namespace moe::runtime;
+
+LayerResults LayerResults::zeros(DType activation, int64_t tokens,
+                                 int64_t width, int64_t experts) {
+  return {HostTensor::zeros(activation, {tokens, width}),
+          HostTensor::zeros(DType::I64, {experts}),
+          HostTensor::zeros(DType::I64, {}), HostTensor::zeros(DType::F32, {}),
+          HostTensor::zeros(DType::F32, {})};
+}
+
+LayerStats LayerResults::stats(std::optional<int64_t> capacity) const {
+  LayerStats stats;
+  stats.capacity = capacity;
+  const int64_t *counts = tokensPerExpert.dataAs<int64_t>();
+  stats.tokensPerExpert.assign(counts, counts + tokensPerExpert.dim(0));
+  stats.dropped = *dropped.dataAs<int64_t>();
+  stats.loadBalanceLoss = *loadBalanceLoss.dataAs<float>();
+  stats.routerZLoss = *routerZLoss.dataAs<float>();
+  return stats;
+}
+
+CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
+                             LayerResults &results, bool managed)
+    : tensors(inputs), firstResult(inputs.size()), managed(managed) {
+  tensors.insert(tensors.end(),
+                 {&results.output, &results.tokensPerExpert, &results.dropped,
+                  &results.loadBalanceLoss, &results.routerZLoss});
+  descriptors.reserve(tensors.size());
+  for (HostTensor *tensor : tensors) {
+    void *data = tensor->data();
+    if (managed) {
+      data = cuda::allocate(tensor->byteSize());
+      std::memcpy(data, tensor->data(), tensor->byteSize());
+      copies.push_back(data);
+    }
+    pointers.push_back(descriptors.emplace_back(data, tensor->shape()).get());
+  }
+}
+
+CallArguments::~CallArguments() {
+  for (void *copy : copies)
+    cuda::release(copy);
+}
+
+void CallArguments::fetchResults() {
+  if (!managed)
+    return;
+  cuda::synchronize();
+  for (size_t i = firstResult; i < tensors.size(); ++i)
+    std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+}
+
+double moe::runtime::keptExpertFlops(const LayerStats &stats, int64_t dModel,
+                                     int64_t dFF, bool gated) {
+  int64_t kept = 0;
+  for (int64_t c : stats.tokensPerExpert)
+    kept += c;
+  return double(kept) * 2.0 * double(dModel) * double(dFF) * (gated ? 3 : 2);
+}
+
+std::vector<double> moe::runtime::timeCalls(int64_t runs,
+                                            const std::function<void()> &call,
+                                            bool onGpu) {
+  std::vector<double> times;
+  // On the GPU, CUDA events time the device work of each call.
+  std::optional<cuda::EventTimer> events;
+  if (onGpu)
+    events.emplace();
+  for (int64_t i = 0; i < runs; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    if (events)
+      events->start();
+    call();
+    times.push_back(events ? events->stop()
+                           : std::chrono::duration<double>(
+                                 std::chrono::steady_clock::now() - start)
+                                 .count());
+  }
+  return times;
+}
+
+std::string moe::runtime::benchLine(const std::string &backend, int64_t tokens,
+                                    int64_t ranks, std::vector<double> times,
+                                    double compileSeconds, double expertFlops) {
+  std::sort(times.begin(), times.end());
+  double median = times[times.size() / 2];
+  char line[512];
+  std::snprintf(line, sizeof(line),
+                "BENCH {\"backend\": \"%s\", \"tokens\": %lld, \"ranks\": "
+                "%lld, \"runs\": %zu, \"compile_s\": %.4f, \"median_s\": "
+                "%.6f, \"min_s\": %.6f, \"tokens_per_s\": %.1f, "
+                "\"expert_gflop\": %.4f, \"expert_gflops\": %.2f}",
+                backend.c_str(), static_cast<long long>(tokens),
+                static_cast<long long>(ranks), times.size(), compileSeconds,
+                median, times.front(), double(tokens) / median,
+                expertFlops * 1e-9, expertFlops * 1e-9 / median);
+  return line;
+}
+
+void moe::runtime::writeLayerOutputs(const std::string &outputPath,
+                                     const HostTensor &y,
+                                     const std::string &statsPath,
+                                     const std::string &statsText) {
+  // Statistics first: if either write fails, no output is left behind.
+  if (!statsPath.empty())
+    writeTextFileAtomically(statsPath, statsText);
+  try {
+    writeNpy(outputPath, y);
+  } catch (...) {
+    if (!statsPath.empty())
+      std::remove(statsPath.c_str());
+    throw;
+  }
+}
