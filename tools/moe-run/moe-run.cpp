@@ -4,19 +4,16 @@
 //   moe-run --spec S.json --weights W.safetensors --input X.npy
 //           --output Y.npy [--stats ST.json]
 //
-// Flag parsing only; the work is in lib/Runner (moe::runLayer). The flags
-// are parsed here rather than with llvm::cl because LLVM itself owns a
-// `-stats` option, and `--stats` is part of moe-run's contract.
+// Flag parsing only (moe/Runtime/CommandLine.h); the work is in lib/Runner
+// (moe::runLayer).
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runner/RunLayer.h"
+#include "moe/Runtime/CommandLine.h"
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
-#include <functional>
-#include <map>
+#include <optional>
 #include <string>
 
 namespace {
@@ -61,83 +58,47 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
   --help                   this text
 )";
 
-int badUsage(const std::string &message) {
-  std::fprintf(stderr, "moe-run: error: %s (see --help)\n", message.c_str());
-  return 2;
-}
-
-/// Parses a count in [1, 10^6].
-bool parseCount(const std::string &text, int64_t &value) {
-  char *end = nullptr;
-  errno = 0;
-  long long parsed = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE || parsed < 1 ||
-      parsed > 1000000)
-    return false;
-  value = parsed;
-  return true;
-}
-
 } // namespace
 
 int main(int argc, char **argv) {
   moe::RunOptions options;
   std::string bench, shards;
+  moe::runtime::FlagParser flags;
+  flags.tool = "moe-run";
+  flags.usage = usage;
+  flags.valued = {{"--spec", &options.specPath},
+                  {"--module", &options.modulePath},
+                  {"--artifact", &options.artifactPath},
+                  {"--func", &options.funcName},
+                  {"--weights", &options.weightsPath},
+                  {"--weight-prefix", &options.weightPrefix},
+                  {"--input", &options.inputPath},
+                  {"--output", &options.outputPath},
+                  {"--stats", &options.statsPath},
+                  {"--backend", &options.backend},
+                  {"--gpu-chip", &options.gpuChip},
+                  {"--act-dtype", &options.activationType},
+                  {"--bench", &bench},
+                  {"--shards", &shards}};
+  // An empty count is reported as a bad count below.
+  flags.emptyAllowed = {"--bench"};
+  flags.switches = {{"-v", &options.verbose}};
+  flags.other = [&](const std::string &arg) {
+    if (arg.size() != 3 || arg.compare(0, 2, "-O") != 0 || arg[2] < '0' ||
+        arg[2] > '3')
+      return false;
+    options.optLevel = unsigned(arg[2] - '0');
+    return true;
+  };
   bool benchGiven = false;
-  std::map<std::string, std::string *> valued{
-      {"--spec", &options.specPath},
-      {"--module", &options.modulePath},
-      {"--artifact", &options.artifactPath},
-      {"--func", &options.funcName},
-      {"--weights", &options.weightsPath},
-      {"--weight-prefix", &options.weightPrefix},
-      {"--input", &options.inputPath},
-      {"--output", &options.outputPath},
-      {"--stats", &options.statsPath},
-      {"--backend", &options.backend},
-      {"--gpu-chip", &options.gpuChip},
-      {"--act-dtype", &options.activationType},
-      {"--bench", &bench},
-      {"--shards", &shards}};
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--help" || arg == "-h") {
-      std::fputs(usage, stdout);
-      return 0;
-    }
-    if (arg == "-v") {
-      options.verbose = true;
-      continue;
-    }
-    if (arg.size() == 3 && arg.compare(0, 2, "-O") == 0 && arg[2] >= '0' &&
-        arg[2] <= '3') {
-      options.optLevel = unsigned(arg[2] - '0');
-      continue;
-    }
-    std::string key = arg, value;
-    bool inlineValue = false;
-    if (size_t eq = arg.find('='); eq != std::string::npos && arg[0] == '-') {
-      key = arg.substr(0, eq);
-      value = arg.substr(eq + 1);
-      inlineValue = true;
-    }
-    auto it = valued.find(key);
-    if (it == valued.end())
-      return badUsage("unknown argument '" + arg + "'");
-    if (!inlineValue) {
-      if (i + 1 >= argc)
-        return badUsage(key + " needs a value");
-      value = argv[++i];
-    }
-    if (key == "--bench")
-      benchGiven = true;
-    else if (value.empty())
-      return badUsage(key + " needs a value");
-    *it->second = value;
-  }
-  if (benchGiven && !parseCount(bench, options.benchIterations))
-    return badUsage("--bench needs a positive count, got '" + bench + "'");
-  if (!shards.empty() && !parseCount(shards, options.shards))
-    return badUsage("--shards needs a positive count, got '" + shards + "'");
+  for (int i = 1; i < argc; ++i)
+    benchGiven |= std::string(argv[i]).rfind("--bench", 0) == 0;
+  if (std::optional<int> status = flags.parse(argc, argv))
+    return *status;
+  if (benchGiven &&
+      !moe::runtime::parseCount(bench, options.benchIterations))
+    return flags.bad("--bench needs a positive count, got '" + bench + "'");
+  if (!shards.empty() && !moe::runtime::parseCount(shards, options.shards))
+    return flags.bad("--shards needs a positive count, got '" + shards + "'");
   return moe::runLayer(options);
 }
