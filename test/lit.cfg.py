@@ -26,6 +26,10 @@ config.substitutions.append(("%python", "/usr/bin/python3"))
 config.substitutions.append(
     ("%fakecuda", "env LD_LIBRARY_PATH=" + config.moe_fake_cuda_dir))
 
+# The build, for scripts that use its tools (tools/gpu_package.sh).
+config.substitutions.append(("%moe_build", config.moe_obj_root))
+config.substitutions.append(("%moe_src", config.moe_src_root))
+
 # Tests under Sharding/ launch mpirun; they run one at a time.
 lit_config.parallelism_groups["mpi"] = 1
 

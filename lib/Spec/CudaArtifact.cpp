@@ -77,7 +77,8 @@ void expectBuffer(const CudaArtifact::Buffer &buffer, size_t index,
 CudaArtifact readArtifact(std::string_view text) {
   JSON doc = parseObject(text);
   Fields fields(doc);
-  fields.rejectUnknown({"format", "version", "function", "entry", "target",
+  fields.rejectUnknown({"format", "version", "function", "entry",
+                        "signature", "target",
                         "layer", "buffers", "kernels", "memory", "host_abi",
                         "host_llvm_ir"});
   CudaArtifact a;
@@ -98,6 +99,9 @@ CudaArtifact readArtifact(std::string_view text) {
   if (a.function.empty() || a.entry != "_mlir_ciface_" + a.function)
     failField("entry", "expected '_mlir_ciface_" + a.function + "', got " +
                            describe(fields.require("entry")));
+
+  a.signature = readString(fields.require("signature"), "signature",
+                           "the layer's call signature");
 
   Fields target(requireObject(fields, "target"));
   target.rejectUnknown({"chip", "features", "kernel_format"});

@@ -23,6 +23,8 @@
 #include "mlir/Target/LLVMIR/Dialect/All.h"
 #include "mlir/Target/LLVMIR/Export.h"
 #include "mlir/Tools/mlir-translate/Translation.h"
+#include "llvm/IR/Constants.h"
+#include "llvm/IR/GlobalVariable.h"
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/CommandLine.h"
@@ -195,10 +197,34 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
     if (!host)
       return module.emitError("the host code cannot be translated to LLVM IR"),
              failure();
+    llvm::Constant *text =
+        llvm::ConstantDataArray::getString(llvmContext, program.signature());
+    new llvm::GlobalVariable(*host, text->getType(), /*isConstant=*/true,
+                             llvm::GlobalValue::ExternalLinkage, text,
+                             "moe_artifact_signature");
     llvm::raw_string_ostream os(program.hostLLVMIR);
     host->print(os, nullptr);
   }
   return program;
+}
+
+std::string GpuProgram::signature() const {
+  std::string text = funcName + "(";
+  bool results = false;
+  for (size_t i = 0; i < buffers.size(); ++i) {
+    const ArtifactBuffer &b = buffers[i];
+    if (b.role == "result" && !results) {
+      text += ")->(";
+      results = true;
+    } else if (i) {
+      text += ",";
+    }
+    text += b.dtype + "[";
+    for (size_t d = 0; d < b.shape.size(); ++d)
+      text += (d ? "x" : "") + std::to_string(b.shape[d]);
+    text += "]";
+  }
+  return text + ")";
 }
 
 std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
@@ -207,6 +233,7 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
   doc["version"] = kCudaArtifactVersion;
   doc["function"] = program.funcName;
   doc["entry"] = "_mlir_ciface_" + program.funcName;
+  doc["signature"] = program.signature();
   doc["target"] = {{"chip", program.options.chip},
                    {"features", program.options.features},
                    {"kernel_format", program.binaries.empty()

@@ -31,6 +31,9 @@ struct CudaArtifact {
   int64_t version = 0;
   std::string function;
   std::string entry; ///< the C-interface symbol to call
+  /// The layer's call signature; the host code holds the same string as
+  /// `moe_artifact_signature`.
+  std::string signature;
   std::string chip;
   std::string kernelFormat; ///< cubin or ptx
   int64_t dModel = 0, dFF = 0, numExperts = 0, tokens = 0;

@@ -64,6 +64,11 @@ struct GpuProgram {
   std::vector<KernelBinary> binaries;
   /// The host code as LLVM IR text (filled when asked for).
   std::string hostLLVMIR;
+
+  /// The layer's call signature, e.g. `moe_layer(f32[8x16],...)->(...)`:
+  /// kept in the artifact and, as the string `moe_artifact_signature`, in
+  /// the host code, so that a runner can tell host code of another layer.
+  std::string signature() const;
 };
 
 /// Lowers `module` (in place) with moe-gpu-pipeline and fills a GpuProgram

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Compiles a layer for the GPU into a folder that runs on any machine with an
+# NVIDIA GPU and driver, with no compiler there:
+#
+#   tools/gpu_package.sh --spec S.json --tokens T -o DIR [--act-dtype bf16]
+#                        [--weight-dtype bf16] [--gpu-chip sm_90a]
+#                        [--kernel-format bin|isa]
+#   DIR/moe-gpu-run --artifact DIR/layer.cuda.json --host DIR/layer.host.so \
+#       --weights W.safetensors --input X.npy --output Y.npy [--stats ST.json]
+#
+# DIR gets: layer.mlir (the imported layer), layer.cuda.json (the CUDA
+# artifact of moe-translate --moe-to-cuda-artifact), layer.host.so (its host
+# code, compiled by LLVM's llc and linked as a shared object), and a copy of
+# moe-gpu-run (linked without MLIR, LLVM or MPI). Uses the tools of the build
+# in ./build (or $MOE_BUILD_DIR), which must exist (tools/build.sh).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${MOE_BUILD_DIR:-$root/build}"
+llc=/usr/lib/llvm-22/bin/llc
+
+die() { echo "gpu_package.sh: error: $*" >&2; exit 1; }
+
+spec="" tokens="" out="" act="f32" weight="f32" chip="sm_90a" format="bin"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --spec) spec="${2:?}"; shift 2 ;;
+    --tokens) tokens="${2:?}"; shift 2 ;;
+    -o) out="${2:?}"; shift 2 ;;
+    --act-dtype) act="${2:?}"; shift 2 ;;
+    --weight-dtype) weight="${2:?}"; shift 2 ;;
+    --gpu-chip) chip="${2:?}"; shift 2 ;;
+    --kernel-format) format="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[ -n "$spec" ] && [ -n "$tokens" ] && [ -n "$out" ] ||
+  die "--spec, --tokens and -o are required (see --help)"
+for tool in moe-translate moe-gpu-run; do
+  [ -x "$build/bin/$tool" ] || die "$build/bin/$tool is missing: run tools/build.sh"
+done
+[ -x "$llc" ] || die "$llc is missing (apt-get install llvm-22)"
+
+mkdir -p "$out"
+echo "gpu_package.sh: importing $spec for $tokens tokens ($act activations, $weight weights)"
+"$build/bin/moe-translate" --import-moe-spec "$spec" --tokens "$tokens" \
+  --act-dtype "$act" --weight-dtype "$weight" -o "$out/layer.mlir"
+echo "gpu_package.sh: compiling the GPU code for $chip ($format kernels)"
+PATH="/usr/local/cuda/bin:$PATH" "$build/bin/moe-translate" \
+  --moe-to-cuda-artifact --gpu-chip "$chip" --kernel-format "$format" \
+  "$out/layer.mlir" -o "$out/layer.cuda.json"
+echo "gpu_package.sh: compiling the host code"
+python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1]))["host_llvm_ir"])' \
+  "$out/layer.cuda.json" > "$out/layer.host.ll"
+"$llc" -O2 -relocation-model=pic -filetype=obj "$out/layer.host.ll" \
+  -o "$out/layer.host.o"
+c++ -shared -o "$out/layer.host.so" "$out/layer.host.o" -lm
+rm -f "$out/layer.host.ll" "$out/layer.host.o"
+cp "$build/bin/moe-gpu-run" "$out/moe-gpu-run"
+echo "gpu_package.sh: done: $out/moe-gpu-run --artifact $out/layer.cuda.json --host $out/layer.host.so --weights W.safetensors --input X.npy --output Y.npy"
