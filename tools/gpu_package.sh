@@ -4,14 +4,14 @@
 #
 #   tools/gpu_package.sh --spec S.json --tokens T -o DIR [--act-dtype bf16]
 #                        [--weight-dtype bf16] [--gpu-chip sm_90a]
-#                        [--kernel-format bin|isa]
+#                        [--kernel-format bin|isa] [--no-runner]
 #   DIR/moe-gpu-run --artifact DIR/layer.cuda.json --host DIR/layer.host.so \
 #       --weights W.safetensors --input X.npy --output Y.npy [--stats ST.json]
 #
 # DIR gets: layer.mlir (the imported layer), layer.cuda.json (the CUDA
 # artifact of moe-translate --moe-to-cuda-artifact), layer.host.so (its host
 # code, compiled by LLVM's llc and linked as a shared object), and a copy of
-# moe-gpu-run (linked without MLIR, LLVM or MPI). Uses the tools of the build
+# moe-gpu-run (linked without MLIR, LLVM or MPI) unless --no-runner. Uses the tools of the build
 # in ./build (or $MOE_BUILD_DIR), which must exist (tools/build.sh).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,6 +21,7 @@ llc=/usr/lib/llvm-22/bin/llc
 die() { echo "gpu_package.sh: error: $*" >&2; exit 1; }
 
 spec="" tokens="" out="" act="f32" weight="f32" chip="sm_90a" format="bin"
+runner=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --spec) spec="${2:?}"; shift 2 ;;
@@ -30,6 +31,7 @@ while [ $# -gt 0 ]; do
     --weight-dtype) weight="${2:?}"; shift 2 ;;
     --gpu-chip) chip="${2:?}"; shift 2 ;;
     --kernel-format) format="${2:?}"; shift 2 ;;
+    --no-runner) runner=0; shift ;;
     -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
@@ -56,5 +58,5 @@ python3 -c 'import json, sys; sys.stdout.write(json.load(open(sys.argv[1]))["hos
   -o "$out/layer.host.o"
 c++ -shared -o "$out/layer.host.so" "$out/layer.host.o" -lm
 rm -f "$out/layer.host.ll" "$out/layer.host.o"
-cp "$build/bin/moe-gpu-run" "$out/moe-gpu-run"
+[ "$runner" = 1 ] && cp "$build/bin/moe-gpu-run" "$out/moe-gpu-run"
 echo "gpu_package.sh: done: $out/moe-gpu-run --artifact $out/layer.cuda.json --host $out/layer.host.so --weights W.safetensors --input X.npy --output Y.npy"

@@ -18,6 +18,12 @@ reference results are left beside the tool's as y_ref.npy and stats_ref.json.
 
 It prints one line per case, `PASS name: ...` or `FAIL name: <what differed>`, and exits 1
 when any case failed (2 on a usage error).
+
+For a GPU machine without a compiler, the cases are prepared on the build machine and run
+there with moe-gpu-run:
+
+    run_case.py --prepare-gpu BUILD --workdir DIR --case all [--act-dtype bf16]
+    run_case.py --run-prepared --workdir DIR --case all       (on the GPU machine)
 """
 
 import argparse
@@ -31,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The repository, for tools/gpu_package.sh.
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import moe_io  # noqa: E402
 import reference  # noqa: E402
 
@@ -442,26 +450,21 @@ def row_traffic(choice, num_experts, shards, d_model, element_bytes=4):
     return [n * d_model * element_bytes for n in rows]
 
 
-def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32"):
-    """Run one case; return (passed, summary line). With shards > 1 the tool runs under
-    mpirun with --shards, and its output must also match the unsharded run's to 1e-6
-    relative, with identical statistics."""
-    if shards > 1:
-        experts = case.spec["num_experts"]
-        if case.tokens % shards or experts % shards:
-            # Spec §6: T (and E) not divisible by N is an error, tested apart.
-            return True, (f"SKIP {name}: T={case.tokens}, E={experts} do not both divide "
-                          f"over {shards} ranks")
-    try:
-        seed, inputs, ref = prepare(case, act_dtype)
-    except (RuntimeError, ValueError) as err:
-        return False, f"FAIL {name}: harness could not generate inputs: {err}"
-    case_dir = os.path.join(workdir, name)
-    os.makedirs(case_dir, exist_ok=True)
-    paths = {key: os.path.join(case_dir, file) for key, file in (
+def case_paths(case_dir):
+    return {key: os.path.join(case_dir, file) for key, file in (
         ("spec", "spec.json"), ("weights", "weights.safetensors"), ("x", "x.npy"),
         ("y", "y.npy"), ("stats", "stats.json"), ("y_ref", "y_ref.npy"),
         ("stats_ref", "stats_ref.json"))}
+
+
+def write_case(name, case, workdir, act_dtype):
+    """Generate the inputs of a case and write them with the reference results to
+    DIR/NAME/; returns (seed, reference details, paths). Raises RuntimeError or
+    ValueError when no usable inputs are found."""
+    seed, inputs, ref = prepare(case, act_dtype)
+    case_dir = os.path.join(workdir, name)
+    os.makedirs(case_dir, exist_ok=True)
+    paths = case_paths(case_dir)
     with open(paths["spec"], "w") as f:
         json.dump(case.spec, f, indent=2)
         f.write("\n")
@@ -475,6 +478,78 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
     for stale in (paths["y"], paths["stats"]):
         if os.path.exists(stale):
             os.remove(stale)
+    return seed, ref, paths
+
+
+def prepare_gpu(name, case, workdir, act_dtype, build):
+    """Write a case and compile it for the GPU with tools/gpu_package.sh into
+    DIR/NAME/pkg (without the runner, which goes once to DIR/moe-gpu-run), so that
+    --run-prepared can check it on a GPU machine that has no compiler."""
+    try:
+        seed, _, paths = write_case(name, case, workdir, act_dtype)
+    except (RuntimeError, ValueError) as err:
+        return False, f"FAIL {name}: harness could not generate inputs: {err}"
+    command = [os.path.join(ROOT, "tools", "gpu_package.sh"), "--spec", paths["spec"],
+               "--tokens", str(case.tokens), "--act-dtype", act_dtype,
+               "--weight-dtype", "bf16" if case.weights == "bf16" else "f32",
+               "--no-runner", "-o", os.path.join(workdir, name, "pkg")]
+    result = subprocess.run(command, capture_output=True, text=True,
+                            env=dict(os.environ, MOE_BUILD_DIR=build))
+    if result.returncode != 0:
+        return False, f"FAIL {name}: gpu_package.sh: {result.stderr.strip()}"
+    with open(os.path.join(workdir, name, "case.json"), "w") as f:
+        json.dump({"name": name, "seed": seed, "act_dtype": act_dtype}, f)
+    return True, f"PREPARED {name}: seed={seed}"
+
+
+def run_prepared(name, case, workdir, timeout):
+    """Run a case prepared by prepare_gpu with DIR/moe-gpu-run and check it."""
+    case_dir = os.path.join(workdir, name)
+    paths = case_paths(case_dir)
+    try:
+        with open(os.path.join(case_dir, "case.json")) as f:
+            act_dtype = json.load(f)["act_dtype"]
+        ref = {"y": np.load(paths["y_ref"])}
+        with open(paths["stats_ref"]) as f:
+            ref["stats"] = json.load(f)
+    except (OSError, ValueError, KeyError) as err:
+        return False, f"FAIL {name}: not prepared ({err})"
+    package = os.path.join(case_dir, "pkg")
+    command = [os.path.join(workdir, "moe-gpu-run"),
+               "--artifact", os.path.join(package, "layer.cuda.json"),
+               "--host", os.path.join(package, "layer.host.so"),
+               "--weights", paths["weights"], "--input", paths["x"],
+               "--output", paths["y"], "--stats", paths["stats"]]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return False, f"FAIL {name}: moe-gpu-run ran past {timeout} s"
+    if result.returncode != 0:
+        return False, f"FAIL {name}: moe-gpu-run exited {result.returncode}: " + \
+            (result.stderr.strip().splitlines() or ["(no message)"])[0]
+    y = moe_io.load_npy(paths["y"])
+    with open(paths["stats"]) as f:
+        stats = json.load(f)
+    problems, rel_err = compare_outputs(case, y, stats, ref, act_dtype)
+    if problems:
+        return False, f"FAIL {name}: " + "; ".join(problems)
+    return True, f"PASS {name}: rel_err={rel_err:.2e} dropped={ref['stats']['dropped']}"
+
+
+def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32"):
+    """Run one case; return (passed, summary line). With shards > 1 the tool runs under
+    mpirun with --shards, and its output must also match the unsharded run's to 1e-6
+    relative, with identical statistics."""
+    if shards > 1:
+        experts = case.spec["num_experts"]
+        if case.tokens % shards or experts % shards:
+            # Spec §6: T (and E) not divisible by N is an error, tested apart.
+            return True, (f"SKIP {name}: T={case.tokens}, E={experts} do not both divide "
+                          f"over {shards} ranks")
+    try:
+        seed, ref, paths = write_case(name, case, workdir, act_dtype)
+    except (RuntimeError, ValueError) as err:
+        return False, f"FAIL {name}: harness could not generate inputs: {err}"
 
     def run_tool(ranks, y_path, stats_path):
         """Runs moe-run (under mpirun for ranks > 1); returns an error line or None."""
@@ -564,6 +639,13 @@ def main(argv=None):
     parser.add_argument("--act-dtype", choices=("f32", "bf16"), default="f32",
                         help="activation type passed to moe-run (bf16: tokens rounded to "
                              "bfloat16 for the reference too, bfloat16 tolerances)")
+    parser.add_argument("--prepare-gpu", metavar="BUILD",
+                        help="instead of running: write each case and compile it for the "
+                             "GPU with tools/gpu_package.sh and the tools of BUILD, for "
+                             "--run-prepared on a GPU machine without a compiler")
+    parser.add_argument("--run-prepared", action="store_true",
+                        help="run the cases --prepare-gpu wrote into --workdir with its "
+                             "moe-gpu-run, and check them")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
 
@@ -571,8 +653,10 @@ def main(argv=None):
         for name in CASES:
             print(name)
         return 0
-    if not (args.moe_run and args.workdir and args.case):
-        parser.error("--moe-run, --workdir and --case are required (or --list)")
+    if not (args.workdir and args.case):
+        parser.error("--workdir and --case are required (or --list)")
+    if not (args.moe_run or args.prepare_gpu or args.run_prepared):
+        parser.error("--moe-run is required to run cases")
     if args.case == "all":
         names = list(CASES)
     elif args.case in CASES:
@@ -580,10 +664,20 @@ def main(argv=None):
     else:
         parser.error(f"unknown case '{args.case}' (see --list)")
 
+    if args.prepare_gpu:
+        os.makedirs(args.workdir, exist_ok=True)
+        runner = os.path.join(args.prepare_gpu, "bin", "moe-gpu-run")
+        subprocess.run(["cp", runner, os.path.join(args.workdir, "moe-gpu-run")], check=True)
     failures = 0
     for name in names:
-        passed, line = run_one(name, CASES[name], args.moe_run, args.workdir, args.backend,
-                               args.timeout, args.shards, args.act_dtype)
+        if args.prepare_gpu:
+            passed, line = prepare_gpu(name, CASES[name], args.workdir, args.act_dtype,
+                                       args.prepare_gpu)
+        elif args.run_prepared:
+            passed, line = run_prepared(name, CASES[name], args.workdir, args.timeout)
+        else:
+            passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
+                                   args.backend, args.timeout, args.shards, args.act_dtype)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

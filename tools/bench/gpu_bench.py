@@ -7,7 +7,10 @@ then measures on the GPU:
 
   * the machine: the best bf16 matrix rate (torch.matmul, 8192^3) and the memory
     bandwidth (a device-to-device copy of 2 GiB, read + write bytes);
-  * moe-run --backend cuda --act-dtype bf16 --bench N (moe-gpu-pipeline kernels);
+  * the layer compiled by moe-gpu-pipeline: either moe-run --backend cuda --act-dtype
+    bf16 --bench N, or, on a GPU machine without LLVM/MLIR, the packages that
+    tools/gpu_package.sh made for each shape on the build machine (--packages DIR:
+    DIR/switch and DIR/mixtral, run with their moe-gpu-run);
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation,
     index_add) in bf16 on the same inputs.
 
@@ -19,6 +22,14 @@ exits with a message where they are missing. Usage:
 
   tools/bench/gpu_bench.py --moe-run build/bin/moe-run [--workdir DIR]
                            [--shapes switch,mixtral] [--runs N]
+  tools/bench/gpu_bench.py --packages DIR ...
+
+The packages, made on the build machine:
+
+  tools/gpu_package.sh --spec test/Examples/specs/switch-base-8.json --tokens 16384 \
+      --act-dtype bf16 --weight-dtype bf16 -o DIR/switch
+  tools/gpu_package.sh --spec test/Examples/specs/mixtral-8x7b.json --tokens 4096 \
+      --act-dtype bf16 --weight-dtype bf16 -o DIR/mixtral
 """
 
 import argparse
@@ -95,11 +106,17 @@ def make_inputs(spec, tokens, folder):
     return paths
 
 
-def run_moe(moe_run, paths, folder, runs):
+def run_moe(moe_run, package, paths, folder, runs):
+    """moe-run --backend cuda, or the package's moe-gpu-run when `package` is set."""
     out, stats = os.path.join(folder, "y.npy"), os.path.join(folder, "stats.json")
-    cmd = [moe_run, "--backend", "cuda", "--act-dtype", "bf16", "--spec", paths["spec"],
-           "--weights", paths["weights"], "--input", paths["x"], "--output", out,
-           "--stats", stats, "--bench", str(runs)]
+    if package:
+        cmd = [os.path.join(package, "moe-gpu-run"),
+               "--artifact", os.path.join(package, "layer.cuda.json"),
+               "--host", os.path.join(package, "layer.host.so")]
+    else:
+        cmd = [moe_run, "--backend", "cuda", "--act-dtype", "bf16", "--spec", paths["spec"]]
+    cmd += ["--weights", paths["weights"], "--input", paths["x"], "--output", out,
+            "--stats", stats, "--bench", str(runs)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"moe-run failed: {proc.stderr.strip()}")
@@ -147,6 +164,8 @@ def torch_layer(torch, spec, paths):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moe-run", default=os.path.join(ROOT, "build", "bin", "moe-run"))
+    parser.add_argument("--packages", help="folder of tools/gpu_package.sh outputs, one "
+                        "per shape (switch/, mixtral/), run instead of moe-run")
     parser.add_argument("--workdir", default="/tmp/moe-gpu-bench")
     parser.add_argument("--shapes", default="switch,mixtral")
     parser.add_argument("--runs", type=int, default=10)
@@ -172,8 +191,9 @@ def main():
         folder = os.path.join(args.workdir, name)
         log(f"{name}: T={tokens} {spec}")
         paths = make_inputs(spec, tokens, folder)
-        log("  moe-run --backend cuda ...")
-        bench, stats, y = run_moe(args.moe_run, paths, folder, args.runs)
+        log("  moe-gpu-run (package) ..." if args.packages else "  moe-run --backend cuda ...")
+        package = os.path.join(args.packages, name) if args.packages else None
+        bench, stats, y = run_moe(args.moe_run, package, paths, folder, args.runs)
         log("  PyTorch eager loop ...")
         layer = torch_layer(torch, spec, paths)
         torch_s = median_time(torch, layer, args.runs)
