@@ -550,6 +550,7 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
         seed, ref, paths = write_case(name, case, workdir, act_dtype)
     except (RuntimeError, ValueError) as err:
         return False, f"FAIL {name}: harness could not generate inputs: {err}"
+    case_dir = os.path.dirname(paths["spec"])
 
     def run_tool(ranks, y_path, stats_path):
         """Runs moe-run (under mpirun for ranks > 1); returns an error line or None."""
