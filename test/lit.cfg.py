@@ -26,6 +26,12 @@ config.substitutions.append(("%python", "/usr/bin/python3"))
 config.substitutions.append(
     ("%fakecuda", "env LD_LIBRARY_PATH=" + config.moe_fake_cuda_dir))
 
+# MLIR's C runner utilities, for programs run with mlir-runner.
+config.substitutions.append(
+    ("%mlir_c_runner_utils",
+     os.path.join(os.path.dirname(config.llvm_tools_dir), "lib",
+                  "libmlir_c_runner_utils.so")))
+
 # The build, for scripts that use its tools (tools/gpu_package.sh).
 config.substitutions.append(("%moe_build", config.moe_obj_root))
 config.substitutions.append(("%moe_src", config.moe_src_root))

@@ -71,6 +71,10 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
          "moe-copies-to-linalg,"
+         // Reductions (the expert and router matmuls) accumulate in
+         // registers; everything else becomes plain parallel loops.
+         "func.func(linalg-generalize-named-ops),"
+         "moe-reduction-loops,"
          "func.func(convert-linalg-to-parallel-loops,"
          "scf-parallel-loop-tiling{parallel-loop-tile-sizes=" +
          options.tile +

@@ -49,4 +49,25 @@ def MoECopiesToLinalg : Pass<"moe-copies-to-linalg"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEReductionLoops : Pass<"moe-reduction-loops"> {
+  let summary = "Lower linalg reductions on buffers to loops that accumulate "
+                "in registers";
+  let description = [{
+    A `linalg.generic` on buffers with one output whose reduction iterators
+    are innermost becomes an `scf.parallel` over its parallel dimensions; in
+    each iteration an `scf.for` nest over the reduction dimensions carries the
+    running value as an iteration argument, starting from the output's
+    value, and the result is stored once. Multiplications and additions of
+    the body are marked `contract`, so a multiply-add becomes one fused
+    instruction. Upstream's `convert-linalg-to-parallel-loops` reloads and
+    stores the output in every reduction step instead: on a GPU a global
+    store per multiply-add. The GPU pipeline runs it on generalized linalg
+    ops before the remaining ones become parallel loops.
+  }];
+  let dependentDialects = ["::mlir::scf::SCFDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::affine::AffineDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD
