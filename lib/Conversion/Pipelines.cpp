@@ -64,9 +64,6 @@ std::string mlir::moe::cpuPipelineText(int64_t threads) {
 }
 
 std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
-  std::string target = "chip=" + options.chip + " features=" +
-                       options.features + " O=" +
-                       std::to_string(options.optLevel);
   return frontPipelineText() + bufferizePipelineText() +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
@@ -77,9 +74,16 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
          "moe-reduction-loops,"
          "func.func(convert-linalg-to-parallel-loops,"
          "scf-parallel-loop-tiling{parallel-loop-tile-sizes=" +
-         options.tile +
-         " no-min-max-bounds=1},"
-         "gpu-map-parallel-loops{mapping-policy=" +
+         options.tile + " no-min-max-bounds=1}" +
+         (options.hostLoops ? std::string(")")
+                            : gpuMappingPipelineText(options));
+}
+
+std::string mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options) {
+  std::string target = "chip=" + options.chip + " features=" +
+                       options.features + " O=" +
+                       std::to_string(options.optLevel);
+  return ",gpu-map-parallel-loops{mapping-policy=" +
          options.mapping +
          "},"
          "convert-parallel-loops-to-gpu),"
@@ -91,6 +95,21 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
 
 std::string
 mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
+  if (options.hostLoops)
+    // The tiled parallel loops run on the host, one after the other.
+    return "convert-scf-to-cf,"
+           "expand-strided-metadata,"
+           "lower-affine,"
+           "arith-expand{include-bf16=1},"
+           "convert-math-to-llvm,"
+           "convert-math-to-libm,"
+           "finalize-memref-to-llvm,"
+           "convert-arith-to-llvm,"
+           "convert-index-to-llvm,"
+           "convert-cf-to-llvm,"
+           "convert-func-to-llvm,"
+           "convert-ub-to-llvm,"
+           "reconcile-unrealized-casts";
   // Kernels: to NVVM.
   return "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,canonicalize,cse,"
          "reconcile-unrealized-casts),"
@@ -158,6 +177,11 @@ struct GpuPipelineCLOptions
       llvm::cl::desc("which loop goes to thread x: innermost-first (the "
                      "contiguous dimension, coalesced) or outermost-first"),
       llvm::cl::init("innermost-first")};
+  Option<bool> hostLoops{
+      *this, "host-loops",
+      llvm::cl::desc("stop before the loops become kernels and lower them "
+                     "for the host (checks the GPU program without a GPU)"),
+      llvm::cl::init(false)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -178,6 +202,7 @@ void mlir::moe::registerMoEPipelines() {
         options.toolkit = cl.toolkit;
         options.tile = cl.tile;
         options.mapping = cl.mapping;
+        options.hostLoops = cl.hostLoops;
         options.optLevel = cl.optLevel;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -326,9 +326,11 @@ int run(const ::moe::RunOptions &options) {
                             ? (fromArtifact ? "cuda" : "cpu")
                             : options.backend;
   bool onGpu = backend == "cuda";
-  if (backend != "cpu" && !onGpu)
+  // The GPU pipeline's program with its kernels as host loops.
+  bool gpuLoops = backend == "gpu-loops";
+  if (backend != "cpu" && !onGpu && !gpuLoops)
     throw rt::Error("moe-run: error: --backend: unknown backend '" + backend +
-                    "' (choose cpu or cuda)");
+                    "' (choose cpu, cuda or gpu-loops)");
   if (fromArtifact && !onGpu)
     throw rt::Error("moe-run: error: --artifact holds GPU code: run it with "
                     "--backend cuda");
@@ -529,6 +531,7 @@ int run(const ::moe::RunOptions &options) {
   std::vector<std::pair<std::string, void *>> symbols =
       rt::collectiveEntryPoints();
   mlir::moe::GpuPipelineOptions gpu;
+  gpu.hostLoops = gpuLoops;
   if (onGpu) {
     auto driver = rt::cuda::entryPoints();
     symbols.insert(symbols.end(), driver.begin(), driver.end());
@@ -550,7 +553,7 @@ int run(const ::moe::RunOptions &options) {
   } else {
     auto exe = mlir::moe::HostExecutable::compile(
         *module, options.funcName, options.optLevel, symbols, threads,
-        onGpu ? &gpu : nullptr);
+        onGpu || gpuLoops ? &gpu : nullptr);
     if (!exe)
       throw rt::Error("moe-run: error: " + layerSource + ": " +
                       llvm::toString(exe.takeError()));

@@ -36,7 +36,11 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
   --output Y.npy           output, float32 [T, d_model]
   --stats ST.json          statistics (capacity, tokens_per_expert, dropped,
                            load_balance_loss, router_z_loss)
-  --backend cpu|cuda       backend (default: cpu, cuda for --artifact);
+  --backend cpu|cuda|gpu-loops
+                           backend (default: cpu, cuda for --artifact);
+                           gpu-loops runs the GPU pipeline's program with
+                           its kernels as host loops (GPU numerics without a
+                           GPU);
                            cuda compiles with
                            moe-gpu-pipeline and runs the kernels through
                            the CUDA driver (needs an NVIDIA GPU and driver)

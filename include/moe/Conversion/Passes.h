@@ -48,6 +48,10 @@ struct GpuPipelineOptions {
   /// gpu-map-parallel-loops policy: which loop goes to thread/block x.
   std::string mapping = "innermost-first";
   int optLevel = 3;
+  /// Stop before the loops become kernels and run them on the host, one
+  /// after the other: the GPU pipeline's program, for checking its numbers
+  /// without a GPU (moe-run --backend gpu-loops).
+  bool hostLoops = false;
 };
 
 /// The textual pass pipeline that takes a module holding `moe.layer` to host
@@ -60,6 +64,8 @@ std::string gpuPipelineText(const GpuPipelineOptions &options = {});
 /// kernels in `gpu.module`s with their NVVM target, and from there to LLVM
 /// with `gpu.binary`s.
 std::string gpuKernelPipelineText(const GpuPipelineOptions &options = {});
+/// The part of the first half that maps the loops to GPU kernels.
+std::string gpuMappingPipelineText(const GpuPipelineOptions &options = {});
 std::string gpuLoweringPipelineText(const GpuPipelineOptions &options = {});
 
 /// Appends the GPU pipeline to `pm`.
