@@ -4,7 +4,9 @@
 // Run as `mpirun -np N moe-collectives-test` (MPI engine over N ranks),
 // `moe-collectives-test --single`, or, where NCCL is built,
 // `mpirun -np N moe-collectives-test --nccl` (NCCL over N GPUs, buffers in
-// CUDA managed memory; exit status 77, "skipped", without a GPU). Each
+// CUDA managed memory; exit status 77, "skipped", without a GPU). The same
+// source builds moe-nccl-test, without MPI, for one rank on a GPU machine
+// that has no MPI: `moe-nccl-test --nccl`. Each
 // exchange is checked element by element on every rank; any mismatch prints
 // what differed and exits 1.
 //
@@ -174,7 +176,10 @@ std::unique_ptr<Collectives> makeNCCLOrSkip(std::unique_ptr<Collectives> &mpi) {
                                       : "0 devices");
     return nullptr;
   }
-  mpi = makeMPICollectives();
+  // Under a launcher the ranks meet through MPI; alone (or in a build
+  // without MPI) one rank needs no bootstrap exchange.
+  mpi = launchedByMPI() && haveMPI() ? makeMPICollectives()
+                                     : makeSingleRankCollectives();
   managedMemory = true;
   return makeNCCLCollectives(*mpi, mpi->rank() % devices);
 #else
