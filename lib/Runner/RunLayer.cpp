@@ -503,7 +503,9 @@ int run(const ::moe::RunOptions &options) {
           throw rt::Error(std::string("moe-run: error: --backend cuda: ") +
                           e.what());
         }
-        rt::setDeviceStaging(&rt::cuda::allocate, &rt::cuda::release);
+        rt::setDeviceStaging(
+            [](size_t bytes) { return rt::cuda::allocate(bytes); },
+            &rt::cuda::release);
       } else if (engine != "mpi") {
         throw rt::Error("moe-run: error: MOE_GPU_COLLECTIVES must be nccl or "
                         "mpi, got '" +

@@ -33,6 +33,8 @@ struct Driver {
   decltype(&::cuGetErrorName) getErrorName = nullptr;
   decltype(&::cuGetErrorString) getErrorString = nullptr;
   decltype(&::cuMemAllocManaged) memAllocManaged = nullptr;
+  decltype(&::cuMemAlloc) memAlloc = nullptr;
+  decltype(&::cuMemcpyHtoD) memcpyHtoD = nullptr;
   decltype(&::cuMemGetInfo) memGetInfo = nullptr;
   decltype(&::cuMemFree) memFree = nullptr;
   decltype(&::cuMemcpy) memcpy = nullptr;
@@ -58,9 +60,9 @@ struct State {
   CUcontext context = nullptr;
   std::string description;
   std::mutex lock;
-  /// Freed managed blocks by size, and the size of every live block.
-  std::multimap<size_t, void *> freeBlocks;
-  std::map<void *, size_t> liveBlocks;
+  /// Freed blocks by kind and size, and the kind and size of every live one.
+  std::multimap<std::pair<Memory, size_t>, void *> freeBlocks;
+  std::map<void *, std::pair<Memory, size_t>> liveBlocks;
   /// Streams handed back by mgpuStreamDestroy, for the next launch.
   std::vector<CUstream> idleStreams;
   /// Kernels already looked up (the host code asks before every launch).
@@ -123,6 +125,8 @@ void loadDriver(Driver &cu) {
   find(cu.getErrorName, "cuGetErrorName");
   find(cu.getErrorString, "cuGetErrorString");
   find(cu.memAllocManaged, "cuMemAllocManaged");
+  find(cu.memAlloc, "cuMemAlloc_v2");
+  find(cu.memcpyHtoD, "cuMemcpyHtoD_v2");
   find(cu.memGetInfo, "cuMemGetInfo_v2");
   find(cu.memFree, "cuMemFree_v2");
   find(cu.memcpy, "cuMemcpy");
@@ -198,14 +202,14 @@ void initialize(int device) {
 
 std::string deviceDescription() { return ready().description; }
 
-void *allocate(size_t bytes) {
+void *allocate(size_t bytes, Memory kind) {
   State &s = ready();
   std::lock_guard<std::mutex> guard(s.lock);
   bytes = bytes ? bytes : 1;
-  if (auto it = s.freeBlocks.find(bytes); it != s.freeBlocks.end()) {
+  if (auto it = s.freeBlocks.find({kind, bytes}); it != s.freeBlocks.end()) {
     void *block = it->second;
     s.freeBlocks.erase(it);
-    s.liveBlocks[block] = bytes;
+    s.liveBlocks[block] = {kind, bytes};
     ++s.stats.reused;
     return block;
   }
@@ -218,10 +222,13 @@ void *allocate(size_t bytes) {
                 " bytes: the device has " + std::to_string(free) + " of " +
                 std::to_string(total) + " bytes free");
   CUdeviceptr pointer = 0;
-  check(s.cu.memAllocManaged(&pointer, bytes, CU_MEM_ATTACH_GLOBAL),
-        "cuMemAllocManaged");
+  if (kind == Memory::Managed)
+    check(s.cu.memAllocManaged(&pointer, bytes, CU_MEM_ATTACH_GLOBAL),
+          "cuMemAllocManaged");
+  else
+    check(s.cu.memAlloc(&pointer, bytes), "cuMemAlloc");
   void *block = reinterpret_cast<void *>(pointer);
-  s.liveBlocks[block] = bytes;
+  s.liveBlocks[block] = {kind, bytes};
   ++s.stats.driverAllocations;
   s.stats.bytesHeld += bytes;
   return block;
@@ -237,6 +244,12 @@ void release(void *pointer) {
     throw Error("cuda: release of a pointer the pool did not allocate");
   s.freeBlocks.emplace(it->second, pointer);
   s.liveBlocks.erase(it);
+}
+
+void copyToDevice(void *device, const void *host, size_t bytes) {
+  check(ready().cu.memcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host,
+                              bytes),
+        "cuMemcpyHtoD");
 }
 
 void synchronize() {

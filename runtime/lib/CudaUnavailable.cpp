@@ -20,7 +20,8 @@ bool built() { return false; }
 int deviceCount() { unavailable(); }
 void initialize(int) { unavailable(); }
 std::string deviceDescription() { unavailable(); }
-void *allocate(size_t) { unavailable(); }
+void *allocate(size_t, Memory) { unavailable(); }
+void copyToDevice(void *, const void *, size_t) { unavailable(); }
 void release(void *) { unavailable(); }
 void synchronize() { unavailable(); }
 PoolStats poolStats() { return {}; }

@@ -42,11 +42,20 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
                  {&results.output, &results.tokensPerExpert, &results.dropped,
                   &results.loadBalanceLoss, &results.routerZLoss});
   descriptors.reserve(tensors.size());
-  for (HostTensor *tensor : tensors) {
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    HostTensor *tensor = tensors[i];
     void *data = tensor->data();
     if (managed) {
-      data = cuda::allocate(tensor->byteSize());
-      std::memcpy(data, tensor->data(), tensor->byteSize());
+      // The weights (inputs after the tokens) are read by kernels only:
+      // plain device memory. Tokens and results are also read and written
+      // by the host code's loops: managed memory.
+      bool weight = i > 0 && i < firstResult;
+      data = cuda::allocate(tensor->byteSize(), weight ? cuda::Memory::Device
+                                                       : cuda::Memory::Managed);
+      if (weight)
+        cuda::copyToDevice(data, tensor->data(), tensor->byteSize());
+      else
+        std::memcpy(data, tensor->data(), tensor->byteSize());
       copies.push_back(data);
     }
     pointers.push_back(descriptors.emplace_back(data, tensor->shape()).get());

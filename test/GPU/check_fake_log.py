@@ -44,9 +44,15 @@ def main():
     expect(many["cuLaunchKernel"] >= calls * one["cuLaunchKernel"] // 2,
            f"launches grow with the calls ({one['cuLaunchKernel']} for one call, "
            f"{many['cuLaunchKernel']} for {calls})")
-    expect(many["cuMemAllocManaged"] == one["cuMemAllocManaged"],
+    def allocations(log):
+        return log.get("cuMemAllocManaged", 0) + log.get("cuMemAlloc_v2", 0)
+    expect(allocations(many) == allocations(one),
            f"the pool serves later calls without new driver allocations "
-           f"({one['cuMemAllocManaged']} for one call, {many['cuMemAllocManaged']} for {calls})")
+           f"({allocations(one)} for one call, {allocations(many)} for {calls})")
+    expect(one.get("cuMemAlloc_v2") == one.get("cuMemcpyHtoD_v2") == 3,
+           f"the three weights of the layer (router, w_in, w_out) go to device memory "
+           f"({one.get('cuMemAlloc_v2')} device allocations, "
+           f"{one.get('cuMemcpyHtoD_v2')} copies)")
     return 1 if failures else 0
 
 

@@ -147,6 +147,24 @@ int cuMemAllocManaged(unsigned long long *pointer, size_t bytes, unsigned) {
   return kSuccess;
 }
 
+int cuMemAlloc_v2(unsigned long long *pointer, size_t bytes) {
+  if (call("cuMemAlloc_v2"))
+    return kLaunchFailed;
+  void *p = std::calloc(1, bytes);
+  counters().live.insert(p);
+  counters().count["bytes_allocated"] += long(bytes);
+  *pointer = reinterpret_cast<unsigned long long>(p);
+  return kSuccess;
+}
+
+int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
+  call("cuMemcpyHtoD_v2");
+  if (!counters().live.count(reinterpret_cast<void *>(dst)))
+    return kInvalidValue;
+  std::memcpy(reinterpret_cast<void *>(dst), src, bytes);
+  return kSuccess;
+}
+
 int cuMemGetInfo_v2(size_t *free, size_t *total) {
   call("cuMemGetInfo_v2");
   // 1 GiB, or $FAKE_CUDA_FREE_BYTES.

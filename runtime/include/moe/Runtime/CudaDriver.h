@@ -5,8 +5,10 @@
 // lowering emits, and allocate through `_mlir_memref_to_llvm_alloc`. This
 // backend implements both on the CUDA driver API, loaded at run time from
 // libcuda.so.1 so that the tools start (and explain) on machines without a
-// driver. Allocations are CUDA managed memory, reachable from the host loops
-// and the kernels alike, served from a pool that keeps freed blocks by size.
+// driver. The program's allocations are CUDA managed memory, reachable from
+// the host loops and the kernels alike; the weights, which only kernels read,
+// go to plain device memory. Both come from a pool that keeps freed blocks
+// by kind and size, and neither may exceed the device's free memory.
 // Every driver call is checked; a failure throws moe::runtime::Error
 // (`cuda: cuModuleLoadData failed: CUDA_ERROR_...: <description>`), or, inside
 // compiled code, prints that line and exits with status 1.
@@ -40,9 +42,16 @@ void initialize(int device = 0);
 /// "NVIDIA H100 80GB HBM3 (sm_90, 132 SMs)" of the initialised device.
 std::string deviceDescription();
 
-/// Managed memory of `bytes` from the pool; release() gives it back.
-void *allocate(size_t bytes);
+/// Where an allocation lives: CUDA managed memory (host code and kernels
+/// both reach it) or plain device memory (kernels only).
+enum class Memory { Managed, Device };
+
+/// `bytes` of `kind` memory from the pool; release() gives it back.
+void *allocate(size_t bytes, Memory kind = Memory::Managed);
 void release(void *pointer);
+
+/// Copies `bytes` from host memory to device (or managed) memory.
+void copyToDevice(void *device, const void *host, size_t bytes);
 
 /// Waits for all work on the device.
 void synchronize();

@@ -37,9 +37,11 @@ struct LayerResults {
 };
 
 /// The buffers a layer function is called with: `inputs` then `results`.
-/// With `managed`, each lives in a copy in the CUDA backend's managed memory
-/// (which kernels and host code both reach), and fetchResults() copies the
-/// results back after a call.
+/// With `managed`, each lives in a copy in the CUDA backend's memory: the
+/// weights (inputs after the first), which only kernels read, in plain
+/// device memory; the tokens and the results in managed memory (kernels and
+/// host code both reach it); fetchResults() copies the results back after a
+/// call.
 class CallArguments {
 public:
   CallArguments(const std::vector<HostTensor *> &inputs,
