@@ -4,7 +4,7 @@
 #
 #   tools/gpu_package.sh --spec S.json --tokens T -o DIR [--act-dtype bf16]
 #                        [--weight-dtype bf16] [--gpu-chip sm_90a]
-#                        [--kernel-format bin|isa] [--no-runner]
+#                        [--kernel-format auto|bin|isa] [--no-runner]
 #   DIR/moe-gpu-run --artifact DIR/layer.cuda.json --host DIR/layer.host.so \
 #       --weights W.safetensors --input X.npy --output Y.npy [--stats ST.json]
 #
@@ -20,7 +20,7 @@ llc=/usr/lib/llvm-22/bin/llc
 
 die() { echo "gpu_package.sh: error: $*" >&2; exit 1; }
 
-spec="" tokens="" out="" act="f32" weight="f32" chip="sm_90a" format="bin"
+spec="" tokens="" out="" act="f32" weight="f32" chip="sm_90a" format="auto"
 runner=1
 while [ $# -gt 0 ]; do
   case "$1" in

@@ -12,6 +12,7 @@
 #include "moe/Transforms/Passes.h"
 
 #include "mlir/Pass/PassRegistry.h"
+#include "llvm/Support/FileSystem.h"
 
 using namespace mlir;
 
@@ -93,6 +94,12 @@ std::string mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options)
          target + "}";
 }
 
+std::string mlir::moe::resolvedKernelFormat(const GpuPipelineOptions &options) {
+  if (options.format != "auto")
+    return options.format;
+  return llvm::sys::fs::exists(options.toolkit + "/bin/ptxas") ? "bin" : "isa";
+}
+
 std::string
 mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
   if (options.hostLoops)
@@ -131,7 +138,7 @@ mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
          "canonicalize,cse,"
          "gpu-to-llvm,"
          "gpu-module-to-binary{format=" +
-         options.format + " toolkit=" + options.toolkit +
+         resolvedKernelFormat(options) + " toolkit=" + options.toolkit +
          "},"
          "reconcile-unrealized-casts";
 }
@@ -162,8 +169,9 @@ struct GpuPipelineCLOptions
   Option<std::string> format{
       *this, "format",
       llvm::cl::desc("kernel format: bin (cubin, through ptxas), isa (PTX "
-                     "text, JIT-compiled by the driver) or fatbin"),
-      llvm::cl::init("bin")};
+                     "text, JIT-compiled by the driver), fatbin, or auto "
+                     "(bin where the toolkit's ptxas is, else isa)"),
+      llvm::cl::init("auto")};
   Option<std::string> toolkit{*this, "toolkit",
                               llvm::cl::desc("CUDA toolkit (ptxas, libdevice)"),
                               llvm::cl::init("/usr/local/cuda")};

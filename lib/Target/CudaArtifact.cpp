@@ -290,9 +290,10 @@ llvm::cl::opt<std::string> featuresOpt("gpu-features",
                                        llvm::cl::cat(gpuCategory));
 llvm::cl::opt<std::string> kernelFormatOpt(
     "kernel-format",
-    llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas, the "
-                   "default) or isa (PTX, compiled by the driver on load)"),
-    llvm::cl::init("bin"), llvm::cl::cat(gpuCategory));
+    llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas), isa "
+                   "(PTX, compiled by the driver on load), or auto (the "
+                   "default: bin where the toolkit's ptxas is, else isa)"),
+    llvm::cl::init("auto"), llvm::cl::cat(gpuCategory));
 
 void allDialects(DialectRegistry &registry) {
   registerAllDialects(registry);
@@ -340,8 +341,10 @@ void mlir::moe::registerGpuTranslations() {
         if (!module)
           return op->emitError("expected a builtin.module");
         GpuPipelineOptions options = optionsFromFlags();
-        if (kernelFormatOpt != "bin" && kernelFormatOpt != "isa")
-          return module.emitError("--kernel-format must be bin or isa, got '")
+        if (kernelFormatOpt != "bin" && kernelFormatOpt != "isa" &&
+            kernelFormatOpt != "auto")
+          return module.emitError(
+                     "--kernel-format must be bin, isa or auto, got '")
                  << kernelFormatOpt << "'";
         options.format = kernelFormatOpt;
         FailureOr<GpuProgram> program =

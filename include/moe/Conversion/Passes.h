@@ -38,8 +38,10 @@ LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0);
 struct GpuPipelineOptions {
   std::string chip = "sm_90a";
   std::string features = "+ptx80";
-  /// gpu-module-to-binary format: "bin" (cubin), "isa" (PTX) or "fatbin".
-  std::string format = "bin";
+  /// gpu-module-to-binary format: "bin" (cubin), "isa" (PTX), "fatbin", or
+  /// "auto": cubin where the toolkit's ptxas is, else PTX (which the driver
+  /// compiles on load).
+  std::string format = "auto";
   std::string toolkit = "/usr/local/cuda";
   /// Tile sizes of the parallel loops, outermost first: the threads of one
   /// block. With the innermost dimension on thread x, a warp of a 2-D loop
@@ -67,6 +69,10 @@ std::string gpuKernelPipelineText(const GpuPipelineOptions &options = {});
 /// The part of the first half that maps the loops to GPU kernels.
 std::string gpuMappingPipelineText(const GpuPipelineOptions &options = {});
 std::string gpuLoweringPipelineText(const GpuPipelineOptions &options = {});
+
+/// The kernel format the pipeline uses: `options.format`, with "auto"
+/// resolved to "bin" where `<toolkit>/bin/ptxas` exists and "isa" elsewhere.
+std::string resolvedKernelFormat(const GpuPipelineOptions &options);
 
 /// Appends the GPU pipeline to `pm`.
 LogicalResult buildGpuPipeline(OpPassManager &pm,
