@@ -100,41 +100,37 @@ std::string mlir::moe::resolvedKernelFormat(const GpuPipelineOptions &options) {
   return llvm::sys::fs::exists(options.toolkit + "/bin/ptxas") ? "bin" : "isa";
 }
 
-std::string
-mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
-  if (options.hostLoops)
-    // The tiled parallel loops run on the host, one after the other.
-    return "convert-scf-to-cf,"
-           "expand-strided-metadata,"
-           "lower-affine,"
-           "arith-expand{include-bf16=1},"
-           "convert-math-to-llvm,"
-           "convert-math-to-libm,"
-           "finalize-memref-to-llvm,"
-           "convert-arith-to-llvm,"
-           "convert-index-to-llvm,"
-           "convert-cf-to-llvm,"
-           "convert-func-to-llvm,"
-           "convert-ub-to-llvm,"
-           "reconcile-unrealized-casts";
-  // Kernels: to NVVM.
-  return "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,canonicalize,cse,"
-         "reconcile-unrealized-casts),"
-         // Host: loops to LLVM; allocations through the generic allocation
-         // functions, which the CUDA runtime backs with managed memory that
-         // both the host loops and the kernels can reach.
-         "convert-scf-to-cf,"
+/// The host's scalar code (loops, arith, math, memref, func) to the LLVM
+/// dialect; `allocations` is the finalize-memref-to-llvm option text.
+static std::string hostToLLVMText(const std::string &allocations) {
+  return "convert-scf-to-cf,"
          "expand-strided-metadata,"
          "lower-affine,"
          "arith-expand{include-bf16=1},"
          "convert-math-to-llvm,"
          "convert-math-to-libm,"
-         "finalize-memref-to-llvm{use-generic-functions=1},"
+         "finalize-memref-to-llvm" +
+         allocations +
+         ","
          "convert-arith-to-llvm,"
          "convert-index-to-llvm,"
          "convert-cf-to-llvm,"
          "convert-func-to-llvm,"
-         "convert-ub-to-llvm,"
+         "convert-ub-to-llvm,";
+}
+
+std::string
+mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
+  if (options.hostLoops)
+    // The tiled parallel loops run on the host, one after the other.
+    return hostToLLVMText("") + "reconcile-unrealized-casts";
+  // Kernels: to NVVM.
+  return "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,canonicalize,cse,"
+         "reconcile-unrealized-casts)," +
+         // Host: loops to LLVM; allocations through the generic allocation
+         // functions, which the CUDA runtime backs with managed memory that
+         // both the host loops and the kernels can reach.
+         hostToLLVMText("{use-generic-functions=1}") +
          "canonicalize,cse,"
          "gpu-to-llvm,"
          "gpu-module-to-binary{format=" +
