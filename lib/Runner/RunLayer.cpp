@@ -205,9 +205,11 @@ int64_t launcherWorldSize() {
 }
 
 /// The collectives of a sharded run, or null for a single-rank one.
-std::unique_ptr<rt::Collectives> openCollectives(int64_t shards) {
+/// `ranks` = --shards times --replicas.
+std::unique_ptr<rt::Collectives> openCollectives(int64_t ranks,
+                                                 const std::string &flags) {
   int64_t world = launcherWorldSize();
-  if (shards == 1) {
+  if (ranks == 1) {
     if (world > 1)
       throw rt::Error("moe-run: error: started by an MPI launcher with " +
                       std::to_string(world) + " ranks: pass --shards " +
@@ -215,11 +217,10 @@ std::unique_ptr<rt::Collectives> openCollectives(int64_t shards) {
     return nullptr;
   }
   if (!rt::launchedByMPI())
-    throw rt::Error("moe-run: error: --shards " + std::to_string(shards) +
+    throw rt::Error("moe-run: error: " + flags +
                     " runs one process per rank: start it as mpirun -np " +
-                    std::to_string(shards) + " moe-run --shards " +
-                    std::to_string(shards) + " ...");
-  auto comm = rt::makeMPICollectives(static_cast<int>(shards));
+                    std::to_string(ranks) + " moe-run " + flags + " ...");
+  auto comm = rt::makeMPICollectives(static_cast<int>(ranks));
   reportingRank = comm->rank();
   return comm;
 }
@@ -239,7 +240,8 @@ rt::HostTensor rowSlice(const rt::HostTensor &t, int64_t first, int64_t count) {
 
 /// Rewrites the layer into rank's program with moe-shard-experts; its
 /// diagnostics become one error line.
-void shardModule(ModuleOp module, int64_t ranks, const std::string &source) {
+void shardModule(ModuleOp module, int64_t ranks, int64_t replicas,
+                 const std::string &source) {
   std::string error;
   ScopedDiagnosticHandler capture(module.getContext(), [&](Diagnostic &diag) {
     if (error.empty())
@@ -249,6 +251,7 @@ void shardModule(ModuleOp module, int64_t ranks, const std::string &source) {
   PassManager pm(module.getContext());
   mlir::moe::MoEShardExpertsOptions shardOptions;
   shardOptions.ranks = ranks;
+  shardOptions.replicas = replicas;
   pm.addPass(mlir::moe::createMoEShardExperts(shardOptions));
   if (failed(pm.run(module)))
     throw rt::Error("moe-run: error: " + source + ": " +
@@ -357,18 +360,31 @@ int run(const ::moe::RunOptions &options) {
     if (value->empty())
       throw rt::Error(std::string("moe-run: error: ") + flag + " is required");
 
-  std::unique_ptr<rt::Collectives> comm = openCollectives(options.shards);
-  int64_t shards = options.shards, rank = comm ? comm->rank() : 0;
+  // World = N expert-parallel ranks times R data-parallel replicas; rank r
+  // is in replica r / N and holds expert block r mod N.
+  int64_t shards = options.shards, replicas = options.replicas;
+  int64_t world = shards * replicas;
+  if (replicas > 1 && onGpu)
+    throw rt::Error("moe-run: error: --replicas runs on the CPU backend only");
+  std::string shardFlags = "--shards " + std::to_string(shards);
+  if (replicas > 1)
+    shardFlags += " --replicas " + std::to_string(replicas);
+  std::unique_ptr<rt::Collectives> comm = openCollectives(world, shardFlags);
+  int64_t rank = comm ? comm->rank() : 0;
+  // The expert-parallel group of this rank, when replicas split the ranks.
+  std::unique_ptr<rt::Collectives> group;
+  if (comm && replicas > 1)
+    group = comm->split(static_cast<int>(rank / shards));
 
   rt::HostTensor x = rt::readNpyAs(options.inputPath, rt::DType::F32, 2);
   int64_t tokens = x.dim(0), width = x.dim(1);
   if (tokens < 1)
     fail(options.inputPath, "the input holds no tokens");
   int64_t globalTokens = tokens;
-  if (tokens % shards != 0)
+  if (tokens % world != 0)
     fail(options.inputPath, std::to_string(tokens) +
                                 " tokens cannot be split evenly over " +
-                                std::to_string(shards) + " ranks");
+                                std::to_string(world) + " ranks");
 
   DialectRegistry registry;
   registerAllDialects(registry);
@@ -423,20 +439,20 @@ int run(const ::moe::RunOptions &options) {
       module = mlir::moe::buildLayerModule(
           &context, info.spec, importOptions,
           FileLineColLoc::get(&context, options.specPath, 1, 1));
-      if (shards > 1)
-        shardModule(*module, shards, options.specPath);
+      if (world > 1)
+        shardModule(*module, shards, replicas, options.specPath);
     }
   } else {
     module = parseModule(context, options.modulePath);
     // Before sharding: the capacity is the layer's, not the padded one a
     // sharded dropless layer exchanges with.
     info = inspectModule(*module, options);
-    if (shards > 1)
-      shardModule(*module, shards, options.modulePath);
+    if (world > 1)
+      shardModule(*module, shards, replicas, options.modulePath);
   }
   // From here on, the rank's own tokens.
-  if (shards > 1) {
-    tokens = globalTokens / shards;
+  if (world > 1) {
+    tokens = globalTokens / world;
     x = rowSlice(x, rank * tokens, tokens);
   }
   if (width != info.spec.dModel)
@@ -465,11 +481,11 @@ int run(const ::moe::RunOptions &options) {
     weights.router = weights.router.castTo(info.routerType);
 
   if (shards > 1) {
-    // Rank r holds the experts [r·E/N, (r+1)·E/N).
+    // Rank r holds the experts [(r mod N)·E/N, (r mod N + 1)·E/N).
     int64_t local = info.spec.numExperts / shards;
     for (rt::HostTensor *w : {&weights.wIn, &weights.wGate, &weights.wOut})
       if (*w)
-        *w = rowSlice(*w, rank * local, local);
+        *w = rowSlice(*w, (rank % shards) * local, local);
   }
   StaticTraffic exchange;
   if (module)
@@ -524,7 +540,7 @@ int run(const ::moe::RunOptions &options) {
   }
   rt::Collectives *engine = gpuComm ? gpuComm.get() : comm.get();
   auto compileStart = Clock::now();
-  rt::setActiveCollectives(engine);
+  rt::setActiveCollectives(engine, group.get());
   // Ranks sharing a machine share its cores.
   int64_t threads = 0;
   if (const char *local = std::getenv("OMPI_COMM_WORLD_LOCAL_SIZE"))
@@ -585,10 +601,13 @@ int run(const ::moe::RunOptions &options) {
   rt::LayerStats stats = results.stats(info.capacity);
 
   // What the first call moved between ranks, as measured on every rank.
-  std::vector<uint64_t> traffic(2 * static_cast<size_t>(shards), 0);
+  std::vector<uint64_t> traffic(2 * static_cast<size_t>(world), 0);
   if (comm) {
-    uint64_t mine[2] = {engine->counters().bytesSent,
-                        engine->counters().bytesReceived};
+    // The exchanges run in the expert-parallel group (statistics sums, on
+    // all ranks, are not counted).
+    rt::Collectives *exchanges = group ? group.get() : engine;
+    uint64_t mine[2] = {exchanges->counters().bytesSent,
+                        exchanges->counters().bytesReceived};
     comm->allGather(mine, traffic.data(), sizeof(mine));
   }
 
@@ -603,7 +622,7 @@ int run(const ::moe::RunOptions &options) {
         rt::keptExpertFlops(stats, info.spec.dModel, info.spec.dFF,
                             spec::isGated(info.spec.activation));
     if (rank == 0)
-      llvm::outs() << rt::benchLine(backend, globalTokens, shards, times,
+      llvm::outs() << rt::benchLine(backend, globalTokens, world, times,
                                     compileSeconds, flops)
                    << "\n";
   }
@@ -623,12 +642,14 @@ int run(const ::moe::RunOptions &options) {
       return 0;
     nlohmann::ordered_json report = nlohmann::ordered_json::parse(statsText);
     std::vector<uint64_t> sent, received;
-    for (int64_t r = 0; r < shards; ++r) {
+    for (int64_t r = 0; r < world; ++r) {
       sent.push_back(traffic[2 * r]);
       received.push_back(traffic[2 * r + 1]);
     }
     report["communication"] = {
-        {"ranks", shards},
+        {"ranks", world},
+        {"expert_parallel_ranks", shards},
+        {"replicas", replicas},
         {"formula",
          "per rank and call, sent and again received: (N-1)/N of the bytes "
          "of each all_to_all buffer, plus (N-1) times those of each "

@@ -30,6 +30,26 @@ Value mlir::moe::meanOverRanks(OpBuilder &b, Location loc, Value v,
                              ranks);
 }
 
+void mlir::moe::makeStatisticsGlobal(OpBuilder &b, Location loc, Value &counts,
+                                     Value &dropped, Value &balance,
+                                     Value &zLoss, int64_t worldRanks,
+                                     int64_t replicated) {
+  auto sum = [&](Value v) -> Value {
+    Value total = AllReduceOp::create(b, loc, v, worldRanks);
+    if (replicated == 1)
+      return total;
+    auto type = cast<RankedTensorType>(v.getType());
+    Value n = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(type, llvm::APInt(64, uint64_t(replicated))));
+    return arith::DivSIOp::create(b, loc, total, n);
+  };
+  balance = meanOverRanks(b, loc, balance, worldRanks);
+  zLoss = meanOverRanks(b, loc, zLoss, worldRanks);
+  dropped = sum(dropped);
+  counts = sum(counts);
+}
+
 SmallVector<Value>
 mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
                                const LayerOperands &operands,
@@ -92,14 +112,11 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
   Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
   Value counts = assign.getCounts();
-  if (ranks > 1) {
-    // Each rank holds T/N tokens and G/N whole groups: the global means are
-    // the averages of the ranks' means; counts add up.
-    balance = meanOverRanks(b, loc, balance, ranks);
-    zLoss = meanOverRanks(b, loc, zLoss, ranks);
-    dropped = AllReduceOp::create(b, loc, dropped, ranks);
-    counts = AllReduceOp::create(b, loc, counts, ranks);
-  }
+  int64_t world = options.worldRanks ? options.worldRanks : ranks;
+  if (world > 1)
+    // Each rank holds whole groups of its T/(N·R) tokens: the global means
+    // are the averages of the ranks' means; counts add up.
+    makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, 1);
   return {combine.getOutput(), counts, dropped, balance, zLoss};
 }
 

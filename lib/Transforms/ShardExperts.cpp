@@ -79,7 +79,8 @@ Value sumChunks(OpBuilder &b, Location loc, Value v, int64_t ranks) {
 /// each owner exactly the rows of its experts and returns their outputs.
 SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
                                         const LayerOperands &in,
-                                        int64_t ranks, int64_t group) {
+                                        int64_t ranks, int64_t world,
+                                        int64_t group) {
   Location loc = op.getLoc();
   auto inputType = cast<RankedTensorType>(in.input.getType());
   int64_t local = inputType.getDimSize(0), model = inputType.getDimSize(1);
@@ -117,23 +118,22 @@ SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
                               assign.getSlots(), assign.getKeep(),
                               topk.getGates());
 
-  // Groups inside the rank: the mean of the ranks' means; groups spanning
-  // ranks: over the gathered routing decisions.
+  // Groups inside the rank: this rank's mean; groups spanning ranks: over
+  // the decisions gathered in the group (the same on each of its ranks).
+  // Either way the global value is the mean over all ranks.
   Value balance =
       local % group == 0
-          ? meanOverRanks(b, loc,
-                          LoadBalanceLossOp::create(b, loc, route.getProbs(),
-                                                    topk.getExperts(), group),
-                          ranks)
+          ? LoadBalanceLossOp::create(b, loc, route.getProbs(),
+                                      topk.getExperts(), group)
+                .getResult()
           : LoadBalanceLossOp::create(
                 b, loc, AllGatherOp::create(b, loc, route.getProbs(), ranks),
                 AllGatherOp::create(b, loc, topk.getExperts(), ranks), group)
                 .getResult();
-  Value zLoss = meanOverRanks(
-      b, loc, RouterZLossOp::create(b, loc, route.getLse()), ranks);
-  Value dropped = AllReduceOp::create(
-      b, loc, CountDroppedOp::create(b, loc, assign.getKeep()), ranks);
-  Value counts = AllReduceOp::create(b, loc, assign.getCounts(), ranks);
+  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
+  Value counts = assign.getCounts();
+  makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, 1);
   return {y, counts, dropped, balance, zLoss};
 }
 
@@ -145,7 +145,8 @@ SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
 /// and every rank gathers the expert outputs back.
 SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
                                       const LayerOperands &in, int64_t ranks,
-                                      int64_t group, int64_t capacity) {
+                                      int64_t world, int64_t group,
+                                      int64_t capacity) {
   Location loc = op.getLoc();
   auto inputType = cast<RankedTensorType>(in.input.getType());
   int64_t local = inputType.getDimSize(0), model = inputType.getDimSize(1);
@@ -193,29 +194,43 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
   Value y = CombineOp::create(b, loc, all, topk.getExperts(), slots, keep,
                               topk.getGates());
 
-  // Statistics over the gathered decisions are global already; the z-loss
-  // is the average of the ranks' means.
+  // Statistics over the gathered decisions are those of the whole group of
+  // ranks already; the z-loss is the average of the ranks' means.
   Value balance =
       LoadBalanceLossOp::create(b, loc, allProbs, allExperts, group);
   Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
-  Value zLoss = meanOverRanks(
-      b, loc, RouterZLossOp::create(b, loc, route.getLse()), ranks);
-  return {y, assign.getCounts(), dropped, balance, zLoss};
+  Value counts = assign.getCounts();
+  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  if (world == ranks) {
+    zLoss = meanOverRanks(b, loc, zLoss, ranks);
+    return {y, counts, dropped, balance, zLoss};
+  }
+  // Replicas: average and sum over them too; every rank of a group holds
+  // its group's counts.
+  makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, ranks);
+  return {y, counts, dropped, balance, zLoss};
 }
 
-LogicalResult shardLayer(LayerOp op, int64_t ranks) {
+LogicalResult shardLayer(LayerOp op, int64_t ranks, int64_t replicas) {
   int64_t tokens = op.getNumTokens(), experts = op.getNumExperts();
+  int64_t world = ranks * replicas;
   if (experts % ranks != 0)
     return op.emitOpError()
            << "cannot be sharded over " << ranks << " ranks: its " << experts
            << " experts are not divisible by " << ranks;
-  if (tokens % ranks != 0)
+  if (tokens % world != 0)
     return op.emitOpError()
-           << "cannot be sharded over " << ranks << " ranks: its " << tokens
-           << " tokens are not divisible by " << ranks;
+           << "cannot be sharded over " << world << " ranks: its " << tokens
+           << " tokens are not divisible by " << world;
   // Read before the operands shrink to the rank's share.
   std::optional<int64_t> capacity = op.getCapacity();
-  int64_t perRank = tokens / ranks, group = op.getGroupTokens();
+  int64_t perRank = tokens / world, group = op.getGroupTokens();
+  if (replicas > 1 && (tokens / replicas) % group != 0)
+    return op.emitOpError()
+           << "cannot be split into " << replicas
+           << " data-parallel replicas: its routing groups of " << group
+           << " tokens would span replicas of " << tokens / replicas
+           << " tokens";
   // Whole groups on every rank can be routed locally; otherwise the ranks
   // route over the global token order. Dropless layers exchange exactly
   // their rows.
@@ -240,17 +255,22 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
       return op.emitOpError("can only be sharded when its results are only "
                             "returned by its function");
 
-  for (Value v : sharded)
+  // The rank's tokens are 1/(N·R) of the call's; its experts 1/N.
+  shrinkLeadingDim(cast<BlockArgument>(op.getInput()), world);
+  for (Value v : ArrayRef<Value>(sharded).drop_front())
     shrinkLeadingDim(cast<BlockArgument>(v), ranks);
   OpBuilder b(op);
   DecomposeOptions options;
   options.ranks = ranks;
+  options.worldRanks = world;
   LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
                          op.getWGate(), op.getWOut()};
   SmallVector<Value> results =
-      !capacity ? emitDroplessExchange(b, op, operands, ranks, group)
-      : local   ? emitDecomposedLayer(b, op, operands, options)
-                : emitGloballyRouted(b, op, operands, ranks, group, *capacity);
+      !capacity && ranks > 1
+          ? emitDroplessExchange(b, op, operands, ranks, world, group)
+      : local || ranks == 1
+          ? emitDecomposedLayer(b, op, operands, options)
+          : emitGloballyRouted(b, op, operands, ranks, world, group, *capacity);
   op->replaceAllUsesWith(results);
   op->erase();
 
@@ -260,6 +280,8 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks) {
                                  func.getBody().front().getArgumentTypes(),
                                  ret.getOperandTypes()));
   func->setAttr("moe.expert_parallel_ranks", b.getI64IntegerAttr(ranks));
+  if (replicas > 1)
+    func->setAttr("moe.data_parallel_replicas", b.getI64IntegerAttr(replicas));
   return success();
 }
 
@@ -271,15 +293,21 @@ struct ShardExpertsPass
     if (ranks < 1) {
       getOperation().emitError("moe-shard-experts: 'ranks' must be at least "
                                "1, got ")
-          << ranks;
+          << static_cast<int64_t>(ranks);
       return signalPassFailure();
     }
-    if (ranks == 1)
+    if (replicas < 1) {
+      getOperation().emitError("moe-shard-experts: 'replicas' must be at "
+                               "least 1, got ")
+          << static_cast<int64_t>(replicas);
+      return signalPassFailure();
+    }
+    if (ranks == 1 && replicas == 1)
       return;
     SmallVector<LayerOp> layers;
     getOperation().walk([&](LayerOp op) { layers.push_back(op); });
     for (LayerOp op : layers)
-      if (failed(shardLayer(op, ranks)))
+      if (failed(shardLayer(op, ranks, replicas)))
         return signalPassFailure();
   }
 };

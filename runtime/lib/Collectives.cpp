@@ -18,6 +18,13 @@ namespace moe::runtime {
 
 Collectives::~Collectives() = default;
 
+std::unique_ptr<Collectives> Collectives::split(int /*color*/) {
+  if (size() == 1)
+    return makeSingleRankCollectives();
+  throw Error("collectives: error: the " + name() +
+              " engine cannot be split into groups");
+}
+
 void Collectives::count(const std::vector<size_t> &sent,
                         const std::vector<size_t> &received) {
   for (size_t peer = 0; peer < sent.size(); ++peer) {

@@ -25,6 +25,8 @@ namespace moe::runtime {
 namespace {
 
 Collectives *active = nullptr;
+/// With data-parallel replicas: the expert-parallel group of this rank.
+Collectives *activeGroup = nullptr;
 void *(*deviceAllocate)(size_t) = nullptr;
 void (*deviceRelease)(void *) = nullptr;
 
@@ -87,10 +89,14 @@ Buffer view(const UnrankedMemRef *memref, size_t elementBytes,
   return buffer;
 }
 
+/// The engine of an exchange over `ranks` ranks: the expert-parallel group
+/// when replicas split the ranks and `ranks` is its size, else all ranks.
 Collectives &engine(int64_t ranks) {
   if (!active)
     throw Error("moe_rt: error: a sharded layer ran without a collectives "
                 "engine (run it with moe-run --shards under mpirun)");
+  if (activeGroup && activeGroup->size() == ranks)
+    return *activeGroup;
   if (active->size() != ranks)
     throw Error("moe_rt: error: the layer was sharded over " +
                 std::to_string(ranks) + " ranks but runs on " +
@@ -326,7 +332,10 @@ int64_t rankOf(int64_t ranks) {
 
 } // namespace
 
-void setActiveCollectives(Collectives *collectives) { active = collectives; }
+void setActiveCollectives(Collectives *collectives, Collectives *group) {
+  active = collectives;
+  activeGroup = group;
+}
 
 void setDeviceStaging(void *(*allocate)(size_t), void (*release)(void *)) {
   deviceAllocate = allocate;

@@ -66,19 +66,23 @@ int liveEngines = 0;
 
 class MPIEngine final : public Collectives {
 public:
-  MPIEngine() {
+  /// The engine over MPI_COMM_WORLD, or over `group` (which it then owns).
+  explicit MPIEngine(MPI_Comm group = MPI_COMM_NULL) {
     int initialized = 0;
     MPI_Initialized(&initialized);
     if (!initialized)
       check(MPI_Init(nullptr, nullptr), "MPI_Init");
+    comm = group == MPI_COMM_NULL ? MPI_COMM_WORLD : group;
     // Report failures instead of aborting the job.
-    check(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN),
+    check(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN),
           "MPI_Comm_set_errhandler");
-    check(MPI_Comm_rank(MPI_COMM_WORLD, &myRank), "MPI_Comm_rank");
-    check(MPI_Comm_size(MPI_COMM_WORLD, &worldSize), "MPI_Comm_size");
+    check(MPI_Comm_rank(comm, &myRank), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm, &worldSize), "MPI_Comm_size");
     ++liveEngines;
   }
   ~MPIEngine() override {
+    if (comm != MPI_COMM_WORLD)
+      MPI_Comm_free(&comm);
     if (--liveEngines == 0) {
       int finalized = 0;
       MPI_Finalized(&finalized);
@@ -93,7 +97,7 @@ public:
 
   void allToAll(const void *send, void *recv, size_t chunkBytes) override {
     int n = toCount(chunkBytes, "MPI_Alltoall");
-    check(MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD),
+    check(MPI_Alltoall(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm),
           "MPI_Alltoall");
     std::vector<size_t> each(static_cast<size_t>(worldSize), chunkBytes);
     count(each, each);
@@ -116,7 +120,7 @@ public:
       ro += recvBytes[i];
     }
     check(MPI_Alltoallv(send, sc.data(), sd.data(), MPI_BYTE, recv, rc.data(),
-                        rd.data(), MPI_BYTE, MPI_COMM_WORLD),
+                        rd.data(), MPI_BYTE, comm),
           "MPI_Alltoallv");
     count(sendBytes, recvBytes);
   }
@@ -124,21 +128,28 @@ public:
   void allReduce(void *data, size_t count, DType dtype, ReduceOp op) override {
     check(MPI_Allreduce(MPI_IN_PLACE, data, toCount(count, "MPI_Allreduce"),
                         mpiType(dtype), op == ReduceOp::Sum ? MPI_SUM : MPI_MAX,
-                        MPI_COMM_WORLD),
+                        comm),
           "MPI_Allreduce");
   }
 
   void allGather(const void *send, void *recv, size_t bytes) override {
     int n = toCount(bytes, "MPI_Allgather");
-    check(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD),
+    check(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm),
           "MPI_Allgather");
     std::vector<size_t> each(static_cast<size_t>(worldSize), bytes);
     count(each, each);
   }
 
-  void barrier() override { check(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier"); }
+  void barrier() override { check(MPI_Barrier(comm), "MPI_Barrier"); }
+
+  std::unique_ptr<Collectives> split(int color) override {
+    MPI_Comm group = MPI_COMM_NULL;
+    check(MPI_Comm_split(comm, color, myRank, &group), "MPI_Comm_split");
+    return std::make_unique<MPIEngine>(group);
+  }
 
 private:
+  MPI_Comm comm = MPI_COMM_WORLD;
   int myRank = 0;
   int worldSize = 1;
 };

@@ -436,17 +436,19 @@ def compare_outputs(case, y, stats, ref, act_dtype="f32"):
     return problems, rel_err
 
 
-def row_traffic(choice, num_experts, shards, d_model, element_bytes=4):
+def row_traffic(choice, num_experts, shards, d_model, element_bytes=4, replicas=1):
     """Bytes each rank sends (= receives) in the variable-size row exchange of a
-    dropless layer: rank r's tokens are the r-th contiguous slice, its experts the
-    r-th contiguous block; a (token, choice) assignment whose expert lives on
-    another rank travels there and back, so both ends send its row once."""
+    dropless layer: rank r's tokens are the r-th contiguous slice of shards*replicas,
+    it holds expert block r mod shards, and exchanges within its replica's ranks; a
+    (token, choice) assignment whose expert lives on another rank travels there and
+    back, so both ends send its row once."""
     tokens = choice.shape[0]
-    token_rank = np.arange(tokens)[:, None] // (tokens // shards)
-    expert_rank = choice // (num_experts // shards)
-    away = token_rank != expert_rank
-    rows = [int(np.sum(away & (token_rank == r))) + int(np.sum(away & (expert_rank == r)))
-            for r in range(shards)]
+    world = shards * replicas
+    token_rank = np.arange(tokens)[:, None] // (tokens // world)
+    owner = (token_rank // shards) * shards + choice // (num_experts // shards)
+    away = token_rank != owner
+    rows = [int(np.sum(away & (token_rank == r))) + int(np.sum(away & (owner == r)))
+            for r in range(world)]
     return [n * d_model * element_bytes for n in rows]
 
 
@@ -536,16 +538,23 @@ def run_prepared(name, case, workdir, timeout):
     return True, f"PASS {name}: rel_err={rel_err:.2e} dropped={ref['stats']['dropped']}"
 
 
-def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32"):
-    """Run one case; return (passed, summary line). With shards > 1 the tool runs under
-    mpirun with --shards, and its output must also match the unsharded run's to 1e-6
-    relative, with identical statistics."""
-    if shards > 1:
+def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32",
+            replicas=1):
+    """Run one case; return (passed, summary line). With shards > 1 (or replicas > 1) the
+    tool runs under mpirun with --shards (and --replicas), and its output must also match
+    the unsharded run's to 1e-6 relative, with identical statistics."""
+    world = shards * replicas
+    if world > 1:
         experts = case.spec["num_experts"]
-        if case.tokens % shards or experts % shards:
+        if case.tokens % world or experts % shards:
             # Spec §6: T (and E) not divisible by N is an error, tested apart.
             return True, (f"SKIP {name}: T={case.tokens}, E={experts} do not both divide "
-                          f"over {shards} ranks")
+                          f"over {shards} ranks x {replicas} replicas")
+        group = case.spec.get("group_size") or case.tokens
+        if replicas > 1 and (case.tokens // replicas) % group:
+            # Routing groups may not span replicas (an error, tested apart).
+            return True, (f"SKIP {name}: groups of {group} tokens span replicas of "
+                          f"{case.tokens // replicas}")
     try:
         seed, ref, paths = write_case(name, case, workdir, act_dtype)
     except (RuntimeError, ValueError) as err:
@@ -562,7 +571,9 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
             command += ["--act-dtype", act_dtype]
         if ranks > 1:
             command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
-                       str(ranks)] + command + ["--shards", str(ranks)]
+                       str(ranks)] + command + ["--shards", str(ranks // replicas)]
+            if replicas > 1:
+                command += ["--replicas", str(replicas)]
         try:
             result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -581,7 +592,7 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
         with open(stats_path) as f:
             return y, json.load(f)
 
-    error = run_tool(shards, paths["y"], paths["stats"])
+    error = run_tool(world, paths["y"], paths["stats"])
     if error:
         return False, f"FAIL {name}: {error}"
     try:
@@ -590,7 +601,7 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
         return False, f"FAIL {name}: cannot read the outputs: {err}"
 
     problems, rel_err = compare_outputs(case, y, stats, ref, act_dtype)
-    if shards > 1 and not problems:
+    if world > 1 and not problems:
         single_y = os.path.join(case_dir, "y_single.npy")
         single_stats = os.path.join(case_dir, "stats_single.json")
         error = run_tool(1, single_y, single_stats)
@@ -608,13 +619,15 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
             if abs(stats[key] - stats1[key]) > 1e-6 * max(abs(stats1[key]), 1e-30):
                 problems.append(f"sharded {key} {stats[key]} != unsharded {stats1[key]}")
         comm = stats.get("communication", {})
-        expected = [comm.get("static_bytes_per_rank")] * shards
-        if case.spec.get("capacity_factor") is None and "expert_capacity" not in case.spec:
+        expected = [comm.get("static_bytes_per_rank")] * world
+        dropless = case.spec.get("capacity_factor") is None and "expert_capacity" not in case.spec
+        if dropless and shards > 1:
             # Dropless: the variable-size exchange moves exactly the rows of the
             # assignments whose expert lives on another rank, out and back.
             expected = [e + b for e, b in
                         zip(expected, row_traffic(ref["choice"], experts, shards,
-                                                  case.spec["d_model"]))]
+                                                  case.spec["d_model"],
+                                                  replicas=replicas))]
             if comm.get("data_dependent_rows") is not True:
                 problems.append("a dropless layer's report lacks data_dependent_rows")
         for key in ("measured_bytes_sent", "measured_bytes_received"):
@@ -634,6 +647,9 @@ def main(argv=None):
     parser.add_argument("--backend", help="passed to moe-run as --backend")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds one moe-run call may take (default 300)")
+    parser.add_argument("--replicas", type=int, default=1,
+                        help="data-parallel replicas of the --shards ranks (mpirun -np "
+                             "shards*replicas)")
     parser.add_argument("--shards", type=int, default=1,
                         help="expert-parallel ranks: run under mpirun with --shards and "
                              "also compare with the unsharded run")
@@ -678,7 +694,8 @@ def main(argv=None):
             passed, line = run_prepared(name, CASES[name], args.workdir, args.timeout)
         else:
             passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
-                                   args.backend, args.timeout, args.shards, args.act_dtype)
+                                   args.backend, args.timeout, args.shards, args.act_dtype,
+                                   args.replicas)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

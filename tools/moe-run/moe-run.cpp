@@ -55,6 +55,10 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            with --backend cuda each rank takes a GPU of its
                            node and exchanges go through NCCL (or MPI:
                            MOE_GPU_COLLECTIVES=mpi)
+  --replicas R             data-parallel replicas of the N-rank group: start
+                           mpirun -np N*R moe-run --shards N --replicas R;
+                           rank r takes tokens r of N*R and experts r mod N
+                           (CPU backend)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line
@@ -66,7 +70,7 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
 
 int main(int argc, char **argv) {
   moe::RunOptions options;
-  std::string bench, shards;
+  std::string bench, shards, replicas;
   moe::runtime::FlagParser flags;
   flags.tool = "moe-run";
   flags.usage = usage;
@@ -83,7 +87,8 @@ int main(int argc, char **argv) {
                   {"--gpu-chip", &options.gpuChip},
                   {"--act-dtype", &options.activationType},
                   {"--bench", &bench},
-                  {"--shards", &shards}};
+                  {"--shards", &shards},
+                  {"--replicas", &replicas}};
   // An empty count is reported as a bad count below.
   flags.emptyAllowed = {"--bench"};
   flags.switches = {{"-v", &options.verbose}};
@@ -104,5 +109,9 @@ int main(int argc, char **argv) {
     return flags.bad("--bench needs a positive count, got '" + bench + "'");
   if (!shards.empty() && !moe::runtime::parseCount(shards, options.shards))
     return flags.bad("--shards needs a positive count, got '" + shards + "'");
+  if (!replicas.empty() &&
+      !moe::runtime::parseCount(replicas, options.replicas))
+    return flags.bad("--replicas needs a positive count, got '" + replicas +
+                     "'");
   return moe::runLayer(options);
 }

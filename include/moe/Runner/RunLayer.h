@@ -33,6 +33,7 @@ struct RunOptions {
   unsigned optLevel = 3;              ///< --O
   int64_t benchIterations = 0;        ///< --bench: timed repetitions
   int64_t shards = 1;                 ///< --shards: expert-parallel ranks
+  int64_t replicas = 1;               ///< --replicas: data-parallel replicas
   bool verbose = false;               ///< -v: stage timings on stderr
 };
 

@@ -40,7 +40,18 @@ struct DecomposeOptions {
   /// moe.all_to_all around the experts and sums the statistics with
   /// moe.all_reduce (operands are then the rank's tokens and experts).
   int64_t ranks = 1;
+  /// All ranks: `ranks` times the data-parallel replicas. The statistics
+  /// are summed over all of them (0: `ranks`).
+  int64_t worldRanks = 0;
 };
+
+/// The statistics of a layer that one rank holds, made global: `counts` and
+/// `dropped` are summed and the two losses averaged over `worldRanks` ranks;
+/// `replicated` ranks (the expert-parallel group) hold each count already
+/// summed over their group, which the sum divides back out.
+void makeStatisticsGlobal(OpBuilder &b, Location loc, Value &counts,
+                          Value &dropped, Value &balance, Value &zLoss,
+                          int64_t worldRanks, int64_t replicated);
 
 /// Emits the decomposed ops of `layer` on `operands` at the builder's
 /// insertion point and returns the five results of the layer.

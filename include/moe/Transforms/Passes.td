@@ -63,6 +63,13 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
     load-balancing loss reads gathered decisions when groups span ranks.
     Layers it cannot shard get a diagnostic: E or T not divisible by N.
 
+    With `replicas` = R > 1 the N ranks are one of R data-parallel replicas:
+    the function takes T/(N·R) tokens (rank r: the r-th slice, experts of
+    block r mod N), every exchange stays within the replica's N ranks
+    (`ranks = N`), and the statistics are summed and averaged over all N·R
+    ranks (`moe.all_reduce ranks = N·R`; the runtime sends each exchange to
+    the group of its size). Routing groups must lie within a replica.
+
     The exchange is our own `moe.all_to_all` rather than upstream's
     `shard.all_to_all`: expert parallelism needs only a one-dimensional
     group of ranks, and keeping the op in our dialect lets the runtime
@@ -70,7 +77,11 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
   }];
   let options = [
     Option<"ranks", "ranks", "int64_t", /*default=*/"1",
-           "Expert-parallel ranks N (E and T must be divisible by N)">
+           "Expert-parallel ranks N (E and T must be divisible by N)">,
+    Option<"replicas", "replicas", "int64_t", /*default=*/"1",
+           "Data-parallel replicas R of the N-rank expert-parallel group: "
+           "N*R ranks, each with T/(N*R) tokens; routing groups must not "
+           "span replicas">
   ];
   let dependentDialects = ["::mlir::moe::MoEDialect",
                            "::mlir::arith::ArithDialect",

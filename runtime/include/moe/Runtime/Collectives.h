@@ -65,6 +65,11 @@ public:
 
   virtual void barrier() = 0;
 
+  /// The engine over the ranks of the same `color` (ordered by rank), for
+  /// data-parallel replicas of an expert-parallel group. Collective: every
+  /// rank calls it. Throws Error for engines that cannot split.
+  virtual std::unique_ptr<Collectives> split(int color);
+
   /// True when the buffers of every call must be reachable from the GPU
   /// (NCCL); host memory is fine otherwise.
   virtual bool needsDeviceBuffers() const { return false; }

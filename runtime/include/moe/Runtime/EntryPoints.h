@@ -20,8 +20,11 @@
 namespace moe::runtime {
 
 /// The engine the entry points use; null (the default) makes every call
-/// fail. The caller keeps ownership.
-void setActiveCollectives(Collectives *collectives);
+/// fail. With data-parallel replicas, `group` is this rank's expert-parallel
+/// group: exchanges over as many ranks as it has go through it, the others
+/// (the statistics) through `collectives`. The caller keeps ownership.
+void setActiveCollectives(Collectives *collectives,
+                          Collectives *group = nullptr);
 
 /// Where the entry points put their staging buffers when the active engine
 /// needs device-reachable memory (NCCL): the CUDA backend's pool. Without
