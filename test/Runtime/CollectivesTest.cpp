@@ -164,6 +164,20 @@ void testAllGather(Collectives &c) {
   expect(ok, "allGather collects every rank's block in rank order", r);
 }
 
+/// Splitting into groups (data-parallel replicas): ranks of one color form
+/// an engine of their own, ordered by rank.
+void testSplit(Collectives &c) {
+  int n = c.size(), r = c.rank();
+  if (n % 2 != 0)
+    return;
+  std::unique_ptr<Collectives> group = c.split(r / 2);
+  Buffer<int32_t> mine(1, r), all(2, -1);
+  group->allGather(mine.data(), all.data(), sizeof(int32_t));
+  expect(group->size() == 2 && group->rank() == r % 2 &&
+             all[0] == r / 2 * 2 && all[1] == r / 2 * 2 + 1,
+         "split(r / 2) groups ranks 2g and 2g + 1, in rank order", r);
+}
+
 /// The NCCL engine over the launcher's ranks, one GPU each; null (after
 /// saying why) when this machine has no GPU.
 std::unique_ptr<Collectives> makeNCCLOrSkip(std::unique_ptr<Collectives> &mpi) {
@@ -206,6 +220,8 @@ int main(int argc, char **argv) {
     testAllToAllV(*c);
     testAllReduce(*c);
     testAllGather(*c);
+    if (!nccl)
+      testSplit(*c);
     c->barrier();
     if (!single && !nccl) {
       bool threw = false;
