@@ -11,6 +11,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Conversion/Passes.h"
+#include "moe/Transforms/Passes.h"
 
 #include "mlir/Dialect/Affine/IR/AffineOps.h"
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -19,7 +20,6 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/IR/IRMapping.h"
 #include "mlir/IR/PatternMatch.h"
-#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEREDUCTIONLOOPS
@@ -80,7 +80,7 @@ struct ReductionToRegisterLoops : OpRewritePattern<linalg::GenericOp> {
     AffineMap outMap = maps[init->getOperandNumber()];
     Block &body = op->getRegion(0).front();
 
-    auto loop = scf::ParallelOp::create(
+    scf::ParallelOp::create(
         rewriter, loc, values(0, parallel, &Range::offset),
         values(0, parallel, &Range::size), values(0, parallel, &Range::stride),
         [&](OpBuilder &b, Location l, ValueRange outer) {
@@ -131,7 +131,6 @@ struct ReductionToRegisterLoops : OpRewritePattern<linalg::GenericOp> {
               });
           memref::StoreOp::create(b, l, nest.results.front(), init->get(), at);
         });
-    (void)loop;
     rewriter.eraseOp(op);
     return success();
   }
@@ -142,10 +141,7 @@ struct MoEReductionLoopsPass
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     patterns.add<ReductionToRegisterLoops>(&getContext());
-    GreedyRewriteConfig config;
-    config.enableFolding(false);
-    if (failed(applyPatternsGreedily(getOperation(), std::move(patterns),
-                                     config)))
+    if (failed(moe::applyPatternsOnly(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };

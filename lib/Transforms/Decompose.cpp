@@ -21,6 +21,13 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 
+LogicalResult mlir::moe::applyPatternsOnly(Operation *root,
+                                           RewritePatternSet &&patterns) {
+  GreedyRewriteConfig config;
+  config.enableFolding(false);
+  return applyPatternsGreedily(root, std::move(patterns), config);
+}
+
 Value mlir::moe::meanOverRanks(OpBuilder &b, Location loc, Value v,
                               int64_t ranks) {
   auto type = cast<RankedTensorType>(v.getType());
@@ -147,11 +154,7 @@ struct MoEDecomposePass : mlir::moe::impl::MoEDecomposeBase<MoEDecomposePass> {
   void runOnOperation() override {
     RewritePatternSet patterns(&getContext());
     populateDecomposeLayerPatterns(patterns, packedCapacity);
-    // Only the layer pattern: folding the new ops is canonicalize's job.
-    GreedyRewriteConfig config;
-    config.enableFolding(false);
-    if (failed(
-            applyPatternsGreedily(getOperation(), std::move(patterns), config)))
+    if (failed(applyPatternsOnly(getOperation(), std::move(patterns))))
       signalPassFailure();
   }
 };

@@ -66,6 +66,10 @@ Value meanOverRanks(OpBuilder &b, Location loc, Value v, int64_t ranks);
 /// Adds the pattern that rewrites `moe.layer` into the decomposed ops;
 /// `packedCapacity` selects the packed buffer layout for capacity-bounded
 /// layers too.
+/// Applies `patterns` to `root` greedily without folding: a pass's own
+/// rewrites and nothing else (folding the new ops is canonicalize's job).
+LogicalResult applyPatternsOnly(Operation *root, RewritePatternSet &&patterns);
+
 void populateDecomposeLayerPatterns(RewritePatternSet &patterns,
                                     bool packedCapacity = false);
 
