@@ -17,12 +17,16 @@
 using namespace mlir;
 
 /// The stages the CPU and GPU pipelines share: moe.layer to linalg on
-/// tensors, then buffers with C-interface functions taking their results as
-/// out-params.
-static std::string frontPipelineText() {
-  return "canonicalize,"
-         "moe-decompose{packed-capacity=1},"
-         "canonicalize,"
+/// tensors (with `fusion`, through the fused structure: sorted rows and
+/// grouped matmuls; `kernels` lowers those first, e.g. to CPU vector
+/// kernels), then buffers with C-interface functions taking their results
+/// as out-params.
+static std::string frontPipelineText(bool fusion,
+                                     const std::string &kernels = "") {
+  return std::string("canonicalize,"
+                     "moe-decompose{packed-capacity=1},"
+                     "canonicalize,") +
+         (fusion ? "moe-fuse-experts," + kernels : std::string()) +
          "convert-moe-to-linalg,"
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,";
@@ -37,13 +41,17 @@ static std::string bufferizePipelineText() {
          "buffer-deallocation-pipeline,";
 }
 
-std::string mlir::moe::cpuPipelineText(int64_t threads) {
+std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion) {
   // Each line is one stage; see the README for what each does.
-  return frontPipelineText() + "moe-vectorize-matmuls{threads=" +
+  std::string threadCount = std::to_string(threads);
+  return frontPipelineText(fusion, "moe-grouped-matmul-to-vector{threads=" +
+                                       threadCount + "},") +
+         "moe-vectorize-matmuls{threads=" +
          std::to_string(threads) + "}," + "canonicalize," +
          bufferizePipelineText() +
          "scf-forall-to-parallel,"
-         "convert-scf-to-openmp,"
+         "convert-scf-to-openmp" +
+         (threads > 0 ? "{num-threads=" + threadCount + "}," : std::string(",")) +
          "convert-vector-to-scf{full-unroll=1},"
          "convert-linalg-to-loops,"
          "canonicalize,"
@@ -51,9 +59,11 @@ std::string mlir::moe::cpuPipelineText(int64_t threads) {
          "expand-strided-metadata,"
          "lower-affine,"
          "arith-expand{include-bf16=1},"
-         "convert-vector-to-llvm,"
+         // Math on vectors that has no LLVM intrinsic (erf) is unrolled to
+         // libm calls through vector element ops: before the vector lowering.
          "convert-math-to-llvm,"
          "convert-math-to-libm,"
+         "convert-vector-to-llvm,"
          "finalize-memref-to-llvm,"
          "convert-arith-to-llvm,"
          "convert-index-to-llvm,"
@@ -65,7 +75,7 @@ std::string mlir::moe::cpuPipelineText(int64_t threads) {
 }
 
 std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
-  return frontPipelineText() + bufferizePipelineText() +
+  return frontPipelineText(options.fusion) + bufferizePipelineText() +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
          "moe-copies-to-linalg,"
@@ -149,11 +159,26 @@ LogicalResult mlir::moe::buildGpuPipeline(OpPassManager &pm,
   return parsePassPipeline(gpuPipelineText(options), pm, llvm::errs());
 }
 
-LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads) {
-  return parsePassPipeline(cpuPipelineText(threads), pm, llvm::errs());
+LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads,
+                                          bool fusion) {
+  return parsePassPipeline(cpuPipelineText(threads, fusion), pm, llvm::errs());
 }
 
 namespace {
+struct CpuPipelineCLOptions
+    : public PassPipelineOptions<CpuPipelineCLOptions> {
+  Option<int64_t> threads{
+      *this, "threads",
+      llvm::cl::desc("threads of the kernels (0: the OpenMP runtime's "
+                     "default, 1: sequential code)"),
+      llvm::cl::init(0)};
+  Option<bool> fusion{
+      *this, "fusion",
+      llvm::cl::desc("fuse dispatch, expert MLPs and combine into grouped "
+                     "matmuls (moe-fuse-experts) lowered to vector kernels"),
+      llvm::cl::init(true)};
+};
+
 struct GpuPipelineCLOptions
     : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<std::string> chip{*this, "chip",
@@ -186,6 +211,11 @@ struct GpuPipelineCLOptions
       llvm::cl::desc("stop before the loops become kernels and lower them "
                      "for the host (checks the GPU program without a GPU)"),
       llvm::cl::init(false)};
+  Option<bool> fusion{
+      *this, "fusion",
+      llvm::cl::desc("fuse dispatch, expert MLPs and combine into grouped "
+                     "matmuls (moe-fuse-experts)"),
+      llvm::cl::init(true)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -208,15 +238,16 @@ void mlir::moe::registerMoEPipelines() {
         options.mapping = cl.mapping;
         options.hostLoops = cl.hostLoops;
         options.optLevel = cl.optLevel;
+        options.fusion = cl.fusion;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");
       });
-  PassPipelineRegistration<>(
+  PassPipelineRegistration<CpuPipelineCLOptions>(
       "moe-cpu-pipeline",
       "Lower moe.layer (or the decomposed moe ops) to the LLVM dialect for "
       "the host CPU, with C-interface functions taking results as out-params",
-      [](OpPassManager &pm) {
-        if (failed(buildCpuPipeline(pm)))
+      [](OpPassManager &pm, const CpuPipelineCLOptions &cl) {
+        if (failed(buildCpuPipeline(pm, cl.threads, cl.fusion)))
           llvm::report_fatal_error("moe-cpu-pipeline: invalid pipeline text");
       });
 }

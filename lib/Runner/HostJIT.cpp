@@ -54,7 +54,8 @@ static llvm::Error stageError(llvm::StringRef pipeline, llvm::StringRef stage,
 llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
                         unsigned optLevel, llvm::ArrayRef<Symbol> symbols,
-                        int64_t threads, const GpuPipelineOptions *gpu) {
+                        int64_t threads, const GpuPipelineOptions *gpu,
+                        bool fusion) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -89,7 +90,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   PassManager pm(context);
   std::string pipelineError;
   llvm::raw_string_ostream pipelineStream(pipelineError);
-  std::string text = gpu ? gpuPipelineText(*gpu) : cpuPipelineText(threads);
+  std::string text = gpu ? gpuPipelineText(*gpu) : cpuPipelineText(threads, fusion);
   if (failed(parsePassPipeline(text, pm, pipelineStream)))
     return stageError(pipeline, "pipeline construction", pipelineError);
   if (failed(pm.run(module)))

@@ -550,6 +550,7 @@ int run(const ::moe::RunOptions &options) {
       rt::collectiveEntryPoints();
   mlir::moe::GpuPipelineOptions gpu;
   gpu.hostLoops = gpuLoops;
+  gpu.fusion = options.fusion;
   if (onGpu) {
     auto driver = rt::cuda::entryPoints();
     symbols.insert(symbols.end(), driver.begin(), driver.end());
@@ -571,7 +572,7 @@ int run(const ::moe::RunOptions &options) {
   } else {
     auto exe = mlir::moe::HostExecutable::compile(
         *module, options.funcName, options.optLevel, symbols, threads,
-        onGpu || gpuLoops ? &gpu : nullptr);
+        onGpu || gpuLoops ? &gpu : nullptr, options.fusion);
     if (!exe)
       throw rt::Error("moe-run: error: " + layerSource + ": " +
                       llvm::toString(exe.takeError()));

@@ -59,6 +59,11 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            mpirun -np N*R moe-run --shards N --replicas R;
                            rank r takes tokens r of N*R and experts r mod N
                            (CPU backend)
+  --fusion on|off          fuse dispatch, expert MLPs and combine into grouped
+                           matmuls that read the tokens through expert-sorted
+                           row indices (moe-fuse-experts; CPU: vector
+                           kernels). Default: on; off runs the unfused
+                           program for comparison
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line
@@ -70,7 +75,7 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
 
 int main(int argc, char **argv) {
   moe::RunOptions options;
-  std::string bench, shards, replicas;
+  std::string bench, shards, replicas, fusion;
   moe::runtime::FlagParser flags;
   flags.tool = "moe-run";
   flags.usage = usage;
@@ -88,7 +93,8 @@ int main(int argc, char **argv) {
                   {"--act-dtype", &options.activationType},
                   {"--bench", &bench},
                   {"--shards", &shards},
-                  {"--replicas", &replicas}};
+                  {"--replicas", &replicas},
+                  {"--fusion", &fusion}};
   // An empty count is reported as a bad count below.
   flags.emptyAllowed = {"--bench"};
   flags.switches = {{"-v", &options.verbose}};
@@ -113,5 +119,8 @@ int main(int argc, char **argv) {
       !moe::runtime::parseCount(replicas, options.replicas))
     return flags.bad("--replicas needs a positive count, got '" + replicas +
                      "'");
+  if (!fusion.empty() && fusion != "on" && fusion != "off")
+    return flags.bad("--fusion needs 'on' or 'off', got '" + fusion + "'");
+  options.fusion = fusion != "off";
   return moe::runLayer(options);
 }

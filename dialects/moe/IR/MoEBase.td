@@ -83,6 +83,7 @@ def MoE_F32Scalar : TensorRankOf<[F32], [0]>;
 def MoE_I64Scalar : TensorRankOf<[I64], [0]>;
 def MoE_I64Vector : TensorRankOf<[I64], [1]>;
 def MoE_I64Matrix : TensorRankOf<[I64], [2]>;
+def MoE_I32Vector : TensorRankOf<[I32], [1]>;
 def MoE_RowsTensor : TensorRankOf<MoE_FloatElts, [2]>;
 def MoE_IndexMatrix : TensorRankOf<[I32], [2]>;
 def MoE_MaskMatrix : TensorRankOf<[I1], [2]>;

@@ -7,6 +7,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/IR/MoEOps.h"
+#include "MoEVerify.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinTypes.h"
@@ -19,6 +20,7 @@
 
 using namespace mlir;
 using namespace mlir::moe;
+using namespace mlir::moe::detail;
 
 //===----------------------------------------------------------------------===//
 // Custom assembly: enum attributes as bare keywords
@@ -63,6 +65,22 @@ static void printPriorityKeyword(OpAsmPrinter &printer, Operation *,
   printer << stringifyPriority(attr.getValue());
 }
 
+/// `activation <keyword>` when the attribute is present, nothing otherwise.
+static ParseResult parseOptionalActivation(OpAsmParser &parser,
+                                           ActivationAttr &attr) {
+  if (failed(parser.parseOptionalKeyword("activation")))
+    return success();
+  return parseActivationKeyword(parser, attr);
+}
+
+static void printOptionalActivation(OpAsmPrinter &printer, Operation *op,
+                                    ActivationAttr attr) {
+  if (!attr)
+    return;
+  printer << "activation ";
+  printActivationKeyword(printer, op, attr);
+}
+
 #define GET_OP_CLASSES
 #include "moe/IR/MoEOps.cpp.inc"
 
@@ -78,7 +96,7 @@ static RankedTensorType rankedOf(Type type, int64_t rank) {
   return ranked;
 }
 
-static std::string shapeStr(ArrayRef<int64_t> shape) {
+std::string mlir::moe::detail::shapeStr(ArrayRef<int64_t> shape) {
   std::string s = "[";
   for (auto [i, d] : llvm::enumerate(shape)) {
     if (i)
@@ -90,7 +108,7 @@ static std::string shapeStr(ArrayRef<int64_t> shape) {
 
 /// Every tensor operand and result of a moe op has a static shape: buffer
 /// sizes and capacities are decided at compile time.
-static LogicalResult verifyStaticShapes(Operation *op) {
+LogicalResult mlir::moe::detail::verifyStaticShapes(Operation *op) {
   for (OpOperand &operand : op->getOpOperands())
     if (auto t = dyn_cast<RankedTensorType>(operand.get().getType());
         t && !t.hasStaticShape())
@@ -107,8 +125,10 @@ static LogicalResult verifyStaticShapes(Operation *op) {
 }
 
 /// Checks that `type` has exactly `expected` as shape.
-static LogicalResult expectShape(Operation *op, StringRef name, Type type,
-                                 ArrayRef<int64_t> expected, StringRef dims) {
+LogicalResult mlir::moe::detail::expectShape(Operation *op, StringRef name,
+                                             Type type,
+                                             ArrayRef<int64_t> expected,
+                                             StringRef dims) {
   auto shape = cast<ShapedType>(type).getShape();
   if (shape == expected)
     return success();

@@ -318,6 +318,8 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, InferTypeOpAdaptor]> {
   let hasVerifier = 1;
 }
 
+include "moe/IR/MoEFusedOps.td"
+
 //===----------------------------------------------------------------------===//
 // moe.all_to_all
 //===----------------------------------------------------------------------===//

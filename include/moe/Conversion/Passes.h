@@ -16,6 +16,7 @@
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/Pass/Pass.h"
 #include "mlir/Pass/PassManager.h"
 
@@ -27,12 +28,14 @@ namespace mlir::moe {
 /// The textual pass pipeline that takes a module holding `moe.layer` (or the
 /// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.
-/// `threads` is passed to moe-vectorize-matmuls (0: all hardware threads).
-std::string cpuPipelineText(int64_t threads = 0);
+/// `threads` is passed to the matmul kernels (0: all hardware threads);
+/// `fusion` runs moe-fuse-experts and the grouped-matmul vector kernels.
+std::string cpuPipelineText(int64_t threads = 0, bool fusion = true);
 
 /// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
 /// pipeline text cannot be parsed.
-LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0);
+LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0,
+                               bool fusion = true);
 
 /// What the GPU pipeline targets and how it maps loops to threads.
 struct GpuPipelineOptions {
@@ -54,6 +57,8 @@ struct GpuPipelineOptions {
   /// after the other: the GPU pipeline's program, for checking its numbers
   /// without a GPU (moe-run --backend gpu-loops).
   bool hostLoops = false;
+  /// Run moe-fuse-experts (sorted rows and grouped matmuls).
+  bool fusion = true;
 };
 
 /// The textual pass pipeline that takes a module holding `moe.layer` to host

@@ -70,4 +70,52 @@ def MoEReductionLoops : Pass<"moe-reduction-loops"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
+  let summary = "Lower moe.grouped_matmul to register-tiled vector kernels "
+                "for the host CPU";
+  let description = [{
+    Replaces every `moe.grouped_matmul` (on tensors, before bufferization)
+    by a kernel on its operands' buffers (`bufferization.to_buffer`, the
+    result a new buffer returned by a restrict `bufferization.to_tensor`).
+
+    The kernel splits the output columns into panels of `V` vectors of `W`
+    f32 lanes and works on (column panel, expert) units: for every tile of
+    `MR` rows of the expert, it keeps the `MR × V` accumulator vectors (twice
+    that for gated activations, whose two weights share the loop) in
+    registers over the whole reduction, loads `V` weight vectors per
+    reduction step and multiplies them with the broadcast operand elements,
+    which it reads through the gather index (the dispatch is the operand
+    load; no rows are copied). The epilogue applies the activation and
+    stores the rows, or with `scatter` scales them by the gate and adds them
+    into the token's output row. A row tile past the expert's last row
+    repeats that row and stores nothing for it.
+
+    `W` and the register budget come from the host CPU (512-bit vectors and
+    32 registers with AVX-512, 256 and 16 with AVX, 128 and 16 otherwise;
+    `vector-bits` and `registers` override them); `V` is 4 / 2 vectors in
+    flight per step for 32 / 16 registers, and `MR` the rows that fit the
+    remaining registers (at most 8); `W` and `V` shrink until the panel
+    divides the columns. Units are spread over threads by one `scf.parallel`
+    (OpenMP in the CPU pipeline) without a barrier per expert; a scatter
+    kernel's units are whole column panels over all experts, so no two
+    threads add into the same output elements. `threads=1` emits plain
+    loops.
+  }];
+  let options = [
+    Option<"threads", "threads", "int64_t", /*default=*/"0",
+           "1: sequential loops; otherwise one scf.parallel over the units">,
+    Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"0",
+           "Vector register width in bits (0: from the host CPU)">,
+    Option<"registers", "registers", "int64_t", /*default=*/"0",
+           "Vector registers of the target (0: from the host CPU)">
+  ];
+  let dependentDialects = ["::mlir::bufferization::BufferizationDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::vector::VectorDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 #endif // MOE_CONVERSION_PASSES_TD

@@ -40,14 +40,15 @@ public:
   /// Runs the CPU pipeline on `module` (in place) and JIT-compiles the
   /// function `funcName`. `optLevel` is LLVM's 0-3; `symbols` are resolved
   /// before the process's own (the runtime's collective entry points);
-  /// `threads` is what each matmul is split over (0: all hardware threads).
+  /// `threads` is what each matmul is split over (0: all hardware threads);
+  /// `fusion` selects the fused CPU program (moe-fuse-experts).
   /// With `gpu`, the GPU pipeline replaces the CPU one: `symbols` must then
   /// provide the `mgpu*` ABI and the `_mlir_memref_to_llvm_*` allocation
   /// functions, and the kernel modules are loaded before this returns.
   static llvm::Expected<std::unique_ptr<HostExecutable>>
   compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
           llvm::ArrayRef<Symbol> symbols = {}, int64_t threads = 0,
-          const GpuPipelineOptions *gpu = nullptr);
+          const GpuPipelineOptions *gpu = nullptr, bool fusion = true);
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the

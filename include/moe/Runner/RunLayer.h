@@ -35,6 +35,7 @@ struct RunOptions {
   int64_t shards = 1;                 ///< --shards: expert-parallel ranks
   int64_t replicas = 1;               ///< --replicas: data-parallel replicas
   bool verbose = false;               ///< -v: stage timings on stderr
+  bool fusion = true;                 ///< --fusion on|off
 };
 
 /// Runs one layer as `options` says. Every failure prints one line naming

@@ -89,6 +89,42 @@ def MoEShardExperts : Pass<"moe-shard-experts", "::mlir::ModuleOp"> {
                            "::mlir::tensor::TensorDialect"];
 }
 
+def MoEFuseExperts : Pass<"moe-fuse-experts"> {
+  let summary = "Fuse dispatch, expert MLPs and combine into grouped matmuls";
+  let description = [{
+    Rewrites the decomposed expert computation into the fused structure the
+    CPU and GPU pipelines share:
+
+    - `moe.dispatch` → `moe.expert_ffn` → `moe.combine` on a packed buffer
+      (the layout of dropless layers, and of capacity-bounded ones under
+      `moe-decompose{packed-capacity}`) becomes `moe.sort_by_expert` (the
+      kept assignments as expert-sorted rows: offsets, token of each row,
+      gate of each row), a `moe.grouped_matmul` that gathers the token rows
+      in its operand load and applies the activation in its epilogue (for
+      gated activations `w_in` and `w_gate` in one loop), and a second one
+      over `w_out` whose epilogue multiplies by the gate and adds into the
+      token's output row. No dispatch buffer ([T·k, D] copy of the tokens)
+      and no per-expert output buffer remain.
+    - A `moe.expert_ffn` on a packed buffer that does not come from a
+      dispatch (the rows a sharded dropless layer receives from other ranks)
+      becomes two grouped matmuls without gather or scatter.
+
+    Padded [E, N, D] expert buffers (the exchange layout of sharded
+    capacity-bounded layers) are left as they are. `block` aligns each
+    expert's rows to a multiple of that size (for tile-sized GPU blocks).
+    The pipelines run this pass unless their `fusion` option is off, so that
+    both programs can be compared.
+
+    Example: `moe-opt --moe-decompose=packed-capacity=1 --moe-fuse-experts`.
+  }];
+  let options = [
+    Option<"block", "block", "int64_t", /*default=*/"1",
+           "Align each expert's rows to a multiple of this many rows">
+  ];
+  let dependentDialects = ["::mlir::moe::MoEDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoEVectorizeMatmuls : Pass<"moe-vectorize-matmuls", "::mlir::ModuleOp"> {
   let summary = "Register-tile and vectorize static matmuls for the host CPU";
   let description = [{

@@ -18,6 +18,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Transforms/DialectConversion.h"
+#include "moe/IR/MoEDialect.h"
 
 namespace mlir::moe::lowering {
 
@@ -143,10 +144,17 @@ private:
   ImplicitLocOpBuilder b;
 };
 
-/// Patterns of the two lowering files.
+/// The expert nonlinearity on f32 scalars or f32 vectors: act(x), or
+/// act'(gate) · x for the gated forms (`geglu` uses gelu_tanh, `swiglu`
+/// silu). Shared by the linalg lowering and the vector kernels.
+Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
+               Value gate);
+
+/// Patterns of the lowering files.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns);
 void populateLowerExpertPatterns(RewritePatternSet &patterns);
 void populateLowerCollectivePatterns(RewritePatternSet &patterns);
+void populateLowerGroupedPatterns(RewritePatternSet &patterns);
 
 } // namespace mlir::moe::lowering
 

@@ -12,7 +12,6 @@
 #include "moe/IR/MoEOps.h"
 
 #include <algorithm>
-#include <cmath>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -85,47 +84,6 @@ struct LowerDispatch : OpConversionPattern<DispatchOp> {
     return success();
   }
 };
-
-/// The expert nonlinearity on f32 scalars: act(x), or act'(gate) · x for the
-/// gated forms.
-static Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
-                      Value gate) {
-  Emitter e(b.getLoc(), b);
-  auto silu = [&](Value v) -> Value {
-    Value denom = arith::AddFOp::create(
-        b, e.f32(1), math::ExpOp::create(b, arith::NegFOp::create(b, v)));
-    return arith::DivFOp::create(b, v, denom);
-  };
-  auto geluTanh = [&](Value v) -> Value {
-    Value cube = arith::MulFOp::create(b, v, arith::MulFOp::create(b, v, v));
-    Value inner = arith::MulFOp::create(
-        b, e.f32(std::sqrt(2.0 / M_PI)),
-        arith::AddFOp::create(b, v,
-                              arith::MulFOp::create(b, e.f32(0.044715), cube)));
-    Value th = math::TanhOp::create(b, inner);
-    return arith::MulFOp::create(b, arith::MulFOp::create(b, e.f32(0.5), v),
-                                 arith::AddFOp::create(b, e.f32(1), th));
-  };
-  switch (activation) {
-  case Activation::Relu:
-    return arith::MaximumFOp::create(b, x, e.f32(0));
-  case Activation::Gelu: {
-    Value scaled = arith::MulFOp::create(b, x, e.f32(M_SQRT1_2));
-    Value erf = math::ErfOp::create(b, scaled);
-    return arith::MulFOp::create(b, arith::MulFOp::create(b, e.f32(0.5), x),
-                                 arith::AddFOp::create(b, e.f32(1), erf));
-  }
-  case Activation::GeluTanh:
-    return geluTanh(x);
-  case Activation::Silu:
-    return silu(x);
-  case Activation::Geglu:
-    return arith::MulFOp::create(b, geluTanh(gate), x);
-  case Activation::Swiglu:
-    return arith::MulFOp::create(b, silu(gate), x);
-  }
-  llvm_unreachable("unknown activation");
-}
 
 /// One expert MLP on `rows` ([N, D] or [E, N, D]) with weights of the same
 /// batch structure; returns f32 [.., N, D].

@@ -32,6 +32,7 @@ struct ConvertMoEToLinalgPass
     lowering::populateLowerRoutingPatterns(patterns);
     lowering::populateLowerExpertPatterns(patterns);
     lowering::populateLowerCollectivePatterns(patterns);
+    lowering::populateLowerGroupedPatterns(patterns);
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();

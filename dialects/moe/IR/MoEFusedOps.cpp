@@ -1,0 +1,105 @@
+//===- MoEFusedOps.cpp - Verifiers of the fused expert operations --------===//
+//
+// moe.sort_by_expert and moe.grouped_matmul: every shape and operand rule of
+// their ODS descriptions.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoEVerify.h"
+#include "moe/IR/MoEOps.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::detail;
+
+//===----------------------------------------------------------------------===//
+// SortByExpertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SortByExpertOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  auto experts = getExperts().getType();
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"slots", getSlots()},
+        std::pair<StringRef, Value>{"keep", getKeep()},
+        std::pair<StringRef, Value>{"gates", getGates()}})
+    if (failed(expectShape(*this, name, value.getType(), experts.getShape(),
+                           "T, k, as 'experts'")))
+      return failure();
+  if (getBlock() < 1)
+    return emitOpError("'block' must be positive, got ") << getBlock();
+  int64_t numExperts = getCounts().getType().getDimSize(0);
+  if (numExperts < 1)
+    return emitOpError("'counts' needs at least one expert");
+  if (failed(expectShape(*this, "offsets", getOffsets().getType(),
+                         {numExperts + 1}, "E + 1")))
+    return failure();
+  int64_t rows = experts.getNumElements() + numExperts * (getBlock() - 1);
+  for (auto [name, value] :
+       {std::pair<StringRef, Value>{"row_token", getRowToken()},
+        std::pair<StringRef, Value>{"row_gate", getRowGate()}})
+    if (failed(expectShape(*this, name, value.getType(), {rows},
+                           "T·k + E·(block - 1)")))
+      return failure();
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// GroupedMatmulOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult GroupedMatmulOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  auto weight = getWeight().getType();
+  int64_t numExperts = weight.getDimSize(0), depth = weight.getDimSize(1),
+          cols = weight.getDimSize(2);
+  auto input = getInput().getType();
+  if (input.getDimSize(1) != depth)
+    return emitOpError() << "'input' rows must have the weight's depth K = "
+                         << depth << ", got " << input.getDimSize(1);
+  if (Value gateWeight = getGateWeight()) {
+    if (failed(expectShape(*this, "gate_weight", gateWeight.getType(),
+                           weight.getShape(), "E, K, N, as 'weight'")))
+      return failure();
+    Type elt = cast<ShapedType>(gateWeight.getType()).getElementType();
+    if (elt != weight.getElementType())
+      return emitOpError() << "'gate_weight' element type " << elt
+                           << " differs from the 'weight' element type "
+                           << weight.getElementType();
+  }
+  std::optional<Activation> activation = getActivation();
+  bool gated = activation && isGated(*activation);
+  if (gated && !getGateWeight())
+    return emitOpError() << "activation '" << stringifyActivation(*activation)
+                         << "' is gated and needs a 'gate_weight' operand";
+  if (!gated && getGateWeight())
+    return emitOpError("'gate_weight' needs a gated activation (geglu, "
+                       "swiglu)");
+  if (failed(expectShape(*this, "counts", getCounts().getType(), {numExperts},
+                         "E")))
+    return failure();
+  if (Value offsets = getOffsets())
+    if (failed(expectShape(*this, "offsets", offsets.getType(),
+                           {numExperts + 1}, "E + 1")))
+      return failure();
+  int64_t rows = getNumRows();
+  if (rows < 1)
+    return emitOpError("needs at least one row");
+  if (!getScatter() != !getScales())
+    return emitOpError("'scatter' needs both the row indices and the scales");
+  auto result = getResult().getType();
+  if (Value scatter = getScatter()) {
+    if (failed(expectShape(*this, "scatter indices", scatter.getType(), {rows},
+                           "the rows R")) ||
+        failed(expectShape(*this, "scales", getScales().getType(), {rows},
+                           "the rows R")))
+      return failure();
+    if (result.getDimSize(1) != cols)
+      return emitOpError() << "result rows must have the weight's N = " << cols
+                           << " columns, got " << result.getDimSize(1);
+    return success();
+  }
+  return expectShape(*this, "result", result, {rows, cols}, "R, N");
+}

@@ -1,0 +1,139 @@
+//===- MoEFusedOps.td - The fused expert operations --------*- tablegen -*-===//
+//
+// The operations `moe-fuse-experts` rewrites dispatch → expert_ffn → combine
+// into: the expert-sorted row layout of the kept assignments and the grouped
+// matmul that reads token rows through it (no dispatch buffer). Included by
+// MoEOps.td.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOE_IR_MOEFUSEDOPS_TD
+#define MOE_IR_MOEFUSEDOPS_TD
+
+//===----------------------------------------------------------------------===//
+// moe.sort_by_expert
+//===----------------------------------------------------------------------===//
+
+def MoE_SortByExpertOp : MoE_Op<"sort_by_expert", [Pure]> {
+  let summary = "the kept assignments as rows sorted by expert";
+  let description = [{
+    The index layout of the fused expert computation: instead of copying the
+    tokens into a dispatch buffer, the experts read token rows through the
+    index `row_token`. Takes the routing decisions of `moe.top_k` and
+    `moe.assign_slots` in the packed layout (`slots` [T, k] are rows of an
+    expert-major [T·k] layout: the kept assignments of expert e follow those
+    of experts < e, in ranking order, and `counts` [E] says how many each
+    expert kept) and returns:
+    - `offsets` [E + 1] i64: the first row of expert e; expert e owns the
+      rows [offsets[e], offsets[e] + counts[e]). Each expert's part starts
+      on a multiple of `block` (default 1, no padding); `offsets[E]` is the
+      number of rows in use, padding included.
+    - `row_token` [R] i32: the token of each row, -1 for a row no assignment
+      fills (block padding and the rows past `offsets[E]`).
+    - `row_gate` [R] f32: the gate of each row's assignment, 0 for the empty
+      rows.
+
+    R = T·k + E·(block − 1), the most rows any routing can use. Within an
+    expert, rows keep the ranking order of `moe.assign_slots`. Dropped
+    assignments (keep false, slot −1) have no row.
+
+    ```mlir
+    %offsets, %row_token, %row_gate = moe.sort_by_expert %experts, %slots,
+        %keep, %gates, %counts
+        : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>,
+          tensor<16x2xf32>, tensor<4xi64>
+        -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_IndexMatrix:$experts,
+    MoE_IndexMatrix:$slots,
+    MoE_MaskMatrix:$keep,
+    MoE_F32Matrix:$gates,
+    MoE_I64Vector:$counts,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$block
+  );
+  let results = (outs MoE_I64Vector:$offsets, MoE_I32Vector:$row_token,
+                      MoE_F32Vector:$row_gate);
+  let assemblyFormat = [{
+    $experts `,` $slots `,` $keep `,` $gates `,` $counts
+    (`block` `=` $block^)? attr-dict `:` type(operands) `->` type(results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.grouped_matmul
+//===----------------------------------------------------------------------===//
+
+def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul",
+    [Pure, AttrSizedOperandSegments]> {
+  let summary = "one matmul per expert over its rows, with gather and epilogue";
+  let description = [{
+    For every expert e and every row r it owns, computes in f32
+    acc[r] = a[r] · weight[e] (weight [E, K, N]), where the left operand row
+    a[r] is `input[gather[r]]` with `gather` [R] (the gather is part of the
+    operand load: no copy of the rows is made), or `input[r]` without it.
+    Expert e owns the rows [offsets[e], offsets[e] + counts[e]); without
+    `offsets`, expert e's rows follow those of experts < e
+    (offsets[e] = Σ_{e' < e} counts[e']).
+
+    Epilogue, per row:
+    - with `activation`: act(acc), or for the gated activations (`geglu`,
+      `swiglu`, which need `gate_weight`, a second [E, K, N] weight of the
+      same product) act'(a[r] · gate_weight[e]) ⊙ acc: both products are
+      computed by the same loop over K;
+    - without `scatter`: the result is [R, N] f32 and row r holds the value;
+      rows no expert owns are zero;
+    - with `scatter(%indices, %scales)` ([R] i32 and [R] f32): the result is
+      [T, N] f32 (T from the result type) and row r's value times
+      `scales[r]` is added to result row `indices[r]`; result rows no row is
+      added to are zero. This is the combine of the layer fused into the
+      down projection.
+
+    Accumulation is in f32 whatever the element types of `input` and the
+    weights (f32, bf16 or f16).
+
+    ```mlir
+    %h = moe.grouped_matmul %x gather(%row_token) weight(%w_in)
+        gate_weight(%w_gate) offsets(%offsets) counts(%counts)
+        activation swiglu
+        : tensor<16x32xf32>, tensor<32xi32>, tensor<4x32x64xf32>,
+          tensor<4x32x64xf32>, tensor<5xi64>, tensor<4xi64> -> tensor<32x64xf32>
+    %y = moe.grouped_matmul %h weight(%w_out) offsets(%offsets)
+        counts(%counts) scatter(%row_token, %row_gate)
+        : tensor<32x64xf32>, tensor<4x64x32xf32>, tensor<5xi64>,
+          tensor<4xi64>, tensor<32xi32>, tensor<32xf32> -> tensor<16x32xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_RowsTensor:$input,
+    Optional<MoE_I32Vector>:$gather,
+    MoE_Weight3D:$weight,
+    Optional<MoE_Weight3D>:$gate_weight,
+    Optional<MoE_I64Vector>:$offsets,
+    MoE_I64Vector:$counts,
+    Optional<MoE_I32Vector>:$scatter,
+    Optional<MoE_F32Vector>:$scales,
+    OptionalAttr<MoE_ActivationAttr>:$activation
+  );
+  let results = (outs MoE_F32Matrix:$result);
+  let assemblyFormat = [{
+    $input (`gather` `(` $gather^ `)`)? `weight` `(` $weight `)`
+    (`gate_weight` `(` $gate_weight^ `)`)? (`offsets` `(` $offsets^ `)`)?
+    `counts` `(` $counts `)` (`scatter` `(` $scatter^ `,` $scales `)`)?
+    custom<OptionalActivation>($activation) attr-dict `:` type(operands)
+    `->` type($result)
+  }];
+  let extraClassDeclaration = [{
+    /// Rows of the left operand: the gather's length, or the input's rows.
+    int64_t getNumRows() {
+      if (getGather())
+        return getGather().getType().getDimSize(0);
+      return getInput().getType().getDimSize(0);
+    }
+  }];
+  let hasVerifier = 1;
+}
+
+#endif // MOE_IR_MOEFUSEDOPS_TD

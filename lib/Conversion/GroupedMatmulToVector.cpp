@@ -1,0 +1,380 @@
+//===- GroupedMatmulToVector.cpp - Grouped matmuls as CPU vector kernels -===//
+//
+// The moe-grouped-matmul-to-vector pass: every moe.grouped_matmul becomes a
+// register-tiled kernel of vector FMAs on its operands' buffers, with the
+// gather in the operand load and the activation or the gate scale and
+// scatter-add in the epilogue. Tile shapes follow the host's vector width
+// and register count.
+//
+//===----------------------------------------------------------------------===//
+
+#include "MoEToLinalg/Emitter.h"
+#include "moe/Conversion/Passes.h"
+#include "moe/IR/MoEOps.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+#include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "llvm/TargetParser/Host.h"
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEGROUPEDMATMULTOVECTOR
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+using namespace mlir;
+using namespace mlir::moe;
+
+namespace {
+
+/// The register tile: `rows` (MR) rows × `vectors` (V) vectors of `width`
+/// (W) f32 lanes per weight.
+struct TileShape {
+  int64_t width, vectors, rows;
+};
+
+/// Vector width in bits and vector register count of the host CPU.
+std::pair<int64_t, int64_t> hostVectorRegisters() {
+  llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
+  auto has = [&](llvm::StringRef name) {
+    auto it = features.find(name);
+    return it != features.end() && it->second;
+  };
+  if (has("avx512f"))
+    return {512, 32};
+  if (has("avx"))
+    return {256, 16};
+  if (has("neon") || has("sve"))
+    return {128, 32};
+  return {128, 16};
+}
+
+TileShape chooseTile(int64_t cols, int64_t weights, int64_t bits,
+                     int64_t registers) {
+  TileShape tile;
+  tile.width = std::max<int64_t>(1, bits / 32);
+  // Weight vectors loaded per reduction step, over all weights.
+  int64_t inFlight = registers >= 32 ? 4 : 2;
+  tile.vectors = std::max<int64_t>(1, inFlight / weights);
+  while (cols % (tile.vectors * tile.width) != 0) {
+    if (tile.vectors > 1)
+      tile.vectors /= 2;
+    else
+      tile.width /= 2;
+  }
+  int64_t perRow = tile.vectors * weights;
+  tile.rows = std::clamp<int64_t>((registers - perRow - 1) / perRow, 1, 8);
+  return tile;
+}
+
+/// A memref type for a tensor operand read in place: any offset and outer
+/// strides, unit innermost stride.
+MemRefType bufferTypeOf(RankedTensorType type) {
+  SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
+  strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
+                                       strides);
+  return MemRefType::get(type.getShape(), type.getElementType(), layout);
+}
+
+class KernelBuilder {
+public:
+  KernelBuilder(GroupedMatmulOp op, TileShape tile, bool sequential)
+      : op(op), tile(tile), sequential(sequential) {}
+
+  /// Emits the kernel before `op` and returns its result tensor.
+  Value build(OpBuilder &builder);
+
+private:
+  Value toBuffer(ImplicitLocOpBuilder &b, Value tensor) {
+    if (!tensor)
+      return Value();
+    auto type = cast<RankedTensorType>(tensor.getType());
+    return bufferization::ToBufferOp::create(b, bufferTypeOf(type), tensor,
+                                             /*read_only=*/true);
+  }
+  Value cst(ImplicitLocOpBuilder &b, int64_t v) {
+    return arith::ConstantIndexOp::create(b, v);
+  }
+  Value loadIndex(ImplicitLocOpBuilder &b, Value memref, ValueRange at) {
+    return arith::IndexCastOp::create(b, b.getIndexType(),
+                                      memref::LoadOp::create(b, memref, at));
+  }
+  Value toF32(ImplicitLocOpBuilder &b, Value v) {
+    Type f32 = b.getF32Type();
+    Type elt = getElementTypeOrSelf(v.getType());
+    if (elt == f32)
+      return v;
+    Type to = f32;
+    if (auto vec = dyn_cast<VectorType>(v.getType()))
+      to = vec.clone(f32);
+    return arith::ExtFOp::create(b, to, v);
+  }
+  /// Fills rows [from, to) of the output with zeros.
+  void zeroRows(ImplicitLocOpBuilder &b, Value from, Value to);
+  /// All row tiles of expert `expert` on the column panel starting at `col`.
+  void expertPanel(ImplicitLocOpBuilder &b, Value expert, Value col);
+
+  GroupedMatmulOp op;
+  TileShape tile;
+  bool sequential;
+  Value input, gather, weights[2], starts, counts, scatter, scales, out;
+  int64_t numWeights = 1, depth = 0, cols = 0, outRows = 0;
+};
+
+void KernelBuilder::zeroRows(ImplicitLocOpBuilder &b, Value from, Value to) {
+  Value size = arith::SubIOp::create(b, to, from);
+  auto sub = memref::SubViewOp::create(
+      b, out, ArrayRef<OpFoldResult>{from, b.getIndexAttr(0)},
+      ArrayRef<OpFoldResult>{size, b.getIndexAttr(cols)},
+      ArrayRef<OpFoldResult>{b.getIndexAttr(1), b.getIndexAttr(1)});
+  Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0));
+  linalg::FillOp::create(b, ValueRange{zero}, ValueRange{sub});
+}
+
+void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
+                                Value col) {
+  Type f32 = b.getF32Type();
+  auto vecType = VectorType::get({tile.width}, f32);
+  Value rows = loadIndex(b, counts, {expert});
+  Value base = loadIndex(b, starts, {expert});
+  Value step = cst(b, tile.rows);
+  Value tiles = arith::CeilDivUIOp::create(b, rows, step);
+  Value last = arith::SubIOp::create(b, rows, cst(b, 1));
+  Type weightElt =
+      cast<MemRefType>(weights[0].getType()).getElementType();
+  auto weightVecType = VectorType::get({tile.width}, weightElt);
+
+  scf::ForOp::create(
+      b, b.getLoc(), cst(b, 0), tiles, cst(b, 1), ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value rt, ValueRange) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        Value r0 = arith::MulIOp::create(ib, rt, step);
+        // The tile's rows (a tile past the expert's end repeats its last
+        // row) and the operand rows they read.
+        SmallVector<Value> rowIds, sources;
+        for (int64_t i = 0; i < tile.rows; ++i) {
+          Value local = arith::MinUIOp::create(
+              ib, arith::AddIOp::create(ib, r0, cst(ib, i)), last);
+          Value row = arith::AddIOp::create(ib, base, local);
+          rowIds.push_back(row);
+          sources.push_back(gather ? loadIndex(ib, gather, {row}) : row);
+        }
+        Value zeros = arith::ConstantOp::create(
+            ib, DenseElementsAttr::get(vecType, ib.getF32FloatAttr(0).getValue()));
+        int64_t perRow = numWeights * tile.vectors;
+        SmallVector<Value> inits(tile.rows * perRow, zeros);
+        auto accIndex = [&](int64_t i, int64_t w, int64_t v) {
+          return i * perRow + w * tile.vectors + v;
+        };
+        auto loop = scf::ForOp::create(
+            ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, 1), inits,
+            [&](OpBuilder &nested, Location loc, Value k, ValueRange acc) {
+              ImplicitLocOpBuilder kb(loc, nested);
+              SmallVector<Value> wv;
+              for (int64_t w = 0; w < numWeights; ++w)
+                for (int64_t v = 0; v < tile.vectors; ++v) {
+                  Value c = arith::AddIOp::create(kb, col,
+                                                  cst(kb, v * tile.width));
+                  wv.push_back(toF32(kb, vector::LoadOp::create(
+                                             kb, weightVecType, weights[w],
+                                             ValueRange{expert, k, c})));
+                }
+              SmallVector<Value> next(acc.begin(), acc.end());
+              for (int64_t i = 0; i < tile.rows; ++i) {
+                Value a = toF32(kb, memref::LoadOp::create(
+                                        kb, input, ValueRange{sources[i], k}));
+                Value splat = vector::BroadcastOp::create(kb, vecType, a);
+                for (int64_t w = 0; w < numWeights; ++w)
+                  for (int64_t v = 0; v < tile.vectors; ++v) {
+                    int64_t at = accIndex(i, w, v);
+                    next[at] = vector::FMAOp::create(
+                        kb, splat, wv[w * tile.vectors + v], next[at]);
+                  }
+              }
+              scf::YieldOp::create(kb, next);
+            });
+
+        // Epilogue: each valid row's activation, then a store or a scaled
+        // add into its token's row.
+        for (int64_t i = 0; i < tile.rows; ++i) {
+          Value valid = arith::CmpIOp::create(
+              ib, arith::CmpIPredicate::ult,
+              arith::AddIOp::create(ib, r0, cst(ib, i)), rows);
+          scf::IfOp::create(
+              ib, valid, [&](OpBuilder &nested, Location loc) {
+                ImplicitLocOpBuilder eb(loc, nested);
+                Value target = rowIds[i], scale;
+                if (scatter) {
+                  target = loadIndex(eb, scatter, {rowIds[i]});
+                  scale = vector::BroadcastOp::create(
+                      eb, vecType,
+                      memref::LoadOp::create(eb, scales, ValueRange{rowIds[i]}));
+                }
+                for (int64_t v = 0; v < tile.vectors; ++v) {
+                  Value value = loop.getResult(accIndex(i, 0, v));
+                  if (std::optional<Activation> act = op.getActivation())
+                    value = lowering::activate(
+                        eb, *act, value,
+                        numWeights == 2 ? loop.getResult(accIndex(i, 1, v))
+                                        : Value());
+                  Value c =
+                      arith::AddIOp::create(eb, col, cst(eb, v * tile.width));
+                  if (scatter) {
+                    Value old = vector::LoadOp::create(eb, vecType, out,
+                                                       ValueRange{target, c});
+                    value = vector::FMAOp::create(eb, scale, value, old);
+                  }
+                  vector::StoreOp::create(eb, value, out,
+                                          ValueRange{target, c});
+                }
+                scf::YieldOp::create(eb);
+              });
+        }
+        scf::YieldOp::create(ib);
+      });
+}
+
+Value KernelBuilder::build(OpBuilder &builder) {
+  ImplicitLocOpBuilder b(op.getLoc(), builder);
+  auto weightType = op.getWeight().getType();
+  int64_t experts = weightType.getDimSize(0);
+  depth = weightType.getDimSize(1);
+  cols = weightType.getDimSize(2);
+  auto resultType = op.getResult().getType();
+  outRows = resultType.getDimSize(0);
+
+  input = toBuffer(b, op.getInput());
+  gather = toBuffer(b, op.getGather());
+  weights[0] = toBuffer(b, op.getWeight());
+  if (op.getGateWeight()) {
+    weights[1] = toBuffer(b, op.getGateWeight());
+    numWeights = 2;
+  }
+  counts = toBuffer(b, op.getCounts());
+  scatter = toBuffer(b, op.getScatter());
+  scales = toBuffer(b, op.getScales());
+  out = memref::AllocOp::create(
+      b, MemRefType::get(resultType.getShape(), b.getF32Type()));
+
+  // Each expert's first row: the offsets, or the running sum of the counts.
+  if (op.getOffsets()) {
+    starts = toBuffer(b, op.getOffsets());
+  } else {
+    starts = memref::AllocaOp::create(
+        b, MemRefType::get({experts + 1}, b.getI64Type()));
+    Value zero = arith::ConstantIntOp::create(b, 0, 64);
+    memref::StoreOp::create(b, zero, starts, ValueRange{cst(b, 0)});
+    scf::ForOp::create(
+        b, b.getLoc(), cst(b, 0), cst(b, experts), cst(b, 1), ValueRange{zero},
+        [&](OpBuilder &nested, Location loc, Value e, ValueRange acc) {
+          ImplicitLocOpBuilder ib(loc, nested);
+          Value next = arith::AddIOp::create(
+              ib, acc[0], memref::LoadOp::create(ib, counts, ValueRange{e}));
+          Value at = arith::AddIOp::create(ib, e, cst(ib, 1));
+          memref::StoreOp::create(ib, next, starts, ValueRange{at});
+          scf::YieldOp::create(ib, next);
+        });
+  }
+
+  // Output rows nothing is written to are zero: all of them for a scatter;
+  // otherwise the rows after each expert's own up to the next expert's
+  // first (block padding) or the end.
+  if (scatter) {
+    zeroRows(b, cst(b, 0), cst(b, outRows));
+  } else {
+    scf::ForOp::create(
+        b, b.getLoc(), cst(b, 0), cst(b, experts), cst(b, 1), ValueRange{},
+        [&](OpBuilder &nested, Location loc, Value e, ValueRange) {
+          ImplicitLocOpBuilder ib(loc, nested);
+          Value from = arith::AddIOp::create(ib, loadIndex(ib, starts, {e}),
+                                             loadIndex(ib, counts, {e}));
+          Value next = arith::AddIOp::create(ib, e, cst(ib, 1));
+          Value isLast = arith::CmpIOp::create(ib, arith::CmpIPredicate::eq,
+                                               next, cst(ib, experts));
+          Value nextStart = loadIndex(
+              ib, starts,
+              {arith::SelectOp::create(ib, isLast, e, next).getResult()});
+          Value to = arith::SelectOp::create(ib, isLast, cst(ib, outRows),
+                                             nextStart);
+          zeroRows(ib, from, arith::MaxUIOp::create(ib, from, to));
+          scf::YieldOp::create(ib);
+        });
+  }
+
+  // Units: (column panel, expert) pairs, or whole column panels over all
+  // experts for a scatter.
+  int64_t panel = tile.vectors * tile.width;
+  int64_t panels = cols / panel;
+  int64_t units = scatter ? panels : panels * experts;
+  auto body = [&](ImplicitLocOpBuilder &ub, Value unit) {
+    if (scatter) {
+      Value col = arith::MulIOp::create(ub, unit, cst(ub, panel));
+      scf::ForOp::create(
+          ub, ub.getLoc(), cst(ub, 0), cst(ub, experts), cst(ub, 1),
+          ValueRange{},
+          [&](OpBuilder &nested, Location loc, Value e, ValueRange) {
+            ImplicitLocOpBuilder eb(loc, nested);
+            expertPanel(eb, e, col);
+            scf::YieldOp::create(eb);
+          });
+      return;
+    }
+    Value p = arith::DivUIOp::create(ub, unit, cst(ub, experts));
+    Value e = arith::RemUIOp::create(ub, unit, cst(ub, experts));
+    expertPanel(ub, e, arith::MulIOp::create(ub, p, cst(ub, panel)));
+  };
+  if (sequential) {
+    scf::ForOp::create(b, b.getLoc(), cst(b, 0), cst(b, units), cst(b, 1),
+                       ValueRange{},
+                       [&](OpBuilder &nested, Location loc, Value u,
+                           ValueRange) {
+                         ImplicitLocOpBuilder ub(loc, nested);
+                         body(ub, u);
+                         scf::YieldOp::create(ub);
+                       });
+  } else {
+    scf::ParallelOp::create(
+        b, b.getLoc(), ValueRange{cst(b, 0)}, ValueRange{cst(b, units)},
+        ValueRange{cst(b, 1)},
+        [&](OpBuilder &nested, Location loc, ValueRange ivs) {
+          ImplicitLocOpBuilder ub(loc, nested);
+          body(ub, ivs[0]);
+        });
+  }
+  return bufferization::ToTensorOp::create(b, resultType, out,
+                                           /*restrict=*/true,
+                                           /*writable=*/true);
+}
+
+struct GroupedMatmulToVectorPass
+    : mlir::moe::impl::MoEGroupedMatmulToVectorBase<
+          GroupedMatmulToVectorPass> {
+  using MoEGroupedMatmulToVectorBase::MoEGroupedMatmulToVectorBase;
+
+  void runOnOperation() override {
+    auto [hostBits, hostRegisters] = hostVectorRegisters();
+    int64_t bits = vectorBits > 0 ? int64_t(vectorBits) : hostBits;
+    int64_t regs = registers > 0 ? int64_t(registers) : hostRegisters;
+    if (bits % 32 != 0 || regs < 4) {
+      getOperation()->emitError("moe-grouped-matmul-to-vector: needs "
+                                "'vector-bits' a multiple of 32 and at least "
+                                "4 'registers', got ")
+          << bits << " and " << regs;
+      return signalPassFailure();
+    }
+    SmallVector<GroupedMatmulOp> ops;
+    getOperation()->walk([&](GroupedMatmulOp op) { ops.push_back(op); });
+    for (GroupedMatmulOp op : ops) {
+      int64_t weights = op.getGateWeight() ? 2 : 1;
+      TileShape tile = chooseTile(op.getWeight().getType().getDimSize(2),
+                                  weights, bits, regs);
+      OpBuilder builder(op);
+      Value result = KernelBuilder(op, tile, threads == 1).build(builder);
+      op.getResult().replaceAllUsesWith(result);
+      op.erase();
+    }
+  }
+};
+
+} // namespace
