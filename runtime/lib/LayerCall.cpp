@@ -113,11 +113,11 @@ std::string moe::runtime::benchLine(const std::string &backend, int64_t tokens,
   std::snprintf(line, sizeof(line),
                 "BENCH {\"backend\": \"%s\", \"tokens\": %lld, \"ranks\": "
                 "%lld, \"runs\": %zu, \"compile_s\": %.4f, \"median_s\": "
-                "%.6f, \"min_s\": %.6f, \"tokens_per_s\": %.1f, "
+                "%.6f, \"min_s\": %.6f, \"max_s\": %.6f, \"tokens_per_s\": %.1f, "
                 "\"expert_gflop\": %.4f, \"expert_gflops\": %.2f}",
                 backend.c_str(), static_cast<long long>(tokens),
                 static_cast<long long>(ranks), times.size(), compileSeconds,
-                median, times.front(), double(tokens) / median,
+                median, times.front(), times.back(), double(tokens) / median,
                 expertFlops * 1e-9, expertFlops * 1e-9 / median);
   return line;
 }

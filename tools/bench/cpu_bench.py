@@ -1,28 +1,41 @@
 #!/usr/bin/python3
 """CPU benchmark of moe-run against its peers, measured in the same run.
 
-For each shape (Switch-Base-8 at T = 4096, Mixtral-8x7B at T = 512, both in
-float32) it writes random weights and tokens, then measures:
+Shapes (float32, random weights written once per shape into --workdir):
 
-  * moe-run --bench: the whole layer compiled by moe-cpu-pipeline;
+  switch     Switch-Base-8      E 8,   k 1, D 768,  F 3072,  relu,   cf 1.25   T 4096
+  mixtral    Mixtral-8x7B       E 8,   k 2, D 4096, F 14336, swiglu, dropless  T 512
+  deepseek   DeepSeek-MoE-16B   E 64,  k 6, D 2048, F 1408,  swiglu, dropless  T 1024
+  qwen3      Qwen3-MoE-like     E 128, k 8, D 2048, F 768,   swiglu, dropless  T 1024
+
+Contenders, each a process of its own, with one thread and with all threads:
+
+  * moe-run --fusion on (the default) and --fusion off (--bench N);
   * GEMM-only: the same expert FLOPs as one OpenBLAS sgemm per weight matrix
-    ([rows kept, D] x [D, F] and back), via numpy, with all cores and with one;
+    ([rows kept, D] x [D, F] and back, via numpy);
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls,
-    activation, index_add), with all cores.
+    activation, index_add), if Debian's python3-torch is installed
+    (`apt-get install python3-torch`).
 
-It prints a table: time per layer, tokens/s, achieved GFLOP/s of the expert
-GEMMs, and the ratio of each time to the GEMM-only time. Usage:
+The contenders are interleaved (A B C D A B C D ...) for --rounds rounds of
+--runs timed calls each, so that the machine's drift hits all of them; the
+table gives the median over all timed calls, the spread (min..max of the
+per-round medians, relative to the median), throughput, the GFLOP/s of the
+expert GEMMs, and the ratios to the GEMM-only median of the same thread count
+(the machine's GEMM rate measured in the same run) and to PyTorch's. The
+header names the CPU model and its vector features. Usage:
 
-  tools/bench/cpu_bench.py --moe-run build/bin/moe-run [--workdir DIR]
-                           [--shapes switch,mixtral] [--runs N]
+  tools/bench/cpu_bench.py [--moe-run build/bin/moe-run] [--workdir DIR]
+      [--shapes switch,mixtral,deepseek,qwen3] [--threads 1,N] [--runs 3]
+      [--rounds 3] [--json OUT.json]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 
@@ -30,15 +43,37 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import moe_io  # noqa: E402
 
+SPECS = os.path.join(ROOT, "test", "Examples", "specs")
 SHAPES = {
     "switch": ("switch-base-8.json", 4096),
     "mixtral": ("mixtral-8x7b.json", 512),
+    "deepseek": ({"d_model": 2048, "d_ff": 1408, "num_experts": 64, "top_k": 6,
+                  "activation": "swiglu", "normalize_gates": False,
+                  "capacity_factor": None}, 1024),
+    "qwen3": ({"d_model": 2048, "d_ff": 768, "num_experts": 128, "top_k": 8,
+               "activation": "swiglu", "normalize_gates": True,
+               "capacity_factor": None}, 1024),
 }
 GATED = ("geglu", "swiglu")
 
 
 def log(msg):
     print(msg, file=sys.stderr, flush=True)
+
+
+def cpu_model():
+    model, flags = "unknown CPU", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and model == "unknown CPU":
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags") and not flags:
+                    flags = set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    vector = [f for f in ("avx512f", "avx512_bf16", "avx512_fp16", "avx2", "fma") if f in flags]
+    return f"{model}, {os.cpu_count()} hardware threads, {' '.join(vector) or 'no AVX'}"
 
 
 def make_inputs(spec, tokens, folder):
@@ -67,17 +102,25 @@ def make_inputs(spec, tokens, folder):
     return spec_path, weights_path, x_path
 
 
-def run_moe(moe_run, spec_path, weights_path, x_path, folder, runs):
-    out = os.path.join(folder, "y.npy")
-    stats = os.path.join(folder, "stats.json")
+def thread_env(threads):
+    return dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+                MKL_NUM_THREADS=str(threads))
+
+
+def run_moe(moe_run, paths, folder, runs, threads, fusion):
+    """One moe-run process: (times of its timed calls, statistics)."""
+    spec_path, weights_path, x_path = paths
+    out = os.path.join(folder, f"y-{fusion}.npy")
+    stats = os.path.join(folder, f"stats-{fusion}.json")
     cmd = [moe_run, "--spec", spec_path, "--weights", weights_path, "--input", x_path,
-           "--output", out, "--stats", stats, "--bench", str(runs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--output", out, "--stats", stats, "--bench", str(runs), "--fusion", fusion]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=thread_env(threads))
     if proc.returncode != 0:
         sys.exit(f"moe-run failed: {proc.stderr.strip()}")
     line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCH "))
+    bench = json.loads(line[len("BENCH "):])
     with open(stats) as f:
-        return json.loads(line[len("BENCH "):]), json.load(f)
+        return [bench["median_s"]], json.load(f)
 
 
 GEMM_PEER = r"""
@@ -99,100 +142,147 @@ for _ in range(runs):
 print(sorted(times)[len(times) // 2])
 """
 
+TORCH_PEER = r"""
+import json, sys, time
+import numpy as np, torch
+sys.path.insert(0, sys.argv[1])
+import moe_io
+spec = json.load(open(sys.argv[2])); weights, x_path = sys.argv[3], sys.argv[4]
+threads, runs = int(sys.argv[5]), int(sys.argv[6])
+torch.set_num_threads(threads)
+t, _ = moe_io.read_safetensors(weights)
+router = torch.from_numpy(np.ascontiguousarray(t["router"]))
+w_in = torch.from_numpy(np.ascontiguousarray(t["w_in"]))
+w_out = torch.from_numpy(np.ascontiguousarray(t["w_out"]))
+w_gate = torch.from_numpy(np.ascontiguousarray(t["w_gate"])) if "w_gate" in t else None
+del t
+x = torch.from_numpy(np.load(x_path))
+k = spec.get("top_k", 1)
+act = spec.get("activation", "relu")
+normalize = spec.get("normalize_gates", k > 1)
 
-def gemm_only(rows, d, ff, mats, runs, threads):
-    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
-    proc = subprocess.run([sys.executable, "-c", GEMM_PEER, str(rows), str(d), str(ff),
-                           str(mats), str(runs)], capture_output=True, text=True, env=env)
+def layer():
+    with torch.no_grad():
+        probs = torch.softmax(x @ router.T, dim=-1)
+        gates, experts = torch.topk(probs, k, dim=-1)
+        if normalize:
+            gates = gates / gates.sum(-1, keepdim=True)
+        y = torch.zeros_like(x)
+        for e in range(router.shape[0]):
+            tok, slot = torch.where(experts == e)
+            if tok.numel() == 0:
+                continue
+            xe = x[tok]
+            h = xe @ w_in[e]
+            if w_gate is not None:
+                g = xe @ w_gate[e]
+                g = torch.nn.functional.silu(g) if act == "swiglu" else torch.nn.functional.gelu(g, approximate="tanh")
+                a = g * h
+            else:
+                a = torch.relu(h) if act == "relu" else torch.nn.functional.gelu(h)
+            y.index_add_(0, tok, (a @ w_out[e]) * gates[tok, slot, None])
+        return y
+
+layer()
+times = []
+for _ in range(runs):
+    start = time.perf_counter(); layer(); times.append(time.perf_counter() - start)
+print(sorted(times)[len(times) // 2])
+"""
+
+
+def run_peer(args, threads):
+    proc = subprocess.run([sys.executable, "-c"] + args, capture_output=True, text=True,
+                          env=thread_env(threads))
     if proc.returncode != 0:
-        sys.exit(f"GEMM peer failed: {proc.stderr.strip()}")
-    return float(proc.stdout.strip())
+        sys.exit(f"peer failed: {proc.stderr.strip()[-400:]}")
+    return [float(proc.stdout.strip())]
 
 
-def torch_loop(spec, weights_path, x_path, runs):
-    try:
-        import torch
-    except ImportError:
-        return None
-    torch.set_num_threads(os.cpu_count())
-    t, _ = moe_io.read_safetensors(weights_path)
-    router = torch.from_numpy(np.ascontiguousarray(t["router"]))
-    w_in = torch.from_numpy(np.ascontiguousarray(t["w_in"]))
-    w_out = torch.from_numpy(np.ascontiguousarray(t["w_out"]))
-    w_gate = torch.from_numpy(np.ascontiguousarray(t["w_gate"])) if "w_gate" in t else None
-    x = torch.from_numpy(np.load(x_path))
-    k = spec.get("top_k", 1)
-    act = spec.get("activation", "relu")
+def have_torch():
+    return subprocess.run([sys.executable, "-c", "import torch"],
+                          capture_output=True).returncode == 0
 
-    def layer():
-        with torch.no_grad():
-            probs = torch.softmax(x @ router.T, dim=-1)
-            gates, experts = torch.topk(probs, k, dim=-1)
-            if k > 1:
-                gates = gates / gates.sum(-1, keepdim=True)
-            y = torch.zeros_like(x)
-            for e in range(router.shape[0]):
-                tok, slot = torch.where(experts == e)
-                if tok.numel() == 0:
-                    continue
-                xe = x[tok]
-                h = xe @ w_in[e]
-                if w_gate is not None:
-                    g = xe @ w_gate[e]
-                    g = torch.nn.functional.silu(g) if act == "swiglu" else torch.nn.functional.gelu(g, approximate="tanh")
-                    a = g * h
-                else:
-                    a = torch.relu(h) if act == "relu" else torch.nn.functional.gelu(h)
-                y.index_add_(0, tok, (a @ w_out[e]) * gates[tok, slot, None])
-            return y
 
-    layer()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        layer()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
+def summary(samples):
+    med = statistics.median(samples)
+    return med, (min(samples) / med - 1.0, max(samples) / med - 1.0)
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moe-run", default=os.path.join(ROOT, "build", "bin", "moe-run"))
     parser.add_argument("--workdir", default="/tmp/moe-cpu-bench")
-    parser.add_argument("--shapes", default="switch,mixtral")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--shapes", default="switch,mixtral,deepseek,qwen3")
+    parser.add_argument("--threads", default=f"1,{os.cpu_count()}",
+                        help="comma-separated thread counts (default: 1 and all)")
+    parser.add_argument("--runs", type=int, default=3, help="timed calls per process")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--no-unfused", action="store_true", help="skip moe-run --fusion off")
+    parser.add_argument("--json", help="also write every measurement to this file")
     args = parser.parse_args()
 
-    rows = []
+    torch_ok = have_torch()
+    if not torch_ok:
+        log("PyTorch is not installed (apt-get install python3-torch): no eager peer")
+    thread_counts = [int(t) for t in args.threads.split(",")]
+    results = []
     for name in args.shapes.split(","):
-        spec_file, tokens = SHAPES[name]
-        with open(os.path.join(ROOT, "test", "Examples", "specs", spec_file)) as f:
-            spec = json.load(f)
+        if name not in SHAPES:
+            sys.exit(f"unknown shape '{name}' (one of {', '.join(SHAPES)})")
+        spec, tokens = SHAPES[name]
+        if isinstance(spec, str):
+            with open(os.path.join(SPECS, spec)) as f:
+                spec = json.load(f)
         folder = os.path.join(args.workdir, name)
         log(f"{name}: T={tokens} {spec}")
-        spec_path, weights_path, x_path = make_inputs(spec, tokens, folder)
-        log("  moe-run ...")
-        bench, stats = run_moe(args.moe_run, spec_path, weights_path, x_path, folder, args.runs)
+        paths = make_inputs(spec, tokens, folder)
+        # The kept rows (for the FLOPs and the GEMM peer) from one moe-run call.
+        _, stats = run_moe(args.moe_run, paths, folder, 1, os.cpu_count(), "on")
         kept = sum(stats["tokens_per_expert"])
         mats = 3 if spec.get("activation") in GATED else 2
         flops = 2.0 * kept * spec["d_model"] * spec["d_ff"] * mats
-        log("  OpenBLAS GEMM-only ...")
-        gemm_all = gemm_only(kept, spec["d_model"], spec["d_ff"], mats, args.runs, os.cpu_count())
-        gemm_one = gemm_only(kept, spec["d_model"], spec["d_ff"], mats, args.runs, 1)
-        log("  PyTorch eager loop ...")
-        torch_s = torch_loop(spec, weights_path, x_path, args.runs)
-        rows.append((name, tokens, kept, flops, bench, gemm_all, gemm_one, torch_s))
+        for threads in thread_counts:
+            contenders = [("moe-run fused", lambda: run_moe(args.moe_run, paths, folder,
+                                                            args.runs, threads, "on")[0])]
+            if not args.no_unfused:
+                contenders.append(("moe-run unfused", lambda: run_moe(
+                    args.moe_run, paths, folder, args.runs, threads, "off")[0]))
+            contenders.append(("GEMM-only (OpenBLAS)", lambda: run_peer(
+                [GEMM_PEER, str(kept), str(spec["d_model"]), str(spec["d_ff"]), str(mats),
+                 str(args.runs)], threads)))
+            if torch_ok:
+                contenders.append(("PyTorch eager loop", lambda: run_peer(
+                    [TORCH_PEER, os.path.join(ROOT, "test", "e2e"), paths[0], paths[1],
+                     paths[2], str(threads), str(args.runs)], threads)))
+            samples = {who: [] for who, _ in contenders}
+            for r in range(args.rounds):
+                for who, measure in contenders:
+                    log(f"  {threads} thr, round {r + 1}/{args.rounds}: {who} ...")
+                    samples[who] += measure()
+            for who, values in samples.items():
+                results.append({"shape": name, "tokens": tokens, "rows": kept, "flops": flops,
+                                "threads": threads, "who": who, "samples_s": values})
 
-    print(f"{'shape':8} {'T':>5} {'rows':>5} {'GFLOP':>7} | {'who':28} {'ms':>9} {'tok/s':>9} {'GFLOP/s':>8} {'/GEMM':>6}")
-    for name, tokens, kept, flops, bench, gemm_all, gemm_one, torch_s in rows:
-        entries = [(f"moe-run ({os.cpu_count()} thr)", bench["median_s"]),
-                   (f"OpenBLAS GEMM-only ({os.cpu_count()} thr)", gemm_all),
-                   ("OpenBLAS GEMM-only (1 thr)", gemm_one)]
-        if torch_s is not None:
-            entries.append((f"PyTorch eager loop ({os.cpu_count()} thr)", torch_s))
-        for who, seconds in entries:
-            print(f"{name:8} {tokens:5d} {kept:5d} {flops * 1e-9:7.1f} | {who:28} {seconds * 1e3:9.1f} "
-                  f"{tokens / seconds:9.0f} {flops * 1e-9 / seconds:8.1f} {seconds / gemm_all:6.2f}")
+    print(f"# CPU: {cpu_model()}")
+    print(f"# {args.rounds} interleaved rounds x {args.runs} timed calls; median over rounds "
+          f"of each round's median; spread = min..max of the rounds")
+    print(f"{'shape':9} {'T':>5} {'rows':>5} {'GFLOP':>6} {'thr':>3} | {'who':22} {'ms':>9} "
+          f"{'spread':>13} {'tok/s':>8} {'GFLOP/s':>8} {'/GEMM':>6} {'/torch':>6}")
+    for row in results:
+        med, (lo, hi) = summary(row["samples_s"])
+        peers = {r["who"]: summary(r["samples_s"])[0] for r in results
+                 if r["shape"] == row["shape"] and r["threads"] == row["threads"]}
+        gemm = peers.get("GEMM-only (OpenBLAS)")
+        torch_s = peers.get("PyTorch eager loop")
+        print(f"{row['shape']:9} {row['tokens']:5d} {row['rows']:5d} {row['flops'] * 1e-9:6.1f} "
+              f"{row['threads']:3d} | {row['who']:22} {med * 1e3:9.1f} "
+              f"{f'{lo * 100:+.0f}%..{hi * 100:+.0f}%':>13} {row['tokens'] / med:8.0f} "
+              f"{row['flops'] * 1e-9 / med:8.1f} {med / gemm:6.2f} "
+              f"{(med / torch_s if torch_s else float('nan')):6.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"cpu": cpu_model(), "results": results}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidImage = 200,
 
 struct Counters {
   std::map<std::string, long> count;
-  std::set<void *> live, functions, modules;
+  std::set<void *> live, functions, modules, launched;
   std::set<std::string> kernelNames;
   long maxThreads = 0;
 
@@ -47,6 +47,7 @@ struct Counters {
       std::fprintf(f, "\"%s\": %ld, ", name.c_str(), n);
     std::fprintf(f, "\"live_allocations\": %zu, \"loaded_modules\": %zu, ",
                  live.size(), modules.size());
+    std::fprintf(f, "\"launched_functions\": %zu, ", launched.size());
     std::fprintf(f, "\"max_threads_per_block\": %ld, \"kernels\": [", maxThreads);
     bool first = true;
     for (const std::string &k : kernelNames) {
@@ -243,6 +244,7 @@ int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
     return kInvalidValue;
   if (threads > counters().maxThreads)
     counters().maxThreads = threads;
+  counters().launched.insert(function);
   return kSuccess;
 }
 

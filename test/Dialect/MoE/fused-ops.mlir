@@ -1,0 +1,38 @@
+// Round trip of the fused expert ops: moe.sort_by_expert with and without a
+// block, moe.grouped_matmul with gather, gate weight and activation, with
+// offsets or without, and with the scatter epilogue.
+// RUN: moe-opt %s | moe-opt | FileCheck %s --enable-var-scope
+
+// CHECK-LABEL: func @sort
+// CHECK: moe.sort_by_expert %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64> -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+// CHECK: moe.sort_by_expert %{{.*}} block = 8 : {{.*}} -> tensor<5xi64>, tensor<60xi32>, tensor<60xf32>
+func.func @sort(%e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi1>,
+                %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
+  %o, %t, %w = moe.sort_by_expert %e, %s, %k, %g, %c
+      : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+  %o8, %t8, %w8 = moe.sort_by_expert %e, %s, %k, %g, %c block = 8
+      : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<5xi64>, tensor<60xi32>, tensor<60xf32>
+  return
+}
+
+// CHECK-LABEL: func @grouped
+// CHECK-SAME: (%[[X:.*]]: tensor<16x32xbf16>, %[[T:.*]]: tensor<32xi32>, %[[W:.*]]: tensor<4x32x64xbf16>, %[[WG:.*]]: tensor<4x32x64xbf16>, %[[WO:.*]]: tensor<4x64x32xbf16>, %[[O:.*]]: tensor<5xi64>, %[[C:.*]]: tensor<4xi64>, %[[S:.*]]: tensor<32xf32>)
+// CHECK: %[[H:.*]] = moe.grouped_matmul %[[X]] gather(%[[T]]) weight(%[[W]]) gate_weight(%[[WG]]) offsets(%[[O]]) counts(%[[C]]) activation swiglu : {{.*}} -> tensor<32x64xf32>
+// CHECK: moe.grouped_matmul %[[H]] weight(%[[WO]]) offsets(%[[O]]) counts(%[[C]]) scatter(%[[T]], %[[S]]) : {{.*}} -> tensor<16x32xf32>
+// CHECK: moe.grouped_matmul %[[H]] weight(%[[WO]]) counts(%[[C]]) activation relu : {{.*}} -> tensor<32x32xf32>
+func.func @grouped(%x: tensor<16x32xbf16>, %t: tensor<32xi32>, %w: tensor<4x32x64xbf16>,
+                   %wg: tensor<4x32x64xbf16>, %wo: tensor<4x64x32xbf16>,
+                   %o: tensor<5xi64>, %c: tensor<4xi64>, %s: tensor<32xf32>) {
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) gate_weight(%wg) offsets(%o)
+      counts(%c) activation swiglu
+      : tensor<16x32xbf16>, tensor<32xi32>, tensor<4x32x64xbf16>, tensor<4x32x64xbf16>,
+        tensor<5xi64>, tensor<4xi64> -> tensor<32x64xf32>
+  %y = moe.grouped_matmul %h weight(%wo) offsets(%o) counts(%c) scatter(%t, %s)
+      : tensor<32x64xf32>, tensor<4x64x32xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<32xi32>, tensor<32xf32> -> tensor<16x32xf32>
+  %r = moe.grouped_matmul %h weight(%wo) counts(%c) activation relu
+      : tensor<32x64xf32>, tensor<4x64x32xbf16>, tensor<4xi64> -> tensor<32x32xf32>
+  return
+}

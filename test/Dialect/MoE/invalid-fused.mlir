@@ -1,0 +1,137 @@
+// Invalid moe.sort_by_expert / moe.grouped_matmul: every rule of their
+// verifiers.
+// RUN: moe-opt %s -split-input-file -verify-diagnostics
+
+func.func @sort_slots_shape(%e: tensor<16x2xi32>, %s: tensor<16x1xi32>, %k: tensor<16x2xi1>,
+                            %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.sort_by_expert' op 'slots' must have shape [16, 2] (T, k, as 'experts'), got [16, 1]}}
+  %o, %t, %w = moe.sort_by_expert %e, %s, %k, %g, %c
+      : tensor<16x2xi32>, tensor<16x1xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+  return
+}
+
+// -----
+
+func.func @sort_block(%e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi1>,
+                      %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.sort_by_expert' op 'block' must be positive, got 0}}
+  %o, %t, %w = moe.sort_by_expert %e, %s, %k, %g, %c block = 0
+      : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+  return
+}
+
+// -----
+
+func.func @sort_offsets(%e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi1>,
+                        %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.sort_by_expert' op 'offsets' must have shape [5] (E + 1), got [4]}}
+  %o, %t, %w = moe.sort_by_expert %e, %s, %k, %g, %c
+      : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<4xi64>, tensor<32xi32>, tensor<32xf32>
+  return
+}
+
+// -----
+
+func.func @sort_rows(%e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi1>,
+                     %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.sort_by_expert' op 'row_token' must have shape [44] (T·k + E·(block - 1)), got [32]}}
+  %o, %t, %w = moe.sort_by_expert %e, %s, %k, %g, %c block = 4
+      : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64>
+      -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_depth(%x: tensor<16x16xf32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'input' rows must have the weight's depth K = 32, got 16}}
+  %h = moe.grouped_matmul %x weight(%w) counts(%c)
+      : tensor<16x16xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_gated_needs_gate(%x: tensor<16x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op activation 'swiglu' is gated and needs a 'gate_weight' operand}}
+  %h = moe.grouped_matmul %x weight(%w) counts(%c) activation swiglu
+      : tensor<16x32xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_gate_needs_gated(%x: tensor<16x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'gate_weight' needs a gated activation (geglu, swiglu)}}
+  %h = moe.grouped_matmul %x weight(%w) gate_weight(%w) counts(%c) activation relu
+      : tensor<16x32xf32>, tensor<4x32x64xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_gate_type(%x: tensor<16x32xf32>, %w: tensor<4x32x64xf32>, %g: tensor<4x32x64xbf16>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'gate_weight' element type 'bf16' differs from the 'weight' element type 'f32'}}
+  %h = moe.grouped_matmul %x weight(%w) gate_weight(%g) counts(%c) activation swiglu
+      : tensor<16x32xf32>, tensor<4x32x64xf32>, tensor<4x32x64xbf16>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_counts(%x: tensor<16x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor<3xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'counts' must have shape [4] (E), got [3]}}
+  %h = moe.grouped_matmul %x weight(%w) counts(%c)
+      : tensor<16x32xf32>, tensor<4x32x64xf32>, tensor<3xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_offsets(%x: tensor<16x32xf32>, %w: tensor<4x32x64xf32>, %o: tensor<4xi64>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'offsets' must have shape [5] (E + 1), got [4]}}
+  %h = moe.grouped_matmul %x weight(%w) offsets(%o) counts(%c)
+      : tensor<16x32xf32>, tensor<4x32x64xf32>, tensor<4xi64>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_result_rows(%x: tensor<16x32xf32>, %t: tensor<32xi32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'result' must have shape [32, 64] (R, N), got [16, 64]}}
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) counts(%c)
+      : tensor<16x32xf32>, tensor<32xi32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_scatter_rows(%h: tensor<32x64xf32>, %w: tensor<4x64x32xf32>, %c: tensor<4xi64>,
+                            %t: tensor<16xi32>, %s: tensor<16xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op 'scatter indices' must have shape [32] (the rows R), got [16]}}
+  %y = moe.grouped_matmul %h weight(%w) counts(%c) scatter(%t, %s)
+      : tensor<32x64xf32>, tensor<4x64x32xf32>, tensor<4xi64>, tensor<16xi32>, tensor<16xf32> -> tensor<16x32xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_scatter_cols(%h: tensor<32x64xf32>, %w: tensor<4x64x32xf32>, %c: tensor<4xi64>,
+                            %t: tensor<32xi32>, %s: tensor<32xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op result rows must have the weight's N = 32 columns, got 16}}
+  %y = moe.grouped_matmul %h weight(%w) counts(%c) scatter(%t, %s)
+      : tensor<32x64xf32>, tensor<4x64x32xf32>, tensor<4xi64>, tensor<32xi32>, tensor<32xf32> -> tensor<16x16xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_dynamic(%x: tensor<?x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  // expected-error @+1 {{'moe.grouped_matmul' op operand #0 must have a static shape, got 'tensor<?x32xf32>'}}
+  %h = moe.grouped_matmul %x weight(%w) counts(%c)
+      : tensor<?x32xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}

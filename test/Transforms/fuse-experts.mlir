@@ -1,0 +1,74 @@
+// The moe-fuse-experts pass: dispatch → expert_ffn → combine on a packed
+// buffer becomes sort_by_expert + two grouped matmuls (gather in the first,
+// gate scale and scatter-add in the second); a packed expert_ffn that does
+// not read a dispatch becomes two grouped matmuls; padded buffers stay.
+// RUN: moe-opt %s -split-input-file --moe-decompose=packed-capacity=1 --moe-fuse-experts | FileCheck %s --enable-var-scope
+// RUN: moe-opt %s -split-input-file --moe-decompose --moe-fuse-experts | FileCheck %s --check-prefix=PADDED
+// RUN: moe-opt %s -split-input-file --moe-decompose=packed-capacity=1 --moe-fuse-experts=block=4 | FileCheck %s --check-prefix=BLOCK
+// RUN: not moe-opt %s -split-input-file --moe-fuse-experts=block=0 2>&1 | FileCheck %s --check-prefix=BAD
+
+// Capacity-bounded, gated: no dispatch buffer, w_in and w_gate in one op.
+// CHECK-LABEL: func @swiglu
+// CHECK-SAME: (%[[X:.*]]: tensor<16x32xf32>, %{{.*}}: tensor<4x32xf32>, %[[WI:.*]]: tensor<4x32x64xf32>, %[[WG:.*]]: tensor<4x32x64xf32>, %[[WO:.*]]: tensor<4x64x32xf32>)
+// CHECK: %[[E:.*]], %[[G:.*]] = moe.top_k
+// CHECK: %[[S:.*]], %[[K:.*]], %[[C:.*]] = moe.assign_slots %[[E]] {{.*}} packed
+// CHECK-NOT: moe.dispatch
+// CHECK: %[[O:.*]], %[[T:.*]], %[[RG:.*]] = moe.sort_by_expert %[[E]], %[[S]], %[[K]], %[[G]], %[[C]] : {{.*}} -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>
+// CHECK: %[[H:.*]] = moe.grouped_matmul %[[X]] gather(%[[T]]) weight(%[[WI]]) gate_weight(%[[WG]]) offsets(%[[O]]) counts(%[[C]]) activation swiglu : {{.*}} -> tensor<32x64xf32>
+// CHECK: %[[Y:.*]] = moe.grouped_matmul %[[H]] weight(%[[WO]]) offsets(%[[O]]) counts(%[[C]]) scatter(%[[T]], %[[RG]]) {{.*}} -> tensor<16x32xf32>
+// CHECK-NOT: moe.expert_ffn
+// CHECK-NOT: moe.combine
+// CHECK: return %[[Y]], %[[C]]
+// PADDED-LABEL: func @swiglu
+// PADDED: moe.dispatch {{.*}} -> tensor<4x10x32xf32>
+// PADDED: moe.expert_ffn
+// PADDED: moe.combine
+// PADDED-NOT: moe.grouped_matmul
+// PADDED-LABEL: func @bf16_dropless
+// BLOCK-LABEL: func @swiglu
+// BLOCK: moe.sort_by_expert {{.*}} block = 4 : {{.*}} -> tensor<5xi64>, tensor<44xi32>, tensor<44xf32>
+// BLOCK: moe.grouped_matmul {{.*}} -> tensor<44x64xf32>
+// BAD: moe-fuse-experts: 'block' must be at least 1, got 0
+func.func @swiglu(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>,
+    %wi: tensor<4x32x64xf32>, %wg: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>)
+    -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %tpe, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_gate(%wg) w_out(%wo)
+      top_k 2 activation swiglu normalize_gates capacity_factor 1.25
+      group_size 8 priority position
+      : tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>
+  return %y, %tpe, %d, %lb, %z : tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// bf16 activations: the f32 sum is rounded once, at the end.
+// CHECK-LABEL: func @bf16_dropless
+// CHECK: moe.sort_by_expert
+// CHECK: moe.grouped_matmul %{{.*}} gather(%{{.*}}) weight(%{{.*}}) {{.*}} activation relu : tensor<8x16xbf16>, {{.*}} -> tensor<16x24xf32>
+// CHECK: %[[Y:.*]] = moe.grouped_matmul {{.*}} scatter({{.*}}) {{.*}} -> tensor<8x16xf32>
+// CHECK: %[[R:.*]] = arith.truncf %[[Y]] : tensor<8x16xf32> to tensor<8x16xbf16>
+// CHECK: return %[[R]]
+func.func @bf16_dropless(%x: tensor<8x16xbf16>, %r: tensor<4x16xf32>,
+    %wi: tensor<4x16x24xbf16>, %wo: tensor<4x24x16xbf16>)
+    -> (tensor<8x16xbf16>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %tpe, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo)
+      top_k 2 activation relu normalize_gates priority position
+      : tensor<8x16xbf16>, tensor<4x16xf32>, tensor<4x16x24xbf16>, tensor<4x24x16xbf16>
+  return %y, %tpe, %d, %lb, %z : tensor<8x16xbf16>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}
+
+// -----
+
+// A packed expert_ffn on rows from elsewhere (what a sharded dropless rank
+// receives): two grouped matmuls, no gather, no scatter.
+// CHECK-LABEL: func @received_rows
+// CHECK-SAME: (%[[B:.*]]: tensor<32x16xf32>, %[[WI:.*]]: tensor<2x16x24xf32>, %[[WO:.*]]: tensor<2x24x16xf32>, %[[C:.*]]: tensor<2xi64>)
+// CHECK: %[[H:.*]] = moe.grouped_matmul %[[B]] weight(%[[WI]]) counts(%[[C]]) activation gelu : {{.*}} -> tensor<32x24xf32>
+// CHECK: %[[O:.*]] = moe.grouped_matmul %[[H]] weight(%[[WO]]) counts(%[[C]]) : {{.*}} -> tensor<32x16xf32>
+// CHECK: return %[[O]]
+func.func @received_rows(%b: tensor<32x16xf32>, %wi: tensor<2x16x24xf32>,
+    %wo: tensor<2x24x16xf32>, %c: tensor<2xi64>) -> tensor<32x16xf32> {
+  %o = moe.expert_ffn %b w_in(%wi) w_out(%wo) counts(%c) activation gelu
+      : tensor<32x16xf32>, tensor<2x16x24xf32>, tensor<2x24x16xf32>, tensor<2xi64>
+  return %o : tensor<32x16xf32>
+}
