@@ -15,7 +15,13 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
+#include "llvm/ADT/MapVector.h"
 #include "llvm/TargetParser/Host.h"
+
+#include <array>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEGROUPEDMATMULTOVECTOR
@@ -26,6 +32,8 @@ using namespace mlir;
 using namespace mlir::moe;
 
 namespace {
+
+constexpr llvm::StringLiteral kPackedAttr = "moe.packed_weights";
 
 /// The register tile: `rows` (MR) rows × `vectors` (V) vectors of `width`
 /// (W) f32 lanes per weight.
@@ -79,8 +87,13 @@ MemRefType bufferTypeOf(RankedTensorType type) {
 
 class KernelBuilder {
 public:
-  KernelBuilder(GroupedMatmulOp op, TileShape tile, bool sequential)
-      : op(op), tile(tile), sequential(sequential) {}
+  /// `weightType` is the [E, K, N] type of the weights; `packed[w]` says
+  /// that weight w (0: weight, 1: gate weight) is already a function
+  /// argument in the panel layout [E, N / panel, K, panel].
+  KernelBuilder(GroupedMatmulOp op, TileShape tile, bool sequential,
+                RankedTensorType weightType, std::array<bool, 2> packed)
+      : op(op), tile(tile), sequential(sequential), weightType(weightType),
+        packed(packed) {}
 
   /// Emits the kernel before `op` and returns its result tensor.
   Value build(OpBuilder &builder);
@@ -112,12 +125,27 @@ private:
   }
   /// Fills rows [from, to) of the output with zeros.
   void zeroRows(ImplicitLocOpBuilder &b, Value from, Value to);
-  /// All row tiles of expert `expert` on the column panel starting at `col`.
-  void expertPanel(ImplicitLocOpBuilder &b, Value expert, Value col);
+  /// A [K, panel width] f32 buffer for one packed weight panel (both
+  /// weights side by side when gated).
+  Value panelBuffer(ImplicitLocOpBuilder &b) {
+    int64_t width = numWeights * tile.vectors * tile.width;
+    return memref::AllocOp::create(
+        b, MemRefType::get({depth, width}, b.getF32Type()));
+  }
+  /// Copies expert `expert`'s weight columns [col, col + panel) into
+  /// `panel`, row k contiguous, converted to f32.
+  void packPanel(ImplicitLocOpBuilder &b, Value expert, Value col,
+                 Value panel);
+  /// All row tiles of expert `expert` on the column panel starting at `col`;
+  /// weights not packed at bind time are packed into `panel` first.
+  void expertPanel(ImplicitLocOpBuilder &b, Value expert, Value col,
+                   Value panel);
 
   GroupedMatmulOp op;
   TileShape tile;
   bool sequential;
+  RankedTensorType weightType;
+  std::array<bool, 2> packed;
   Value input, gather, weights[2], starts, counts, scatter, scales, out;
   int64_t numWeights = 1, depth = 0, cols = 0, outRows = 0;
 };
@@ -132,8 +160,29 @@ void KernelBuilder::zeroRows(ImplicitLocOpBuilder &b, Value from, Value to) {
   linalg::FillOp::create(b, ValueRange{zero}, ValueRange{sub});
 }
 
+void KernelBuilder::packPanel(ImplicitLocOpBuilder &b, Value expert,
+                              Value col, Value panel) {
+  Type weightElt = cast<MemRefType>(weights[0].getType()).getElementType();
+  auto weightVecType = VectorType::get({tile.width}, weightElt);
+  scf::ForOp::create(
+      b, b.getLoc(), cst(b, 0), cst(b, depth), cst(b, 1), ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value k, ValueRange) {
+        ImplicitLocOpBuilder kb(loc, nested);
+        for (int64_t w = 0; w < numWeights; ++w)
+          for (int64_t v = 0; v < tile.vectors && !packed[w]; ++v) {
+            Value c = arith::AddIOp::create(kb, col, cst(kb, v * tile.width));
+            Value value = toF32(kb, vector::LoadOp::create(
+                                        kb, weightVecType, weights[w],
+                                        ValueRange{expert, k, c}));
+            Value at = cst(kb, (w * tile.vectors + v) * tile.width);
+            vector::StoreOp::create(kb, value, panel, ValueRange{k, at});
+          }
+        scf::YieldOp::create(kb);
+      });
+}
+
 void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
-                                Value col) {
+                                Value col, Value panel) {
   Type f32 = b.getF32Type();
   auto vecType = VectorType::get({tile.width}, f32);
   Value rows = loadIndex(b, counts, {expert});
@@ -141,9 +190,21 @@ void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
   Value step = cst(b, tile.rows);
   Value tiles = arith::CeilDivUIOp::create(b, rows, step);
   Value last = arith::SubIOp::create(b, rows, cst(b, 1));
-  Type weightElt =
-      cast<MemRefType>(weights[0].getType()).getElementType();
-  auto weightVecType = VectorType::get({tile.width}, weightElt);
+  // The panel is packed only for an expert that has rows; every row tile
+  // then streams it contiguously.
+  Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, rows,
+                                    cst(b, 0));
+  if (panel)
+    scf::IfOp::create(b, any, [&](OpBuilder &nested, Location loc) {
+      ImplicitLocOpBuilder pb(loc, nested);
+      packPanel(pb, expert, col, panel);
+      scf::YieldOp::create(pb);
+    });
+  // The panel's index in a weight packed at bind time.
+  int64_t panelWidth = tile.vectors * tile.width;
+  Value panelIndex = arith::DivUIOp::create(b, col, cst(b, panelWidth));
+  Type weightElt = weightType.getElementType();
+  auto packedVecType = VectorType::get({tile.width}, weightElt);
 
   scf::ForOp::create(
       b, b.getLoc(), cst(b, 0), tiles, cst(b, 1), ValueRange{},
@@ -174,11 +235,17 @@ void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
               SmallVector<Value> wv;
               for (int64_t w = 0; w < numWeights; ++w)
                 for (int64_t v = 0; v < tile.vectors; ++v) {
-                  Value c = arith::AddIOp::create(kb, col,
-                                                  cst(kb, v * tile.width));
-                  wv.push_back(toF32(kb, vector::LoadOp::create(
-                                             kb, weightVecType, weights[w],
-                                             ValueRange{expert, k, c})));
+                  if (packed[w]) {
+                    Value at = cst(kb, v * tile.width);
+                    wv.push_back(toF32(
+                        kb, vector::LoadOp::create(
+                                kb, packedVecType, weights[w],
+                                ValueRange{expert, panelIndex, k, at})));
+                    continue;
+                  }
+                  Value at = cst(kb, (w * tile.vectors + v) * tile.width);
+                  wv.push_back(vector::LoadOp::create(kb, vecType, panel,
+                                                      ValueRange{k, at}));
                 }
               SmallVector<Value> next(acc.begin(), acc.end());
               for (int64_t i = 0; i < tile.rows; ++i) {
@@ -237,7 +304,6 @@ void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
 
 Value KernelBuilder::build(OpBuilder &builder) {
   ImplicitLocOpBuilder b(op.getLoc(), builder);
-  auto weightType = op.getWeight().getType();
   int64_t experts = weightType.getDimSize(0);
   depth = weightType.getDimSize(1);
   cols = weightType.getDimSize(2);
@@ -302,12 +368,17 @@ Value KernelBuilder::build(OpBuilder &builder) {
         });
   }
 
-  // Units: (column panel, expert) pairs, or whole column panels over all
+  // Units: (expert, column panel) pairs, or whole column panels over all
   // experts for a scatter.
   int64_t panel = tile.vectors * tile.width;
   int64_t panels = cols / panel;
   int64_t units = scatter ? panels : panels * experts;
   auto body = [&](ImplicitLocOpBuilder &ub, Value unit) {
+    // The unit's packed weight panel (freed by the deallocation pipeline),
+    // unless every weight was packed at bind time.
+    Value buffer;
+    if (!packed[0] || (numWeights == 2 && !packed[1]))
+      buffer = panelBuffer(ub);
     if (scatter) {
       Value col = arith::MulIOp::create(ub, unit, cst(ub, panel));
       scf::ForOp::create(
@@ -315,26 +386,29 @@ Value KernelBuilder::build(OpBuilder &builder) {
           ValueRange{},
           [&](OpBuilder &nested, Location loc, Value e, ValueRange) {
             ImplicitLocOpBuilder eb(loc, nested);
-            expertPanel(eb, e, col);
+            expertPanel(eb, e, col, buffer);
             scf::YieldOp::create(eb);
           });
       return;
     }
-    Value p = arith::DivUIOp::create(ub, unit, cst(ub, experts));
-    Value e = arith::RemUIOp::create(ub, unit, cst(ub, experts));
-    expertPanel(ub, e, arith::MulIOp::create(ub, p, cst(ub, panel)));
+    // Expert-major: one thread takes consecutive panels of an expert, so
+    // the weight lines two neighbouring panels share are read once.
+    Value e = arith::DivUIOp::create(ub, unit, cst(ub, panels));
+    Value p = arith::RemUIOp::create(ub, unit, cst(ub, panels));
+    expertPanel(ub, e, arith::MulIOp::create(ub, p, cst(ub, panel)), buffer);
   };
+  Operation *loop;
   if (sequential) {
-    scf::ForOp::create(b, b.getLoc(), cst(b, 0), cst(b, units), cst(b, 1),
-                       ValueRange{},
-                       [&](OpBuilder &nested, Location loc, Value u,
-                           ValueRange) {
-                         ImplicitLocOpBuilder ub(loc, nested);
-                         body(ub, u);
-                         scf::YieldOp::create(ub);
-                       });
+    loop = scf::ForOp::create(b, b.getLoc(), cst(b, 0), cst(b, units),
+                              cst(b, 1), ValueRange{},
+                              [&](OpBuilder &nested, Location loc, Value u,
+                                  ValueRange) {
+                                ImplicitLocOpBuilder ub(loc, nested);
+                                body(ub, u);
+                                scf::YieldOp::create(ub);
+                              });
   } else {
-    scf::ParallelOp::create(
+    loop = scf::ParallelOp::create(
         b, b.getLoc(), ValueRange{cst(b, 0)}, ValueRange{cst(b, units)},
         ValueRange{cst(b, 1)},
         [&](OpBuilder &nested, Location loc, ValueRange ivs) {
@@ -342,6 +416,15 @@ Value KernelBuilder::build(OpBuilder &builder) {
           body(ub, ivs[0]);
         });
   }
+  // The epilogue's exp, tanh and erf on vectors as polynomials (a libm
+  // call per lane otherwise).
+  RewritePatternSet approximations(b.getContext());
+  populateMathPolynomialApproximationPatterns(
+      approximations, [](StringRef name) {
+        return name.ends_with("exp") || name.ends_with("tanh") ||
+               name.ends_with("erf");
+      });
+  (void)applyPatternsGreedily(loop, std::move(approximations));
   return bufferization::ToTensorOp::create(b, resultType, out,
                                            /*restrict=*/true,
                                            /*writable=*/true);
@@ -365,15 +448,79 @@ struct GroupedMatmulToVectorPass
     }
     SmallVector<GroupedMatmulOp> ops;
     getOperation()->walk([&](GroupedMatmulOp op) { ops.push_back(op); });
+    SmallVector<TileShape> tiles;
+    SmallVector<RankedTensorType> weightTypes;
     for (GroupedMatmulOp op : ops) {
-      int64_t weights = op.getGateWeight() ? 2 : 1;
-      TileShape tile = chooseTile(op.getWeight().getType().getDimSize(2),
-                                  weights, bits, regs);
+      weightTypes.push_back(op.getWeight().getType());
+      tiles.push_back(chooseTile(op.getWeight().getType().getDimSize(2),
+                                 op.getGateWeight() ? 2 : 1, bits, regs));
+    }
+    DenseSet<Value> packedArgs;
+    if (packWeights)
+      packedArgs = packArguments(ops, tiles);
+    for (auto [op, tile, weightType] : llvm::zip(ops, tiles, weightTypes)) {
+      std::array<bool, 2> packed{
+          packedArgs.contains(op.getWeight()),
+          op.getGateWeight() && packedArgs.contains(op.getGateWeight())};
       OpBuilder builder(op);
-      Value result = KernelBuilder(op, tile, threads == 1).build(builder);
+      Value result = KernelBuilder(op, tile, threads == 1, weightType, packed)
+                         .build(builder);
       op.getResult().replaceAllUsesWith(result);
       op.erase();
     }
+  }
+
+  /// The weights that are arguments of a public function and read only by
+  /// grouped matmuls with one panel width take the panel layout
+  /// [E, N / panel, K, panel] in the function's signature; the function's
+  /// `moe.packed_weights` attribute lists (argument, panel) pairs for the
+  /// caller, which packs them once (runtime::packWeightPanels).
+  DenseSet<Value> packArguments(ArrayRef<GroupedMatmulOp> ops,
+                                ArrayRef<TileShape> tiles) {
+    llvm::MapVector<BlockArgument, int64_t> panelOf;
+    DenseSet<Value> rejected;
+    for (auto [constOp, tile] : llvm::zip(ops, tiles)) {
+      GroupedMatmulOp op = constOp;
+      for (Value weight : {Value(op.getWeight()), Value(op.getGateWeight())}) {
+        auto arg = dyn_cast_or_null<BlockArgument>(weight);
+        auto func = arg ? dyn_cast<func::FuncOp>(arg.getOwner()->getParentOp())
+                        : func::FuncOp();
+        if (!func || !func.isPublic() || !arg.getOwner()->isEntryBlock())
+          continue;
+        int64_t panel = tile.vectors * tile.width;
+        auto [it, inserted] = panelOf.try_emplace(arg, panel);
+        if (!inserted && it->second != panel)
+          rejected.insert(arg);
+      }
+    }
+    DenseSet<Value> packed;
+    for (auto [arg, panel] : panelOf) {
+      bool onlyWeights = llvm::all_of(arg.getUses(), [](OpOperand &use) {
+        auto user = dyn_cast<GroupedMatmulOp>(use.getOwner());
+        return user && (use.get() == user.getWeight() ||
+                        use.get() == user.getGateWeight()) &&
+               use.get() != user.getInput();
+      });
+      if (!onlyWeights || rejected.contains(arg))
+        continue;
+      auto type = cast<RankedTensorType>(arg.getType());
+      int64_t experts = type.getDimSize(0), depth = type.getDimSize(1),
+              cols = type.getDimSize(2);
+      arg.setType(RankedTensorType::get({experts, cols / panel, depth, panel},
+                                        type.getElementType()));
+      auto func = cast<func::FuncOp>(arg.getOwner()->getParentOp());
+      SmallVector<int64_t> entries;
+      if (auto old = func->getAttrOfType<DenseI64ArrayAttr>(kPackedAttr))
+        entries.append(old.asArrayRef().begin(), old.asArrayRef().end());
+      entries.append({int64_t(arg.getArgNumber()), panel});
+      func->setAttr(kPackedAttr,
+                    DenseI64ArrayAttr::get(func.getContext(), entries));
+      func.setType(FunctionType::get(func.getContext(),
+                                     arg.getOwner()->getArgumentTypes(),
+                                     func.getResultTypes()));
+      packed.insert(arg);
+    }
+    return packed;
   }
 };
 

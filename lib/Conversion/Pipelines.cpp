@@ -18,16 +18,17 @@ using namespace mlir;
 
 /// The stages the CPU and GPU pipelines share: moe.layer to linalg on
 /// tensors (with `fusion`, through the fused structure: sorted rows and
-/// grouped matmuls; `kernels` lowers those first, e.g. to CPU vector
-/// kernels), then buffers with C-interface functions taking their results
-/// as out-params.
+/// grouped matmuls; `kernels`, if given, lowers those and the router matmul
+/// instead of convert-moe-to-linalg: the CPU vector kernels), then buffers
+/// with C-interface functions taking their results as out-params.
 static std::string frontPipelineText(bool fusion,
                                      const std::string &kernels = "") {
   return std::string("canonicalize,"
                      "moe-decompose{packed-capacity=1},"
                      "canonicalize,") +
-         (fusion ? "moe-fuse-experts," + kernels : std::string()) +
-         "convert-moe-to-linalg,"
+         (fusion ? "moe-fuse-experts," : "") +
+         (kernels.empty() ? "convert-moe-to-linalg,"
+                          : "convert-moe-to-linalg{cpu-kernels=1}," + kernels) +
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,";
 }

@@ -95,6 +95,20 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     return stageError(pipeline, "pipeline construction", pipelineError);
   if (failed(pm.run(module)))
     return stageError(pipeline, "lowering", diagnostics);
+  // Which arguments take packed weights, read (and dropped) before the
+  // translation to LLVM IR.
+  std::vector<std::pair<unsigned, int64_t>> packed;
+  module.walk([&](Operation *op) {
+    auto attr = op->getAttrOfType<DenseI64ArrayAttr>("moe.packed_weights");
+    if (!attr)
+      return;
+    auto name = op->getAttrOfType<StringAttr>(SymbolTable::getSymbolAttrName());
+    ArrayRef<int64_t> pairs = attr.asArrayRef();
+    if (name && name.getValue() == funcName)
+      for (size_t i = 0; i + 1 < pairs.size(); i += 2)
+        packed.emplace_back(unsigned(pairs[i]), pairs[i + 1]);
+    op->removeAttr("moe.packed_weights");
+  });
 
   registerBuiltinDialectTranslation(*context);
   registerLLVMDialectTranslation(*context);
@@ -128,6 +142,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   std::unique_ptr<HostExecutable> exe(new HostExecutable());
   exe->engine = std::move(*engine);
   exe->entry = ("_mlir_ciface_" + funcName).str();
+  exe->packed = std::move(packed);
   if (auto found = exe->engine->lookupPacked(exe->entry); !found)
     return stageError(pipeline, "symbol lookup",
                       llvm::toString(found.takeError()));

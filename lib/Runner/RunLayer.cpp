@@ -589,7 +589,24 @@ int run(const ::moe::RunOptions &options) {
     x = x.castTo(info.activationType);
   rt::LayerResults results = rt::LayerResults::zeros(
       info.activationType, tokens, width, info.spec.numExperts);
-  rt::CallArguments call(weights.callInputs(x), results, onGpu);
+  std::vector<rt::HostTensor *> inputs = weights.callInputs(x);
+  if (compiled) {
+    // Weights the kernels read in the panel layout are packed once, here,
+    // in place of the loaded ones.
+    auto packStart = Clock::now();
+    for (const auto &[argument, panel] : compiled->packedWeights()) {
+      if (argument >= inputs.size())
+        throw rt::Error("moe-run: error: the compiled layer packs argument " +
+                        std::to_string(argument) + " of " +
+                        std::to_string(inputs.size()));
+      *inputs[argument] = inputs[argument]->packPanels(panel);
+    }
+    if (options.verbose && !compiled->packedWeights().empty())
+      std::fprintf(stderr, "moe-run: packed %zu weights into kernel panels in "
+                           "%.3f s\n",
+                   compiled->packedWeights().size(), secondsSince(packStart));
+  }
+  rt::CallArguments call(inputs, results, onGpu);
 
   auto runOnce = [&] {
     invokeLayer(call.get());

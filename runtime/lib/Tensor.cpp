@@ -10,6 +10,7 @@
 #include "moe/Runtime/Error.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 
 using namespace moe::runtime;
@@ -236,6 +237,30 @@ HostTensor HostTensor::toF32() const {
     for (std::size_t i = 0; i < n; ++i)
       out[i] = static_cast<float>(in[i]);
   }
+  return result;
+}
+
+HostTensor HostTensor::packPanels(int64_t panel) const {
+  if (rank() != 3 || panel < 1 || dims[2] % panel != 0)
+    throw Error(kTensorSource,
+                "cannot pack a tensor of shape " + formatShape(dims) +
+                    " into panels of " + std::to_string(panel) +
+                    " columns (needs [E, K, N] with N divisible by it)");
+  int64_t experts = dims[0], depth = dims[1], cols = dims[2];
+  int64_t panels = cols / panel;
+  HostTensor result = allocate(type, {experts, panels, depth, panel});
+  std::size_t size = elementSize(type);
+  std::size_t run = static_cast<std::size_t>(panel) * size;
+  const std::byte *in = storage.get();
+  std::byte *out = result.storage.get();
+  // Row by row of the source, so that it is read sequentially.
+  for (int64_t e = 0; e < experts; ++e)
+    for (int64_t k = 0; k < depth; ++k) {
+      const std::byte *row = in + ((e * depth + k) * cols) * size;
+      for (int64_t p = 0; p < panels; ++p)
+        std::memcpy(out + (((e * panels + p) * depth + k) * panel) * size,
+                    row + p * run, run);
+    }
   return result;
 }
 

@@ -23,8 +23,21 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     `linalg.generic`. `moe.all_to_all` and `moe.all_reduce` over several
     ranks become calls of the runtime's C entry points
     (`moe_rt_all_to_all_<type>`, `moe_rt_all_reduce_<type>`) on buffers.
+    `moe.sort_by_expert` is a walk over the assignments and
+    `moe.grouped_matmul` a gathering `linalg.generic` per weight.
+
+    With `cpu-kernels` (the CPU pipeline), `moe.grouped_matmul` is left for
+    `moe-grouped-matmul-to-vector`, and the router logits become a
+    one-expert `moe.grouped_matmul` over the transposed router, so that the
+    same vector kernel computes them.
   }];
+  let options = [
+    Option<"cpuKernels", "cpu-kernels", "bool", /*default=*/"false",
+           "Leave grouped matmuls (and the router matmul, as one) for the "
+           "CPU vector kernels">
+  ];
   let dependentDialects = [
+    "::mlir::moe::MoEDialect",
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect", "::mlir::func::FuncDialect",
@@ -100,6 +113,16 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
     kernel's units are whole column panels over all experts, so no two
     threads add into the same output elements. `threads=1` emits plain
     loops.
+
+    Weights are constants of a compiled layer, so they are packed once, by
+    the caller, into the layout the kernel reads: a weight that is an
+    argument of a public function and read only by grouped matmuls becomes
+    `tensor<E x N/P x K x P>` in the signature (P the panel width: each
+    panel's K rows of P columns contiguous), and the function gets
+    `moe.packed_weights = array<i64: arg, P, ...>`; `moe-run` packs those
+    arguments when it binds the weights (`runtime::packWeightPanels`). Any
+    other weight is packed per call into a panel buffer of the unit
+    (`pack-weights=0` forces that).
   }];
   let options = [
     Option<"threads", "threads", "int64_t", /*default=*/"0",
@@ -107,7 +130,10 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
     Option<"vectorBits", "vector-bits", "int64_t", /*default=*/"0",
            "Vector register width in bits (0: from the host CPU)">,
     Option<"registers", "registers", "int64_t", /*default=*/"0",
-           "Vector registers of the target (0: from the host CPU)">
+           "Vector registers of the target (0: from the host CPU)">,
+    Option<"packWeights", "pack-weights", "bool", /*default=*/"true",
+           "Weights that are arguments of a public function take the panel "
+           "layout in its signature (packed once by the caller)">
   ];
   let dependentDialects = ["::mlir::bufferization::BufferizationDialect",
                            "::mlir::memref::MemRefDialect",

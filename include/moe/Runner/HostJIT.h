@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace mlir {
 class Diagnostic;
@@ -55,10 +56,19 @@ public:
   /// function's order.
   llvm::Error invoke(llvm::ArrayRef<void *> descriptors);
 
+  /// The arguments the compiled function takes in the panel layout of
+  /// `moe-grouped-matmul-to-vector` (its `moe.packed_weights` attribute):
+  /// (argument index, panel width) pairs; the caller packs those weights
+  /// once with runtime::packWeightPanels.
+  const std::vector<std::pair<unsigned, int64_t>> &packedWeights() const {
+    return packed;
+  }
+
 private:
   HostExecutable() = default;
   std::unique_ptr<ExecutionEngine> engine;
   std::string entry;
+  std::vector<std::pair<unsigned, int64_t>> packed;
 };
 
 /// Host code given as LLVM IR text (the `host_llvm_ir` of a CUDA artifact),

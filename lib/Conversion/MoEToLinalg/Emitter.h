@@ -151,10 +151,14 @@ Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
                Value gate);
 
 /// Patterns of the lowering files.
-void populateLowerRoutingPatterns(RewritePatternSet &patterns);
+/// `cpuKernels`: the router logits as a one-expert moe.grouped_matmul.
+void populateLowerRoutingPatterns(RewritePatternSet &patterns,
+                                  bool cpuKernels = false);
 void populateLowerExpertPatterns(RewritePatternSet &patterns);
 void populateLowerCollectivePatterns(RewritePatternSet &patterns);
-void populateLowerGroupedPatterns(RewritePatternSet &patterns);
+/// `cpuKernels`: grouped matmuls are left for the vector kernels.
+void populateLowerGroupedPatterns(RewritePatternSet &patterns,
+                                  bool cpuKernels = false);
 
 } // namespace mlir::moe::lowering
 

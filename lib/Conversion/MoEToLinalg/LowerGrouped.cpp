@@ -270,6 +270,8 @@ struct LowerGroupedMatmul : OpConversionPattern<GroupedMatmulOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerGroupedPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<LowerSortByExpert, LowerGroupedMatmul>(patterns.getContext());
+    RewritePatternSet &patterns, bool cpuKernels) {
+  patterns.add<LowerSortByExpert>(patterns.getContext());
+  if (!cpuKernels)
+    patterns.add<LowerGroupedMatmul>(patterns.getContext());
 }

@@ -55,7 +55,9 @@ mapWithRow(Emitter &e, Value matrix, Value row,
 }
 
 struct LowerRoute : OpConversionPattern<RouteOp> {
-  using OpConversionPattern::OpConversionPattern;
+  LowerRoute(MLIRContext *context, bool cpuKernels)
+      : OpConversionPattern(context), cpuKernels(cpuKernels) {}
+  bool cpuKernels;
 
   LogicalResult
   matchAndRewrite(RouteOp op, OpAdaptor adaptor,
@@ -65,24 +67,39 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
     Type f32 = b.getF32Type();
     int64_t tokens = op.getInput().getType().getDimSize(0);
     int64_t experts = op.getRouter().getType().getDimSize(0);
-    MLIRContext *ctx = b.getContext();
 
-    // logits[t, e] = Σ_d x[t, d] · router[e, d], in f32.
-    AffineExpr t = getAffineDimExpr(0, ctx), ex = getAffineDimExpr(1, ctx),
-               d = getAffineDimExpr(2, ctx);
-    Value zeros = e.filled({tokens, experts}, e.f32(0));
-    Value logits = e.generic(
-        {adaptor.getInput(), adaptor.getRouter()}, zeros,
-        {AffineMap::get(3, 0, {t, d}, ctx), AffineMap::get(3, 0, {ex, d}, ctx),
-         AffineMap::get(3, 0, {t, ex}, ctx)},
-        {IteratorType::parallel, IteratorType::parallel,
-         IteratorType::reduction},
-        [&](ImplicitLocOpBuilder &ib, ValueRange args) {
-          Emitter s(ib.getLoc(), ib);
-          Value x = s.castFloat(args[0], f32), r = s.castFloat(args[1], f32);
-          return arith::AddFOp::create(ib, args[2],
-                                       arith::MulFOp::create(ib, x, r));
-        });
+    // logits[t, e] = Σ_d x[t, d] · router[e, d], in f32: a linalg.matmul
+    // with the router transposed ([E, D] → [D, E], a small copy), so that
+    // the CPU pipeline's register-tiled matmul kernels take it.
+    int64_t model = op.getInput().getType().getDimSize(1);
+    Type routerElt = op.getRouter().getType().getElementType();
+    Value routerT = linalg::TransposeOp::create(
+                        b, adaptor.getRouter(),
+                        tensor::EmptyOp::create(b, ArrayRef<int64_t>{model,
+                                                                     experts},
+                                                routerElt),
+                        ArrayRef<int64_t>{1, 0})
+                        .getResult()[0];
+    Value logits;
+    if (cpuKernels) {
+      // One expert that owns every token row: the CPU vector kernel.
+      auto weightType = RankedTensorType::get({1, model, experts}, routerElt);
+      Value weight = tensor::ExpandShapeOp::create(
+          b, weightType, routerT, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+      auto countType = RankedTensorType::get({1}, b.getI64Type());
+      Value counts = arith::ConstantOp::create(
+          b, DenseElementsAttr::get(countType, APInt(64, tokens)));
+      logits = GroupedMatmulOp::create(
+          b, RankedTensorType::get({tokens, experts}, f32),
+          adaptor.getInput(), Value(), weight, Value(), Value(), counts,
+          Value(), Value(), ActivationAttr());
+    } else {
+      Value zeros = e.filled({tokens, experts}, e.f32(0));
+      logits = linalg::MatmulOp::create(
+                   b, ValueRange{adaptor.getInput(), routerT},
+                   ValueRange{zeros})
+                   .getResult(0);
+    }
 
     // Numerically stable softmax and log-sum-exp.
     Value max =
@@ -479,7 +496,8 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerRoutingPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<LowerRoute, LowerTopK, LowerAssignSlots, LowerRouterZLoss,
+    RewritePatternSet &patterns, bool cpuKernels) {
+  patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
+  patterns.add<LowerTopK, LowerAssignSlots, LowerRouterZLoss,
                LowerCountDropped, LowerLoadBalanceLoss>(patterns.getContext());
 }

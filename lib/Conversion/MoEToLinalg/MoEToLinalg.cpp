@@ -24,18 +24,21 @@ namespace {
 
 struct ConvertMoEToLinalgPass
     : mlir::moe::impl::ConvertMoEToLinalgBase<ConvertMoEToLinalgPass> {
+  using ConvertMoEToLinalgBase::ConvertMoEToLinalgBase;
   void runOnOperation() override {
     Operation *root = getOperation();
     MLIRContext *context = &getContext();
     RewritePatternSet patterns(context);
     populateDecomposeLayerPatterns(patterns);
-    lowering::populateLowerRoutingPatterns(patterns);
+    lowering::populateLowerRoutingPatterns(patterns, cpuKernels);
     lowering::populateLowerExpertPatterns(patterns);
     lowering::populateLowerCollectivePatterns(patterns);
-    lowering::populateLowerGroupedPatterns(patterns);
+    lowering::populateLowerGroupedPatterns(patterns, cpuKernels);
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();
+    if (cpuKernels)
+      target.addLegalOp<GroupedMatmulOp>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });
     if (failed(applyPartialConversion(root, target, std::move(patterns))))
       signalPassFailure();

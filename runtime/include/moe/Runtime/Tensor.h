@@ -136,6 +136,12 @@ public:
   /// conversions throw `Error`.
   HostTensor castTo(DType target) const;
 
+  /// The panel layout of the CPU grouped-matmul kernels: a [E, K, N] weight
+  /// as [E, N / panel, K, panel], the `panel` columns of each K row of a
+  /// panel contiguous, in the same element type. Throws `Error` unless the
+  /// tensor has rank 3 and `panel` divides N.
+  HostTensor packPanels(int64_t panel) const;
+
 private:
   struct AlignedFree {
     void operator()(std::byte *pointer) const;
