@@ -42,11 +42,15 @@ static std::string bufferizePipelineText() {
          "buffer-deallocation-pipeline,";
 }
 
-std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion) {
+std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion,
+                                       int64_t vectorBits, int64_t registers) {
   // Each line is one stage; see the README for what each does.
   std::string threadCount = std::to_string(threads);
   return frontPipelineText(fusion, "moe-grouped-matmul-to-vector{threads=" +
-                                       threadCount + "},") +
+                                       threadCount + " vector-bits=" +
+                                       std::to_string(vectorBits) +
+                                       " registers=" +
+                                       std::to_string(registers) + "},") +
          "moe-vectorize-matmuls{threads=" +
          std::to_string(threads) + "}," + "canonicalize," +
          bufferizePipelineText() +
@@ -178,6 +182,15 @@ struct CpuPipelineCLOptions
       llvm::cl::desc("fuse dispatch, expert MLPs and combine into grouped "
                      "matmuls (moe-fuse-experts) lowered to vector kernels"),
       llvm::cl::init(true)};
+  Option<int64_t> vectorBits{
+      *this, "vector-bits",
+      llvm::cl::desc("vector width of the CPU kernels in bits (0: the "
+                     "host's)"),
+      llvm::cl::init(0)};
+  Option<int64_t> registers{
+      *this, "registers",
+      llvm::cl::desc("vector registers of the CPU kernels (0: the host's)"),
+      llvm::cl::init(0)};
 };
 
 struct GpuPipelineCLOptions
@@ -248,7 +261,10 @@ void mlir::moe::registerMoEPipelines() {
       "Lower moe.layer (or the decomposed moe ops) to the LLVM dialect for "
       "the host CPU, with C-interface functions taking results as out-params",
       [](OpPassManager &pm, const CpuPipelineCLOptions &cl) {
-        if (failed(buildCpuPipeline(pm, cl.threads, cl.fusion)))
+        if (failed(parsePassPipeline(cpuPipelineText(cl.threads, cl.fusion,
+                                                     cl.vectorBits,
+                                                     cl.registers),
+                                     pm, llvm::errs())))
           llvm::report_fatal_error("moe-cpu-pipeline: invalid pipeline text");
       });
 }

@@ -1,14 +1,22 @@
 // convert-moe-to-linalg: each moe op becomes upstream tensor-level IR.
 // RUN: moe-opt %s -split-input-file --convert-moe-to-linalg | FileCheck %s
 // RUN: moe-opt %s -split-input-file --convert-moe-to-linalg | FileCheck %s --check-prefix=NOMOE
+// RUN: moe-opt %s -split-input-file --convert-moe-to-linalg=cpu-kernels=1 | FileCheck %s --check-prefix=CPU
 
 // NOMOE-NOT: moe.
 
-// Router: f32 contraction over D, max / exp / sum / log reductions.
+// Router: f32 contraction over D (a matmul with the router transposed),
+// max / exp / sum / log reductions. With cpu-kernels the contraction is a
+// one-expert grouped matmul for the CPU vector kernels.
 // CHECK-LABEL: func @route
-// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]} ins(%{{.*}}, %{{.*}} : tensor<8x16xbf16>, tensor<4x16xbf16>) outs(%{{.*}} : tensor<8x4xf32>)
-// CHECK: arith.extf %{{.*}} : bf16 to f32
+// CHECK: %[[RT:.*]] = linalg.transpose ins(%{{.*}} : tensor<4x16xbf16>) outs(%{{.*}} : tensor<16x4xbf16>) permutation = [1, 0]
+// CHECK: linalg.matmul ins(%{{.*}}, %[[RT]] : tensor<8x16xbf16>, tensor<16x4xbf16>) outs(%{{.*}} : tensor<8x4xf32>)
 // CHECK: arith.maximumf
+// CPU-LABEL: func @route
+// CPU: %[[RT:.*]] = linalg.transpose
+// CPU: %[[W:.*]] = tensor.expand_shape %[[RT]] {{\[}}[0, 1], [2]] output_shape [1, 16, 4] : tensor<16x4xbf16> into tensor<1x16x4xbf16>
+// CPU: %[[C:.*]] = arith.constant dense<8> : tensor<1xi64>
+// CPU: moe.grouped_matmul %{{.*}} weight(%[[W]]) counts(%[[C]]) {{.*}} -> tensor<8x4xf32>
 // CHECK: math.exp
 // CHECK: arith.divf
 // CHECK: math.log

@@ -207,4 +207,38 @@ TEST(HostTensor, RejectsIntegerConversions) {
   EXPECT_TRUE(throwsError([&] { flags.castTo(DType::Bool); }, {"bool"}));
 }
 
+// The kernels' panel layout: element [e, k, n] of the weight lands at
+// [e, n / panel, k, n % panel], whatever the element type.
+TEST(HostTensor, PacksWeightPanels) {
+  const int64_t experts = 3, depth = 5, cols = 12, panel = 4;
+  std::vector<float> values;
+  for (int64_t i = 0; i < experts * depth * cols; ++i)
+    values.push_back(float(i) + 0.5f);
+  HostTensor w = HostTensor::fromF32({experts, depth, cols}, values);
+  for (DType dtype : {DType::F32, DType::BF16}) {
+    HostTensor typed = w.castTo(dtype);
+    HostTensor packed = typed.packPanels(panel);
+    ASSERT_EQ(packed.dtype(), dtype);
+    ASSERT_EQ(packed.shape(),
+              (std::vector<int64_t>{experts, cols / panel, depth, panel}));
+    HostTensor original = typed.toF32(), result = packed.toF32();
+    const float *in = original.dataAs<float>();
+    const float *out = result.dataAs<float>();
+    for (int64_t e = 0; e < experts; ++e)
+      for (int64_t k = 0; k < depth; ++k)
+        for (int64_t n = 0; n < cols; ++n)
+          ASSERT_EQ(out[((e * (cols / panel) + n / panel) * depth + k) * panel +
+                        n % panel],
+                    in[(e * depth + k) * cols + n])
+              << "e=" << e << " k=" << k << " n=" << n;
+  }
+}
+
+TEST(HostTensor, PackRejectsBadShapes) {
+  HostTensor w = HostTensor::zeros(DType::F32, {2, 3, 10});
+  EXPECT_TRUE(throwsError([&] { w.packPanels(4); }, {"[2, 3, 10]", "4"}));
+  HostTensor flat = HostTensor::zeros(DType::F32, {6, 10});
+  EXPECT_TRUE(throwsError([&] { flat.packPanels(2); }, {"[E, K, N]"}));
+}
+
 } // namespace

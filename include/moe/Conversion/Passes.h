@@ -30,7 +30,10 @@ namespace mlir::moe {
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.
 /// `threads` is passed to the matmul kernels (0: all hardware threads);
 /// `fusion` runs moe-fuse-experts and the grouped-matmul vector kernels.
-std::string cpuPipelineText(int64_t threads = 0, bool fusion = true);
+/// `vectorBits` / `registers` override the host's (0: the host's), for
+/// reproducible tests.
+std::string cpuPipelineText(int64_t threads = 0, bool fusion = true,
+                            int64_t vectorBits = 0, int64_t registers = 0);
 
 /// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
 /// pipeline text cannot be parsed.
