@@ -22,6 +22,7 @@
 #include "llvm/TargetParser/Host.h"
 
 #include <array>
+#include <thread>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEGROUPEDMATMULTOVECTOR
@@ -90,10 +91,11 @@ public:
   /// `weightType` is the [E, K, N] type of the weights; `packed[w]` says
   /// that weight w (0: weight, 1: gate weight) is already a function
   /// argument in the panel layout [E, N / panel, K, panel].
-  KernelBuilder(GroupedMatmulOp op, TileShape tile, bool sequential,
+  /// `threadHint`: the threads the units are spread over.
+  KernelBuilder(GroupedMatmulOp op, TileShape tile, int64_t threadHint,
                 RankedTensorType weightType, std::array<bool, 2> packed)
-      : op(op), tile(tile), sequential(sequential), weightType(weightType),
-        packed(packed) {}
+      : op(op), tile(tile), sequential(threadHint == 1),
+        threadHint(threadHint), weightType(weightType), packed(packed) {}
 
   /// Emits the kernel before `op` and returns its result tensor.
   Value build(OpBuilder &builder);
@@ -144,6 +146,7 @@ private:
   GroupedMatmulOp op;
   TileShape tile;
   bool sequential;
+  int64_t threadHint;
   RankedTensorType weightType;
   std::array<bool, 2> packed;
   Value input, gather, weights[2], starts, counts, scatter, scales, out;
@@ -368,11 +371,16 @@ Value KernelBuilder::build(OpBuilder &builder) {
         });
   }
 
-  // Units: (expert, column panel) pairs, or whole column panels over all
-  // experts for a scatter.
+  // Units: (expert, column panel) pairs; for a scatter, groups of whole
+  // column panels (one per thread), over every expert: no two units add
+  // into the same output elements, and each expert's rows are read once
+  // per group rather than once per panel.
   int64_t panel = tile.vectors * tile.width;
   int64_t panels = cols / panel;
-  int64_t units = scatter ? panels : panels * experts;
+  int64_t groups = std::clamp<int64_t>(threadHint, 1, panels);
+  int64_t perGroup = (panels + groups - 1) / groups;
+  groups = (panels + perGroup - 1) / perGroup;
+  int64_t units = scatter ? groups : panels * experts;
   auto body = [&](ImplicitLocOpBuilder &ub, Value unit) {
     // The unit's packed weight panel (freed by the deallocation pipeline),
     // unless every weight was packed at bind time.
@@ -380,13 +388,24 @@ Value KernelBuilder::build(OpBuilder &builder) {
     if (!packed[0] || (numWeights == 2 && !packed[1]))
       buffer = panelBuffer(ub);
     if (scatter) {
-      Value col = arith::MulIOp::create(ub, unit, cst(ub, panel));
+      Value first = arith::MulIOp::create(ub, unit, cst(ub, perGroup));
+      Value end = arith::MinUIOp::create(
+          ub, arith::AddIOp::create(ub, first, cst(ub, perGroup)),
+          cst(ub, panels));
       scf::ForOp::create(
           ub, ub.getLoc(), cst(ub, 0), cst(ub, experts), cst(ub, 1),
           ValueRange{},
           [&](OpBuilder &nested, Location loc, Value e, ValueRange) {
             ImplicitLocOpBuilder eb(loc, nested);
-            expertPanel(eb, e, col, buffer);
+            scf::ForOp::create(
+                eb, loc, first, end, cst(eb, 1), ValueRange{},
+                [&](OpBuilder &nested, Location loc, Value p, ValueRange) {
+                  ImplicitLocOpBuilder pb(loc, nested);
+                  expertPanel(pb, e,
+                              arith::MulIOp::create(pb, p, cst(pb, panel)),
+                              buffer);
+                  scf::YieldOp::create(pb);
+                });
             scf::YieldOp::create(eb);
           });
       return;
@@ -463,7 +482,10 @@ struct GroupedMatmulToVectorPass
           packedArgs.contains(op.getWeight()),
           op.getGateWeight() && packedArgs.contains(op.getGateWeight())};
       OpBuilder builder(op);
-      Value result = KernelBuilder(op, tile, threads == 1, weightType, packed)
+      int64_t threadHint =
+          threads > 0 ? int64_t(threads)
+                      : std::max<int64_t>(1, std::thread::hardware_concurrency());
+      Value result = KernelBuilder(op, tile, threadHint, weightType, packed)
                          .build(builder);
       op.getResult().replaceAllUsesWith(result);
       op.erase();

@@ -109,10 +109,12 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
     flight per step for 32 / 16 registers, and `MR` the rows that fit the
     remaining registers (at most 8); `W` and `V` shrink until the panel
     divides the columns. Units are spread over threads by one `scf.parallel`
-    (OpenMP in the CPU pipeline) without a barrier per expert; a scatter
-    kernel's units are whole column panels over all experts, so no two
-    threads add into the same output elements. `threads=1` emits plain
-    loops.
+    (OpenMP in the CPU pipeline) without a barrier per expert: (expert,
+    column panel) pairs, expert-major; a scatter kernel's units are groups
+    of whole column panels, one per thread, over all experts, so no two
+    threads add into the same output elements and each expert's rows are
+    read once per group. `threads=1` emits plain loops; 0 takes the
+    compiling machine's hardware threads as the number of groups.
 
     Weights are constants of a compiled layer, so they are packed once, by
     the caller, into the layout the kernel reads: a weight that is an
