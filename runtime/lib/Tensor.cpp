@@ -11,6 +11,9 @@
 
 #include <cstdlib>
 #include <cstring>
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
 #include <limits>
 
 using namespace moe::runtime;
@@ -22,6 +25,8 @@ constexpr std::string_view kTensorSource = "tensor";
 
 /// Alignment of every tensor's storage, in bytes.
 constexpr std::size_t kAlignment = 64;
+constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
+constexpr std::size_t kHugeTensorBytes = std::size_t(8) << 20;
 
 } // namespace
 
@@ -155,12 +160,21 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
     throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
 
   // aligned_alloc wants a multiple of the alignment; keep at least one block
-  // so that even an empty tensor has a non-null data pointer.
-  std::size_t capacity = (bytes + kAlignment - 1) / kAlignment * kAlignment;
+  // so that even an empty tensor has a non-null data pointer. Large tensors
+  // (weights) sit on 2 MiB boundaries and ask for transparent huge pages:
+  // fewer page faults when they are filled, fewer TLB misses when kernels
+  // stream them.
+  std::size_t alignment =
+      bytes >= kHugeTensorBytes ? kHugePageBytes : kAlignment;
+  std::size_t capacity = (bytes + alignment - 1) / alignment * alignment;
   if (capacity == 0)
-    capacity = kAlignment;
+    capacity = alignment;
   auto *memory =
-      static_cast<std::byte *>(std::aligned_alloc(kAlignment, capacity));
+      static_cast<std::byte *>(std::aligned_alloc(alignment, capacity));
+#ifdef __linux__
+  if (memory && alignment == kHugePageBytes)
+    (void)madvise(memory, capacity, MADV_HUGEPAGE);
+#endif
   if (!memory)
     throw Error(kTensorSource, "out of memory allocating " +
                                    std::to_string(bytes) + " bytes for a " +

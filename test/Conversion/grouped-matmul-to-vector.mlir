@@ -6,7 +6,7 @@
 // copy); the scatter epilogue adds the gate-scaled row into the token's row.
 // These kernels pack each weight panel per call (pack-weights=0); PACKED
 // checks the bind-time layout.
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-vector="vector-bits=512 registers=32 pack-weights=0" | FileCheck %s --enable-var-scope --check-prefixes=CHECK,AVX512
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-vector="vector-bits=512 registers=32 pack-weights=0 threads=2" | FileCheck %s --enable-var-scope --check-prefixes=CHECK,AVX512
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-vector="vector-bits=256 registers=16 threads=1 pack-weights=0" | FileCheck %s --enable-var-scope --check-prefixes=CHECK,AVX2
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-vector="vector-bits=256 registers=16" | FileCheck %s --enable-var-scope --check-prefix=PACKED
 // RUN: not moe-opt %s -split-input-file --moe-grouped-matmul-to-vector="vector-bits=100" 2>&1 | FileCheck %s --check-prefix=BAD
@@ -80,9 +80,10 @@ func.func @up(%x: tensor<16x32xbf16>, %t: tensor<32xi32>, %w: tensor<4x32x64xbf1
 
 // -----
 
-// The down projection with the combine fused: units are whole column panels
-// over every expert (no two threads add into the same elements); each valid
-// row is scaled by its gate and added into its token's row.
+// The down projection with the combine fused: units are groups of whole
+// column panels (one per thread; here one group) over every expert, so no
+// two threads add into the same elements; each valid row is scaled by its
+// gate and added into its token's row.
 // CHECK-LABEL: func @down
 // CHECK-SAME: (%[[H:.*]]: tensor<32x64xf32>, %[[W:.*]]: tensor<4x64x32xf32>, %{{.*}}: tensor<4xi64>, %[[T:.*]]: tensor<32xi32>, %[[S:.*]]: tensor<32xf32>)
 // CHECK-DAG: %[[TB:.*]] = bufferization.to_buffer %[[T]]
@@ -91,8 +92,9 @@ func.func @up(%x: tensor<16x32xbf16>, %t: tensor<32xi32>, %w: tensor<4x32x64xbf1
 // Without offsets, each expert starts after the rows of the ones before.
 // CHECK: memref.alloca() : memref<5xi64>
 // AVX512: scf.parallel (%{{.*}}) = (%{{.*}}) to (%c1{{.*}})
-// AVX2: scf.for %{{.*}} = %{{.*}} to %c2{{.*}} {
+// AVX2: scf.for %{{.*}} = %{{.*}} to %c1{{.*}} {
 // CHECK: scf.for %[[E:.*]] = %{{.*}} to %c4
+// CHECK: scf.for %[[P:.*]] = %{{.*}} to %{{.*}} step
 // CHECK: scf.for %{{.*}} iter_args
 // CHECK: scf.if
 // CHECK: %[[TOK:.*]] = memref.load %[[TB]]
