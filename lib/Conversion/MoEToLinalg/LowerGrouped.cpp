@@ -48,7 +48,6 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
   matchAndRewrite(SortByExpertOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
-    ImplicitLocOpBuilder &b = e.builder();
     int64_t experts = op.getCounts().getType().getDimSize(0);
     auto shape = op.getExperts().getType().getShape();
     int64_t rows = op.getRowToken().getType().getDimSize(0);
@@ -96,7 +95,6 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
                 return SmallVector<Value>(ifOp.getResults());
               });
         });
-    (void)b;
     rewriter.replaceOp(op, {offsets, out[0], out[1]});
     return success();
   }
