@@ -11,9 +11,7 @@
 
 #include <cstdlib>
 #include <cstring>
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
+
 #include <limits>
 
 using namespace moe::runtime;
@@ -161,9 +159,10 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
 
   // aligned_alloc wants a multiple of the alignment; keep at least one block
   // so that even an empty tensor has a non-null data pointer. Large tensors
-  // (weights) sit on 2 MiB boundaries and ask for transparent huge pages:
-  // fewer page faults when they are filled, fewer TLB misses when kernels
-  // stream them.
+  // (weights) sit on 2 MiB boundaries, where the kernel's transparent huge
+  // pages can back them when the system enables them for every mapping.
+  // (Asking for them with madvise made loading stall for seconds in direct
+  // compaction on a machine whose memory was fragmented.)
   std::size_t alignment =
       bytes >= kHugeTensorBytes ? kHugePageBytes : kAlignment;
   std::size_t capacity = (bytes + alignment - 1) / alignment * alignment;
@@ -171,10 +170,7 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
     capacity = alignment;
   auto *memory =
       static_cast<std::byte *>(std::aligned_alloc(alignment, capacity));
-#ifdef __linux__
-  if (memory && alignment == kHugePageBytes)
-    (void)madvise(memory, capacity, MADV_HUGEPAGE);
-#endif
+
   if (!memory)
     throw Error(kTensorSource, "out of memory allocating " +
                                    std::to_string(bytes) + " bytes for a " +
