@@ -689,6 +689,15 @@ int run(const ::moe::RunOptions &options) {
 
 } // namespace
 
+/// A failing rank other than 0 leaves a moment later than rank 0: mpirun
+/// ends the whole job when the first rank exits with an error, which could
+/// otherwise kill rank 0 before it has printed the line.
+static int failed() {
+  if (reportingRank != 0)
+    std::this_thread::sleep_for(std::chrono::seconds(1));
+  return 1;
+}
+
 int ::moe::runLayer(const RunOptions &options) {
   // In a sharded run every rank meets the same errors; rank 0 reports them.
   try {
@@ -696,10 +705,10 @@ int ::moe::runLayer(const RunOptions &options) {
   } catch (const rt::Error &error) {
     if (reportingRank == 0)
       llvm::errs() << error.what() << "\n";
-    return 1;
+    return failed();
   } catch (const std::exception &error) {
     if (reportingRank == 0)
       llvm::errs() << "moe-run: error: " << error.what() << "\n";
-    return 1;
+    return failed();
   }
 }
