@@ -34,8 +34,6 @@ using namespace mlir::moe;
 
 namespace {
 
-constexpr llvm::StringLiteral kPackedAttr = "moe.packed_weights";
-
 /// The register tile: `rows` (MR) rows × `vectors` (V) vectors of `width`
 /// (W) f32 lanes per weight.
 struct TileShape {
@@ -94,8 +92,8 @@ public:
   /// `threadHint`: the threads the units are spread over.
   KernelBuilder(GroupedMatmulOp op, TileShape tile, int64_t threadHint,
                 RankedTensorType weightType, std::array<bool, 2> packed)
-      : op(op), tile(tile), sequential(threadHint == 1),
-        threadHint(threadHint), weightType(weightType), packed(packed) {}
+      : op(op), tile(tile), threadHint(threadHint), weightType(weightType),
+        packed(packed) {}
 
   /// Emits the kernel before `op` and returns its result tensor.
   Value build(OpBuilder &builder);
@@ -145,7 +143,6 @@ private:
 
   GroupedMatmulOp op;
   TileShape tile;
-  bool sequential;
   int64_t threadHint;
   RankedTensorType weightType;
   std::array<bool, 2> packed;
@@ -171,8 +168,10 @@ void KernelBuilder::packPanel(ImplicitLocOpBuilder &b, Value expert,
       b, b.getLoc(), cst(b, 0), cst(b, depth), cst(b, 1), ValueRange{},
       [&](OpBuilder &nested, Location loc, Value k, ValueRange) {
         ImplicitLocOpBuilder kb(loc, nested);
-        for (int64_t w = 0; w < numWeights; ++w)
-          for (int64_t v = 0; v < tile.vectors && !packed[w]; ++v) {
+        for (int64_t w = 0; w < numWeights; ++w) {
+          if (packed[w])
+            continue;
+          for (int64_t v = 0; v < tile.vectors; ++v) {
             Value c = arith::AddIOp::create(kb, col, cst(kb, v * tile.width));
             Value value = toF32(kb, vector::LoadOp::create(
                                         kb, weightVecType, weights[w],
@@ -180,6 +179,7 @@ void KernelBuilder::packPanel(ImplicitLocOpBuilder &b, Value expert,
             Value at = cst(kb, (w * tile.vectors + v) * tile.width);
             vector::StoreOp::create(kb, value, panel, ValueRange{k, at});
           }
+        }
         scf::YieldOp::create(kb);
       });
 }
@@ -417,7 +417,7 @@ Value KernelBuilder::build(OpBuilder &builder) {
     expertPanel(ub, e, arith::MulIOp::create(ub, p, cst(ub, panel)), buffer);
   };
   Operation *loop;
-  if (sequential) {
+  if (threadHint == 1) {
     loop = scf::ForOp::create(b, b.getLoc(), cst(b, 0), cst(b, units),
                               cst(b, 1), ValueRange{},
                               [&](OpBuilder &nested, Location loc, Value u,
@@ -477,14 +477,14 @@ struct GroupedMatmulToVectorPass
     DenseSet<Value> packedArgs;
     if (packWeights)
       packedArgs = packArguments(ops, tiles);
+    int64_t threadHint =
+        threads > 0 ? int64_t(threads)
+                    : std::max<int64_t>(1, std::thread::hardware_concurrency());
     for (auto [op, tile, weightType] : llvm::zip(ops, tiles, weightTypes)) {
       std::array<bool, 2> packed{
           packedArgs.contains(op.getWeight()),
           op.getGateWeight() && packedArgs.contains(op.getGateWeight())};
       OpBuilder builder(op);
-      int64_t threadHint =
-          threads > 0 ? int64_t(threads)
-                      : std::max<int64_t>(1, std::thread::hardware_concurrency());
       Value result = KernelBuilder(op, tile, threadHint, weightType, packed)
                          .build(builder);
       op.getResult().replaceAllUsesWith(result);
@@ -496,7 +496,7 @@ struct GroupedMatmulToVectorPass
   /// grouped matmuls with one panel width take the panel layout
   /// [E, N / panel, K, panel] in the function's signature; the function's
   /// `moe.packed_weights` attribute lists (argument, panel) pairs for the
-  /// caller, which packs them once (runtime::packWeightPanels).
+  /// caller, which packs them once (HostTensor::packPanels).
   DenseSet<Value> packArguments(ArrayRef<GroupedMatmulOp> ops,
                                 ArrayRef<TileShape> tiles) {
     llvm::MapVector<BlockArgument, int64_t> panelOf;
@@ -520,8 +520,7 @@ struct GroupedMatmulToVectorPass
       bool onlyWeights = llvm::all_of(arg.getUses(), [](OpOperand &use) {
         auto user = dyn_cast<GroupedMatmulOp>(use.getOwner());
         return user && (use.get() == user.getWeight() ||
-                        use.get() == user.getGateWeight()) &&
-               use.get() != user.getInput();
+                        use.get() == user.getGateWeight());
       });
       if (!onlyWeights || rejected.contains(arg))
         continue;
@@ -532,10 +531,10 @@ struct GroupedMatmulToVectorPass
                                         type.getElementType()));
       auto func = cast<func::FuncOp>(arg.getOwner()->getParentOp());
       SmallVector<int64_t> entries;
-      if (auto old = func->getAttrOfType<DenseI64ArrayAttr>(kPackedAttr))
+      if (auto old = func->getAttrOfType<DenseI64ArrayAttr>(kPackedWeightsAttrName))
         entries.append(old.asArrayRef().begin(), old.asArrayRef().end());
       entries.append({int64_t(arg.getArgNumber()), panel});
-      func->setAttr(kPackedAttr,
+      func->setAttr(kPackedWeightsAttrName,
                     DenseI64ArrayAttr::get(func.getContext(), entries));
       func.setType(FunctionType::get(func.getContext(),
                                      arg.getOwner()->getArgumentTypes(),

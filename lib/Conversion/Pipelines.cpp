@@ -51,8 +51,8 @@ std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion,
                                        std::to_string(vectorBits) +
                                        " registers=" +
                                        std::to_string(registers) + "},") +
-         "moe-vectorize-matmuls{threads=" +
-         std::to_string(threads) + "}," + "canonicalize," +
+         "moe-vectorize-matmuls{threads=" + threadCount + "}," +
+         "canonicalize," +
          bufferizePipelineText() +
          "scf-forall-to-parallel,"
          "convert-scf-to-openmp" +
@@ -165,8 +165,11 @@ LogicalResult mlir::moe::buildGpuPipeline(OpPassManager &pm,
 }
 
 LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads,
-                                          bool fusion) {
-  return parsePassPipeline(cpuPipelineText(threads, fusion), pm, llvm::errs());
+                                          bool fusion, int64_t vectorBits,
+                                          int64_t registers) {
+  return parsePassPipeline(
+      cpuPipelineText(threads, fusion, vectorBits, registers), pm,
+      llvm::errs());
 }
 
 namespace {
@@ -261,10 +264,8 @@ void mlir::moe::registerMoEPipelines() {
       "Lower moe.layer (or the decomposed moe ops) to the LLVM dialect for "
       "the host CPU, with C-interface functions taking results as out-params",
       [](OpPassManager &pm, const CpuPipelineCLOptions &cl) {
-        if (failed(parsePassPipeline(cpuPipelineText(cl.threads, cl.fusion,
-                                                     cl.vectorBits,
-                                                     cl.registers),
-                                     pm, llvm::errs())))
+        if (failed(buildCpuPipeline(pm, cl.threads, cl.fusion, cl.vectorBits,
+                                    cl.registers)))
           llvm::report_fatal_error("moe-cpu-pipeline: invalid pipeline text");
       });
 }

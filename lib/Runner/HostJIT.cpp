@@ -99,7 +99,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   // translation to LLVM IR.
   std::vector<std::pair<unsigned, int64_t>> packed;
   module.walk([&](Operation *op) {
-    auto attr = op->getAttrOfType<DenseI64ArrayAttr>("moe.packed_weights");
+    auto attr = op->getAttrOfType<DenseI64ArrayAttr>(kPackedWeightsAttrName);
     if (!attr)
       return;
     auto name = op->getAttrOfType<StringAttr>(SymbolTable::getSymbolAttrName());
@@ -107,7 +107,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     if (name && name.getValue() == funcName)
       for (size_t i = 0; i + 1 < pairs.size(); i += 2)
         packed.emplace_back(unsigned(pairs[i]), pairs[i + 1]);
-    op->removeAttr("moe.packed_weights");
+    op->removeAttr(kPackedWeightsAttrName);
   });
 
   registerBuiltinDialectTranslation(*context);

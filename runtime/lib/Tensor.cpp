@@ -11,7 +11,6 @@
 
 #include <cstdlib>
 #include <cstring>
-
 #include <limits>
 
 using namespace moe::runtime;
@@ -23,8 +22,6 @@ constexpr std::string_view kTensorSource = "tensor";
 
 /// Alignment of every tensor's storage, in bytes.
 constexpr std::size_t kAlignment = 64;
-constexpr std::size_t kHugePageBytes = std::size_t(2) << 20;
-constexpr std::size_t kHugeTensorBytes = std::size_t(8) << 20;
 
 } // namespace
 
@@ -158,19 +155,12 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
     throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
 
   // aligned_alloc wants a multiple of the alignment; keep at least one block
-  // so that even an empty tensor has a non-null data pointer. Large tensors
-  // (weights) sit on 2 MiB boundaries, where the kernel's transparent huge
-  // pages can back them when the system enables them for every mapping.
-  // (Asking for them with madvise made loading stall for seconds in direct
-  // compaction on a machine whose memory was fragmented.)
-  std::size_t alignment =
-      bytes >= kHugeTensorBytes ? kHugePageBytes : kAlignment;
-  std::size_t capacity = (bytes + alignment - 1) / alignment * alignment;
+  // so that even an empty tensor has a non-null data pointer.
+  std::size_t capacity = (bytes + kAlignment - 1) / kAlignment * kAlignment;
   if (capacity == 0)
-    capacity = alignment;
+    capacity = kAlignment;
   auto *memory =
-      static_cast<std::byte *>(std::aligned_alloc(alignment, capacity));
-
+      static_cast<std::byte *>(std::aligned_alloc(kAlignment, capacity));
   if (!memory)
     throw Error(kTensorSource, "out of memory allocating " +
                                    std::to_string(bytes) + " bytes for a " +

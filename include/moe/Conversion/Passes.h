@@ -25,6 +25,13 @@ namespace mlir::moe {
 #define GEN_PASS_DECL
 #include "moe/Conversion/Passes.h.inc"
 
+/// The attribute moe-grouped-matmul-to-vector puts on a function whose
+/// weight arguments it takes in the kernels' panel layout: an
+/// `array<i64: argument, panel width, ...>`. The caller packs those
+/// arguments (runtime HostTensor::packPanels).
+inline constexpr llvm::StringLiteral kPackedWeightsAttrName =
+    "moe.packed_weights";
+
 /// The textual pass pipeline that takes a module holding `moe.layer` (or the
 /// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.
@@ -38,7 +45,8 @@ std::string cpuPipelineText(int64_t threads = 0, bool fusion = true,
 /// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
 /// pipeline text cannot be parsed.
 LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0,
-                               bool fusion = true);
+                               bool fusion = true, int64_t vectorBits = 0,
+                               int64_t registers = 0);
 
 /// What the GPU pipeline targets and how it maps loops to threads.
 struct GpuPipelineOptions {

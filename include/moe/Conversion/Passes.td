@@ -122,7 +122,7 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
     `tensor<E x N/P x K x P>` in the signature (P the panel width: each
     panel's K rows of P columns contiguous), and the function gets
     `moe.packed_weights = array<i64: arg, P, ...>`; `moe-run` packs those
-    arguments when it binds the weights (`runtime::packWeightPanels`). Any
+    arguments when it binds the weights (`runtime::HostTensor::packPanels`). Any
     other weight is packed per call into a panel buffer of the unit
     (`pack-weights=0` forces that).
   }];

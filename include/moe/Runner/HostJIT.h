@@ -59,7 +59,7 @@ public:
   /// The arguments the compiled function takes in the panel layout of
   /// `moe-grouped-matmul-to-vector` (its `moe.packed_weights` attribute):
   /// (argument index, panel width) pairs; the caller packs those weights
-  /// once with runtime::packWeightPanels.
+  /// once with runtime::HostTensor::packPanels.
   const std::vector<std::pair<unsigned, int64_t>> &packedWeights() const {
     return packed;
   }

@@ -51,10 +51,13 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
     int64_t experts = op.getCounts().getType().getDimSize(0);
     auto shape = op.getExperts().getType().getShape();
     int64_t rows = op.getRowToken().getType().getDimSize(0);
-    // The packed layout's starts, and the aligned ones of the result.
+    // The packed layout's starts, and the aligned ones of the result (the
+    // same without block padding).
     Value packed = exclusiveScan(e, adaptor.getCounts(), experts, 1);
     Value offsets =
-        exclusiveScan(e, adaptor.getCounts(), experts, op.getBlock());
+        op.getBlock() == 1
+            ? packed
+            : exclusiveScan(e, adaptor.getCounts(), experts, op.getBlock());
     Value tokens = e.filled({rows}, e.i32(-1));
     Value gates = e.filled({rows}, e.f32(0));
     SmallVector<Value> out = e.loop(
