@@ -22,6 +22,7 @@
 #include "llvm/TargetParser/Host.h"
 
 #include <array>
+#include <cstdlib>
 #include <thread>
 
 namespace mlir::moe {
@@ -40,8 +41,17 @@ struct TileShape {
   int64_t width, vectors, rows;
 };
 
-/// Vector width in bits and vector register count of the host CPU.
+/// Vector width in bits and vector register count of the host CPU, or of
+/// MOE_CPU_VECTOR=<bits>x<registers> when set (to run another target's tile
+/// shape here, or on a virtual machine that hides the host's features).
 std::pair<int64_t, int64_t> hostVectorRegisters() {
+  if (const char *forced = std::getenv("MOE_CPU_VECTOR")) {
+    auto [bits, regs] = llvm::StringRef(forced).split('x');
+    int64_t b = 0, r = 0;
+    if (!bits.getAsInteger(10, b) && !regs.getAsInteger(10, r))
+      return {b, r};
+    return {0, 0}; // rejected by the pass with its values
+  }
   llvm::StringMap<bool> features = llvm::sys::getHostCPUFeatures();
   auto has = [&](llvm::StringRef name) {
     auto it = features.find(name);
@@ -459,10 +469,15 @@ struct GroupedMatmulToVectorPass
     int64_t bits = vectorBits > 0 ? int64_t(vectorBits) : hostBits;
     int64_t regs = registers > 0 ? int64_t(registers) : hostRegisters;
     if (bits % 32 != 0 || regs < 4) {
+      const char *forced = std::getenv("MOE_CPU_VECTOR");
       getOperation()->emitError("moe-grouped-matmul-to-vector: needs "
                                 "'vector-bits' a multiple of 32 and at least "
                                 "4 'registers', got ")
-          << bits << " and " << regs;
+          << bits << " and " << regs
+          << (forced && vectorBits == 0 && registers == 0
+                  ? " (from MOE_CPU_VECTOR='" + std::string(forced) +
+                        "', expected <bits>x<registers> such as 512x32)"
+                  : std::string());
       return signalPassFailure();
     }
     SmallVector<GroupedMatmulOp> ops;

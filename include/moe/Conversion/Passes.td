@@ -105,7 +105,9 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
 
     `W` and the register budget come from the host CPU (512-bit vectors and
     32 registers with AVX-512, 256 and 16 with AVX, 128 and 16 otherwise;
-    `vector-bits` and `registers` override them); `V` is 4 / 2 vectors in
+    `vector-bits` and `registers` override them, and so does the
+    environment variable `MOE_CPU_VECTOR=<bits>x<registers>`, e.g. `512x32`);
+    `V` is 4 / 2 vectors in
     flight per step for 32 / 16 registers, and `MR` the rows that fit the
     remaining registers (at most 8); `W` and `V` shrink until the panel
     divides the columns. Units are spread over threads by one `scf.parallel`
