@@ -3,8 +3,9 @@
 // The moe-fuse-experts pass: dispatch → expert_ffn → combine on a packed
 // buffer becomes sort_by_expert + two grouped matmuls (gather in the first
 // one's operand load, activation in its epilogue, gate scale and scatter-add
-// in the second one's); a packed expert_ffn fed by anything else becomes two
-// grouped matmuls.
+// in the second one's), and the routing that feeds it (top_k, assign_slots,
+// sort_by_expert) one route_rows; a packed expert_ffn fed by anything else
+// becomes two grouped matmuls.
 //
 //===----------------------------------------------------------------------===//
 
@@ -120,6 +121,43 @@ struct GroupPackedExperts : OpRewritePattern<ExpertFFNOp> {
   }
 };
 
+/// top_k → assign_slots (packed) → sort_by_expert → route_rows: the choice,
+/// the capacity walk and the row layout in one routing step.
+struct FuseRouting : OpRewritePattern<SortByExpertOp> {
+  using OpRewritePattern::OpRewritePattern;
+
+  LogicalResult matchAndRewrite(SortByExpertOp sort,
+                                PatternRewriter &rewriter) const override {
+    auto assign = sort.getSlots().getDefiningOp<AssignSlotsOp>();
+    if (!assign || !assign.isPackedLayout() ||
+        sort.getKeep() != assign.getKeep() ||
+        sort.getCounts() != assign.getCounts() ||
+        !assign.getSlots().hasOneUse())
+      return rewriter.notifyMatchFailure(sort,
+                                         "rows not from one packed slot walk");
+    auto topK = sort.getExperts().getDefiningOp<TopKOp>();
+    if (!topK || assign.getExperts() != topK.getExperts() ||
+        sort.getGates() != topK.getGates())
+      return rewriter.notifyMatchFailure(sort, "experts not from one top_k");
+    if (Value probs = assign.getProbs(); probs && probs != topK.getProbs())
+      return rewriter.notifyMatchFailure(
+          sort, "priority ranks by other probabilities than the choice");
+
+    auto routed = RouteRowsOp::create(
+        rewriter, sort.getLoc(), topK.getProbs(), topK.getK(),
+        topK.getNormalize(), assign.getGroupSize(),
+        assign.getCapacityAttr() ? assign.getCapacityAttr() : IntegerAttr(),
+        assign.getPriority(), sort.getBlock());
+    rewriter.replaceOp(sort, {routed.getOffsets(), routed.getRowToken(),
+                              routed.getRowGate()});
+    rewriter.replaceAllUsesWith(assign.getKeep(), routed.getKeep());
+    rewriter.replaceAllUsesWith(assign.getCounts(), routed.getCounts());
+    rewriter.eraseOp(assign);
+    rewriter.replaceOp(topK, {routed.getExperts(), routed.getGates()});
+    return success();
+  }
+};
+
 struct FuseExpertsPass : mlir::moe::impl::MoEFuseExpertsBase<FuseExpertsPass> {
   using MoEFuseExpertsBase::MoEFuseExpertsBase;
 
@@ -136,7 +174,7 @@ struct FuseExpertsPass : mlir::moe::impl::MoEFuseExpertsBase<FuseExpertsPass> {
     if (failed(applyPatternsOnly(getOperation(), std::move(chains))))
       return signalPassFailure();
     RewritePatternSet rest(&getContext());
-    rest.add<GroupPackedExperts>(&getContext());
+    rest.add<GroupPackedExperts, FuseRouting>(&getContext());
     if (failed(applyPatternsOnly(getOperation(), std::move(rest))))
       return signalPassFailure();
   }

@@ -46,6 +46,61 @@ LogicalResult SortByExpertOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// RouteRowsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult RouteRowsOp::inferReturnTypes(MLIRContext *context,
+                                            std::optional<Location> location,
+                                            Adaptor adaptor,
+                                            SmallVectorImpl<Type> &types) {
+  auto probs = dyn_cast<RankedTensorType>(adaptor.getProbs().getType());
+  IntegerAttr k = adaptor.getKAttr();
+  if (!probs || probs.getRank() != 2 || !k)
+    return emitOptionalError(location,
+                             "'moe.route_rows' needs rank-2 probabilities "
+                             "and 'k'");
+  int64_t tokens = probs.getDimSize(0), experts = probs.getDimSize(1);
+  int64_t block = adaptor.getBlockAttr() ? adaptor.getBlock() : 1;
+  // Shapes that cannot be built are errors here; the rest is the
+  // verifier's.
+  if (k.getInt() < 1 || k.getInt() > experts)
+    return emitOptionalError(location,
+                             "'moe.route_rows' 'k' must be between 1 and the "
+                             "number of experts (",
+                             experts, "), got ", k.getInt());
+  if (block < 1)
+    return emitOptionalError(location,
+                             "'moe.route_rows' 'block' must be positive, got ",
+                             block);
+  if (ShapedType::isDynamic(tokens) || ShapedType::isDynamic(experts))
+    return emitOptionalError(location, "'moe.route_rows' needs static "
+                                       "probabilities, got ",
+                             shapeStr(probs.getShape()));
+  Builder b(context);
+  SmallVector<int64_t, 2> choice{tokens, k.getInt()};
+  int64_t rows = tokens * k.getInt() + experts * (block - 1);
+  types.push_back(RankedTensorType::get(choice, b.getI32Type()));
+  types.push_back(RankedTensorType::get(choice, b.getF32Type()));
+  types.push_back(RankedTensorType::get(choice, b.getI1Type()));
+  types.push_back(RankedTensorType::get({experts}, b.getI64Type()));
+  types.push_back(RankedTensorType::get({experts + 1}, b.getI64Type()));
+  types.push_back(RankedTensorType::get({rows}, b.getI32Type()));
+  types.push_back(RankedTensorType::get({rows}, b.getF32Type()));
+  return success();
+}
+
+LogicalResult RouteRowsOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t tokens = getProbs().getType().getDimSize(0);
+  if (failed(verifyGroupSize(*this, getGroupSize(), tokens)))
+    return failure();
+  if (auto capacity = getCapacity(); capacity && *capacity < 1)
+    return emitOpError("'capacity' must be positive, got ") << *capacity;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // GroupedMatmulOp
 //===----------------------------------------------------------------------===//
 

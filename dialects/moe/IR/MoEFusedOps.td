@@ -63,6 +63,59 @@ def MoE_SortByExpertOp : MoE_Op<"sort_by_expert", [Pure]> {
 }
 
 //===----------------------------------------------------------------------===//
+// moe.route_rows
+//===----------------------------------------------------------------------===//
+
+def MoE_RouteRowsOp : MoE_Op<"route_rows", [Pure, InferTypeOpAdaptor]> {
+  let summary = "top-k choice, capacity and expert-sorted rows in one step";
+  let description = [{
+    The routing step of the fused expert computation: what `moe.top_k`,
+    `moe.assign_slots` (packed layout) and `moe.sort_by_expert` compute one
+    after the other, as one op whose lowering passes over the tokens once
+    for the choice and the counting, then once to place the kept
+    assignments (no slot matrix in between).
+
+    From the router probabilities `probs` [T, E]:
+    - `experts`, `gates` [T, k]: the choice of `moe.top_k` with `k` and
+      `normalize`;
+    - `keep` [T, k]: whether the assignment holds a slot under `capacity`
+      (per group of `group_size` tokens) and `priority`, ranked as in
+      `moe.assign_slots`; without a capacity every assignment is kept;
+    - `counts` [E] i64: the kept assignments of each expert;
+    - `offsets` [E + 1], `row_token` [R], `row_gate` [R] with
+      R = T·k + E·(block − 1): the rows of `moe.sort_by_expert` with
+      `block`. Within an expert, rows are in group order, then ranking order.
+
+    `moe-fuse-experts` forms it from top_k → assign_slots → sort_by_expert.
+
+    ```mlir
+    %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate =
+        moe.route_rows %probs k = 2 normalize group_size = 8 capacity = 4
+        priority = position : tensor<16x4xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_F32Matrix:$probs,
+    MoE_I64Attr:$k,
+    UnitAttr:$normalize,
+    MoE_I64Attr:$group_size,
+    OptionalAttr<MoE_I64Attr>:$capacity,
+    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$block
+  );
+  let results = (outs MoE_IndexMatrix:$experts, MoE_F32Matrix:$gates,
+                      MoE_MaskMatrix:$keep, MoE_I64Vector:$counts,
+                      MoE_I64Vector:$offsets, MoE_I32Vector:$row_token,
+                      MoE_F32Vector:$row_gate);
+  let assemblyFormat = [{
+    $probs `k` `=` $k (`normalize` $normalize^)? `group_size` `=` $group_size
+    (`capacity` `=` $capacity^)? `priority` `=` custom<PriorityKeyword>($priority)
+    (`block` `=` $block^)? attr-dict `:` type($probs)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
 // moe.grouped_matmul
 //===----------------------------------------------------------------------===//
 

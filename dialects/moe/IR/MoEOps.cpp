@@ -196,8 +196,9 @@ verifySameAssignments(Operation *op,
   return success();
 }
 
-static LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,
-                                     int64_t tokens) {
+LogicalResult mlir::moe::detail::verifyGroupSize(Operation *op,
+                                                int64_t groupSize,
+                                                int64_t tokens) {
   if (groupSize < 1)
     return op->emitOpError("'group_size' must be positive, got ") << groupSize;
   if (tokens % groupSize != 0)

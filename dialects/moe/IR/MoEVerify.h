@@ -25,6 +25,10 @@ LogicalResult verifyStaticShapes(Operation *op);
 LogicalResult expectShape(Operation *op, StringRef name, Type type,
                           ArrayRef<int64_t> expected, StringRef dims);
 
+/// `group_size` is positive and divides the `tokens`.
+LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,
+                              int64_t tokens);
+
 } // namespace mlir::moe::detail
 
 #endif // MOE_IR_MOEVERIFY_H

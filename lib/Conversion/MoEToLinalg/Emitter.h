@@ -150,6 +150,10 @@ private:
 Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
                Value gate);
 
+/// starts[e] = Σ_{e' < e} counts[e'] rounded up to a multiple of `block`,
+/// as an [E + 1] i64 tensor (the last entry is the total).
+Value exclusiveScan(Emitter &e, Value counts, int64_t experts, int64_t block);
+
 /// Patterns of the lowering files.
 /// `cpuKernels`: the router logits as a one-expert moe.grouped_matmul.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns,

@@ -17,13 +17,8 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::lowering;
 
-namespace {
-
-using utils::IteratorType;
-
-/// starts[e] = Σ_{e' < e} align(counts[e']) as an [E + 1] i64 tensor (the
-/// last entry is the total).
-Value exclusiveScan(Emitter &e, Value counts, int64_t experts, int64_t block) {
+Value mlir::moe::lowering::exclusiveScan(Emitter &e, Value counts,
+                                        int64_t experts, int64_t block) {
   Value init = e.filled({experts + 1}, e.i64(0));
   return e.loop(experts, {init, e.i64(0)},
                 [&](ImplicitLocOpBuilder &ib, Value ex, ValueRange acc) {
@@ -40,6 +35,10 @@ Value exclusiveScan(Emitter &e, Value counts, int64_t experts, int64_t block) {
                                             next};
                 })[0];
 }
+
+namespace {
+
+using utils::IteratorType;
 
 struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
   using OpConversionPattern::OpConversionPattern;

@@ -131,6 +131,60 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
   }
 };
 
+/// The k most probable experts of token `t` (probability descending, expert
+/// ascending: choice j is the first expert in that order after choice j-1)
+/// written into row t of `experts` [T, k] i32 and `gates` [T, k] f32; the
+/// gates divided by their sum when `normalize`. Returns the two tensors.
+static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
+                                     Value t, int64_t k, bool normalize,
+                                     Value experts, Value gates) {
+  Emitter s(b.getLoc(), b);
+  int64_t numExperts = cast<RankedTensorType>(probs.getType()).getDimSize(1);
+  Value inf = s.f32(std::numeric_limits<float>::infinity());
+  SmallVector<Value> chosen = s.loop(
+      k, {experts, gates, inf, s.index(-1), s.f32(0)},
+      [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
+        Emitter s(b.getLoc(), b);
+        Value prevP = c[2], prevE = c[3];
+        SmallVector<Value> best = s.loop(
+            numExperts, {s.f32(-1), s.index(-1)},
+            [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+              Emitter s(b.getLoc(), b);
+              Value p = s.extract(probs, {t, ex});
+              Value below = arith::CmpFOp::create(
+                  b, arith::CmpFPredicate::OLT, p, prevP);
+              Value tieAfter = arith::AndIOp::create(
+                  b,
+                  arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, p,
+                                        prevP),
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, ex,
+                                        prevE));
+              Value after = arith::OrIOp::create(b, below, tieAfter);
+              Value better = arith::CmpFOp::create(
+                  b, arith::CmpFPredicate::OGT, p, m[0]);
+              Value take = arith::AndIOp::create(b, after, better);
+              return SmallVector<Value>{
+                  arith::SelectOp::create(b, take, p, m[0]),
+                  arith::SelectOp::create(b, take, ex, m[1])};
+            });
+        Value id = arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
+        return SmallVector<Value>{
+            s.insert(id, c[0], {t, j}), s.insert(best[0], c[1], {t, j}),
+            best[0], best[1], arith::AddFOp::create(b, c[4], best[0])};
+      });
+  Value chosenGates = chosen[1];
+  if (normalize)
+    chosenGates =
+        s.loop(k, {chosenGates},
+               [&](ImplicitLocOpBuilder &b, Value j, ValueRange g) {
+                 Emitter s(b.getLoc(), b);
+                 Value v = arith::DivFOp::create(b, s.extract(g[0], {t, j}),
+                                                 chosen[4]);
+                 return SmallVector<Value>{s.insert(v, g[0], {t, j})};
+               })[0];
+  return {chosen[0], chosenGates};
+}
+
 struct LowerTopK : OpConversionPattern<TopKOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -138,117 +192,66 @@ struct LowerTopK : OpConversionPattern<TopKOp> {
   matchAndRewrite(TopKOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
-    Value probs = adaptor.getProbs();
     int64_t tokens = op.getProbs().getType().getDimSize(0);
-    int64_t experts = op.getProbs().getType().getDimSize(1);
     int64_t k = op.getK();
-    bool normalize = op.getNormalize();
-
-    Value expertsInit = e.filled({tokens, k}, e.i32(0));
-    Value gatesInit = e.filled({tokens, k}, e.f32(0));
-    // The order is (probability descending, expert ascending); choice j is
-    // the first expert in that order after choice j-1.
     SmallVector<Value> out = e.loop(
-        tokens, {expertsInit, gatesInit},
+        tokens, {e.filled({tokens, k}, e.i32(0)), e.filled({tokens, k}, e.f32(0))},
         [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-          Emitter s(b.getLoc(), b);
-          Value inf = s.f32(std::numeric_limits<float>::infinity());
-          SmallVector<Value> chosen = s.loop(
-              k, {acc[0], acc[1], inf, s.index(-1), s.f32(0)},
-              [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
-                Emitter s(b.getLoc(), b);
-                Value prevP = c[2], prevE = c[3];
-                SmallVector<Value> best = s.loop(
-                    experts, {s.f32(-1), s.index(-1)},
-                    [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
-                      Emitter s(b.getLoc(), b);
-                      Value p = s.extract(probs, {t, ex});
-                      Value below = arith::CmpFOp::create(
-                          b, arith::CmpFPredicate::OLT, p, prevP);
-                      Value tieAfter = arith::AndIOp::create(
-                          b,
-                          arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, p,
-                                                prevP),
-                          arith::CmpIOp::create(b, arith::CmpIPredicate::sgt,
-                                                ex, prevE));
-                      Value after = arith::OrIOp::create(b, below, tieAfter);
-                      Value better = arith::CmpFOp::create(
-                          b, arith::CmpFPredicate::OGT, p, m[0]);
-                      Value take = arith::AndIOp::create(b, after, better);
-                      return SmallVector<Value>{
-                          arith::SelectOp::create(b, take, p, m[0]),
-                          arith::SelectOp::create(b, take, ex, m[1])};
-                    });
-                Value id =
-                    arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
-                return SmallVector<Value>{
-                    s.insert(id, c[0], {t, j}), s.insert(best[0], c[1], {t, j}),
-                    best[0], best[1], arith::AddFOp::create(b, c[4], best[0])};
-              });
-          Value gates = chosen[1];
-          if (normalize)
-            gates =
-                s.loop(k, {gates},
-                       [&](ImplicitLocOpBuilder &b, Value j, ValueRange g) {
-                         Emitter s(b.getLoc(), b);
-                         Value v = arith::DivFOp::create(
-                             b, s.extract(g[0], {t, j}), chosen[4]);
-                         return SmallVector<Value>{s.insert(v, g[0], {t, j})};
-                       })[0];
-          return SmallVector<Value>{chosen[0], gates};
+          return chooseTopK(b, adaptor.getProbs(), t, k, op.getNormalize(),
+                            acc[0], acc[1]);
         });
     rewriter.replaceOp(op, out);
     return success();
   }
 };
 
+/// order[g·S + r] = the token of group g ranked r-th by descending top-1
+/// probability, ties in group order.
+static Value priorityOrder(Emitter &e, Value experts, Value probs,
+                           int64_t tokens, int64_t groupSize) {
+  Value score =
+      e.loop(tokens, {e.filled({tokens}, e.f32(0))},
+             [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+               Emitter s(b.getLoc(), b);
+               Value first = s.extractIndex(experts, {t, s.index(0)});
+               Value p = s.extract(probs, {t, first});
+               return SmallVector<Value>{s.insert(p, acc[0], {t})};
+             })[0];
+  Value size = e.index(groupSize);
+  return e.loop(
+      tokens, {e.filled({tokens}, e.index(0))},
+      [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+        Emitter s(b.getLoc(), b);
+        Value base = arith::MulIOp::create(
+            b, arith::DivUIOp::create(b, t, size), size);
+        Value mine = s.extract(score, {t});
+        Value rank = s.loop(
+            groupSize, {s.index(0)},
+            [&](ImplicitLocOpBuilder &b, Value i, ValueRange r) {
+              Emitter s(b.getLoc(), b);
+              Value u = arith::AddIOp::create(b, base, i);
+              Value other = s.extract(score, {u});
+              Value ahead = arith::OrIOp::create(
+                  b,
+                  arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, other,
+                                        mine),
+                  arith::AndIOp::create(
+                      b,
+                      arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ,
+                                            other, mine),
+                      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, u,
+                                            t)));
+              Value inc =
+                  arith::SelectOp::create(b, ahead, s.index(1), s.index(0));
+              return SmallVector<Value>{arith::AddIOp::create(b, r[0], inc)};
+            })[0];
+        Value at = arith::AddIOp::create(b, base, rank);
+        return SmallVector<Value>{s.insert(t, acc[0], {at})};
+      })[0];
+}
+
 struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
   using OpConversionPattern::OpConversionPattern;
-
-  /// order[g·S + r] = the token of group g ranked r-th by descending top-1
-  /// probability, ties in group order.
-  static Value priorityOrder(Emitter &e, Value experts, Value probs,
-                             int64_t tokens, int64_t groupSize) {
-    Value score =
-        e.loop(tokens, {e.filled({tokens}, e.f32(0))},
-               [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-                 Emitter s(b.getLoc(), b);
-                 Value first = s.extractIndex(experts, {t, s.index(0)});
-                 Value p = s.extract(probs, {t, first});
-                 return SmallVector<Value>{s.insert(p, acc[0], {t})};
-               })[0];
-    Value size = e.index(groupSize);
-    return e.loop(
-        tokens, {e.filled({tokens}, e.index(0))},
-        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-          Emitter s(b.getLoc(), b);
-          Value base = arith::MulIOp::create(
-              b, arith::DivUIOp::create(b, t, size), size);
-          Value mine = s.extract(score, {t});
-          Value rank = s.loop(
-              groupSize, {s.index(0)},
-              [&](ImplicitLocOpBuilder &b, Value i, ValueRange r) {
-                Emitter s(b.getLoc(), b);
-                Value u = arith::AddIOp::create(b, base, i);
-                Value other = s.extract(score, {u});
-                Value ahead = arith::OrIOp::create(
-                    b,
-                    arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, other,
-                                          mine),
-                    arith::AndIOp::create(
-                        b,
-                        arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ,
-                                              other, mine),
-                        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, u,
-                                              t)));
-                Value inc =
-                    arith::SelectOp::create(b, ahead, s.index(1), s.index(0));
-                return SmallVector<Value>{arith::AddIOp::create(b, r[0], inc)};
-              })[0];
-          Value at = arith::AddIOp::create(b, base, rank);
-          return SmallVector<Value>{s.insert(t, acc[0], {at})};
-        })[0];
-  }
 
   LogicalResult
   matchAndRewrite(AssignSlotsOp op, OpAdaptor adaptor,
@@ -366,6 +369,182 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
           })[0];
     }
     rewriter.replaceOp(op, {slots, keep, totals});
+    return success();
+  }
+};
+
+struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteRowsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Value probs = adaptor.getProbs();
+    int64_t tokens = op.getProbs().getType().getDimSize(0);
+    int64_t numExperts = op.getProbs().getType().getDimSize(1);
+    int64_t k = op.getK(), groupSize = op.getGroupSize();
+    int64_t groups = tokens / groupSize;
+    int64_t rows = op.getRowToken().getType().getDimSize(0);
+    std::optional<int64_t> capacity = op.getCapacity();
+    bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+    bool normalize = op.getNormalize();
+
+    Value experts = e.filled({tokens, k}, e.i32(0));
+    Value gates = e.filled({tokens, k}, e.f32(0));
+    // Batch-prioritized ranking needs every top-1 probability of the group
+    // before the walk: the choice is then a pass of its own.
+    Value order;
+    if (byProbability) {
+      SmallVector<Value> chosen = e.loop(
+          tokens, {experts, gates},
+          [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+            return chooseTopK(b, probs, t, k, normalize, acc[0], acc[1]);
+          });
+      experts = chosen[0];
+      gates = chosen[1];
+      order = priorityOrder(e, experts, probs, tokens, groupSize);
+    }
+
+    // rank[t, j]: the assignments to the same expert with the same choice
+    // rank that come before (t, j) in the group's walk. within[t, j]: the
+    // assignment's row inside its expert's part, for the kept ones.
+    Value rank = e.filled({tokens, k}, e.i64(0));
+    Value within = e.filled({tokens, k}, e.i64(0));
+    Value keep = e.filled({tokens, k}, e.boolean(false));
+    Value totals = e.filled({numExperts}, e.i64(0));
+    SmallVector<Value> walked = e.loop(
+        groups, {experts, gates, rank, within, keep, totals},
+        [&](ImplicitLocOpBuilder &b, Value g, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value base = arith::MulIOp::create(b, g, s.index(groupSize));
+          // One pass over the group's tokens: the choice (position
+          // priority) and the counts per (choice rank, expert).
+          SmallVector<Value> counted = s.loop(
+              groupSize,
+              {acc[0], acc[1], acc[2], s.filled({k, numExperts}, s.i64(0))},
+              [&](ImplicitLocOpBuilder &b, Value i, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                Value pos = arith::AddIOp::create(b, base, i);
+                Value t = order ? s.extract(order, {pos}) : pos;
+                SmallVector<Value> chosen{acc[0], acc[1]};
+                if (!order)
+                  chosen = chooseTopK(b, probs, t, k, normalize, acc[0],
+                                      acc[1]);
+                SmallVector<Value> ranked = s.loop(
+                    k, {acc[2], acc[3]},
+                    [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                      Emitter s(b.getLoc(), b);
+                      Value ex = s.extractIndex(chosen[0], {t, j});
+                      Value before = s.extract(acc[1], {j, ex});
+                      Value next = arith::AddIOp::create(b, before, s.i64(1));
+                      return SmallVector<Value>{
+                          s.insert(before, acc[0], {t, j}),
+                          s.insert(next, acc[1], {j, ex})};
+                    });
+                return SmallVector<Value>{chosen[0], chosen[1], ranked[0],
+                                          ranked[1]};
+              });
+          Value counts = counted[3];
+          // Per expert: where each choice rank starts in the group's ranking
+          // of that expert, and the rows earlier groups kept.
+          SmallVector<Value> scanned = s.loop(
+              numExperts,
+              {s.filled({k, numExperts}, s.i64(0)),
+               s.filled({numExperts}, s.i64(0)), acc[5]},
+              [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                SmallVector<Value> run = s.loop(
+                    k, {acc[0], s.i64(0)},
+                    [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                      Emitter s(b.getLoc(), b);
+                      Value next = arith::AddIOp::create(
+                          b, acc[1], s.extract(counts, {j, ex}));
+                      return SmallVector<Value>{
+                          s.insert(acc[1], acc[0], {j, ex}), next};
+                    });
+                Value kept = run[1];
+                if (capacity)
+                  kept = arith::MinSIOp::create(b, kept, s.i64(*capacity));
+                Value earlier = s.extract(acc[2], {ex});
+                return SmallVector<Value>{
+                    run[0], s.insert(earlier, acc[1], {ex}),
+                    s.insert(arith::AddIOp::create(b, earlier, kept), acc[2],
+                             {ex})};
+              });
+          Value starts = scanned[0], earlier = scanned[1];
+          // Each assignment's slot in the group, whether it is kept, and its
+          // row inside the expert's part.
+          SmallVector<Value> placed = s.loop(
+              groupSize, {acc[3], acc[4]},
+              [&](ImplicitLocOpBuilder &b, Value i, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                Value t = arith::AddIOp::create(b, base, i);
+                return s.loop(
+                    k, acc,
+                    [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                      Emitter s(b.getLoc(), b);
+                      Value ex = s.extractIndex(counted[0], {t, j});
+                      Value slot = arith::AddIOp::create(
+                          b, s.extract(starts, {j, ex}),
+                          s.extract(counted[2], {t, j}));
+                      Value kept =
+                          capacity ? arith::CmpIOp::create(
+                                         b, arith::CmpIPredicate::slt, slot,
+                                         s.i64(*capacity))
+                                         .getResult()
+                                   : s.boolean(true);
+                      Value row = arith::AddIOp::create(
+                          b, s.extract(earlier, {ex}), slot);
+                      return SmallVector<Value>{
+                          s.insert(row, acc[0], {t, j}),
+                          s.insert(kept, acc[1], {t, j})};
+                    });
+              });
+          return SmallVector<Value>{counted[0], counted[1], counted[2],
+                                    placed[0],  placed[1],  scanned[2]};
+        });
+    experts = walked[0];
+    gates = walked[1];
+    within = walked[3];
+    keep = walked[4];
+    totals = walked[5];
+
+    // The rows: each expert's part starts at its (block-aligned) offset.
+    Value offsets = exclusiveScan(e, totals, numExperts, op.getBlock());
+    SmallVector<Value> sorted = e.loop(
+        tokens, {e.filled({rows}, e.i32(-1)), e.filled({rows}, e.f32(0))},
+        [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          return s.loop(
+              k, acc, [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
+                Emitter s(b.getLoc(), b);
+                auto ifOp = scf::IfOp::create(
+                    b, s.extract(keep, {t, j}),
+                    [&](OpBuilder &nested, Location loc) {
+                      ImplicitLocOpBuilder nb(loc, nested);
+                      Emitter s(loc, nb);
+                      Value ex = s.extractIndex(experts, {t, j});
+                      Value row = arith::AddIOp::create(
+                          nb, s.extract(offsets, {ex}),
+                          s.extract(within, {t, j}));
+                      Value at = arith::IndexCastOp::create(
+                          nb, nb.getIndexType(), row);
+                      Value token =
+                          arith::IndexCastOp::create(nb, nb.getI32Type(), t);
+                      scf::YieldOp::create(
+                          nb, ValueRange{s.insert(token, acc[0], {at}),
+                                         s.insert(s.extract(gates, {t, j}),
+                                                  acc[1], {at})});
+                    },
+                    [&](OpBuilder &nested, Location loc) {
+                      scf::YieldOp::create(nested, loc, acc);
+                    });
+                return SmallVector<Value>(ifOp.getResults());
+              });
+        });
+    rewriter.replaceOp(op, {experts, gates, keep, totals, offsets, sorted[0],
+                            sorted[1]});
     return success();
   }
 };
@@ -498,6 +677,6 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
 void mlir::moe::lowering::populateLowerRoutingPatterns(
     RewritePatternSet &patterns, bool cpuKernels) {
   patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
-  patterns.add<LowerTopK, LowerAssignSlots, LowerRouterZLoss,
+  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows, LowerRouterZLoss,
                LowerCountDropped, LowerLoadBalanceLoss>(patterns.getContext());
 }

@@ -1,7 +1,24 @@
-// Round trip of the fused expert ops: moe.sort_by_expert with and without a
-// block, moe.grouped_matmul with gather, gate weight and activation, with
+// Round trip of the fused expert ops: moe.route_rows with and without a
+// capacity, batch-prioritized and with a block; moe.sort_by_expert with and
+// without a block, moe.grouped_matmul with gather, gate weight and activation, with
 // offsets or without, and with the scatter epilogue.
 // RUN: moe-opt %s | moe-opt | FileCheck %s --enable-var-scope
+
+// CHECK-LABEL: func @route_rows
+// CHECK: moe.route_rows %{{.*}} k = 2 normalize group_size = 8 capacity = 4 priority = position : tensor<16x4xf32>
+// CHECK: moe.route_rows %{{.*}} k = 1 group_size = 16 priority = batch_prioritized block = 8 : tensor<16x4xf32>
+// CHECK: return {{.*}} : tensor<16x2xi32>, tensor<16x2xf32>, tensor<16x2xi1>, tensor<4xi64>, tensor<5xi64>, tensor<32xi32>, tensor<32xf32>, tensor<44xi32>
+func.func @route_rows(%p: tensor<16x4xf32>)
+    -> (tensor<16x2xi32>, tensor<16x2xf32>, tensor<16x2xi1>, tensor<4xi64>,
+        tensor<5xi64>, tensor<32xi32>, tensor<32xf32>, tensor<44xi32>) {
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 2 normalize
+      group_size = 8 capacity = 4 priority = position : tensor<16x4xf32>
+  %e1, %g1, %k1, %c1, %o1, %t1, %w1 = moe.route_rows %p k = 1
+      group_size = 16 priority = batch_prioritized block = 8 : tensor<16x4xf32>
+  return %e, %g, %k, %c, %o, %t, %w, %t1 : tensor<16x2xi32>, tensor<16x2xf32>,
+      tensor<16x2xi1>, tensor<4xi64>, tensor<5xi64>, tensor<32xi32>,
+      tensor<32xf32>, tensor<44xi32>
+}
 
 // CHECK-LABEL: func @sort
 // CHECK: moe.sort_by_expert %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} : tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1>, tensor<16x2xf32>, tensor<4xi64> -> tensor<5xi64>, tensor<32xi32>, tensor<32xf32>

@@ -1,6 +1,62 @@
-// Invalid moe.sort_by_expert / moe.grouped_matmul: every rule of their
+// Invalid moe.route_rows / moe.sort_by_expert / moe.grouped_matmul: every rule of their
 // verifiers.
 // RUN: moe-opt %s -split-input-file -verify-diagnostics
+
+func.func @route_rows_k(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' 'k' must be between 1 and the number of experts (4), got 5}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 5 group_size = 16 priority = position : tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_k0(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' 'k' must be between 1 and the number of experts (4), got 0}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 0 group_size = 16 priority = position : tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_block(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' 'block' must be positive, got 0}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 16 priority = position block = 0 : tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_groups(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' op 'group_size' (6) must divide the number of tokens (16)}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 6 priority = position : tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_capacity(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' op 'capacity' must be positive, got 0}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 16 capacity = 0 priority = position : tensor<16x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_dynamic(%p: tensor<?x4xf32>) {
+  // expected-error @+1 {{'moe.route_rows' needs static probabilities, got [?, 4]}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 16 priority = position : tensor<?x4xf32>
+  return
+}
+
+// -----
+
+func.func @route_rows_priority(%p: tensor<16x4xf32>) {
+  // expected-error @+1 {{unknown priority 'random' (expected position or batch_prioritized)}}
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 16 priority = random : tensor<16x4xf32>
+  return
+}
+
+// -----
 
 func.func @sort_slots_shape(%e: tensor<16x2xi32>, %s: tensor<16x1xi32>, %k: tensor<16x2xi1>,
                             %g: tensor<16x2xf32>, %c: tensor<4xi64>) {
