@@ -64,6 +64,9 @@ double secondsSince(Clock::time_point start) {
   throw rt::Error(source, what);
 }
 
+/// The flag that skips the finiteness checks of spec §3.7.
+const std::string kAllowNonFinite = "--allow-non-finite";
+
 /// What moe-run needs to know of the layer, whichever way it was given.
 struct LayerInfo {
   spec::LayerSpec spec; ///< sizes and activation (gating) at least
@@ -377,6 +380,8 @@ int run(const ::moe::RunOptions &options) {
     group = comm->split(static_cast<int>(rank / shards));
 
   rt::HostTensor x = rt::readNpyAs(options.inputPath, rt::DType::F32, 2);
+  if (!options.allowNonFinite)
+    rt::requireFiniteTokens(x, options.inputPath, kAllowNonFinite);
   int64_t tokens = x.dim(0), width = x.dim(1);
   if (tokens < 1)
     fail(options.inputPath, "the input holds no tokens");
@@ -477,6 +482,8 @@ int run(const ::moe::RunOptions &options) {
 
   rt::LayerWeights weights = rt::loadLayerWeights(
       weightsFile, info.spec, info.weightType, options.weightPrefix);
+  if (!options.allowNonFinite)
+    rt::requireFiniteWeights(weights, options.weightsPath, kAllowNonFinite);
   if (info.routerType != weights.router.dtype())
     weights.router = weights.router.castTo(info.routerType);
 

@@ -119,6 +119,8 @@ int run(const GpuRunOptions &o) {
   const spec::CudaArtifact &artifact = *parsed.artifact;
 
   HostTensor x = readNpyAs(o.inputPath, DType::F32, 2);
+  if (!o.allowNonFinite)
+    requireFiniteTokens(x, o.inputPath, "--allow-non-finite");
   if (x.dim(1) != artifact.dModel)
     fail(o.inputPath, "input has width " + std::to_string(x.dim(1)) +
                           ", expected d_model = " +
@@ -140,6 +142,8 @@ int run(const GpuRunOptions &o) {
   LayerWeights weights =
       loadLayerWeights(file, layer, dtypeNamed(artifact.buffers[2].dtype),
                        o.weightPrefix);
+  if (!o.allowNonFinite)
+    requireFiniteWeights(weights, o.weightsPath, "--allow-non-finite");
   DType routerType = dtypeNamed(artifact.buffers[1].dtype);
   if (weights.router.dtype() != routerType)
     weights.router = weights.router.castTo(routerType);

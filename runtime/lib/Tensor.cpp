@@ -294,3 +294,67 @@ HostTensor HostTensor::castTo(DType target) const {
   }
   return result;
 }
+
+namespace {
+
+/// "NaN", "+inf" or "-inf" for the IEEE bits `bits` of a format whose sign
+/// is `sign`, exponent field `exponent` and mantissa `mantissa`; empty for a
+/// finite value.
+template <typename Bits>
+std::string_view classify(Bits bits, Bits sign, Bits exponent, Bits mantissa) {
+  if ((bits & exponent) != exponent)
+    return {};
+  if (bits & mantissa)
+    return "NaN";
+  return (bits & sign) ? "-inf" : "+inf";
+}
+
+template <typename Bits>
+std::optional<int64_t> scanBits(const void *data, int64_t count, Bits sign,
+                                Bits exponent, Bits mantissa,
+                                std::string_view &kind) {
+  const Bits *values = static_cast<const Bits *>(data);
+  for (int64_t i = 0; i < count; ++i) {
+    // Finite values, the common case, fail the first test.
+    if ((values[i] & exponent) != exponent)
+      continue;
+    kind = classify(values[i], sign, exponent, mantissa);
+    return i;
+  }
+  return std::nullopt;
+}
+
+} // namespace
+
+std::optional<HostTensor::NonFinite> HostTensor::firstNonFinite() const {
+  std::string_view kind;
+  std::optional<int64_t> flat;
+  switch (type) {
+  case DType::F32:
+    flat = scanBits<uint32_t>(data(), count, 0x80000000u, 0x7f800000u,
+                              0x007fffffu, kind);
+    break;
+  case DType::BF16:
+    flat = scanBits<uint16_t>(data(), count, 0x8000u, 0x7f80u, 0x007fu, kind);
+    break;
+  case DType::F16:
+    flat = scanBits<uint16_t>(data(), count, 0x8000u, 0x7c00u, 0x03ffu, kind);
+    break;
+  case DType::F64:
+    flat = scanBits<uint64_t>(data(), count, 0x8000000000000000ull,
+                              0x7ff0000000000000ull, 0x000fffffffffffffull,
+                              kind);
+    break;
+  default:
+    return std::nullopt;
+  }
+  if (!flat)
+    return std::nullopt;
+  NonFinite found{std::vector<int64_t>(dims.size()), kind};
+  int64_t rest = *flat;
+  for (std::size_t d = dims.size(); d-- > 0;) {
+    found.index[d] = rest % dims[d];
+    rest /= dims[d];
+  }
+  return found;
+}

@@ -283,3 +283,52 @@ LayerWeights moe::runtime::loadLayerWeights(const SafeTensorsFile &file,
   }
   return loader.loadOurs();
 }
+
+namespace {
+
+std::string indexText(const std::vector<int64_t> &index) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < index.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(index[i]);
+  return text + "]";
+}
+
+std::string contractNote(const std::string &optOut) {
+  return "; the layer contract takes finite values only (spec section 3.7); " +
+         optOut + " runs it anyway";
+}
+
+} // namespace
+
+void moe::runtime::requireFiniteTokens(const HostTensor &x,
+                                       const std::string &source,
+                                       const std::string &optOut) {
+  std::optional<HostTensor::NonFinite> bad = x.firstNonFinite();
+  if (!bad)
+    return;
+  std::string where = bad->index.size() == 2
+                          ? "token " + std::to_string(bad->index[0]) +
+                                " holds " + std::string(bad->kind) +
+                                " (column " + std::to_string(bad->index[1]) +
+                                ")"
+                          : "element " + indexText(bad->index) + " is " +
+                                std::string(bad->kind);
+  throw Error(source, where + contractNote(optOut));
+}
+
+void moe::runtime::requireFiniteWeights(const LayerWeights &weights,
+                                        const std::string &source,
+                                        const std::string &optOut) {
+  for (const auto &[name, tensor] :
+       {std::pair<const char *, const HostTensor *>{"router", &weights.router},
+        {"w_in", &weights.wIn},
+        {"w_gate", &weights.wGate},
+        {"w_out", &weights.wOut}}) {
+    if (!*tensor)
+      continue;
+    if (std::optional<HostTensor::NonFinite> bad = tensor->firstNonFinite())
+      throw Error(source, "weight " + std::string(name) + " holds " +
+                              std::string(bad->kind) + " at " +
+                              indexText(bad->index) + contractNote(optOut));
+  }
+}

@@ -241,4 +241,39 @@ TEST(HostTensor, PackRejectsBadShapes) {
   EXPECT_TRUE(throwsError([&] { flat.packPanels(2); }, {"[E, K, N]"}));
 }
 
+// Spec §3.7: the first NaN or infinity in row-major order, with its index
+// and kind, in every floating-point type; none in a finite tensor.
+TEST(HostTensor, FindsTheFirstNonFiniteElement) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> values(2 * 3 * 4, 1.5f);
+  values[7] = -1e38f; // finite extremes are not reported
+  values[8] = 3.4e38f;
+  HostTensor finite = HostTensor::fromF32({2, 3, 4}, values);
+  EXPECT_FALSE(finite.firstNonFinite());
+  EXPECT_FALSE(finite.castTo(DType::F64).firstNonFinite());
+  std::vector<float> small(2 * 3 * 4, 0.25f);
+  EXPECT_FALSE(HostTensor::fromF32({2, 3, 4}, small).castTo(DType::F16)
+                   .firstNonFinite());
+  EXPECT_FALSE(HostTensor::fromF32({2, 3, 4}, small).castTo(DType::BF16)
+                   .firstNonFinite());
+  for (auto [value, kind] : {std::pair<float, std::string_view>{inf, "+inf"},
+                             {-inf, "-inf"},
+                             {nan, "NaN"},
+                             {-nan, "NaN"}}) {
+    std::vector<float> spoiled(2 * 3 * 4, 0.25f);
+    spoiled[1 * 12 + 1 * 4 + 3] = value; // [1, 1, 3]
+    spoiled[23] = nan;                   // a later one is not reported
+    HostTensor t = HostTensor::fromF32({2, 3, 4}, spoiled);
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+      auto found = t.castTo(dtype).firstNonFinite();
+      ASSERT_TRUE(found) << dtypeName(dtype) << " " << kind;
+      EXPECT_EQ(found->index, (std::vector<int64_t>{1, 1, 3}))
+          << dtypeName(dtype);
+      EXPECT_EQ(found->kind, kind) << dtypeName(dtype);
+    }
+  }
+  EXPECT_FALSE(HostTensor::zeros(DType::I32, {4}).firstNonFinite());
+}
+
 } // namespace

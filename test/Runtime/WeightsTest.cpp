@@ -10,6 +10,7 @@
 
 #include "moe/Runtime/Weights.h"
 
+#include <limits>
 #include <map>
 
 using namespace moe::runtime;
@@ -307,6 +308,30 @@ TEST(Weights, ConvertsOnLoad) {
   const HostTensor &wo = bf16["experts.expert_2.wo.weight"];
   EXPECT_EQ(f16ToF32(halves.wOut.dataAs<uint16_t>()[(2 * kF + 4) * kD + 1]),
             bf16ToF32(wo.dataAs<uint16_t>()[1 * kF + 4]));
+}
+
+// Spec §3.7: the first non-finite element of the tokens or of a weight is
+// an error naming the file, the tensor, the element and the opt-out flag.
+TEST(Weights, RejectsNonFiniteValues) {
+  LayerWeights weights;
+  weights.router = indexed({kE, kD}, 0);
+  weights.wIn = indexed({kE, kD, kF}, 0);
+  weights.wOut = indexed({kE, kF, kD}, 0);
+  requireFiniteWeights(weights, "w.safetensors", "--allow-non-finite");
+  weights.wOut.dataAs<float>()[(1 * kF + 2) * kD + 3] =
+      std::numeric_limits<float>::infinity();
+  EXPECT_TRUE(throwsError(
+      [&] {
+        requireFiniteWeights(weights, "w.safetensors", "--allow-non-finite");
+      },
+      {"w.safetensors: error: weight w_out holds +inf at [1, 2, 3]",
+       "--allow-non-finite"}));
+  HostTensor x = indexed({6, kD}, 0);
+  requireFiniteTokens(x, "x.npy", "--allow-non-finite");
+  x.dataAs<float>()[4 * kD + 1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(throwsError(
+      [&] { requireFiniteTokens(x, "x.npy", "--flag"); },
+      {"x.npy: error: token 4 holds NaN (column 1)", "--flag"}));
 }
 
 } // namespace

@@ -114,7 +114,8 @@ def router_probabilities(x, router):
 
 def choose_experts(p, top_k, normalize_gates):
     """The k experts with the largest probability, in descending order, equal probabilities
-    to the lower expert index (a stable sort of -p keeps index order among equals).
+    to the lower expert index (a stable sort of -p keeps index order among equals; numpy
+    sorts NaN after every number, the rank section 3.7 gives it).
     Returns (choice [T, k] int, gates [T, k] float64)."""
     num_tokens = p.shape[0]
     choice = np.zeros((num_tokens, top_k), dtype=np.int64)
@@ -151,7 +152,11 @@ def priority_order(top1_prob, priority):
     positions = list(range(len(top1_prob)))
     if priority == "position":
         return positions
-    return sorted(positions, key=lambda i: -top1_prob[i])
+    # Section 3.7: a NaN probability ranks below every number.
+    def key(i):
+        value = top1_prob[i]
+        return math.inf if math.isnan(value) else -value
+    return sorted(positions, key=key)
 
 
 def assign_slots(choice, top1_prob, group_size, capacity, num_experts, priority):

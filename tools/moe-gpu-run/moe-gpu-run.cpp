@@ -35,6 +35,9 @@ LLVM nor MPI, only an NVIDIA GPU and its driver (libcuda.so.1).
   --device N               CUDA device (default: 0)
   --bench N                after the run, time N (1 to 10^6) more runs with
                            CUDA events and print a BENCH line
+  --allow-non-finite       run even when the tokens or weights hold NaN or
+                           +-inf (by default an error naming the tensor and
+                           the first such element, spec section 3.7)
   -v                       print the device to stderr
   --help                   this text
 )";
@@ -56,7 +59,8 @@ int main(int argc, char **argv) {
                   {"--stats", &options.statsPath},
                   {"--device", &device},
                   {"--bench", &bench}};
-  flags.switches = {{"-v", &options.verbose}};
+  flags.switches = {{"-v", &options.verbose},
+                    {"--allow-non-finite", &options.allowNonFinite}};
   if (std::optional<int> status = flags.parse(argc, argv))
     return *status;
   if (!bench.empty() &&

@@ -64,6 +64,10 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            row indices (moe-fuse-experts; CPU: vector
                            kernels). Default: on; off runs the unfused
                            program for comparison
+  --allow-non-finite       run even when the tokens or weights hold NaN or
+                           +-inf (by default an error naming the tensor and
+                           the first such element, spec section 3.7); the
+                           routing then ranks NaN scores last
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line
@@ -97,7 +101,8 @@ int main(int argc, char **argv) {
                   {"--fusion", &fusion}};
   // An empty count is reported as a bad count below.
   flags.emptyAllowed = {"--bench"};
-  flags.switches = {{"-v", &options.verbose}};
+  flags.switches = {{"-v", &options.verbose},
+                    {"--allow-non-finite", &options.allowNonFinite}};
   flags.other = [&](const std::string &arg) {
     if (arg.size() != 3 || arg.compare(0, 2, "-O") != 0 || arg[2] < '0' ||
         arg[2] > '3')

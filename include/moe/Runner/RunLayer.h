@@ -36,6 +36,9 @@ struct RunOptions {
   int64_t replicas = 1;               ///< --replicas: data-parallel replicas
   bool verbose = false;               ///< -v: stage timings on stderr
   bool fusion = true;                 ///< --fusion on|off
+  /// --allow-non-finite: skip the spec §3.7 check that tokens and weights
+  /// hold no NaN or ±infinity.
+  bool allowNonFinite = false;
 };
 
 /// Runs one layer as `options` says. Every failure prints one line naming

@@ -131,46 +131,66 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
   }
 };
 
+/// The selection key of a probability: NaN ranks as -inf, below every
+/// number (spec §3.7), so that every choice is a valid index.
+static Value rankKey(ImplicitLocOpBuilder &b, Value p) {
+  Emitter s(b.getLoc(), b);
+  Value isNaN = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, p, p);
+  return arith::SelectOp::create(
+      b, isNaN, s.f32(-std::numeric_limits<float>::infinity()), p);
+}
+
 /// The k most probable experts of token `t` (probability descending, expert
-/// ascending: choice j is the first expert in that order after choice j-1)
-/// written into row t of `experts` [T, k] i32 and `gates` [T, k] f32; the
-/// gates divided by their sum when `normalize`. Returns the two tensors.
+/// ascending, NaN as -inf: choice j is the first expert in that order after
+/// choice j-1) written into row t of `experts` [T, k] i32 and `gates`
+/// [T, k] f32; the gates divided by their sum when `normalize`. Returns the
+/// two tensors.
 static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
                                      Value t, int64_t k, bool normalize,
                                      Value experts, Value gates) {
   Emitter s(b.getLoc(), b);
   int64_t numExperts = cast<RankedTensorType>(probs.getType()).getDimSize(1);
   Value inf = s.f32(std::numeric_limits<float>::infinity());
+  Value none = s.index(-1);
   SmallVector<Value> chosen = s.loop(
-      k, {experts, gates, inf, s.index(-1), s.f32(0)},
+      k, {experts, gates, inf, none, s.f32(0)},
       [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
         Emitter s(b.getLoc(), b);
-        Value prevP = c[2], prevE = c[3];
+        Value prevKey = c[2], prevE = c[3];
+        // (key, expert, probability) of the best expert after the previous
+        // choice; none yet: expert -1. Keys are never NaN, so the order is
+        // total and k <= E choices always find one.
         SmallVector<Value> best = s.loop(
-            numExperts, {s.f32(-1), s.index(-1)},
+            numExperts, {s.f32(0), none, s.f32(0)},
             [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
               Emitter s(b.getLoc(), b);
               Value p = s.extract(probs, {t, ex});
+              Value key = rankKey(b, p);
               Value below = arith::CmpFOp::create(
-                  b, arith::CmpFPredicate::OLT, p, prevP);
+                  b, arith::CmpFPredicate::OLT, key, prevKey);
               Value tieAfter = arith::AndIOp::create(
                   b,
-                  arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, p,
-                                        prevP),
+                  arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key,
+                                        prevKey),
                   arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, ex,
                                         prevE));
               Value after = arith::OrIOp::create(b, below, tieAfter);
-              Value better = arith::CmpFOp::create(
-                  b, arith::CmpFPredicate::OGT, p, m[0]);
+              Value better = arith::OrIOp::create(
+                  b,
+                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m[1],
+                                        none),
+                  arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key,
+                                        m[0]));
               Value take = arith::AndIOp::create(b, after, better);
               return SmallVector<Value>{
-                  arith::SelectOp::create(b, take, p, m[0]),
-                  arith::SelectOp::create(b, take, ex, m[1])};
+                  arith::SelectOp::create(b, take, key, m[0]),
+                  arith::SelectOp::create(b, take, ex, m[1]),
+                  arith::SelectOp::create(b, take, p, m[2])};
             });
         Value id = arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
         return SmallVector<Value>{
-            s.insert(id, c[0], {t, j}), s.insert(best[0], c[1], {t, j}),
-            best[0], best[1], arith::AddFOp::create(b, c[4], best[0])};
+            s.insert(id, c[0], {t, j}), s.insert(best[2], c[1], {t, j}),
+            best[0], best[1], arith::AddFOp::create(b, c[4], best[2])};
       });
   Value chosenGates = chosen[1];
   if (normalize)
@@ -206,7 +226,7 @@ struct LowerTopK : OpConversionPattern<TopKOp> {
 };
 
 /// order[g·S + r] = the token of group g ranked r-th by descending top-1
-/// probability, ties in group order.
+/// probability (NaN as -inf), ties in group order.
 static Value priorityOrder(Emitter &e, Value experts, Value probs,
                            int64_t tokens, int64_t groupSize) {
   Value score =
@@ -214,7 +234,7 @@ static Value priorityOrder(Emitter &e, Value experts, Value probs,
              [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
                Emitter s(b.getLoc(), b);
                Value first = s.extractIndex(experts, {t, s.index(0)});
-               Value p = s.extract(probs, {t, first});
+               Value p = rankKey(b, s.extract(probs, {t, first}));
                return SmallVector<Value>{s.insert(p, acc[0], {t})};
              })[0];
   Value size = e.index(groupSize);

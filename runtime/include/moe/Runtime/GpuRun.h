@@ -27,6 +27,8 @@ struct GpuRunOptions {
   int64_t device = 0;       ///< --device: CUDA device ordinal
   int64_t benchIterations = 0;
   bool verbose = false;
+  /// --allow-non-finite: skip the spec §3.7 finiteness checks.
+  bool allowNonFinite = false;
 };
 
 /// Runs the artifact as `options` says; every failure prints one line

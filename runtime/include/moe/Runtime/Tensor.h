@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -141,6 +142,16 @@ public:
   /// panel contiguous, in the same element type. Throws `Error` unless the
   /// tensor has rank 3 and `panel` divides N.
   HostTensor packPanels(int64_t panel) const;
+
+  /// The first element in row-major order that is NaN or ±infinity, for a
+  /// floating-point tensor: its index per dimension and "NaN", "+inf" or
+  /// "-inf". std::nullopt when every element is finite or the tensor holds
+  /// integers or booleans.
+  struct NonFinite {
+    std::vector<int64_t> index;
+    std::string_view kind;
+  };
+  std::optional<NonFinite> firstNonFinite() const;
 
 private:
   struct AlignedFree {

@@ -88,6 +88,16 @@ LayerWeights loadLayerWeights(const SafeTensorsFile &file,
                               const moe::spec::LayerSpec &spec, DType target,
                               const std::string &prefix = "");
 
+/// Spec §3.7: throws `Error` naming `source`, the tensor and the first
+/// element that is NaN or ±infinity among the tokens `x` [T, D] ("token t
+/// holds NaN (column c)") or the weights ("weight w_in holds +inf at
+/// [e, k, n]"); the message ends with `optOut`, the flag that skips the
+/// check.
+void requireFiniteTokens(const HostTensor &x, const std::string &source,
+                         const std::string &optOut);
+void requireFiniteWeights(const LayerWeights &weights,
+                          const std::string &source, const std::string &optOut);
+
 } // namespace moe::runtime
 
 #endif // MOE_RUNTIME_WEIGHTS_H
