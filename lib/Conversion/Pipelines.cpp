@@ -21,42 +21,52 @@ using namespace mlir;
 /// grouped matmuls; `kernels`, if given, lowers those and the router matmul
 /// instead of convert-moe-to-linalg: the CPU vector kernels), then buffers
 /// with C-interface functions taking their results as out-params.
-static std::string frontPipelineText(bool fusion,
+static std::string frontPipelineText(bool fusion, bool checks,
                                      const std::string &kernels = "") {
+  std::string lowering = "convert-moe-to-linalg";
+  if (!kernels.empty() || checks)
+    lowering += std::string("{") + (kernels.empty() ? "" : "cpu-kernels=1 ") +
+                (checks ? "runtime-checks=1" : "") + "}";
   return std::string("canonicalize,"
                      "moe-decompose{packed-capacity=1},"
                      "canonicalize,") +
-         (fusion ? "moe-fuse-experts," : "") +
-         (kernels.empty() ? "convert-moe-to-linalg,"
-                          : "convert-moe-to-linalg{cpu-kernels=1}," + kernels) +
+         (fusion ? "moe-fuse-experts," : "") + lowering + "," + kernels +
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,";
 }
 
-static std::string bufferizePipelineText() {
-  return "func.func(llvm-request-c-wrappers),"
-         "one-shot-bufferize{bufferize-function-boundaries=1 "
-         "function-boundary-type-conversion=identity-layout-map},"
-         "buffer-results-to-out-params{modify-public-functions=1 "
-         "hoist-static-allocs=1},"
-         "buffer-deallocation-pipeline,";
+/// With runtime checks, MLIR's checks of every memref access and cast once
+/// the program is on buffers.
+static std::string bufferizePipelineText(bool checks) {
+  return std::string("func.func(llvm-request-c-wrappers),"
+                     "one-shot-bufferize{bufferize-function-boundaries=1 "
+                     "function-boundary-type-conversion=identity-layout-map},"
+                     "buffer-results-to-out-params{modify-public-functions=1 "
+                     "hoist-static-allocs=1},"
+                     "buffer-deallocation-pipeline,") +
+         (checks ? "generate-runtime-verification{verbose-level=0}," : "");
 }
 
-std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion,
-                                       int64_t vectorBits, int64_t registers) {
+/// Failed checks call the runtime (before convert-cf-to-llvm lowers them).
+static std::string reportChecksText(bool checks) {
+  return checks ? "moe-lower-runtime-checks," : "";
+}
+
+std::string mlir::moe::cpuPipelineText(const CpuPipelineOptions &options) {
   // Each line is one stage; see the README for what each does.
-  std::string threadCount = std::to_string(threads);
-  return frontPipelineText(fusion, "moe-grouped-matmul-to-vector{threads=" +
-                                       threadCount + " vector-bits=" +
-                                       std::to_string(vectorBits) +
-                                       " registers=" +
-                                       std::to_string(registers) + "},") +
+  std::string threadCount = std::to_string(options.threads);
+  bool checks = options.runtimeChecks;
+  return frontPipelineText(
+             options.fusion, checks,
+             "moe-grouped-matmul-to-vector{threads=" + threadCount +
+                 " vector-bits=" + std::to_string(options.vectorBits) +
+                 " registers=" + std::to_string(options.registers) + "},") +
          "moe-vectorize-matmuls{threads=" + threadCount + "}," +
-         "canonicalize," +
-         bufferizePipelineText() +
+         "canonicalize," + bufferizePipelineText(checks) +
          "scf-forall-to-parallel,"
          "convert-scf-to-openmp" +
-         (threads > 0 ? "{num-threads=" + threadCount + "}," : std::string(",")) +
+         (options.threads > 0 ? "{num-threads=" + threadCount + "},"
+                              : std::string(",")) +
          "convert-vector-to-scf{full-unroll=1},"
          "convert-linalg-to-loops,"
          "canonicalize,"
@@ -71,7 +81,8 @@ std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion,
          "convert-vector-to-llvm,"
          "finalize-memref-to-llvm,"
          "convert-arith-to-llvm,"
-         "convert-index-to-llvm,"
+         "convert-index-to-llvm," +
+         reportChecksText(checks) +
          "convert-cf-to-llvm,"
          "convert-func-to-llvm,"
          "convert-openmp-to-llvm,"
@@ -80,7 +91,8 @@ std::string mlir::moe::cpuPipelineText(int64_t threads, bool fusion,
 }
 
 std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
-  return frontPipelineText(options.fusion) + bufferizePipelineText() +
+  return frontPipelineText(options.fusion, options.runtimeChecks) +
+         bufferizePipelineText(options.runtimeChecks) +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
          "moe-copies-to-linalg,"
@@ -117,7 +129,8 @@ std::string mlir::moe::resolvedKernelFormat(const GpuPipelineOptions &options) {
 
 /// The host's scalar code (loops, arith, math, memref, func) to the LLVM
 /// dialect; `allocations` is the finalize-memref-to-llvm option text.
-static std::string hostToLLVMText(const std::string &allocations) {
+static std::string hostToLLVMText(const std::string &allocations,
+                                  bool checks) {
   return "convert-scf-to-cf,"
          "expand-strided-metadata,"
          "lower-affine,"
@@ -128,7 +141,8 @@ static std::string hostToLLVMText(const std::string &allocations) {
          allocations +
          ","
          "convert-arith-to-llvm,"
-         "convert-index-to-llvm,"
+         "convert-index-to-llvm," +
+         reportChecksText(checks) +
          "convert-cf-to-llvm,"
          "convert-func-to-llvm,"
          "convert-ub-to-llvm,";
@@ -138,14 +152,19 @@ std::string
 mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
   if (options.hostLoops)
     // The tiled parallel loops run on the host, one after the other.
-    return hostToLLVMText("") + "reconcile-unrealized-casts";
+    return hostToLLVMText("", options.runtimeChecks) +
+           "reconcile-unrealized-casts";
   // Kernels: to NVVM.
-  return "gpu.module(strip-debuginfo,convert-gpu-to-nvvm,canonicalize,cse,"
+  // With checks, the kernels' loops become blocks before their asserts do
+  // (the assert lowering splits blocks, which an scf.for cannot hold).
+  return std::string("gpu.module(strip-debuginfo,") +
+         (options.runtimeChecks ? "convert-scf-to-cf," : "") +
+         "convert-gpu-to-nvvm,canonicalize,cse,"
          "reconcile-unrealized-casts)," +
          // Host: loops to LLVM; allocations through the generic allocation
          // functions, which the CUDA runtime backs with managed memory that
          // both the host loops and the kernels can reach.
-         hostToLLVMText("{use-generic-functions=1}") +
+         hostToLLVMText("{use-generic-functions=1}", options.runtimeChecks) +
          "canonicalize,cse,"
          "gpu-to-llvm,"
          "gpu-module-to-binary{format=" +
@@ -164,15 +183,16 @@ LogicalResult mlir::moe::buildGpuPipeline(OpPassManager &pm,
   return parsePassPipeline(gpuPipelineText(options), pm, llvm::errs());
 }
 
-LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm, int64_t threads,
-                                          bool fusion, int64_t vectorBits,
-                                          int64_t registers) {
-  return parsePassPipeline(
-      cpuPipelineText(threads, fusion, vectorBits, registers), pm,
-      llvm::errs());
+LogicalResult mlir::moe::buildCpuPipeline(OpPassManager &pm,
+                                          const CpuPipelineOptions &options) {
+  return parsePassPipeline(cpuPipelineText(options), pm, llvm::errs());
 }
 
 namespace {
+const char *const kRuntimeChecksHelp =
+    "check expert ids, slots, rows and every memref access at run time; a "
+    "failed check ends the program with one error line naming the op";
+
 struct CpuPipelineCLOptions
     : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<int64_t> threads{
@@ -194,6 +214,9 @@ struct CpuPipelineCLOptions
       *this, "registers",
       llvm::cl::desc("vector registers of the CPU kernels (0: the host's)"),
       llvm::cl::init(0)};
+  Option<bool> runtimeChecks{*this, "runtime-checks",
+                             llvm::cl::desc(kRuntimeChecksHelp),
+                             llvm::cl::init(false)};
 };
 
 struct GpuPipelineCLOptions
@@ -236,6 +259,9 @@ struct GpuPipelineCLOptions
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
+  Option<bool> runtimeChecks{*this, "runtime-checks",
+                             llvm::cl::desc(kRuntimeChecksHelp),
+                             llvm::cl::init(false)};
 };
 } // namespace
 
@@ -256,6 +282,7 @@ void mlir::moe::registerMoEPipelines() {
         options.hostLoops = cl.hostLoops;
         options.optLevel = cl.optLevel;
         options.fusion = cl.fusion;
+        options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");
       });
@@ -264,8 +291,13 @@ void mlir::moe::registerMoEPipelines() {
       "Lower moe.layer (or the decomposed moe ops) to the LLVM dialect for "
       "the host CPU, with C-interface functions taking results as out-params",
       [](OpPassManager &pm, const CpuPipelineCLOptions &cl) {
-        if (failed(buildCpuPipeline(pm, cl.threads, cl.fusion, cl.vectorBits,
-                                    cl.registers)))
+        CpuPipelineOptions options;
+        options.threads = cl.threads;
+        options.fusion = cl.fusion;
+        options.vectorBits = cl.vectorBits;
+        options.registers = cl.registers;
+        options.runtimeChecks = cl.runtimeChecks;
+        if (failed(buildCpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-cpu-pipeline: invalid pipeline text");
       });
 }

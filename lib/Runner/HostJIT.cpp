@@ -54,8 +54,8 @@ static llvm::Error stageError(llvm::StringRef pipeline, llvm::StringRef stage,
 llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
                         unsigned optLevel, llvm::ArrayRef<Symbol> symbols,
-                        int64_t threads, const GpuPipelineOptions *gpu,
-                        bool fusion) {
+                        const CpuPipelineOptions &cpu,
+                        const GpuPipelineOptions *gpu) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -90,7 +90,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   PassManager pm(context);
   std::string pipelineError;
   llvm::raw_string_ostream pipelineStream(pipelineError);
-  std::string text = gpu ? gpuPipelineText(*gpu) : cpuPipelineText(threads, fusion);
+  std::string text = gpu ? gpuPipelineText(*gpu) : cpuPipelineText(cpu);
   if (failed(parsePassPipeline(text, pm, pipelineStream)))
     return stageError(pipeline, "pipeline construction", pipelineError);
   if (failed(pm.run(module)))

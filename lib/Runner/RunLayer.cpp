@@ -340,6 +340,10 @@ int run(const ::moe::RunOptions &options) {
   if (fromArtifact && !onGpu)
     throw rt::Error("moe-run: error: --artifact holds GPU code: run it with "
                     "--backend cuda");
+  if (fromArtifact && options.runtimeChecks)
+    throw rt::Error("moe-run: error: --runtime-checks is compiled into the "
+                    "code: an artifact is already compiled (build it with "
+                    "moe-gpu-pipeline{runtime-checks=1})");
   if (onGpu && !rt::cuda::built())
     throw rt::Error("moe-run: error: --backend cuda: this build has no CUDA "
                     "backend (the CUDA toolkit was not found when it was "
@@ -558,6 +562,7 @@ int run(const ::moe::RunOptions &options) {
   mlir::moe::GpuPipelineOptions gpu;
   gpu.hostLoops = gpuLoops;
   gpu.fusion = options.fusion;
+  gpu.runtimeChecks = options.runtimeChecks;
   if (onGpu) {
     auto driver = rt::cuda::entryPoints();
     symbols.insert(symbols.end(), driver.begin(), driver.end());
@@ -577,9 +582,13 @@ int run(const ::moe::RunOptions &options) {
     loaded = std::move(*exe);
     invokeLayer = [&](const std::vector<void *> &d) { loaded->invoke(d); };
   } else {
+    mlir::moe::CpuPipelineOptions cpu;
+    cpu.threads = threads;
+    cpu.fusion = options.fusion;
+    cpu.runtimeChecks = options.runtimeChecks;
     auto exe = mlir::moe::HostExecutable::compile(
-        *module, options.funcName, options.optLevel, symbols, threads,
-        onGpu || gpuLoops ? &gpu : nullptr, options.fusion);
+        *module, options.funcName, options.optLevel, symbols, cpu,
+        onGpu || gpuLoops ? &gpu : nullptr);
     if (!exe)
       throw rt::Error("moe-run: error: " + layerSource + ": " +
                       llvm::toString(exe.takeError()));

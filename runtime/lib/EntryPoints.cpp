@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace moe::runtime {
 namespace {
@@ -391,6 +392,27 @@ int64_t _mlir_ciface_moe_rt_rank(int64_t ranks) {
   return moe::runtime::rankOf(ranks);
 }
 
+void moe_rt_check_failed(const char *message) {
+  // One line whatever the message holds (MLIR's runtime verification
+  // messages span lines), then the process ends at once: other threads of
+  // the compiled code may still be running.
+  std::string line = "moe_rt: error: runtime check failed: ";
+  bool space = false;
+  for (const char *c = message; c && *c; ++c) {
+    if (*c == '\n' || *c == '\r' || *c == '\t') {
+      space = true;
+      continue;
+    }
+    if (space && line.back() != ' ')
+      line += ' ';
+    space = false;
+    line += *c;
+  }
+  std::fprintf(stderr, "%s\n", line.c_str());
+  std::fflush(stderr);
+  std::_Exit(3);
+}
+
 #define MOE_ALL_REDUCE(suffix, bytes, dtype)                                   \
   void _mlir_ciface_moe_rt_all_reduce_##suffix(UnrankedMemRef *data,           \
                                                int64_t ranks) {                \
@@ -435,6 +457,7 @@ moe::runtime::collectiveEntryPoints() {
       {"_mlir_ciface_moe_rt_rank",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},
       {"moe_rt_rank", reinterpret_cast<void *>(&_mlir_ciface_moe_rt_rank)},
+      {"moe_rt_check_failed", reinterpret_cast<void *>(&moe_rt_check_failed)},
       {"_mlir_ciface_moe_rt_all_reduce_f32",
        reinterpret_cast<void *>(&_mlir_ciface_moe_rt_all_reduce_f32)},
       {"_mlir_ciface_moe_rt_all_reduce_f64",

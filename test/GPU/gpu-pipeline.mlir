@@ -4,6 +4,10 @@
 // the CUDA runtime backs with managed memory.
 // RUN: moe-opt %s --moe-gpu-pipeline | FileCheck %s
 // RUN: moe-opt %s '--moe-gpu-pipeline=chip=sm_80 features=+ptx75 format=isa' | FileCheck %s --check-prefix=ISA
+// With runtime checks: the host reports through the runtime, the kernels
+// through the device's assert (and the cubin still assembles: format bin).
+// RUN: moe-opt %s '--moe-gpu-pipeline=runtime-checks=1 format=isa' | FileCheck %s --check-prefix=CHECKS
+// RUN: moe-opt %s '--moe-gpu-pipeline=runtime-checks=1' | FileCheck %s --check-prefix=CHECKS-BIN
 
 // CHECK-NOT: moe.
 // CHECK-LABEL: llvm.func @moe_layer(
@@ -16,6 +20,10 @@
 // PTX text for another chip when asked.
 // ISA: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_80", features = "+ptx75">, {{.*}}assembly = "
 // ISA-SAME: .target sm_80
+// CHECKS: llvm.func @moe_rt_check_failed(!llvm.ptr)
+// CHECKS: llvm.call @moe_rt_check_failed
+// CHECKS: gpu.binary {{.*}}__assertfail
+// CHECKS-BIN: gpu.binary @moe_layer_kernel {{.*}}bin = "
 func.func @moe_layer(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xbf16>, %wg: tensor<4x32x64xbf16>, %wo: tensor<4x64x32xbf16>)
     -> (tensor<16x32xbf16>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
   %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_gate(%wg) w_out(%wo) top_k 2 activation swiglu normalize_gates capacity_factor 1.25 priority position

@@ -2,7 +2,7 @@
 """Spec section 3.7: tokens or weights holding NaN or +-inf.
 
     non_finite.py --moe-run PATH --workdir DIR [--backend cpu|gpu-loops] [--fusion on|off]
-                  [--errors] [--layers L1,L2] [--shards N]
+                  [--errors] [--layers L1,L2] [--shards N] [--runtime-checks]
 
 For each layer (capacity-bounded top-1 in groups, batch-prioritized top-2 with a capacity,
 dropless top-2 SwiGLU) and each fault (one +inf, one -inf, one NaN, a whole NaN token, a NaN
@@ -113,6 +113,8 @@ def run(args, layer, fault):
                paths["w.safetensors"], "--input", paths["x.npy"], "--output", paths["y.npy"],
                "--stats", paths["stats.json"], "--backend", args.backend,
                "--fusion", args.fusion]
+    if args.runtime_checks:
+        command.append("--runtime-checks")
     if args.shards > 1:
         command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
                    str(args.shards)] + command + ["--shards", str(args.shards)]
@@ -158,6 +160,8 @@ def main():
     parser.add_argument("--errors", action="store_true",
                         help="also check the default error of each fault")
     parser.add_argument("--layers", default=",".join(LAYERS))
+    parser.add_argument("--runtime-checks", action="store_true",
+                        help="compile with moe-run --runtime-checks")
     parser.add_argument("--shards", type=int, default=1,
                         help="expert-parallel ranks (under mpirun)")
     args = parser.parse_args()

@@ -3,6 +3,7 @@
 
     run_case.py --moe-run PATH --workdir DIR --case NAME|all [--backend cpu] [--timeout S]
                 [--act-dtype f32|bf16] [--fusion on|off] [--shards N [--replicas R]]
+                [--runtime-checks]
     run_case.py --list
 
 For each case it generates the inputs deterministically, writes DIR/NAME/{spec.json,
@@ -540,7 +541,7 @@ def run_prepared(name, case, workdir, timeout):
 
 
 def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32",
-            replicas=1, fusion=None):
+            replicas=1, fusion=None, runtime_checks=False):
     """Run one case; return (passed, summary line). With shards > 1 (or replicas > 1) the
     tool runs under mpirun with --shards (and --replicas), and its output must also match
     the unsharded run's to 1e-6 relative, with identical statistics."""
@@ -572,6 +573,8 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
             command += ["--act-dtype", act_dtype]
         if fusion:
             command += ["--fusion", fusion]
+        if runtime_checks:
+            command += ["--runtime-checks"]
         if ranks > 1:
             command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
                        str(ranks)] + command + ["--shards", str(ranks // replicas)]
@@ -661,6 +664,9 @@ def main(argv=None):
                              "bfloat16 for the reference too, bfloat16 tolerances)")
     parser.add_argument("--fusion", choices=("on", "off"),
                         help="passed to moe-run as --fusion (default: the tool's, on)")
+    parser.add_argument("--runtime-checks", action="store_true",
+                        help="run moe-run with --runtime-checks (index and memory-access "
+                             "checks compiled in)")
     parser.add_argument("--prepare-gpu", metavar="BUILD",
                         help="instead of running: write each case and compile it for the "
                              "GPU with tools/gpu_package.sh and the tools of BUILD, for "
@@ -700,7 +706,7 @@ def main(argv=None):
         else:
             passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
                                    args.backend, args.timeout, args.shards, args.act_dtype,
-                                   args.replicas, args.fusion)
+                                   args.replicas, args.fusion, args.runtime_checks)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

@@ -68,6 +68,12 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            +-inf (by default an error naming the tensor and
                            the first such element, spec section 3.7); the
                            routing then ranks NaN scores last
+  --runtime-checks         compile with run-time checks: every expert id,
+                           slot and row index the routing computes and every
+                           memory access (MLIR's runtime verification); a
+                           failed check ends the run with one error line
+                           naming the op and its location (slower; for
+                           debugging and tests)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
                            print a BENCH line
@@ -102,7 +108,8 @@ int main(int argc, char **argv) {
   // An empty count is reported as a bad count below.
   flags.emptyAllowed = {"--bench"};
   flags.switches = {{"-v", &options.verbose},
-                    {"--allow-non-finite", &options.allowNonFinite}};
+                    {"--allow-non-finite", &options.allowNonFinite},
+                    {"--runtime-checks", &options.runtimeChecks}};
   flags.other = [&](const std::string &arg) {
     if (arg.size() != 3 || arg.compare(0, 2, "-O") != 0 || arg[2] < '0' ||
         arg[2] > '3')

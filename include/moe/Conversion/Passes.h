@@ -10,7 +10,9 @@
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -32,21 +34,31 @@ namespace mlir::moe {
 inline constexpr llvm::StringLiteral kPackedWeightsAttrName =
     "moe.packed_weights";
 
+/// What the CPU pipeline does beyond its fixed stages.
+struct CpuPipelineOptions {
+  /// Threads of the kernels (0: all hardware threads, 1: sequential code).
+  int64_t threads = 0;
+  /// Run moe-fuse-experts and the grouped-matmul vector kernels.
+  bool fusion = true;
+  /// Vector width in bits and vector registers of the kernels (0: the
+  /// host's), for reproducible tests.
+  int64_t vectorBits = 0, registers = 0;
+  /// Check indices and memory accesses at run time: the routing's own
+  /// checks (convert-moe-to-linalg{runtime-checks}), MLIR's
+  /// generate-runtime-verification, failures reported through
+  /// moe_rt_check_failed (moe-lower-runtime-checks).
+  bool runtimeChecks = false;
+};
+
 /// The textual pass pipeline that takes a module holding `moe.layer` (or the
 /// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.
-/// `threads` is passed to the matmul kernels (0: all hardware threads);
-/// `fusion` runs moe-fuse-experts and the grouped-matmul vector kernels.
-/// `vectorBits` / `registers` override the host's (0: the host's), for
-/// reproducible tests.
-std::string cpuPipelineText(int64_t threads = 0, bool fusion = true,
-                            int64_t vectorBits = 0, int64_t registers = 0);
+std::string cpuPipelineText(const CpuPipelineOptions &options = {});
 
 /// Appends the CPU pipeline to `pm`; fails (with a diagnostic) only if the
 /// pipeline text cannot be parsed.
-LogicalResult buildCpuPipeline(OpPassManager &pm, int64_t threads = 0,
-                               bool fusion = true, int64_t vectorBits = 0,
-                               int64_t registers = 0);
+LogicalResult buildCpuPipeline(OpPassManager &pm,
+                               const CpuPipelineOptions &options = {});
 
 /// What the GPU pipeline targets and how it maps loops to threads.
 struct GpuPipelineOptions {
@@ -70,6 +82,9 @@ struct GpuPipelineOptions {
   bool hostLoops = false;
   /// Run moe-fuse-experts (sorted rows and grouped matmuls).
   bool fusion = true;
+  /// As CpuPipelineOptions::runtimeChecks; in kernels on a GPU the asserts
+  /// are the device's (__assertfail).
+  bool runtimeChecks = false;
 };
 
 /// The textual pass pipeline that takes a module holding `moe.layer` to host

@@ -30,14 +30,23 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     `moe-grouped-matmul-to-vector`, and the router logits become a
     one-expert `moe.grouped_matmul` over the transposed router, so that the
     same vector kernel computes them.
+
+    With `runtime-checks`, every index the routing computes or consumes is
+    checked where it is used (`cf.assert`, message naming the op and its
+    location): the expert ids of `moe.top_k` / `moe.route_rows` and those
+    `moe.assign_slots` / `moe.sort_by_expert` read, the slot and row each
+    assignment is given, and the row counts of `moe.exchange_rows`.
   }];
   let options = [
     Option<"cpuKernels", "cpu-kernels", "bool", /*default=*/"false",
            "Leave grouped matmuls (and the router matmul, as one) for the "
-           "CPU vector kernels">
+           "CPU vector kernels">,
+    Option<"runtimeChecks", "runtime-checks", "bool", /*default=*/"false",
+           "Check every expert id, slot and row index at run time "
+           "(cf.assert naming the op)">
   ];
   let dependentDialects = [
-    "::mlir::moe::MoEDialect",
+    "::mlir::moe::MoEDialect", "::mlir::cf::ControlFlowDialect",
     "::mlir::arith::ArithDialect", "::mlir::linalg::LinalgDialect",
     "::mlir::math::MathDialect", "::mlir::scf::SCFDialect",
     "::mlir::tensor::TensorDialect", "::mlir::func::FuncDialect",
@@ -146,6 +155,22 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
                            "::mlir::linalg::LinalgDialect",
                            "::mlir::math::MathDialect",
                            "::mlir::arith::ArithDialect"];
+}
+
+def MoELowerRuntimeChecks : Pass<"moe-lower-runtime-checks", "::mlir::ModuleOp"> {
+  let summary = "Failed cf.assert checks call the runtime's error reporter";
+  let description = [{
+    Rewrites every `cf.assert` of the host code (not inside a `gpu.module`)
+    into a branch that, when the condition is false, calls
+    `moe_rt_check_failed(message)` (a C function of the runtime: it prints
+    `error: runtime check failed: <message>` on one line to stderr and ends
+    the process with status 3) with the assert's message as a constant
+    string. Run before `convert-cf-to-llvm`, which would otherwise lower the
+    asserts to `puts` + `abort` (a message on stdout and a crash status).
+    The pipelines run it when their `runtime-checks` option is on.
+  }];
+  let dependentDialects = ["::mlir::LLVM::LLVMDialect",
+                           "::mlir::cf::ControlFlowDialect"];
 }
 
 #endif // MOE_CONVERSION_PASSES_TD

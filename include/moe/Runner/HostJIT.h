@@ -41,15 +41,15 @@ public:
   /// Runs the CPU pipeline on `module` (in place) and JIT-compiles the
   /// function `funcName`. `optLevel` is LLVM's 0-3; `symbols` are resolved
   /// before the process's own (the runtime's collective entry points);
-  /// `threads` is what each matmul is split over (0: all hardware threads);
-  /// `fusion` selects the fused CPU program (moe-fuse-experts).
+  /// `cpu` says how the CPU pipeline runs (threads, fusion, runtime checks).
   /// With `gpu`, the GPU pipeline replaces the CPU one: `symbols` must then
   /// provide the `mgpu*` ABI and the `_mlir_memref_to_llvm_*` allocation
   /// functions, and the kernel modules are loaded before this returns.
   static llvm::Expected<std::unique_ptr<HostExecutable>>
   compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
-          llvm::ArrayRef<Symbol> symbols = {}, int64_t threads = 0,
-          const GpuPipelineOptions *gpu = nullptr, bool fusion = true);
+          llvm::ArrayRef<Symbol> symbols = {},
+          const CpuPipelineOptions &cpu = {},
+          const GpuPipelineOptions *gpu = nullptr);
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the

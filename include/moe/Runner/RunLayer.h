@@ -39,6 +39,8 @@ struct RunOptions {
   /// --allow-non-finite: skip the spec §3.7 check that tokens and weights
   /// hold no NaN or ±infinity.
   bool allowNonFinite = false;
+  /// --runtime-checks: index and memory-access checks in the compiled code.
+  bool runtimeChecks = false;
 };
 
 /// Runs one layer as `options` says. Every failure prints one line naming

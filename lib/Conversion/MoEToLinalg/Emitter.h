@@ -12,6 +12,7 @@
 #define MOE_LIB_CONVERSION_MOETOLINALG_EMITTER_H
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
@@ -150,19 +151,40 @@ private:
 Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
                Value gate);
 
+/// A lowering pattern that may emit runtime checks.
+template <typename Op> struct CheckedPattern : OpConversionPattern<Op> {
+  CheckedPattern(MLIRContext *context, bool checks)
+      : OpConversionPattern<Op>(context), checks(checks) {}
+  bool checks;
+};
+
+/// With runtime checks: the text a failed check of `op` prints,
+/// "<op name> at <file:line:col>: <what>". Empty (no check) when `enabled`
+/// is false.
+std::string checkMessage(bool enabled, Operation *op, const Twine &what);
+
+/// cf.assert(lo <= value < hi) for an integer or index `value`, with
+/// `message`; nothing when the message is empty.
+void assertInRange(ImplicitLocOpBuilder &b, Value value, int64_t lo,
+                   int64_t hi, const std::string &message);
+
 /// starts[e] = Σ_{e' < e} counts[e'] rounded up to a multiple of `block`,
 /// as an [E + 1] i64 tensor (the last entry is the total).
 Value exclusiveScan(Emitter &e, Value counts, int64_t experts, int64_t block);
 
 /// Patterns of the lowering files.
 /// `cpuKernels`: the router logits as a one-expert moe.grouped_matmul.
+/// `checks`: runtime checks of the indices each pattern computes or reads.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns,
-                                  bool cpuKernels = false);
-void populateLowerExpertPatterns(RewritePatternSet &patterns);
+                                  bool cpuKernels = false,
+                                  bool checks = false);
+void populateLowerExpertPatterns(RewritePatternSet &patterns,
+                                 bool checks = false);
 void populateLowerCollectivePatterns(RewritePatternSet &patterns);
 /// `cpuKernels`: grouped matmuls are left for the vector kernels.
 void populateLowerGroupedPatterns(RewritePatternSet &patterns,
-                                  bool cpuKernels = false);
+                                  bool cpuKernels = false,
+                                  bool checks = false);
 
 } // namespace mlir::moe::lowering
 

@@ -21,8 +21,8 @@ namespace {
 
 using utils::IteratorType;
 
-struct LowerDispatch : OpConversionPattern<DispatchOp> {
-  using OpConversionPattern::OpConversionPattern;
+struct LowerDispatch : CheckedPattern<DispatchOp> {
+  using CheckedPattern::CheckedPattern;
 
   LogicalResult
   matchAndRewrite(DispatchOp op, OpAdaptor adaptor,
@@ -34,6 +34,14 @@ struct LowerDispatch : OpConversionPattern<DispatchOp> {
     int64_t k = op.getExperts().getType().getDimSize(1);
     bool packed = bufferType.getRank() == 2;
     Value input = adaptor.getInput();
+    int64_t bufferRows = bufferType.getDimSize(bufferType.getRank() - 2);
+    std::string rowCheck = checkMessage(
+        checks, op, "read a slot outside [0, " + Twine(bufferRows) + ")");
+    std::string expertCheck =
+        packed ? ""
+               : checkMessage(checks, op,
+                              "read an expert id outside [0, " +
+                                  Twine(bufferType.getDimSize(0)) + ")");
 
     Value buffer =
         e.filled(bufferType.getShape(), e.zero(bufferType.getElementType()));
@@ -59,10 +67,13 @@ struct LowerDispatch : OpConversionPattern<DispatchOp> {
                       ImplicitLocOpBuilder ib(loc, nested);
                       Emitter s(loc, ib);
                       Value slot = s.extractIndex(adaptor.getSlots(), {t, j});
+                      assertInRange(ib, slot, 0, bufferRows, rowCheck);
                       SmallVector<OpFoldResult> offsets, sizes, strides;
                       if (!packed) {
-                        offsets.push_back(
-                            s.extractIndex(adaptor.getExperts(), {t, j}));
+                        Value ex = s.extractIndex(adaptor.getExperts(), {t, j});
+                        assertInRange(ib, ex, 0, bufferType.getDimSize(0),
+                                      expertCheck);
+                        offsets.push_back(ex);
                         sizes.push_back(ib.getIndexAttr(1));
                         strides.push_back(ib.getIndexAttr(1));
                       }
@@ -291,7 +302,7 @@ struct LowerCombine : OpConversionPattern<CombineOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerExpertPatterns(
-    RewritePatternSet &patterns) {
-  patterns.add<LowerDispatch, LowerExpertFFN, LowerCombine>(
-      patterns.getContext());
+    RewritePatternSet &patterns, bool checks) {
+  patterns.add<LowerDispatch>(patterns.getContext(), checks);
+  patterns.add<LowerExpertFFN, LowerCombine>(patterns.getContext());
 }

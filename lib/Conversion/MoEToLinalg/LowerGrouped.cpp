@@ -40,8 +40,8 @@ namespace {
 
 using utils::IteratorType;
 
-struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
-  using OpConversionPattern::OpConversionPattern;
+struct LowerSortByExpert : CheckedPattern<SortByExpertOp> {
+  using CheckedPattern::CheckedPattern;
 
   LogicalResult
   matchAndRewrite(SortByExpertOp op, OpAdaptor adaptor,
@@ -50,6 +50,11 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
     int64_t experts = op.getCounts().getType().getDimSize(0);
     auto shape = op.getExperts().getType().getShape();
     int64_t rows = op.getRowToken().getType().getDimSize(0);
+    std::string expertCheck = checkMessage(
+        checks, op, "read an expert id outside [0, " + Twine(experts) + ")");
+    std::string rowCheck = checkMessage(
+        checks, op,
+        "placed an assignment outside rows [0, " + Twine(rows) + ")");
     // The packed layout's starts, and the aligned ones of the result (the
     // same without block padding).
     Value packed = exclusiveScan(e, adaptor.getCounts(), experts, 1);
@@ -74,6 +79,7 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
                       ImplicitLocOpBuilder nb(loc, nested);
                       Emitter s(loc, nb);
                       Value ex = s.extractIndex(adaptor.getExperts(), {t, j});
+                      assertInRange(nb, ex, 0, experts, expertCheck);
                       // row = offsets[e] + (slot - packed start of e)
                       Value slot = arith::ExtSIOp::create(
                           nb, nb.getI64Type(),
@@ -84,6 +90,7 @@ struct LowerSortByExpert : OpConversionPattern<SortByExpertOp> {
                                                 s.extract(packed, {ex})));
                       Value at = arith::IndexCastOp::create(
                           nb, nb.getIndexType(), row);
+                      assertInRange(nb, at, 0, rows, rowCheck);
                       Value token = arith::IndexCastOp::create(
                           nb, nb.getI32Type(), t);
                       Value gate = s.extract(adaptor.getGates(), {t, j});
@@ -270,8 +277,8 @@ struct LowerGroupedMatmul : OpConversionPattern<GroupedMatmulOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerGroupedPatterns(
-    RewritePatternSet &patterns, bool cpuKernels) {
-  patterns.add<LowerSortByExpert>(patterns.getContext());
+    RewritePatternSet &patterns, bool cpuKernels, bool checks) {
+  patterns.add<LowerSortByExpert>(patterns.getContext(), checks);
   if (!cpuKernels)
     patterns.add<LowerGroupedMatmul>(patterns.getContext());
 }

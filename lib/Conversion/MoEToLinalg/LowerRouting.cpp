@@ -144,10 +144,11 @@ static Value rankKey(ImplicitLocOpBuilder &b, Value p) {
 /// ascending, NaN as -inf: choice j is the first expert in that order after
 /// choice j-1) written into row t of `experts` [T, k] i32 and `gates`
 /// [T, k] f32; the gates divided by their sum when `normalize`. Returns the
-/// two tensors.
+/// two tensors. A non-empty `check` asserts every choice is in [0, E).
 static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
                                      Value t, int64_t k, bool normalize,
-                                     Value experts, Value gates) {
+                                     Value experts, Value gates,
+                                     const std::string &check) {
   Emitter s(b.getLoc(), b);
   int64_t numExperts = cast<RankedTensorType>(probs.getType()).getDimSize(1);
   Value inf = s.f32(std::numeric_limits<float>::infinity());
@@ -187,6 +188,7 @@ static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
                   arith::SelectOp::create(b, take, ex, m[1]),
                   arith::SelectOp::create(b, take, p, m[2])};
             });
+        assertInRange(b, best[1], 0, numExperts, check);
         Value id = arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
         return SmallVector<Value>{
             s.insert(id, c[0], {t, j}), s.insert(best[2], c[1], {t, j}),
@@ -205,8 +207,8 @@ static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
   return {chosen[0], chosenGates};
 }
 
-struct LowerTopK : OpConversionPattern<TopKOp> {
-  using OpConversionPattern::OpConversionPattern;
+struct LowerTopK : CheckedPattern<TopKOp> {
+  using CheckedPattern::CheckedPattern;
 
   LogicalResult
   matchAndRewrite(TopKOp op, OpAdaptor adaptor,
@@ -214,11 +216,15 @@ struct LowerTopK : OpConversionPattern<TopKOp> {
     Emitter e(op.getLoc(), rewriter);
     int64_t tokens = op.getProbs().getType().getDimSize(0);
     int64_t k = op.getK();
+    std::string check = checkMessage(
+        checks, op,
+        "chose an expert outside [0, " +
+            Twine(op.getProbs().getType().getDimSize(1)) + ")");
     SmallVector<Value> out = e.loop(
         tokens, {e.filled({tokens, k}, e.i32(0)), e.filled({tokens, k}, e.f32(0))},
         [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
           return chooseTopK(b, adaptor.getProbs(), t, k, op.getNormalize(),
-                            acc[0], acc[1]);
+                            acc[0], acc[1], check);
         });
     rewriter.replaceOp(op, out);
     return success();
@@ -270,8 +276,8 @@ static Value priorityOrder(Emitter &e, Value experts, Value probs,
       })[0];
 }
 
-struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
-  using OpConversionPattern::OpConversionPattern;
+struct LowerAssignSlots : CheckedPattern<AssignSlotsOp> {
+  using CheckedPattern::CheckedPattern;
 
   LogicalResult
   matchAndRewrite(AssignSlotsOp op, OpAdaptor adaptor,
@@ -290,6 +296,14 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
       order = priorityOrder(e, experts, adaptor.getProbs(), tokens, groupSize);
 
     bool packed = op.isPackedLayout();
+    std::string expertCheck = checkMessage(
+        checks, op,
+        "read an expert id outside [0, " + Twine(numExperts) + ")");
+    int64_t bufferRows =
+        packed ? tokens * k : groups * capacity.value_or(0);
+    std::string rowCheck = checkMessage(
+        checks, op,
+        "gave an assignment a row outside [0, " + Twine(bufferRows) + ")");
     Value slots = e.filled({tokens, k}, e.i32(-1));
     Value keep = e.filled({tokens, k}, e.boolean(false));
     Value totals = e.filled({numExperts}, e.i64(0));
@@ -315,6 +329,7 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                       Value pos = arith::AddIOp::create(b, base, i);
                       Value t = order ? s.extract(order, {pos}) : pos;
                       Value ex = s.extractIndex(experts, {t, j});
+                      assertInRange(b, ex, 0, numExperts, expertCheck);
                       Value taken = s.extract(acc[2], {ex});
                       Value kept = s.boolean(true);
                       Value row = taken;
@@ -335,6 +350,11 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                       }
                       Value slot =
                           arith::SelectOp::create(b, kept, row, s.i64(-1));
+                      if (!packed)
+                        assertInRange(
+                            b,
+                            arith::SelectOp::create(b, kept, row, s.i64(0)),
+                            0, bufferRows, rowCheck);
                       Value one =
                           arith::ExtUIOp::create(b, b.getI64Type(), kept);
                       Value newCounts = s.insert(
@@ -384,6 +404,11 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
                   Value row = arith::SelectOp::create(
                       b, s.extract(keep, {t, j}),
                       arith::AddIOp::create(b, old, off), old);
+                  assertInRange(
+                      b,
+                      arith::SelectOp::create(b, s.extract(keep, {t, j}), row,
+                                              s.i32(0)),
+                      0, bufferRows, rowCheck);
                   return SmallVector<Value>{s.insert(row, acc[0], {t, j})};
                 });
           })[0];
@@ -393,8 +418,8 @@ struct LowerAssignSlots : OpConversionPattern<AssignSlotsOp> {
   }
 };
 
-struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
-  using OpConversionPattern::OpConversionPattern;
+struct LowerRouteRows : CheckedPattern<RouteRowsOp> {
+  using CheckedPattern::CheckedPattern;
 
   LogicalResult
   matchAndRewrite(RouteRowsOp op, OpAdaptor adaptor,
@@ -409,6 +434,11 @@ struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
     std::optional<int64_t> capacity = op.getCapacity();
     bool byProbability = op.getPriority() == Priority::BatchPrioritized;
     bool normalize = op.getNormalize();
+    std::string expertCheck = checkMessage(
+        checks, op, "chose an expert outside [0, " + Twine(numExperts) + ")");
+    std::string rowCheck = checkMessage(
+        checks, op,
+        "placed an assignment outside rows [0, " + Twine(rows) + ")");
 
     Value experts = e.filled({tokens, k}, e.i32(0));
     Value gates = e.filled({tokens, k}, e.f32(0));
@@ -419,7 +449,8 @@ struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
       SmallVector<Value> chosen = e.loop(
           tokens, {experts, gates},
           [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-            return chooseTopK(b, probs, t, k, normalize, acc[0], acc[1]);
+            return chooseTopK(b, probs, t, k, normalize, acc[0], acc[1],
+                              expertCheck);
           });
       experts = chosen[0];
       gates = chosen[1];
@@ -450,7 +481,7 @@ struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
                 SmallVector<Value> chosen{acc[0], acc[1]};
                 if (!order)
                   chosen = chooseTopK(b, probs, t, k, normalize, acc[0],
-                                      acc[1]);
+                                      acc[1], expertCheck);
                 SmallVector<Value> ranked = s.loop(
                     k, {acc[2], acc[3]},
                     [&](ImplicitLocOpBuilder &b, Value j, ValueRange acc) {
@@ -550,6 +581,7 @@ struct LowerRouteRows : OpConversionPattern<RouteRowsOp> {
                           s.extract(within, {t, j}));
                       Value at = arith::IndexCastOp::create(
                           nb, nb.getIndexType(), row);
+                      assertInRange(nb, at, 0, rows, rowCheck);
                       Value token =
                           arith::IndexCastOp::create(nb, nb.getI32Type(), t);
                       scf::YieldOp::create(
@@ -695,8 +727,10 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerRoutingPatterns(
-    RewritePatternSet &patterns, bool cpuKernels) {
+    RewritePatternSet &patterns, bool cpuKernels, bool checks) {
   patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
-  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows, LowerRouterZLoss,
-               LowerCountDropped, LowerLoadBalanceLoss>(patterns.getContext());
+  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows>(
+      patterns.getContext(), checks);
+  patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss>(
+      patterns.getContext());
 }

@@ -30,10 +30,12 @@ struct ConvertMoEToLinalgPass
     MLIRContext *context = &getContext();
     RewritePatternSet patterns(context);
     populateDecomposeLayerPatterns(patterns);
-    lowering::populateLowerRoutingPatterns(patterns, cpuKernels);
-    lowering::populateLowerExpertPatterns(patterns);
+    lowering::populateLowerRoutingPatterns(patterns, cpuKernels,
+                                           runtimeChecks);
+    lowering::populateLowerExpertPatterns(patterns, runtimeChecks);
     lowering::populateLowerCollectivePatterns(patterns);
-    lowering::populateLowerGroupedPatterns(patterns, cpuKernels);
+    lowering::populateLowerGroupedPatterns(patterns, cpuKernels,
+                                           runtimeChecks);
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();
@@ -46,3 +48,43 @@ struct ConvertMoEToLinalgPass
 };
 
 } // namespace
+
+std::string mlir::moe::lowering::checkMessage(bool enabled, Operation *op,
+                                              const Twine &what) {
+  if (!enabled)
+    return "";
+  // The innermost file location, as file:line:col.
+  std::string where;
+  op->getLoc()->walk([&](Location loc) {
+    if (auto file = dyn_cast<FileLineColLoc>(loc)) {
+      where = (file.getFilename().getValue() + ":" +
+               Twine(file.getLine()) + ":" + Twine(file.getColumn()))
+                  .str();
+      return WalkResult::interrupt();
+    }
+    return WalkResult::advance();
+  });
+  if (where.empty()) {
+    llvm::raw_string_ostream os(where);
+    op->getLoc().print(os);
+  }
+  return (op->getName().getStringRef() + " at " + where + ": " + what).str();
+}
+
+void mlir::moe::lowering::assertInRange(ImplicitLocOpBuilder &b, Value value,
+                                        int64_t lo, int64_t hi,
+                                        const std::string &message) {
+  if (message.empty())
+    return;
+  Type type = value.getType();
+  auto constant = [&](int64_t v) -> Value {
+    if (type.isIndex())
+      return arith::ConstantIndexOp::create(b, v);
+    return arith::ConstantIntOp::create(b, type, v);
+  };
+  Value atLeast = arith::CmpIOp::create(b, arith::CmpIPredicate::sge, value,
+                                        constant(lo));
+  Value below = arith::CmpIOp::create(b, arith::CmpIPredicate::slt, value,
+                                      constant(hi));
+  cf::AssertOp::create(b, arith::AndIOp::create(b, atLeast, below), message);
+}

@@ -31,8 +31,11 @@ void setActiveCollectives(Collectives *collectives,
 /// it such an engine makes every exchange fail.
 void setDeviceStaging(void *(*allocate)(size_t), void (*release)(void *));
 
-/// The entry points by symbol name (`_mlir_ciface_moe_rt_...`) and address,
-/// for a JIT to resolve.
+/// The entry points by symbol name (`_mlir_ciface_moe_rt_...`, and
+/// `moe_rt_check_failed(const char *message)`, which compiled runtime
+/// checks call: it prints `moe_rt: error: runtime check failed: <message>`
+/// on one line and ends the process with status 3) and address, for a JIT
+/// to resolve.
 std::vector<std::pair<std::string, void *>> collectiveEntryPoints();
 
 } // namespace moe::runtime
