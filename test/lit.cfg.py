@@ -54,3 +54,9 @@ else:
 if "ptxas" not in config.available_features:
     lit_config.note("GPU code emission tests skipped (UNSUPPORTED): no "
                     "/usr/local/cuda/bin/ptxas")
+
+# A sanitized build (-DMOE_SANITIZE=...): tests that check how a binary is
+# linked do not hold (the sanitizer runtimes bring libstdc++ and their own
+# libraries).
+if getattr(config, "moe_sanitize", ""):
+    config.available_features.add("sanitized")

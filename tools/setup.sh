@@ -11,6 +11,7 @@ packages=(
   nlohmann-json3-dev libgtest-dev
   libopenmpi-dev openmpi-bin
   python3-numpy libomp-22-dev
+  clang-22 libclang-rt-22-dev
 )
 
 missing=()

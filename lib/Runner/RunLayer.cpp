@@ -705,26 +705,29 @@ int run(const ::moe::RunOptions &options) {
 
 } // namespace
 
-/// A failing rank other than 0 leaves a moment later than rank 0: mpirun
-/// ends the whole job when the first rank exits with an error, which could
-/// otherwise kill rank 0 before it has printed the line.
-static int failed() {
-  if (reportingRank != 0)
-    std::this_thread::sleep_for(std::chrono::seconds(1));
+/// Reports a failure and returns the exit status. In a sharded run every
+/// rank usually meets the same error, and rank 0 prints it at once. Another
+/// rank waits a second first: when rank 0 failed too, mpirun ends the job
+/// within that second and the line is printed once; when this rank failed
+/// alone (a file only it cannot read), it prints its own line, prefixed
+/// with its rank, and its exit ends the job.
+static int reportFailure(const std::string &line) {
+  if (reportingRank == 0) {
+    llvm::errs() << line << "\n";
+    return 1;
+  }
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  llvm::errs() << "moe-run: rank " << reportingRank << ": " << line << "\n";
+  llvm::errs().flush();
   return 1;
 }
 
 int ::moe::runLayer(const RunOptions &options) {
-  // In a sharded run every rank meets the same errors; rank 0 reports them.
   try {
     return run(options);
   } catch (const rt::Error &error) {
-    if (reportingRank == 0)
-      llvm::errs() << error.what() << "\n";
-    return failed();
+    return reportFailure(error.what());
   } catch (const std::exception &error) {
-    if (reportingRank == 0)
-      llvm::errs() << "moe-run: error: " << error.what() << "\n";
-    return failed();
+    return reportFailure(std::string("moe-run: error: ") + error.what());
   }
 }

@@ -13,6 +13,8 @@
 #define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
+#include <exception>
+
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -81,6 +83,11 @@ public:
     ++liveEngines;
   }
   ~MPIEngine() override {
+    // A rank leaving on an error does not wait for the others in
+    // MPI_Finalize (they may be waiting for it in an exchange): it reports
+    // and exits, and the launcher ends the job.
+    if (std::uncaught_exceptions() > 0)
+      return;
     if (comm != MPI_COMM_WORLD)
       MPI_Comm_free(&comm);
     if (--liveEngines == 0) {

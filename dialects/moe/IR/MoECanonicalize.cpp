@@ -94,13 +94,6 @@ OpFoldResult AllReduceOp::fold(FoldAdaptor) {
   return {};
 }
 
-OpFoldResult LoadBalanceLossOp::fold(FoldAdaptor) {
-  // One expert: f = 1 and P = 1 in every group.
-  if (getProbs().getType().getDimSize(1) != 1)
-    return {};
-  return DenseElementsAttr::get(getType(), 1.0f);
-}
-
 OpFoldResult CountDroppedOp::fold(FoldAdaptor) {
   auto assign = getKeep().getDefiningOp<AssignSlotsOp>();
   if (!assign || !assign.isDropless())

@@ -475,7 +475,9 @@ def MoE_LoadBalanceLossOp : MoE_Op<"load_balance_loss",
     Mean over groups of E · Σ_e f_e · P_e, where f_e is the fraction of the
     group's tokens whose first choice (`experts[t, 0]`, before dropping) is e
     and P_e the mean of probs[·, e] over the group. It is 1.0 for a perfectly
-    balanced router, and folds to 1.0 when there is a single expert.
+    balanced router. It does not fold for a single expert: a token whose
+    router logit is NaN or infinite has NaN probabilities (spec §3.7), and
+    then so is the loss.
 
     ```mlir
     %lb = moe.load_balance_loss %probs, %experts group_size = 8
@@ -490,7 +492,6 @@ def MoE_LoadBalanceLossOp : MoE_Op<"load_balance_loss",
     type($probs) `,` type($experts)
   }];
   let hasVerifier = 1;
-  let hasFolder = 1;
 }
 
 def MoE_RouterZLossOp : MoE_Op<"router_z_loss", [Pure, InferTypeOpAdaptor]> {

@@ -1,0 +1,4 @@
+func.func @negative_num_experts(%e: tensor<16x2xi32>) {
+  %s, %k, %c = moe.assign_slots %e num_experts = -3 group_size = 8 priority = position : tensor<16x2xi32>
+  return
+}

@@ -1,0 +1,4 @@
+func.func @group_size_negative(%e: tensor<16x2xi32>) {
+  %s, %k, %c = moe.assign_slots %e num_experts = 4 group_size = -8 priority = position : tensor<16x2xi32>
+  return
+}

@@ -1,0 +1,4 @@
+func.func @probs_experts(%e: tensor<16x2xi32>, %p: tensor<16x8xf32>) {
+  %s, %k, %c = moe.assign_slots %e num_experts = 4 group_size = 8 capacity = 4 priority = batch_prioritized(%p) : tensor<16x2xi32>, tensor<16x8xf32>
+  return
+}

@@ -1,0 +1,4 @@
+func.func @dispatch_rows_per_token(%x: tensor<16x32xf32>, %e: tensor<8x2xi32>, %s: tensor<8x2xi32>, %k: tensor<8x2xi1>) {
+  %b = moe.dispatch %x, %e, %s, %k : tensor<16x32xf32>, tensor<8x2xi32>, tensor<8x2xi32>, tensor<8x2xi1> -> tensor<4x8x32xf32>
+  return
+}

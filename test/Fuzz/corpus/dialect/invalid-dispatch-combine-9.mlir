@@ -1,0 +1,4 @@
+func.func @dispatch_keep_i8(%x: tensor<16x32xf32>, %e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi8>) {
+  %b = moe.dispatch %x, %e, %s, %k : tensor<16x32xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi8> -> tensor<4x8x32xf32>
+  return
+}

@@ -1,0 +1,4 @@
+func.func @segment_sizes_missing(%b: tensor<4x8x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
+  %o = "moe.expert_ffn"(%b, %wi, %wo) <{activation = #moe<activation relu>}> : (tensor<4x8x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> tensor<4x8x32xf32>
+  return
+}

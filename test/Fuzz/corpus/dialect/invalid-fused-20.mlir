@@ -1,0 +1,5 @@
+func.func @gmm_dynamic(%x: tensor<?x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor<4xi64>) {
+  %h = moe.grouped_matmul %x weight(%w) counts(%c)
+      : tensor<?x32xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
+  return
+}

@@ -1,0 +1,4 @@
+func.func @route_rows_capacity(%p: tensor<16x4xf32>) {
+  %e, %g, %k, %c, %o, %t, %w = moe.route_rows %p k = 1 group_size = 16 capacity = 0 priority = position : tensor<16x4xf32>
+  return
+}

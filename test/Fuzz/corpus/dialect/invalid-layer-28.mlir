@@ -1,0 +1,4 @@
+func.func @group_size_zero(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
+  %y:5 = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu group_size 0 priority position : tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>
+  return
+}

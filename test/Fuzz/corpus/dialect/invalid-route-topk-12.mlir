@@ -1,0 +1,4 @@
+func.func @route_inferred_lse(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>) {
+  %0:3 = "moe.route"(%x, %r) : (tensor<16x32xbf16>, tensor<4x32xf32>) -> (tensor<16x4xf32>, tensor<16x4xf32>, tensor<4xf32>)
+  return
+}

@@ -1,0 +1,4 @@
+func.func @lb_dynamic_experts(%p: tensor<16x4xf32>, %e: tensor<16x?xi32>) {
+  %lb = moe.load_balance_loss %p, %e group_size = 8 : tensor<16x4xf32>, tensor<16x?xi32>
+  return
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Builds the project with clang-22 under AddressSanitizer and
+# UndefinedBehaviorSanitizer, with the libFuzzer targets, in ./build-san (or
+# $MOE_SAN_BUILD_DIR): -DMOE_SANITIZE=address,undefined -DMOE_FUZZ=ON.
+# tools/sanitize.sh runs the tests in it, tools/fuzz.sh the fuzzers.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${MOE_SAN_BUILD_DIR:-$root/build-san}"
+"$root/tools/setup.sh"
+cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
+  -DMOE_SANITIZE=address,undefined -DMOE_FUZZ=ON >/dev/null
+echo "build-sanitized: ninja -C $build"
+ninja -C "$build"
