@@ -7,7 +7,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${MOE_SAN_BUILD_DIR:-$root/build-san}"
 "$root/tools/setup.sh"
+# -O1: what the sanitizers are meant for, and a much shorter build.
 cmake -G Ninja -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_C_FLAGS_RELEASE="-O1 -DNDEBUG" -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" \
   -DCMAKE_C_COMPILER=clang-22 -DCMAKE_CXX_COMPILER=clang++-22 \
   -DMOE_SANITIZE=address,undefined -DMOE_FUZZ=ON >/dev/null
 echo "build-sanitized: ninja -C $build"

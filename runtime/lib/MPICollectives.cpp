@@ -83,6 +83,7 @@ public:
     ++liveEngines;
   }
   ~MPIEngine() override {
+    bool last = --liveEngines == 0;
     // A rank leaving on an error does not wait for the others in
     // MPI_Finalize (they may be waiting for it in an exchange): it reports
     // and exits, and the launcher ends the job.
@@ -90,7 +91,7 @@ public:
       return;
     if (comm != MPI_COMM_WORLD)
       MPI_Comm_free(&comm);
-    if (--liveEngines == 0) {
+    if (last) {
       int finalized = 0;
       MPI_Finalized(&finalized);
       if (!finalized)
