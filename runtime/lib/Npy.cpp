@@ -156,17 +156,27 @@ NpyHeader parseHeader(InputFile &in, const std::string &path) {
 /// the data.
 HostTensor readData(InputFile &in, const NpyHeader &header,
                     const std::string &path) {
-  HostTensor tensor = HostTensor::zeros(header.dtype, header.shape);
+  // The size the header promises is checked against the file before
+  // anything is allocated: a 100-byte file may claim terabytes.
   std::size_t available = in.size() - header.dataOffset;
-  if (available < tensor.byteSize())
-    throw Error(path, "truncated file: shape " +
-                          formatTupleShape(header.shape) + " of " +
+  std::size_t needed = elementSize(header.dtype);
+  bool overflow = false;
+  for (int64_t dim : header.shape)
+    overflow |= __builtin_mul_overflow(needed, static_cast<std::size_t>(dim),
+                                       &needed);
+  std::string shape = formatTupleShape(header.shape);
+  if (overflow)
+    throw Error(path, "shape " + shape + " of " + quoteName(header.descr) +
+                          " is larger than any file");
+  if (available < needed)
+    throw Error(path, "truncated file: shape " + shape + " of " +
                           quoteName(header.descr) + " needs " +
-                          std::to_string(tensor.byteSize()) +
-                          " data bytes, found " + std::to_string(available));
-  if (available > tensor.byteSize())
-    throw Error(path, std::to_string(available - tensor.byteSize()) +
+                          std::to_string(needed) + " data bytes, found " +
+                          std::to_string(available));
+  if (available > needed)
+    throw Error(path, std::to_string(available - needed) +
                           " unexpected bytes after the array data");
+  HostTensor tensor = HostTensor::zeros(header.dtype, header.shape);
   in.read(tensor.data(), tensor.byteSize(), "array data");
   return tensor;
 }

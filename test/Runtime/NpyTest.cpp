@@ -193,7 +193,20 @@ TEST(Npy, RejectsMalformedFiles) {
        "non-negative integers"},
       {"deep", npyFile(std::string(100, '(') + std::string(100, ')'), ""),
        "nested too deeply"},
-      {"trailing", good + "xyz", "3 unexpected bytes after the array data"}};
+      {"trailing", good + "xyz", "3 unexpected bytes after the array data"},
+      // Found by the npy fuzzer: a 141-byte file claiming 5.5 GB was
+      // allocated before the size check.
+      {"huge",
+       npyFile("{'descr': '|b1', 'fortran_order': False, "
+               "'shape': (2777777777, 2), }",
+               ""),
+       "truncated file: shape (2777777777, 2) of '|b1' needs 5555555554 data "
+       "bytes, found 0"},
+      {"overflow",
+       npyFile("{'descr': '<f4', 'fortran_order': False, "
+               "'shape': (4611686018427387904, 8), }",
+               ""),
+       "is larger than any file"}};
   for (const Case &c : cases) {
     std::string path = dir.file(std::string(c.name) + ".npy");
     writeBytes(path, c.bytes);
