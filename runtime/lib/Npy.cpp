@@ -159,15 +159,12 @@ HostTensor readData(InputFile &in, const NpyHeader &header,
   // The size the header promises is checked against the file before
   // anything is allocated: a 100-byte file may claim terabytes.
   std::size_t available = in.size() - header.dataOffset;
-  std::size_t needed = elementSize(header.dtype);
-  bool overflow = false;
-  for (int64_t dim : header.shape)
-    overflow |= __builtin_mul_overflow(needed, static_cast<std::size_t>(dim),
-                                       &needed);
+  std::optional<std::size_t> size = byteSizeOf(elementSize(header.dtype), header.shape);
   std::string shape = formatTupleShape(header.shape);
-  if (overflow)
+  if (!size)
     throw Error(path, "shape " + shape + " of " + quoteName(header.descr) +
                           " is larger than any file");
+  std::size_t needed = *size;
   if (available < needed)
     throw Error(path, "truncated file: shape " + shape + " of " +
                           quoteName(header.descr) + " needs " +

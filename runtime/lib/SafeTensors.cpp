@@ -120,10 +120,10 @@ TensorInfo readEntry(const std::string &path, const std::string &name,
 
   if (const DTypeEntry *known = findDType(info.dtypeName)) {
     info.dtype = known->dtype;
-    uint64_t bytes = known->size;
-    for (int64_t extent : info.shape)
-      if (__builtin_mul_overflow(bytes, static_cast<uint64_t>(extent), &bytes))
-        throw fail("shape " + formatShape(info.shape) + " is too big");
+    std::optional<std::size_t> size = byteSizeOf(known->size, info.shape);
+    if (!size)
+      throw fail("shape " + formatShape(info.shape) + " is too big");
+    std::size_t bytes = *size;
     if (bytes != info.end - info.begin)
       throw fail("shape " + formatShape(info.shape) + " of " + info.dtypeName +
                  " needs " + std::to_string(bytes) +

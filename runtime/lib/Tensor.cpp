@@ -11,7 +11,6 @@
 
 #include <cstdlib>
 #include <cstring>
-#include <limits>
 
 using namespace moe::runtime;
 
@@ -139,20 +138,27 @@ void HostTensor::AlignedFree::operator()(std::byte *pointer) const {
   std::free(pointer);
 }
 
+std::optional<std::size_t>
+moe::runtime::byteSizeOf(std::size_t elementBytes,
+                         const std::vector<int64_t> &shape) {
+  int64_t bytes = static_cast<int64_t>(elementBytes);
+  for (int64_t extent : shape)
+    if (extent < 0 || __builtin_mul_overflow(bytes, extent, &bytes))
+      return std::nullopt;
+  return static_cast<std::size_t>(bytes);
+}
+
 HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
-  int64_t count = 1;
-  for (int64_t extent : shape) {
+  for (int64_t extent : shape)
     if (extent < 0)
       throw Error(kTensorSource,
                   "negative dimension in shape " + formatShape(shape));
-    if (__builtin_mul_overflow(count, extent, &count))
-      throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
-  }
-  std::size_t bytes = 0;
-  if (__builtin_mul_overflow(static_cast<std::size_t>(count),
-                             elementSize(dtype), &bytes) ||
-      bytes > std::numeric_limits<std::size_t>::max() - kAlignment)
+  // At most INT64_MAX bytes: the alignment round-up below cannot overflow.
+  std::optional<std::size_t> size = byteSizeOf(elementSize(dtype), shape);
+  if (!size)
     throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
+  std::size_t bytes = *size;
+  int64_t count = static_cast<int64_t>(bytes / elementSize(dtype));
 
   // aligned_alloc wants a multiple of the alignment; keep at least one block
   // so that even an empty tensor has a non-null data pointer.
@@ -297,28 +303,20 @@ HostTensor HostTensor::castTo(DType target) const {
 
 namespace {
 
-/// "NaN", "+inf" or "-inf" for the IEEE bits `bits` of a format whose sign
-/// is `sign`, exponent field `exponent` and mantissa `mantissa`; empty for a
-/// finite value.
-template <typename Bits>
-std::string_view classify(Bits bits, Bits sign, Bits exponent, Bits mantissa) {
-  if ((bits & exponent) != exponent)
-    return {};
-  if (bits & mantissa)
-    return "NaN";
-  return (bits & sign) ? "-inf" : "+inf";
-}
-
+/// The index of the first element of `data` whose exponent field is all
+/// ones (NaN or ±infinity in an IEEE format with these sign, exponent and
+/// mantissa masks), and in `kind` which of "NaN", "+inf", "-inf" it is.
 template <typename Bits>
 std::optional<int64_t> scanBits(const void *data, int64_t count, Bits sign,
                                 Bits exponent, Bits mantissa,
                                 std::string_view &kind) {
   const Bits *values = static_cast<const Bits *>(data);
   for (int64_t i = 0; i < count; ++i) {
-    // Finite values, the common case, fail the first test.
     if ((values[i] & exponent) != exponent)
       continue;
-    kind = classify(values[i], sign, exponent, mantissa);
+    kind = (values[i] & mantissa) ? "NaN"
+           : (values[i] & sign)   ? "-inf"
+                                  : "+inf";
     return i;
   }
   return std::nullopt;

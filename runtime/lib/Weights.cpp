@@ -286,13 +286,6 @@ LayerWeights moe::runtime::loadLayerWeights(const SafeTensorsFile &file,
 
 namespace {
 
-std::string indexText(const std::vector<int64_t> &index) {
-  std::string text = "[";
-  for (std::size_t i = 0; i < index.size(); ++i)
-    text += (i ? ", " : "") + std::to_string(index[i]);
-  return text + "]";
-}
-
 std::string contractNote(const std::string &optOut) {
   return "; the layer contract takes finite values only (spec section 3.7); " +
          optOut + " runs it anyway";
@@ -311,7 +304,7 @@ void moe::runtime::requireFiniteTokens(const HostTensor &x,
                                 " holds " + std::string(bad->kind) +
                                 " (column " + std::to_string(bad->index[1]) +
                                 ")"
-                          : "element " + indexText(bad->index) + " is " +
+                          : "element " + formatShape(bad->index) + " is " +
                                 std::string(bad->kind);
   throw Error(source, where + contractNote(optOut));
 }
@@ -329,6 +322,6 @@ void moe::runtime::requireFiniteWeights(const LayerWeights &weights,
     if (std::optional<HostTensor::NonFinite> bad = tensor->firstNonFinite())
       throw Error(source, "weight " + std::string(name) + " holds " +
                               std::string(bad->kind) + " at " +
-                              indexText(bad->index) + contractNote(optOut));
+                              formatShape(bad->index) + contractNote(optOut));
   }
 }

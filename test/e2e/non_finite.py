@@ -95,12 +95,10 @@ def compare(y, stats, ref):
     return None
 
 
-def run(args, layer, fault):
-    name = f"{layer}/{fault[0]}"
-    spec = LAYERS[layer]
-    values = inputs_for(spec, seed=len(layer) * 7 + len(fault[0]))
-    fault[2](values)
-    case_dir = os.path.join(args.workdir, layer, fault[0])
+def write_case(moe_run, case_dir, spec, values):
+    """Writes spec.json, w.safetensors (every tensor of `values` but x) and x.npy into
+    `case_dir`. Returns their paths with those of y.npy and stats.json, and the moe-run command
+    that reads the inputs and writes the outputs."""
     os.makedirs(case_dir, exist_ok=True)
     paths = {k: os.path.join(case_dir, k) for k in
              ("spec.json", "w.safetensors", "x.npy", "y.npy", "stats.json")}
@@ -109,10 +107,20 @@ def run(args, layer, fault):
     moe_io.write_safetensors(paths["w.safetensors"],
                              {k: v for k, v in values.items() if k != "x"})
     moe_io.save_npy(paths["x.npy"], values["x"])
-    command = [args.moe_run, "--spec", paths["spec.json"], "--weights",
-               paths["w.safetensors"], "--input", paths["x.npy"], "--output", paths["y.npy"],
-               "--stats", paths["stats.json"], "--backend", args.backend,
-               "--fusion", args.fusion]
+    command = [moe_run, "--spec", paths["spec.json"], "--weights", paths["w.safetensors"],
+               "--input", paths["x.npy"], "--output", paths["y.npy"],
+               "--stats", paths["stats.json"]]
+    return paths, command
+
+
+def run(args, layer, fault):
+    name = f"{layer}/{fault[0]}"
+    spec = LAYERS[layer]
+    values = inputs_for(spec, seed=len(layer) * 7 + len(fault[0]))
+    fault[2](values)
+    paths, command = write_case(args.moe_run, os.path.join(args.workdir, layer, fault[0]),
+                                spec, values)
+    command += ["--backend", args.backend, "--fusion", args.fusion]
     if args.runtime_checks:
         command.append("--runtime-checks")
     if args.shards > 1:

@@ -91,19 +91,10 @@ def trial(args, index):
     backend = "gpu-loops" if rng.integers(0, 4) == 0 else "cpu"
     fusion = "off" if rng.integers(0, 4) == 0 else "on"
     values = inputs(rng, spec, tokens, kind)
-    case_dir = os.path.join(args.workdir, f"trial-{index}")
-    os.makedirs(case_dir, exist_ok=True)
-    paths = {k: os.path.join(case_dir, k) for k in
-             ("spec.json", "w.safetensors", "x.npy", "y.npy", "stats.json")}
-    with open(paths["spec.json"], "w") as out:
-        json.dump(spec, out)
-    moe_io.write_safetensors(paths["w.safetensors"],
-                             {k: v for k, v in values.items() if k != "x"})
-    moe_io.save_npy(paths["x.npy"], values["x"])
-    command = [args.moe_run, "--spec", paths["spec.json"], "--weights", paths["w.safetensors"],
-               "--input", paths["x.npy"], "--output", paths["y.npy"], "--stats",
-               paths["stats.json"], "--allow-non-finite", "--runtime-checks",
-               "--backend", backend, "--fusion", fusion]
+    paths, command = non_finite.write_case(
+        args.moe_run, os.path.join(args.workdir, f"trial-{index}"), spec, values)
+    command += ["--allow-non-finite", "--runtime-checks", "--backend", backend,
+                "--fusion", fusion]
     label = f"trial {index} ({kind}, {backend}, fusion {fusion}, T={tokens}, {json.dumps(spec)})"
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)

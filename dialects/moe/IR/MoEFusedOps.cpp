@@ -53,9 +53,9 @@ LogicalResult RouteRowsOp::inferReturnTypes(MLIRContext *context,
                                             std::optional<Location> location,
                                             Adaptor adaptor,
                                             SmallVectorImpl<Type> &types) {
-  auto probs = dyn_cast<RankedTensorType>(adaptor.getProbs().getType());
+  auto probs = rankedOf(adaptor.getProbs().getType(), 2);
   IntegerAttr k = adaptor.getKAttr();
-  if (!probs || probs.getRank() != 2 || !k)
+  if (!probs || !k)
     return emitOptionalError(location,
                              "'moe.route_rows' needs rank-2 probabilities "
                              "and 'k'");

@@ -88,8 +88,7 @@ static void printOptionalActivation(OpAsmPrinter &printer, Operation *op,
 // Shared helpers
 //===----------------------------------------------------------------------===//
 
-/// The type as a ranked tensor of the given rank, or null.
-static RankedTensorType rankedOf(Type type, int64_t rank) {
+RankedTensorType mlir::moe::detail::rankedOf(Type type, int64_t rank) {
   auto ranked = dyn_cast_or_null<RankedTensorType>(type);
   if (!ranked || ranked.getRank() != rank)
     return nullptr;

@@ -7,6 +7,7 @@
 #ifndef MOE_IR_MOEVERIFY_H
 #define MOE_IR_MOEVERIFY_H
 
+#include "mlir/IR/BuiltinTypes.h"
 #include "mlir/IR/Operation.h"
 
 #include <string>
@@ -24,6 +25,9 @@ LogicalResult verifyStaticShapes(Operation *op);
 /// operand `name` and the meaning of its dimensions, `dims`.
 LogicalResult expectShape(Operation *op, StringRef name, Type type,
                           ArrayRef<int64_t> expected, StringRef dims);
+
+/// The type as a ranked tensor of the given rank, or null.
+RankedTensorType rankedOf(Type type, int64_t rank);
 
 /// `group_size` is positive and divides the `tokens`.
 LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,

@@ -34,6 +34,13 @@ bool isFloatingPoint(DType dtype);
 /// Formats a shape as `[4, 16, 32]` (`[]` for a scalar).
 std::string formatShape(const std::vector<int64_t> &shape);
 
+/// The bytes of a tensor of `shape` with elements of `elementBytes` bytes,
+/// or std::nullopt when a dimension is negative or the size does not fit an
+/// int64_t: what readers check a file's claims against before they allocate
+/// anything.
+std::optional<std::size_t> byteSizeOf(std::size_t elementBytes,
+                                      const std::vector<int64_t> &shape);
+
 /// The bits of a float.
 inline uint32_t floatBits(float value) {
   uint32_t bits;
