@@ -1,6 +1,10 @@
 #!/usr/bin/python3
 """Writes random weights (safetensors, our names) and tokens (.npy) for a
-layer spec, for the main example: example_inputs.py SPEC.json TOKENS DIR."""
+layer spec, for the examples: example_inputs.py SPEC.json TOKENS DIR.
+
+The spec section 8 weights are written when the spec asks for them: the
+choice bias `score_bias` [E] and the shared expert (`shared_w_in`,
+`shared_w_gate`, `shared_w_out`, `shared_gate`)."""
 
 import json
 import os
@@ -23,8 +27,21 @@ def main():
         "w_in": rng.standard_normal((e, d, ff), dtype=np.float32) / np.sqrt(d),
         "w_out": rng.standard_normal((e, ff, d), dtype=np.float32) / np.sqrt(ff),
     }
-    if spec.get("activation") in ("geglu", "swiglu"):
+    gated = spec.get("activation") in ("geglu", "swiglu")
+    if gated:
         tensors["w_gate"] = rng.standard_normal((e, d, ff), dtype=np.float32) / np.sqrt(d)
+    if spec.get("score_bias"):
+        tensors["score_bias"] = 0.1 * rng.standard_normal(e, dtype=np.float32)
+    shared = spec.get("shared_d_ff", 0)
+    if shared:
+        tensors["shared_w_in"] = rng.standard_normal((d, shared), dtype=np.float32) / np.sqrt(d)
+        if gated:
+            tensors["shared_w_gate"] = (rng.standard_normal((d, shared), dtype=np.float32) /
+                                        np.sqrt(d))
+        tensors["shared_w_out"] = (rng.standard_normal((shared, d), dtype=np.float32) /
+                                   np.sqrt(shared))
+    if spec.get("shared_gate"):
+        tensors["shared_gate"] = rng.standard_normal(d, dtype=np.float32) / np.sqrt(d)
     os.makedirs(out, exist_ok=True)
     moe_io.write_safetensors(os.path.join(out, "weights.safetensors"), tensors)
     np.save(os.path.join(out, "x.npy"), rng.standard_normal((tokens, d), dtype=np.float32))

@@ -63,12 +63,28 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
           e = spec.numExperts;
   bool gated = spec::isGated(spec.activation);
 
-  SmallVector<Type> inputs{RankedTensorType::get({t, d}, act),
-                           RankedTensorType::get({e, d}, routerElt),
-                           RankedTensorType::get({e, d, f}, weight)};
-  if (gated)
-    inputs.push_back(RankedTensorType::get({e, d, f}, weight));
-  inputs.push_back(RankedTensorType::get({e, f, d}, weight));
+  int64_t fs = spec.sharedDFF;
+  bool shared = fs > 0;
+  // Arguments in the operand order of moe.layer; `slot` records where each
+  // optional one is.
+  SmallVector<Type> inputs;
+  auto add = [&](Type type) {
+    inputs.push_back(type);
+    return int(inputs.size()) - 1;
+  };
+  int input = add(RankedTensorType::get({t, d}, act));
+  int router = add(RankedTensorType::get({e, d}, routerElt));
+  int scoreBias =
+      spec.scoreBias ? add(RankedTensorType::get({e}, b.getF32Type())) : -1;
+  int wIn = add(RankedTensorType::get({e, d, f}, weight));
+  int wGate = gated ? add(RankedTensorType::get({e, d, f}, weight)) : -1;
+  int wOut = add(RankedTensorType::get({e, f, d}, weight));
+  int sharedIn = shared ? add(RankedTensorType::get({d, fs}, weight)) : -1;
+  int sharedGateW =
+      shared && gated ? add(RankedTensorType::get({d, fs}, weight)) : -1;
+  int sharedOut = shared ? add(RankedTensorType::get({fs, d}, weight)) : -1;
+  int sharedGate =
+      spec.sharedGate ? add(RankedTensorType::get({d}, weight)) : -1;
   SmallVector<Type> outputs{RankedTensorType::get({t, d}, act),
                             RankedTensorType::get({e}, b.getI64Type()),
                             RankedTensorType::get({}, b.getI64Type()),
@@ -79,9 +95,9 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
                                    b.getFunctionType(inputs, outputs));
   Block *entry = func.addEntryBlock();
   b.setInsertionPointToStart(entry);
-  auto args = entry->getArguments();
-  Value wGate = gated ? args[3] : Value();
-  Value wOut = args.back();
+  auto arg = [&](int index) -> Value {
+    return index < 0 ? Value() : entry->getArgument(index);
+  };
 
   auto optionalInt = [&](std::optional<int64_t> v) -> IntegerAttr {
     return v ? b.getI64IntegerAttr(*v) : IntegerAttr();
@@ -90,16 +106,30 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
       spec.capacityFactor ? b.getF64FloatAttr(*spec.capacityFactor) : nullptr;
   // min_capacity only matters, and is only kept, with a capacity factor.
   int64_t minCapacity = spec.capacityFactor ? spec.minCapacity : 1;
+  bool experts = spec.expertsChoose();
   auto layer = LayerOp::create(
-      b, loc, args[0], args[1], args[2], wGate, wOut,
-      b.getI64IntegerAttr(spec.topK),
+      b, loc, arg(input), arg(router), arg(scoreBias), arg(wIn), arg(wGate),
+      arg(wOut), arg(sharedIn), arg(sharedGateW), arg(sharedOut),
+      arg(sharedGate), b.getI64IntegerAttr(experts ? 1 : spec.topK),
       ActivationAttr::get(context, toIR(spec.activation)),
-      spec.normalizeGates ? b.getUnitAttr() : nullptr, factor,
+      spec.normalizeGates && !experts ? b.getUnitAttr() : nullptr, factor,
       optionalInt(spec.expertCapacity), b.getI64IntegerAttr(minCapacity),
       optionalInt(spec.groupSize),
       PriorityAttr::get(context, spec.priority == spec::Priority::Position
                                      ? Priority::Position
-                                     : Priority::BatchPrioritized));
+                                     : Priority::BatchPrioritized),
+      experts ? RoutingAttr::get(context, Routing::ExpertsChoose)
+              : RoutingAttr(),
+      spec.scoreFunction == spec::ScoreFunction::Sigmoid
+          ? ScoreFunctionAttr::get(context, ScoreFunction::Sigmoid)
+          : ScoreFunctionAttr(),
+      spec.numGroups != 1 ? b.getI64IntegerAttr(spec.numGroups) : IntegerAttr(),
+      spec.topkGroups != spec.numGroups ? b.getI64IntegerAttr(spec.topkGroups)
+                                        : IntegerAttr(),
+      spec.groupScore == spec::GroupScore::Top2Sum
+          ? GroupScoreAttr::get(context, GroupScore::Top2Sum)
+          : GroupScoreAttr(),
+      spec.gateScale != 1.0 ? b.getF64FloatAttr(spec.gateScale) : FloatAttr());
   func::ReturnOp::create(b, loc, layer.getResults());
   return module;
 }

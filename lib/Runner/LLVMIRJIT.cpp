@@ -8,6 +8,7 @@
 
 #include "moe/Runner/HostJIT.h"
 
+#include "moe/Runtime/LayerCall.h"
 #include "llvm/ExecutionEngine/Orc/ExecutionUtils.h"
 #include "llvm/ExecutionEngine/Orc/LLJIT.h"
 #include "llvm/IR/LLVMContext.h"
@@ -39,9 +40,13 @@ llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
 LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
                        llvm::StringRef entry, size_t numArguments,
                        llvm::ArrayRef<HostExecutable::Symbol> symbols) {
-  if (numArguments < 9 || numArguments > 10)
-    return loadError(source, "a layer entry takes 9 or 10 buffers, not " +
-                               llvm::Twine(numArguments));
+  if (numArguments < ::moe::runtime::kMinLayerArguments ||
+      numArguments > ::moe::runtime::kMaxLayerArguments)
+    return loadError(source, "a layer entry takes " +
+                               llvm::Twine(::moe::runtime::kMinLayerArguments) +
+                               " to " +
+                               llvm::Twine(::moe::runtime::kMaxLayerArguments) +
+                               " buffers, not " + llvm::Twine(numArguments));
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
   auto context = std::make_unique<llvm::LLVMContext>();
@@ -93,11 +98,7 @@ LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
 }
 
 void LLVMIRExecutable::invoke(llvm::ArrayRef<void *> d) {
-  using P = void *;
-  if (impl->numArguments == 9)
-    reinterpret_cast<void (*)(P, P, P, P, P, P, P, P, P)>(impl->entry)(
-        d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]);
-  else
-    reinterpret_cast<void (*)(P, P, P, P, P, P, P, P, P, P)>(impl->entry)(
-        d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]);
+  // The count was checked against the entry when it was loaded.
+  ::moe::runtime::callLayerEntry(impl->entry,
+                               std::vector<void *>(d.begin(), d.end()));
 }

@@ -103,6 +103,9 @@ rt::DType storedExpertType(const rt::SafeTensorsFile &file,
   case rt::WeightLayout::Mixtral:
     name += "experts.0.w3.weight";
     break;
+  case rt::WeightLayout::Projections:
+    name += "experts.0.up_proj.weight";
+    break;
   }
   if (!file.has(name) || !file.info(name).dtype)
     return rt::DType::F32;
@@ -416,13 +419,16 @@ int run(const ::moe::RunOptions &options) {
     info.spec.dModel = artifact->dModel;
     info.spec.dFF = artifact->dFF;
     info.spec.numExperts = artifact->numExperts;
-    // Only gating matters for loading weights.
+    // Only gating and the §8 inputs matter for loading weights.
     info.spec.activation =
         artifact->gated ? spec::Activation::Swiglu : spec::Activation::Relu;
+    info.spec.scoreBias = artifact->scoreBias;
+    info.spec.sharedDFF = artifact->sharedDFF;
+    info.spec.sharedGate = artifact->sharedGate;
     info.capacity = artifact->capacity;
-    info.activationType = dtypeNamed(artifact->buffers[0].dtype);
-    info.routerType = dtypeNamed(artifact->buffers[1].dtype);
-    info.weightType = dtypeNamed(artifact->buffers[2].dtype);
+    info.activationType = dtypeNamed(artifact->buffer("input")->dtype);
+    info.routerType = dtypeNamed(artifact->buffer("router")->dtype);
+    info.weightType = dtypeNamed(artifact->buffer("w_in")->dtype);
   } else if (!options.specPath.empty()) {
     spec::SpecResult parsed = spec::parseLayerSpec(
         readTextFile(options.specPath, "the layer spec"), options.specPath);

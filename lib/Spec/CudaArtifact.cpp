@@ -118,7 +118,8 @@ CudaArtifact readArtifact(std::string_view text) {
                   describe(target.require("kernel_format")));
 
   Fields layer(requireObject(fields, "layer"));
-  layer.rejectUnknown({"d_model", "d_ff", "num_experts", "gated", "capacity"});
+  layer.rejectUnknown({"d_model", "d_ff", "num_experts", "gated", "capacity",
+                       "score_bias", "shared_d_ff", "shared_gate"});
   a.dModel = readDimension(layer.require("d_model"), "layer.d_model");
   a.dFF = readDimension(layer.require("d_ff"), "layer.d_ff");
   a.numExperts =
@@ -127,47 +128,79 @@ CudaArtifact readArtifact(std::string_view text) {
   a.capacity = readPositive(layer.require("capacity"), "layer.capacity",
                             std::numeric_limits<int64_t>::max(),
                             /*allowNull=*/true);
+  if (const JSON *bias = layer.find("score_bias"))
+    a.scoreBias = readBool(*bias, "layer.score_bias");
+  if (const JSON *shared = layer.find("shared_d_ff"))
+    a.sharedDFF = readDimension(*shared, "layer.shared_d_ff");
+  if (const JSON *gate = layer.find("shared_gate"))
+    a.sharedGate = readBool(*gate, "layer.shared_gate");
+  if (a.sharedGate && a.sharedDFF == 0)
+    failField("layer.shared_gate", "needs a shared expert (layer.shared_d_ff)");
 
+  // The buffers in call order, with the shape and element types each must
+  // have: (name, shape, dtypes).
+  const int64_t d = a.dModel, f = a.dFF, e = a.numExperts, fs = a.sharedDFF;
   const JSON &buffers = fields.require("buffers");
-  std::vector<std::string_view> names{"input", "router", "w_in"};
+  const JSON *first = buffers.is_array() && !buffers.empty() ? &buffers[0]
+                                                             : nullptr;
+  // T comes from the input buffer; a bad one is reported by its check.
+  int64_t tokens = 0;
+  if (first && first->is_object() && first->contains("shape") &&
+      (*first)["shape"].is_array() && !(*first)["shape"].empty())
+    if (std::optional<int64_t> t = toInt64((*first)["shape"][0]))
+      tokens = *t;
+  using Floats = std::initializer_list<std::string_view>;
+  const Floats floats{"f32", "bf16", "f16"};
+  struct Expected {
+    std::string_view name;
+    std::vector<int64_t> shape;
+    bool result;
+  };
+  std::vector<Expected> expected{{"input", {tokens, d}, false},
+                                 {"router", {e, d}, false}};
+  if (a.scoreBias)
+    expected.push_back({"score_bias", {e}, false});
+  expected.push_back({"w_in", {e, d, f}, false});
   if (a.gated)
-    names.push_back("w_gate");
-  for (std::string_view n : {"w_out", "output", "tokens_per_expert", "dropped",
+    expected.push_back({"w_gate", {e, d, f}, false});
+  expected.push_back({"w_out", {e, f, d}, false});
+  if (fs > 0) {
+    expected.push_back({"shared_w_in", {d, fs}, false});
+    if (a.gated)
+      expected.push_back({"shared_w_gate", {d, fs}, false});
+    expected.push_back({"shared_w_out", {fs, d}, false});
+  }
+  if (a.sharedGate)
+    expected.push_back({"shared_gate", {d}, false});
+  for (std::string_view n : {"output", "tokens_per_expert", "dropped",
                              "load_balance_loss", "router_z_loss"})
-    names.push_back(n);
-  if (!buffers.is_array() || buffers.size() != names.size())
+    expected.push_back({n, {}, true});
+  if (!buffers.is_array() || buffers.size() != expected.size())
     failField("buffers", "expected an array of " +
-                             std::to_string(names.size()) +
+                             std::to_string(expected.size()) +
                              " buffers for this layer, got " +
                              describe(buffers));
-  for (size_t i = 0; i < names.size(); ++i) {
+  for (size_t i = 0; i < expected.size(); ++i) {
     a.buffers.push_back(readBuffer(buffers[i],
                                    "buffers[" + std::to_string(i) + "]",
-                                   names[i]));
-    bool result = i + 5 >= names.size();
-    if (a.buffers.back().isResult != result)
+                                   expected[i].name));
+    if (a.buffers.back().isResult != expected[i].result)
       failField("buffers[" + std::to_string(i) + "].role",
-                std::string("expected ") + (result ? "result" : "input"));
+                std::string("expected ") +
+                    (expected[i].result ? "result" : "input"));
   }
-  const int64_t d = a.dModel, f = a.dFF, e = a.numExperts;
   const CudaArtifact::Buffer &input = a.buffers[0];
   if (input.shape.size() != 2)
     failField("buffers[0].shape", "'input' must be [T, d_model]");
   a.tokens = input.shape[0];
-  size_t i = 0;
-  expectBuffer(a.buffers[i], i, {a.tokens, d}, {"f32", "bf16", "f16"});
-  ++i;
-  expectBuffer(a.buffers[i], i, {e, d}, {"f32", "bf16", "f16"});
-  for (++i; i + 6 < a.buffers.size(); ++i)
-    expectBuffer(a.buffers[i], i, {e, d, f}, {"f32", "bf16", "f16"});
-  expectBuffer(a.buffers[i], i, {e, f, d}, {"f32", "bf16", "f16"});
-  ++i;
-  expectBuffer(a.buffers[i], i, {a.tokens, d}, {input.dtype});
-  ++i;
-  expectBuffer(a.buffers[i], i, {e}, {"i64"});
-  ++i;
-  expectBuffer(a.buffers[i], i, {}, {"i64"});
-  for (++i; i < a.buffers.size(); ++i)
+  size_t results = expected.size() - 5;
+  for (size_t i = 0; i < results; ++i)
+    expectBuffer(a.buffers[i], i, expected[i].shape,
+                 expected[i].name == "score_bias" ? Floats{"f32"} : floats);
+  expectBuffer(a.buffers[results], results, {a.tokens, d}, {input.dtype});
+  expectBuffer(a.buffers[results + 1], results + 1, {e}, {"i64"});
+  expectBuffer(a.buffers[results + 2], results + 2, {}, {"i64"});
+  for (size_t i = results + 3; i < a.buffers.size(); ++i)
     expectBuffer(a.buffers[i], i, {}, {"f32"});
 
   const JSON &kernels = fields.require("kernels");

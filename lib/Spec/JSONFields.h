@@ -291,18 +291,20 @@ inline bool readBool(const JSON &value, std::string_view field) {
   return value.get<bool>();
 }
 
-/// Reads a finite number > 0 (integer or not), or null.
+/// Reads a finite number > 0 (integer or not), or null when `allowNull`.
 inline std::optional<double> readPositiveNumberOrNull(const JSON &value,
-                                                      std::string_view field) {
-  if (value.is_null())
+                                                      std::string_view field,
+                                                      bool allowNull = true) {
+  if (allowNull && value.is_null())
     return std::nullopt;
   if (value.is_number()) {
     double number = value.get<double>();
     if (std::isfinite(number) && number > 0)
       return number;
   }
-  failField(field,
-            "expected a positive number or null, got " + describe(value));
+  failField(field, "expected a positive number" +
+                       std::string(allowNull ? " or null" : "") + ", got " +
+                       describe(value));
 }
 
 /// Reads a string; `expected` says what the string should name.
@@ -313,6 +315,11 @@ inline std::string readString(const JSON &value, std::string_view field,
               "expected " + std::string(expected) + ", got " + describe(value));
   return value.get<std::string>();
 }
+
+/// Checks the rules between the spec §8 fields (and between them and §1's),
+/// shared by the layer-spec and Hugging Face readers; throws `InputError`
+/// naming the field.
+void checkRoutingFamily(const LayerSpec &spec);
 
 /// Runs `body`, which stores its result or throws, and returns the one-line
 /// `<source>[:<line>:<col>]: error: <message>` form of a failure (empty on

@@ -68,47 +68,93 @@ func::FuncOp findLayerFunction(ModuleOp module) {
   return found;
 }
 
-/// Reads the buffers and sizes of a layer function (inputs x, router, w_in,
-/// [w_gate,] w_out; results y, tokens_per_expert, dropped, two losses).
+/// The names of a layer function's inputs: from the `moe.layer` it wraps
+/// when each argument is one of its operands (spec §8 inputs included), else
+/// the plain layer's (input, router, w_in, [w_gate,] w_out).
+static SmallVector<std::string> inputNames(func::FuncOp func) {
+  unsigned numInputs = func.getNumArguments();
+  LayerOp layer;
+  func.walk([&](LayerOp op) { layer = op; });
+  if (layer) {
+    std::pair<Value, const char *> roles[] = {
+        {layer.getInput(), "input"},         {layer.getRouter(), "router"},
+        {layer.getScoreBias(), "score_bias"}, {layer.getWIn(), "w_in"},
+        {layer.getWGate(), "w_gate"},        {layer.getWOut(), "w_out"},
+        {layer.getSharedWIn(), "shared_w_in"},
+        {layer.getSharedWGate(), "shared_w_gate"},
+        {layer.getSharedWOut(), "shared_w_out"},
+        {layer.getSharedGate(), "shared_gate"}};
+    SmallVector<std::string> names;
+    for (auto [value, name] : roles)
+      if (value)
+        names.push_back(name);
+    bool inOrder = names.size() == numInputs;
+    unsigned i = 0;
+    for (auto [value, name] : roles)
+      if (value && inOrder)
+        inOrder = value == func.getArgument(i++);
+    if (inOrder)
+      return names;
+  }
+  if (numInputs == 4)
+    return {"input", "router", "w_in", "w_out"};
+  if (numInputs == 5)
+    return {"input", "router", "w_in", "w_gate", "w_out"};
+  return {};
+}
+
+/// Reads the buffers and sizes of a layer function (inputs as `inputNames`
+/// says; results y, tokens_per_expert, dropped, two losses).
 LogicalResult describeLayer(func::FuncOp func, GpuProgram &program) {
   FunctionType type = func.getFunctionType();
-  static const char *const inputs4[] = {"input", "router", "w_in", "w_out"};
-  static const char *const inputs5[] = {"input", "router", "w_in", "w_gate",
-                                        "w_out"};
   static const char *const results[] = {"output", "tokens_per_expert",
                                         "dropped", "load_balance_loss",
                                         "router_z_loss"};
+  SmallVector<std::string> names = inputNames(func);
   unsigned numInputs = type.getNumInputs();
-  if ((numInputs != 4 && numInputs != 5) || type.getNumResults() != 5)
-    return func.emitError("a GPU layer function takes (input, router, w_in, "
-                          "[w_gate,] w_out) and returns (output, "
+  if (names.empty() || type.getNumResults() != 5)
+    return func.emitError("a GPU layer function takes (input, router, "
+                          "[score_bias,] w_in, [w_gate,] w_out, "
+                          "[shared_w_in, [shared_w_gate,] shared_w_out, "
+                          "[shared_gate]]) in the operand order of its "
+                          "moe.layer and returns (output, "
                           "tokens_per_expert, dropped, load_balance_loss, "
                           "router_z_loss)");
-  auto add = [&](Type t, const char *name, const char *role) -> bool {
+  auto add = [&](Type t, StringRef name, const char *role) -> bool {
     auto tensor = dyn_cast<RankedTensorType>(t);
     if (!tensor || !tensor.hasStaticShape() ||
         dtypeName(tensor.getElementType()).empty())
       return false;
     ArrayRef<int64_t> shape = tensor.getShape();
-    program.buffers.push_back({name, role, dtypeName(tensor.getElementType()),
+    program.buffers.push_back({name.str(), role,
+                               dtypeName(tensor.getElementType()),
                                std::vector<int64_t>(shape.begin(),
                                                     shape.end())});
     return true;
   };
   for (unsigned i = 0; i < numInputs; ++i)
-    if (!add(type.getInput(i), numInputs == 4 ? inputs4[i] : inputs5[i],
-             "input"))
+    if (!add(type.getInput(i), names[i], "input"))
       return func.emitError("input #")
              << i << " must be a static tensor of f32, bf16 or f16";
   for (unsigned i = 0; i < 5; ++i)
     if (!add(type.getResult(i), results[i], "result"))
       return func.emitError("result #")
              << i << " must be a static tensor of f32, bf16, f16 or i64";
+  auto named = [&](StringRef name) -> const ArtifactBuffer * {
+    for (const ArtifactBuffer &b : program.buffers)
+      if (b.name == name)
+        return &b;
+    return nullptr;
+  };
+  program.gated = named("w_gate") != nullptr;
+  program.scoreBias = named("score_bias") != nullptr;
+  program.sharedGate = named("shared_gate") != nullptr;
+  if (const ArtifactBuffer *shared = named("shared_w_in"))
+    program.sharedDFF = shared->shape.back();
   program.funcName = func.getName().str();
   program.dModel = program.buffers[0].shape.back();
   program.numExperts = program.buffers[1].shape.front();
-  program.dFF = program.buffers[2].shape.back();
-  program.gated = numInputs == 5;
+  program.dFF = named("w_in")->shape.back();
   func.walk([&](Operation *op) {
     if (auto layer = dyn_cast<LayerOp>(op))
       program.capacity = layer.getCapacity();
@@ -246,6 +292,14 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
                   {"capacity", program.capacity
                                    ? nlohmann::ordered_json(*program.capacity)
                                    : nlohmann::ordered_json(nullptr)}};
+  // Spec §8 inputs, written only when present (so that plain layers keep
+  // the fields every reader of version 1 knows).
+  if (program.scoreBias)
+    doc["layer"]["score_bias"] = true;
+  if (program.sharedDFF > 0)
+    doc["layer"]["shared_d_ff"] = program.sharedDFF;
+  if (program.sharedGate)
+    doc["layer"]["shared_gate"] = true;
   nlohmann::ordered_json buffers = nlohmann::ordered_json::array();
   for (const ArtifactBuffer &b : program.buffers)
     buffers.push_back({{"name", b.name},

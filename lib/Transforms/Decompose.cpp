@@ -57,6 +57,107 @@ void mlir::moe::makeStatisticsGlobal(OpBuilder &b, Location loc, Value &counts,
   counts = sum(counts);
 }
 
+LayerOperands LayerOperands::of(LayerOp layer) {
+  return LayerOperands{layer.getInput(),      layer.getRouter(),
+                       layer.getWIn(),        layer.getWGate(),
+                       layer.getWOut(),       layer.getScoreBias(),
+                       layer.getSharedWIn(),  layer.getSharedWGate(),
+                       layer.getSharedWOut(), layer.getSharedGate()};
+}
+
+TokenChoice mlir::moe::emitTokenChoice(OpBuilder &b, LayerOp op, Value input,
+                                       Value router, Value scoreBias) {
+  Location loc = op.getLoc();
+  auto route =
+      RouteOp::create(b, loc, input, router, op.getScoreFunctionAttr());
+  Value scores = route.getProbs(), choice = scores, gateScores;
+  if (op.hasChoiceScores()) {
+    choice = ChoiceScoresOp::create(
+        b, loc, scores, scoreBias,
+        b.getI64IntegerAttr(op.getNumGroups()),
+        b.getI64IntegerAttr(op.getKeptGroups()), op.getGroupScoreAttr());
+    gateScores = scores;
+  }
+  FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
+                        ? FloatAttr()
+                        : op.getGateScaleAttr();
+  auto topk = TopKOp::create(
+      b, loc, choice, b.getI64IntegerAttr(op.getTopK()),
+      op.getNormalizeGates() ? b.getUnitAttr() : UnitAttr(), gateScores, scale);
+  return {route.getLogits(), scores, route.getLse(), topk.getExperts(),
+          topk.getGates()};
+}
+
+Value mlir::moe::emitBalanceLoss(OpBuilder &b, LayerOp op, Value scores,
+                                 Value experts, int64_t groupSize) {
+  bool normalize = op.getScoreFunction() == ScoreFunction::Sigmoid;
+  return LoadBalanceLossOp::create(b, op.getLoc(), scores, experts,
+                                   b.getI64IntegerAttr(groupSize),
+                                   normalize ? b.getUnitAttr() : UnitAttr());
+}
+
+Value mlir::moe::emitSharedExpert(OpBuilder &b, LayerOp op,
+                                  const LayerOperands &in, Value y) {
+  if (!in.sharedWIn)
+    return y;
+  return SharedExpertOp::create(b, op.getLoc(), y.getType(), in.input, y,
+                                in.sharedWIn, in.sharedWGate, in.sharedWOut,
+                                in.sharedGate, op.getActivationAttr());
+}
+
+/// The expert-choice layer (spec §8) on `operands`: every expert takes its
+/// C tokens of each group into the padded [E, G·C, D] buffer.
+static SmallVector<Value> emitExpertChoiceLayer(OpBuilder &b, LayerOp op,
+                                                const LayerOperands &operands,
+                                                const DecomposeOptions &options,
+                                                int64_t capacity) {
+  Location loc = op.getLoc();
+  auto inputType = cast<RankedTensorType>(operands.input.getType());
+  int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
+  int64_t experts = op.getNumExperts();
+  int64_t groupTokens = std::min(op.getGroupTokens(), tokens);
+  auto route = RouteOp::create(b, loc, operands.input, operands.router,
+                               op.getScoreFunctionAttr());
+  FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
+                        ? FloatAttr()
+                        : op.getGateScaleAttr();
+  auto choice = ExpertChoiceOp::create(b, loc, route.getProbs(),
+                                       b.getI64IntegerAttr(groupTokens),
+                                       b.getI64IntegerAttr(capacity), scale);
+  auto bufferType =
+      RankedTensorType::get({experts, (tokens / groupTokens) * capacity, model},
+                            inputType.getElementType());
+  Value buffer = DispatchOp::create(b, loc, bufferType, operands.input,
+                                    choice.getExperts(), choice.getSlots(),
+                                    choice.getKeep());
+  int64_t ranks = options.ranks;
+  if (ranks > 1)
+    buffer = AllToAllOp::create(b, loc, buffer, ranks, 0, 1);
+  Value out = ExpertFFNOp::create(b, loc, buffer, operands.wIn, operands.wGate,
+                                  operands.wOut, Value(),
+                                  op.getActivationAttr());
+  if (ranks > 1)
+    out = AllToAllOp::create(b, loc, out, ranks, 1, 0);
+  Value y = CombineOp::create(b, loc, out, choice.getExperts(),
+                              choice.getSlots(), choice.getKeep(),
+                              choice.getGates());
+  y = emitSharedExpert(b, op, operands, y);
+  // Expert choice is balanced by construction: its balance loss is NaN,
+  // which the statistics write as null (spec §8).
+  Value balance = arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()),
+                             std::numeric_limits<float>::quiet_NaN()));
+  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  Value dropped = CountDroppedOp::create(b, loc, choice.getKeep(),
+                                         b.getUnitAttr());
+  Value counts = choice.getCounts();
+  int64_t world = options.worldRanks ? options.worldRanks : ranks;
+  if (world > 1)
+    makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, 1);
+  return {y, counts, dropped, balance, zLoss};
+}
+
 SmallVector<Value>
 mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
                                const LayerOperands &operands,
@@ -71,10 +172,12 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   int64_t ranks = options.ranks;
   Type elt = inputType.getElementType();
   bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+  if (op.isExpertsChoose())
+    return emitExpertChoiceLayer(b, op, operands, options,
+                                 std::min(*op.getCapacity(), groupTokens));
 
-  auto route = RouteOp::create(b, loc, operands.input, operands.router);
-  auto topk =
-      TopKOp::create(b, loc, route.getProbs(), topK, op.getNormalizeGates());
+  TokenChoice choice = emitTokenChoice(b, op, operands.input, operands.router,
+                                       operands.scoreBias);
 
   // An expert receives at most S assignments of one group, so slots past S
   // could never be filled: the padded buffer holds min(C, S) per group.
@@ -90,13 +193,13 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
     bufferType = RankedTensorType::get(
         {experts, groups * capacityAttr.getInt(), model}, elt);
   auto assign = AssignSlotsOp::create(
-      b, loc, topk.getExperts(), byProbability ? route.getProbs() : Value(),
+      b, loc, choice.experts, byProbability ? choice.scores : Value(),
       b.getI64IntegerAttr(experts), b.getI64IntegerAttr(groupTokens),
       capacityAttr, PriorityAttr::get(context, op.getPriority()),
       capacity && packed ? b.getUnitAttr() : UnitAttr());
 
   Value buffer =
-      DispatchOp::create(b, loc, bufferType, operands.input, topk.getExperts(),
+      DispatchOp::create(b, loc, bufferType, operands.input, choice.experts,
                          assign.getSlots(), assign.getKeep());
   // Expert parallelism: every rank sends each expert's slots to the rank
   // that holds the expert, and gets the results back the same way.
@@ -110,13 +213,13 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
       packed ? assign.getCounts() : Value(), op.getActivationAttr());
   if (ranks > 1)
     out = exchange(out, 1, 0);
-  auto combine =
-      CombineOp::create(b, loc, out, topk.getExperts(), assign.getSlots(),
-                        assign.getKeep(), topk.getGates());
+  Value y = CombineOp::create(b, loc, out, choice.experts, assign.getSlots(),
+                              assign.getKeep(), choice.gates);
+  y = emitSharedExpert(b, op, operands, y);
 
-  Value balance = LoadBalanceLossOp::create(b, loc, route.getProbs(),
-                                            topk.getExperts(), groupTokens);
-  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  Value balance =
+      emitBalanceLoss(b, op, choice.scores, choice.experts, groupTokens);
+  Value zLoss = RouterZLossOp::create(b, loc, choice.lse);
   Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
   Value counts = assign.getCounts();
   int64_t world = options.worldRanks ? options.worldRanks : ranks;
@@ -124,7 +227,7 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
     // Each rank holds whole groups of its T/(N·R) tokens: the global means
     // are the averages of the ranks' means; counts add up.
     makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, 1);
-  return {combine.getOutput(), counts, dropped, balance, zLoss};
+  return {y, counts, dropped, balance, zLoss};
 }
 
 namespace {
@@ -140,8 +243,7 @@ struct DecomposeLayer : OpRewritePattern<LayerOp> {
                                 PatternRewriter &rewriter) const override {
     DecomposeOptions options;
     options.packedCapacity = packedCapacity;
-    LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
-                           op.getWGate(), op.getWOut()};
+    LayerOperands operands = LayerOperands::of(op);
     rewriter.replaceOp(op,
                        emitDecomposedLayer(rewriter, op, operands, options));
     return success();

@@ -139,15 +139,18 @@ struct FuseRouting : OpRewritePattern<SortByExpertOp> {
     if (!topK || assign.getExperts() != topK.getExperts() ||
         sort.getGates() != topK.getGates())
       return rewriter.notifyMatchFailure(sort, "experts not from one top_k");
-    if (Value probs = assign.getProbs(); probs && probs != topK.getProbs())
+    // route_rows ranks batch-prioritized groups by the gate scores.
+    if (Value probs = assign.getProbs();
+        probs && probs != topK.getGateSource())
       return rewriter.notifyMatchFailure(
-          sort, "priority ranks by other probabilities than the choice");
+          sort, "priority ranks by other scores than the gates");
 
     auto routed = RouteRowsOp::create(
-        rewriter, sort.getLoc(), topK.getProbs(), topK.getK(),
-        topK.getNormalize(), assign.getGroupSize(),
+        rewriter, sort.getLoc(), topK.getProbs(), topK.getKAttr(),
+        topK.getNormalizeAttr(), assign.getGroupSizeAttr(),
         assign.getCapacityAttr() ? assign.getCapacityAttr() : IntegerAttr(),
-        assign.getPriority(), sort.getBlock());
+        assign.getPriorityAttr(), sort.getBlockAttr(), topK.getGateScores(),
+        topK.getGateScaleAttr());
     rewriter.replaceOp(sort, {routed.getOffsets(), routed.getRowToken(),
                               routed.getRowGate()});
     rewriter.replaceAllUsesWith(assign.getKeep(), routed.getKeep());

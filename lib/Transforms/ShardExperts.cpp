@@ -88,17 +88,15 @@ SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
   int64_t localExperts = experts / ranks;
   Type elt = inputType.getElementType();
 
-  auto route = RouteOp::create(b, loc, in.input, in.router);
-  auto topk = TopKOp::create(b, loc, route.getProbs(), topK,
-                             op.getNormalizeGates());
+  TokenChoice topk =
+      emitTokenChoice(b, op, in.input, in.router, in.scoreBias);
   auto assign = AssignSlotsOp::create(
-      b, loc, topk.getExperts(), Value(), b.getI64IntegerAttr(experts),
+      b, loc, topk.experts, Value(), b.getI64IntegerAttr(experts),
       b.getI64IntegerAttr(local), IntegerAttr(),
       PriorityAttr::get(b.getContext(), Priority::Position), UnitAttr());
   auto rowsType = RankedTensorType::get({local * topK, model}, elt);
-  Value rows = DispatchOp::create(b, loc, rowsType, in.input,
-                                  topk.getExperts(), assign.getSlots(),
-                                  assign.getKeep());
+  Value rows = DispatchOp::create(b, loc, rowsType, in.input, topk.experts,
+                                  assign.getSlots(), assign.getKeep());
   // A token sends at most min(k, E/N) rows to one rank.
   auto receivedType = RankedTensorType::get(
       {ranks * local * std::min(topK, localExperts), model}, elt);
@@ -114,23 +112,21 @@ SmallVector<Value> emitDroplessExchange(OpBuilder &b, LayerOp op,
   Value back = ReturnRowsOp::create(b, loc, rowsType, out,
                                     exchange.getReceivedCounts(),
                                     assign.getCounts(), ranks);
-  Value y = CombineOp::create(b, loc, back, topk.getExperts(),
-                              assign.getSlots(), assign.getKeep(),
-                              topk.getGates());
+  Value y = CombineOp::create(b, loc, back, topk.experts, assign.getSlots(),
+                              assign.getKeep(), topk.gates);
+  y = emitSharedExpert(b, op, in, y);
 
   // Groups inside the rank: this rank's mean; groups spanning ranks: over
   // the decisions gathered in the group (the same on each of its ranks).
   // Either way the global value is the mean over all ranks.
   Value balance =
       local % group == 0
-          ? LoadBalanceLossOp::create(b, loc, route.getProbs(),
-                                      topk.getExperts(), group)
-                .getResult()
-          : LoadBalanceLossOp::create(
-                b, loc, AllGatherOp::create(b, loc, route.getProbs(), ranks),
-                AllGatherOp::create(b, loc, topk.getExperts(), ranks), group)
-                .getResult();
-  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+          ? emitBalanceLoss(b, op, topk.scores, topk.experts, group)
+          : emitBalanceLoss(b, op,
+                            AllGatherOp::create(b, loc, topk.scores, ranks),
+                            AllGatherOp::create(b, loc, topk.experts, ranks),
+                            group);
+  Value zLoss = RouterZLossOp::create(b, loc, topk.lse);
   Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
   Value counts = assign.getCounts();
   makeStatisticsGlobal(b, loc, counts, dropped, balance, zLoss, world, 1);
@@ -155,18 +151,7 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
   Type elt = inputType.getElementType();
   bool byProbability = op.getPriority() == Priority::BatchPrioritized;
 
-  auto route = RouteOp::create(b, loc, in.input, in.router);
-  auto topk = TopKOp::create(b, loc, route.getProbs(), op.getTopK(),
-                             op.getNormalizeGates());
-  Value allExperts = AllGatherOp::create(b, loc, topk.getExperts(), ranks);
-  Value allProbs = AllGatherOp::create(b, loc, route.getProbs(), ranks);
-  auto assign = AssignSlotsOp::create(
-      b, loc, allExperts, byProbability ? allProbs : Value(),
-      b.getI64IntegerAttr(experts), b.getI64IntegerAttr(group),
-      b.getI64IntegerAttr(capacity),
-      PriorityAttr::get(b.getContext(), op.getPriority()), UnitAttr());
-
-  // This rank's rows of the global assignment.
+  // This rank's rows of a global [T, ·] decision.
   Value rank = RankOp::create(b, loc, ranks);
   Value first = arith::MulIOp::create(
       b, loc, rank, arith::ConstantIndexOp::create(b, loc, local));
@@ -180,27 +165,68 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
         b, loc, type.clone({local, type.getDimSize(1)}), v, offsets, sizes,
         strides);
   };
-  Value slots = mine(assign.getSlots()), keep = mine(assign.getKeep());
+
+  // The global decisions, and this rank's rows of them: (experts, slots,
+  // keep, gates) per token; the statistics over the gathered decisions are
+  // those of the whole group of ranks already.
+  Value choiceExperts, slots, keep, gates, counts, dropped, balance, lse;
+  if (op.isExpertsChoose()) {
+    // Every expert takes its C best tokens of the group's gathered scores.
+    auto route = RouteOp::create(b, loc, in.input, in.router,
+                                 op.getScoreFunctionAttr());
+    lse = route.getLse();
+    Value allProbs = AllGatherOp::create(b, loc, route.getProbs(), ranks);
+    FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
+                          ? FloatAttr()
+                          : op.getGateScaleAttr();
+    auto choice =
+        ExpertChoiceOp::create(b, loc, allProbs, b.getI64IntegerAttr(group),
+                               b.getI64IntegerAttr(capacity), scale);
+    choiceExperts = mine(choice.getExperts());
+    slots = mine(choice.getSlots());
+    keep = mine(choice.getKeep());
+    gates = mine(choice.getGates());
+    counts = choice.getCounts();
+    dropped = CountDroppedOp::create(b, loc, choice.getKeep(),
+                                     b.getUnitAttr());
+    balance = arith::ConstantOp::create(
+        b, loc,
+        DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()),
+                               std::numeric_limits<float>::quiet_NaN()));
+  } else {
+    TokenChoice topk =
+        emitTokenChoice(b, op, in.input, in.router, in.scoreBias);
+    lse = topk.lse;
+    Value allExperts = AllGatherOp::create(b, loc, topk.experts, ranks);
+    Value allScores = AllGatherOp::create(b, loc, topk.scores, ranks);
+    auto assign = AssignSlotsOp::create(
+        b, loc, allExperts, byProbability ? allScores : Value(),
+        b.getI64IntegerAttr(experts), b.getI64IntegerAttr(group),
+        b.getI64IntegerAttr(capacity),
+        PriorityAttr::get(b.getContext(), op.getPriority()), UnitAttr());
+    choiceExperts = topk.experts;
+    gates = topk.gates;
+    slots = mine(assign.getSlots());
+    keep = mine(assign.getKeep());
+    counts = assign.getCounts();
+    dropped = CountDroppedOp::create(b, loc, assign.getKeep());
+    balance = emitBalanceLoss(b, op, allScores, allExperts, group);
+  }
 
   auto bufferType =
       RankedTensorType::get({experts, (tokens / group) * capacity, model}, elt);
   Value buffer = DispatchOp::create(b, loc, bufferType, in.input,
-                                    topk.getExperts(), slots, keep);
+                                    choiceExperts, slots, keep);
   Value received = AllToAllOp::create(b, loc, buffer, ranks, 0, 1);
   Value out =
       ExpertFFNOp::create(b, loc, sumChunks(b, loc, received, ranks), in.wIn,
                           in.wGate, in.wOut, Value(), op.getActivationAttr());
   Value all = AllGatherOp::create(b, loc, out, ranks);
-  Value y = CombineOp::create(b, loc, all, topk.getExperts(), slots, keep,
-                              topk.getGates());
+  Value y = CombineOp::create(b, loc, all, choiceExperts, slots, keep, gates);
+  y = emitSharedExpert(b, op, in, y);
 
-  // Statistics over the gathered decisions are those of the whole group of
-  // ranks already; the z-loss is the average of the ranks' means.
-  Value balance =
-      LoadBalanceLossOp::create(b, loc, allProbs, allExperts, group);
-  Value dropped = CountDroppedOp::create(b, loc, assign.getKeep());
-  Value counts = assign.getCounts();
-  Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
+  // The z-loss is the average of the ranks' means.
+  Value zLoss = RouterZLossOp::create(b, loc, lse);
   if (world == ranks) {
     zLoss = meanOverRanks(b, loc, zLoss, ranks);
     return {y, counts, dropped, balance, zLoss};
@@ -263,8 +289,7 @@ LogicalResult shardLayer(LayerOp op, int64_t ranks, int64_t replicas) {
   DecomposeOptions options;
   options.ranks = ranks;
   options.worldRanks = world;
-  LayerOperands operands{op.getInput(), op.getRouter(), op.getWIn(),
-                         op.getWGate(), op.getWOut()};
+  LayerOperands operands = LayerOperands::of(op);
   SmallVector<Value> results =
       !capacity && ranks > 1
           ? emitDroplessExchange(b, op, operands, ranks, world, group)

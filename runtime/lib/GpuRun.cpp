@@ -86,15 +86,13 @@ public:
   HostCode(const HostCode &) = delete;
   HostCode &operator=(const HostCode &) = delete;
 
-  /// Calls the entry with one descriptor pointer per argument (9 or 10).
+  /// Calls the entry with one descriptor pointer per argument.
   void call(const std::vector<void *> &d) const {
-    using P = void *;
-    if (d.size() == 9)
-      reinterpret_cast<void (*)(P, P, P, P, P, P, P, P, P)>(function)(
-          d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8]);
-    else
-      reinterpret_cast<void (*)(P, P, P, P, P, P, P, P, P, P)>(function)(
-          d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7], d[8], d[9]);
+    if (!callLayerEntry(function, d))
+      throw Error("moe-gpu-run: error: a layer entry takes " +
+                  std::to_string(kMinLayerArguments) + " to " +
+                  std::to_string(kMaxLayerArguments) + " buffers, not " +
+                  std::to_string(d.size()));
   }
 
 private:
@@ -135,12 +133,15 @@ int run(const GpuRunOptions &o) {
   layer.dModel = artifact.dModel;
   layer.dFF = artifact.dFF;
   layer.numExperts = artifact.numExperts;
-  // Only gating matters for loading weights.
+  // Only gating and the §8 inputs matter for loading weights.
   layer.activation =
       artifact.gated ? spec::Activation::Swiglu : spec::Activation::Relu;
+  layer.scoreBias = artifact.scoreBias;
+  layer.sharedDFF = artifact.sharedDFF;
+  layer.sharedGate = artifact.sharedGate;
   SafeTensorsFile file = SafeTensorsFile::open(o.weightsPath);
   LayerWeights weights =
-      loadLayerWeights(file, layer, dtypeNamed(artifact.buffers[2].dtype),
+      loadLayerWeights(file, layer, dtypeNamed(artifact.buffer("w_in")->dtype),
                        o.weightPrefix);
   if (!o.allowNonFinite)
     requireFiniteWeights(weights, o.weightsPath, "--allow-non-finite");

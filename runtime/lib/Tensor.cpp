@@ -220,6 +220,18 @@ HostTensor HostTensor::clone() const {
   return fromBytes(type, dims, data());
 }
 
+HostTensor HostTensor::reshaped(std::vector<int64_t> shape) && {
+  int64_t elements = 1;
+  for (int64_t d : shape)
+    elements *= d;
+  if (elements != count)
+    throw Error(kTensorSource, "cannot view " + formatShape(dims) + " as " +
+                                   formatShape(shape));
+  HostTensor result = std::move(*this);
+  result.dims = std::move(shape);
+  return result;
+}
+
 HostTensor HostTensor::toF32() const {
   if (type == DType::F32)
     return clone();

@@ -30,7 +30,9 @@ constexpr LayoutNames kLayouts[] = {
     {WeightLayout::Ours, "router", "w_in"},
     {WeightLayout::Switch, "router.classifier.weight",
      "experts.expert_0.wi.weight"},
-    {WeightLayout::Mixtral, "gate.weight", "experts.0.w1.weight"}};
+    {WeightLayout::Mixtral, "gate.weight", "experts.0.w1.weight"},
+    {WeightLayout::Projections, "gate.weight",
+     "experts.0.gate_proj.weight"}};
 
 /// How many candidate prefixes an ambiguity message lists.
 constexpr std::size_t kListedCandidates = 3;
@@ -45,7 +47,11 @@ bool atBoundary(std::string_view prefix) {
 /// as suffixes (`'…gate.weight'`).
 std::string lookedFor(const std::string &prefix, bool explicitPrefix) {
   std::string text = "(looked for ";
+  std::string_view previous;
   for (const LayoutNames &names : kLayouts) {
+    if (names.router == previous)
+      continue;
+    previous = names.router;
     bool ours = names.layout == WeightLayout::Ours;
     if (!ours)
       text += ", ";
@@ -55,13 +61,20 @@ std::string lookedFor(const std::string &prefix, bool explicitPrefix) {
   return text + ")";
 }
 
-/// The most preferred layout whose router exists under `prefix`.
+/// The layout under `prefix`: among those whose router exists, the first
+/// whose first expert weight exists too, else the most preferred one.
 std::optional<WeightLayout> layoutAt(const SafeTensorsFile &file,
                                      const std::string &prefix) {
-  for (const LayoutNames &names : kLayouts)
-    if (file.has(prefix + std::string(names.router)))
+  std::optional<WeightLayout> routerOnly;
+  for (const LayoutNames &names : kLayouts) {
+    if (!file.has(prefix + std::string(names.router)))
+      continue;
+    if (file.has(prefix + std::string(names.firstExpert)))
       return names.layout;
-  return std::nullopt;
+    if (!routerOnly)
+      routerOnly = names.layout;
+  }
+  return routerOnly;
 }
 
 /// Copies the [rows, cols] matrix `src` transposed into `dst` ([cols, rows]),
@@ -129,9 +142,111 @@ public:
     return quoteName(moe::spec::toString(spec.activation));
   }
 
+  /// The §8 weights a layout without them would need: an error naming the
+  /// layout and the spec field.
+  void requireNoRoutingFamily(std::string_view layout) const {
+    auto missing = [&](std::string_view field) {
+      throw Error(file.path(), "the " + std::string(layout) +
+                                   " layout has no " + std::string(field) +
+                                   " weights, but the spec asks for them");
+    };
+    if (spec.scoreBias)
+      missing("score_bias");
+    if (spec.sharedDFF > 0)
+      missing("shared expert (shared_d_ff)");
+  }
+
+  /// Our layout's §8 weights into `weights`; a weight the spec does not ask
+  /// for is an error when present (it would be silently ignored).
+  void loadOurRoutingFamily(LayerWeights &weights) const {
+    int64_t e = spec.numExperts, d = spec.dModel, fs = spec.sharedDFF;
+    bool gated = moe::spec::isGated(spec.activation);
+    auto unexpected = [&](const std::string &name, std::string_view why) {
+      if (file.has(prefix + name))
+        throw Error(file.path(), "weight " + quoteName(prefix + name) +
+                                     " is present but " + std::string(why));
+    };
+    if (spec.scoreBias)
+      weights.scoreBias = load("score_bias", {e}, "[E]", DType::F32);
+    else
+      unexpected("score_bias", "the spec has no score_bias");
+    if (fs > 0) {
+      weights.sharedWIn = load("shared_w_in", {d, fs}, "[D, shared_d_ff]",
+                               target);
+      if (gated)
+        weights.sharedWGate = load("shared_w_gate", {d, fs},
+                                   "[D, shared_d_ff]", target);
+      weights.sharedWOut = load("shared_w_out", {fs, d}, "[shared_d_ff, D]",
+                                target);
+    } else {
+      unexpected("shared_w_in", "the spec has no shared expert (shared_d_ff)");
+    }
+    if (spec.sharedGate)
+      weights.sharedGate = load("shared_gate", {d}, "[D]", target);
+    else
+      unexpected("shared_gate", "the spec's shared_gate is false");
+  }
+
+  /// Loads a Hugging Face [rows, cols] weight transposed into a new
+  /// [cols, rows] tensor.
+  HostTensor loadMatrixTransposed(const std::string &name, int64_t rows,
+                                  int64_t cols, std::string_view dims) const {
+    HostTensor out = HostTensor::zeros(target, {1, cols, rows});
+    loadTransposed(name, rows, cols, dims, out, 0);
+    return std::move(out).reshaped({cols, rows});
+  }
+
+  /// DeepSeek / Qwen / OLMoE: router `gate.weight`, experts
+  /// `experts.{i}.gate_proj|up_proj|down_proj.weight` ([F, D], [F, D],
+  /// [D, F]), the choice bias `gate.e_score_correction_bias`, the shared
+  /// expert under `shared_experts.` (DeepSeek) or `shared_expert.` (Qwen2)
+  /// and its gate `shared_expert_gate.weight` [1, D].
+  LayerWeights loadProjections() const {
+    if (!moe::spec::isGated(spec.activation))
+      throw Error(file.path(), "the gate_proj/up_proj/down_proj layout is "
+                               "silu-gated but activation " +
+                                   activationName() + " is not gated");
+    int64_t e = spec.numExperts, d = spec.dModel, f = spec.dFF,
+            fs = spec.sharedDFF;
+    LayerWeights weights;
+    weights.router = load("gate.weight", {e, d}, "[E, D]", DType::F32);
+    if (spec.scoreBias)
+      weights.scoreBias =
+          load("gate.e_score_correction_bias", {e}, "[E]", DType::F32);
+    weights.wIn = HostTensor::zeros(target, {e, d, f});
+    weights.wGate = HostTensor::zeros(target, {e, d, f});
+    weights.wOut = HostTensor::zeros(target, {e, f, d});
+    for (int64_t i = 0; i < e; ++i) {
+      std::string expert = "experts." + std::to_string(i) + ".";
+      loadTransposed(expert + "gate_proj.weight", f, d, "[F, D]",
+                     weights.wGate, i);
+      loadTransposed(expert + "up_proj.weight", f, d, "[F, D]", weights.wIn,
+                     i);
+      loadTransposed(expert + "down_proj.weight", d, f, "[D, F]",
+                     weights.wOut, i);
+    }
+    if (fs > 0) {
+      std::string shared = file.has(prefix + "shared_experts.up_proj.weight")
+                               ? "shared_experts."
+                               : "shared_expert.";
+      weights.sharedWGate = loadMatrixTransposed(
+          shared + "gate_proj.weight", fs, d, "[shared_d_ff, D]");
+      weights.sharedWIn = loadMatrixTransposed(shared + "up_proj.weight", fs,
+                                               d, "[shared_d_ff, D]");
+      weights.sharedWOut = loadMatrixTransposed(shared + "down_proj.weight", d,
+                                                fs, "[D, shared_d_ff]");
+    }
+    if (spec.sharedGate)
+      weights.sharedGate =
+          load("shared_expert_gate.weight", {1, d}, "[1, D]", target)
+              .reshaped({d});
+    return weights;
+  }
+
   LayerWeights loadOurs() const {
     int64_t e = spec.numExperts, d = spec.dModel, f = spec.dFF;
     LayerWeights weights;
+    loadOurRoutingFamily(weights);
     weights.router = load("router", {e, d}, "[E, D]", DType::F32);
     weights.wIn = load("w_in", {e, d, f}, "[E, D, F]", target);
     if (moe::spec::isGated(spec.activation))
@@ -145,6 +260,7 @@ public:
   }
 
   LayerWeights loadSwitch() const {
+    requireNoRoutingFamily("Switch");
     if (moe::spec::isGated(spec.activation))
       throw Error(file.path(), "activation " + activationName() +
                                    " needs a gate weight, which the Switch "
@@ -164,6 +280,7 @@ public:
   }
 
   LayerWeights loadMixtral() const {
+    requireNoRoutingFamily("Mixtral");
     if (!moe::spec::isGated(spec.activation))
       throw Error(file.path(), "the Mixtral layout has a gate projection "
                                "(w1) but activation " +
@@ -201,6 +318,8 @@ std::string_view moe::runtime::toString(WeightLayout layout) {
     return "switch";
   case WeightLayout::Mixtral:
     return "mixtral";
+  case WeightLayout::Projections:
+    return "projections";
   }
   return "?";
 }
@@ -231,9 +350,7 @@ WeightLocation moe::runtime::locateLayerWeights(const SafeTensorsFile &file,
       std::string candidate = name.substr(0, name.size() - names.router.size());
       if (!atBoundary(candidate))
         continue;
-      auto [it, inserted] = candidates.emplace(candidate, names.layout);
-      if (!inserted && names.layout < it->second)
-        it->second = names.layout;
+      candidates.emplace(candidate, *layoutAt(file, candidate));
     }
   if (candidates.empty())
     throw Error(file.path(),
@@ -280,6 +397,8 @@ LayerWeights moe::runtime::loadLayerWeights(const SafeTensorsFile &file,
     return loader.loadSwitch();
   case WeightLayout::Mixtral:
     return loader.loadMixtral();
+  case WeightLayout::Projections:
+    return loader.loadProjections();
   }
   return loader.loadOurs();
 }
@@ -312,11 +431,7 @@ void moe::runtime::requireFiniteTokens(const HostTensor &x,
 void moe::runtime::requireFiniteWeights(const LayerWeights &weights,
                                         const std::string &source,
                                         const std::string &optOut) {
-  for (const auto &[name, tensor] :
-       {std::pair<const char *, const HostTensor *>{"router", &weights.router},
-        {"w_in", &weights.wIn},
-        {"w_gate", &weights.wGate},
-        {"w_out", &weights.wOut}}) {
+  for (const auto &[name, tensor] : weights.named()) {
     if (!*tensor)
       continue;
     if (std::optional<HostTensor::NonFinite> bad = tensor->firstNonFinite())

@@ -118,3 +118,27 @@ func.func @slots_used(%p: tensor<8x4xf32>, %x: tensor<8x16xf32>,
       : tensor<16x24xf32>, tensor<4x24x16xf32>, tensor<5xi64>, tensor<4xi64>, tensor<16xi32>, tensor<16xf32> -> tensor<8x16xf32>
   return %y, %s : tensor<8x16xf32>, tensor<8x2xi32>
 }
+
+// -----
+
+// Spec section 8: the choice reads the biased, group-limited scores, the gates
+// and the batch-prioritized ranking the unbiased ones; route_rows takes both,
+// and the shared expert adds onto the fused combine.
+// CHECK-LABEL: func @routing_family
+// CHECK: %{{.*}}, %[[S:.*]], %{{.*}} = moe.route %{{.*}} score_function sigmoid
+// CHECK: %[[CS:.*]] = moe.choice_scores %[[S]] bias(%{{.*}}) num_groups = 2 keep = 1 group_score top2_sum
+// CHECK: moe.route_rows %[[CS]] k = 2 normalize group_size = 8 capacity = 4 priority = batch_prioritized gate_scores(%[[S]]) gate_scale = 2.500000e+00 : tensor<8x4xf32>, tensor<8x4xf32>
+// CHECK: %[[Y:.*]] = moe.grouped_matmul {{.*}} scatter(
+// CHECK: moe.shared_expert %{{.*}}, %{{.*}} w_in(%{{.*}}) w_out(%{{.*}}) activation relu
+func.func @routing_family(%x: tensor<8x16xf32>, %r: tensor<4x16xf32>, %b: tensor<4xf32>,
+    %wi: tensor<4x16x24xf32>, %wo: tensor<4x24x16xf32>, %si: tensor<16x8xf32>,
+    %so: tensor<8x16xf32>)
+    -> (tensor<8x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %tpe, %d, %lb, %z = moe.layer %x router(%r) score_bias(%b) w_in(%wi) w_out(%wo)
+      shared_w_in(%si) shared_w_out(%so) top_k 2 activation relu normalize_gates
+      expert_capacity 4 priority batch_prioritized score_function sigmoid num_groups 2
+      topk_groups 1 group_score top2_sum gate_scale 2.5
+      : tensor<8x16xf32>, tensor<4x16xf32>, tensor<4xf32>, tensor<4x16x24xf32>,
+        tensor<4x24x16xf32>, tensor<16x8xf32>, tensor<8x16xf32>
+  return %y, %tpe, %d, %lb, %z : tensor<8x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
+}

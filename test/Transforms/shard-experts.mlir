@@ -55,15 +55,17 @@ func.func @gated(%x: tensor<4x8xbf16>, %r: tensor<4x8xbf16>, %wi: tensor<4x8x24x
 // the disjoint expert rows they receive and gather the expert outputs back.
 // CHECK-LABEL: func @spanning
 // CHECK-SAME: (%[[X:.*]]: tensor<8x16xf32>, %{{.*}}: tensor<4x16xf32>, %{{.*}}: tensor<2x16x32xf32>, %{{.*}}: tensor<2x32x16xf32>)
+// CHECK: %[[R:.*]] = moe.rank ranks = 2
+// CHECK: %[[FIRST:.*]] = arith.muli %[[R]], %{{.*}} : index
 // CHECK: %{{.*}}, %[[P:.*]], %[[LSE:.*]] = moe.route
 // CHECK: %[[E:.*]], %[[G:.*]] = moe.top_k
 // CHECK: %[[AE:.*]] = moe.all_gather %[[E]] ranks = 2 : tensor<8x2xi32>
 // CHECK: %[[AP:.*]] = moe.all_gather %[[P]] ranks = 2 : tensor<8x4xf32>
 // CHECK: %[[S:.*]], %[[K:.*]], %[[C:.*]] = moe.assign_slots %[[AE]] num_experts = 4 group_size = 16 capacity = 8 priority = batch_prioritized(%[[AP]]) : tensor<16x2xi32>, tensor<16x4xf32>
-// CHECK: %[[R:.*]] = moe.rank ranks = 2
-// CHECK: %[[FIRST:.*]] = arith.muli %[[R]], %{{.*}} : index
 // CHECK: %[[MYS:.*]] = tensor.extract_slice %[[S]][%[[FIRST]], 0] [8, 2] [1, 1]
 // CHECK: %[[MYK:.*]] = tensor.extract_slice %[[K]][%[[FIRST]], 0] [8, 2] [1, 1]
+// CHECK: %[[D:.*]] = moe.count_dropped %[[K]]
+// CHECK: %[[LB:.*]] = moe.load_balance_loss %[[AP]], %[[AE]] group_size = 16
 // CHECK: %[[B:.*]] = moe.dispatch %[[X]], %[[E]], %[[MYS]], %[[MYK]] {{.*}} -> tensor<4x8x16xf32>
 // CHECK: %[[IN:.*]] = moe.all_to_all %[[B]] ranks = 2 split_dim = 0 concat_dim = 1
 // CHECK: tensor.expand_shape %[[IN]] {{\[}}[0], [1, 2], [3]] output_shape [2, 2, 8, 16]
@@ -71,8 +73,6 @@ func.func @gated(%x: tensor<4x8xbf16>, %r: tensor<4x8xbf16>, %wi: tensor<4x8x24x
 // CHECK: %[[OUT:.*]] = moe.expert_ffn %[[SUM]] {{.*}} : tensor<2x8x16xf32>
 // CHECK: %[[ALL:.*]] = moe.all_gather %[[OUT]] ranks = 2 : tensor<2x8x16xf32>
 // CHECK: %[[Y:.*]] = moe.combine %[[ALL]], %[[E]], %[[MYS]], %[[MYK]], %[[G]]
-// CHECK: %[[LB:.*]] = moe.load_balance_loss %[[AP]], %[[AE]] group_size = 16
-// CHECK: %[[D:.*]] = moe.count_dropped %[[K]]
 // CHECK: moe.router_z_loss %[[LSE]]
 // CHECK: %[[Z:.*]] = moe.all_reduce
 // CHECK: return %[[Y]], %[[C]], %[[D]], %[[LB]], %[[Z]]
@@ -127,4 +127,34 @@ func.func @dropless_local_groups(%x: tensor<16x4xf32>, %r: tensor<4x4xf32>, %wi:
   %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) top_k 2 activation relu normalize_gates group_size 4 priority position
       : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
   return %y, %lb : tensor<16x4xf32>, tensor<f32>
+}
+
+// -----
+
+// Expert choice with a group spanning both ranks (spec §6, §8): the ranks
+// gather the group's scores, every expert takes its C tokens over the global
+// order, each rank keeps its own rows of the decision, and the shared expert
+// runs on every rank for its own tokens with the unsharded shared weights.
+// CHECK-LABEL: func @expert_choice_spanning
+// CHECK-SAME: (%[[X:.*]]: tensor<8x16xf32>, %{{.*}}: tensor<4x16xf32>, %{{.*}}: tensor<2x16x32xf32>, %{{.*}}: tensor<2x32x16xf32>, %[[SI:.*]]: tensor<16x8xf32>, %[[SO:.*]]: tensor<8x16xf32>)
+// CHECK: %[[R:.*]] = moe.rank ranks = 2
+// CHECK: %{{.*}}, %[[P:.*]], %[[LSE:.*]] = moe.route
+// CHECK: %[[AP:.*]] = moe.all_gather %[[P]] ranks = 2 : tensor<8x4xf32>
+// CHECK: %[[E:.*]], %[[S:.*]], %[[K:.*]], %[[G:.*]], %[[C:.*]] = moe.expert_choice %[[AP]] group_size = 16 capacity = 4 gate_scale = 2.000000e+00 : tensor<16x4xf32>
+// CHECK: %[[MYE:.*]] = tensor.extract_slice %[[E]]
+// CHECK: %[[MYS:.*]] = tensor.extract_slice %[[S]]
+// CHECK: %[[MYK:.*]] = tensor.extract_slice %[[K]]
+// CHECK: %[[MYG:.*]] = tensor.extract_slice %[[G]]
+// CHECK: %[[D:.*]] = moe.count_dropped %[[K]] tokens
+// CHECK: moe.dispatch %[[X]], %[[MYE]], %[[MYS]], %[[MYK]] {{.*}} -> tensor<4x4x16xf32>
+// CHECK: %[[Y:.*]] = moe.combine %{{.*}}, %[[MYE]], %[[MYS]], %[[MYK]], %[[MYG]]
+// CHECK: %[[Y2:.*]] = moe.shared_expert %[[X]], %[[Y]] w_in(%[[SI]]) w_out(%[[SO]])
+// CHECK: return %[[Y2]], %[[C]], %[[D]]
+func.func @expert_choice_spanning(%x: tensor<16x16xf32>, %r: tensor<4x16xf32>, %wi: tensor<4x16x32xf32>,
+    %wo: tensor<4x32x16xf32>, %si: tensor<16x8xf32>, %so: tensor<8x16xf32>)
+    -> (tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo) shared_w_in(%si) shared_w_out(%so)
+      top_k 1 activation relu capacity_factor 1.0 priority position routing experts_choose gate_scale 2.0
+      : tensor<16x16xf32>, tensor<4x16xf32>, tensor<4x16x32xf32>, tensor<4x32x16xf32>, tensor<16x8xf32>, tensor<8x16xf32>
+  return %y, %t, %d, %lb, %z : tensor<16x16xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>
 }

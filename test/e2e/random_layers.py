@@ -4,7 +4,10 @@
     random_layers.py --moe-run PATH --workdir DIR [--count N | --seconds S] [--seed S]
 
 Each trial draws a layer spec (d_model, d_ff, E, k, activation, normalize_gates, capacity
-factor / fixed capacity / min_capacity / dropless, group size, priority) and a token count
+factor / fixed capacity / min_capacity / dropless, group size, priority; in half the trials
+the routing families of spec section 8 too: sigmoid scores, a score bias, expert groups with
+max or top2_sum, gate_scale, a shared expert with or without its gate, or expert choice) and
+a token count
 from numpy.random.default_rng(seed + trial), random float32 weights and tokens, and one of
 four input kinds: normal; with a few NaN / +-inf elements in the tokens or a weight;
 a whole NaN token; extreme finite magnitudes (1e30) in some tokens. It runs
@@ -59,7 +62,39 @@ def draw(rng):
     if capacity and rng.integers(0, 2):
         spec["group_size"] = group_size
         spec["priority"] = str(rng.choice(["position", "batch_prioritized"]))
+    if rng.integers(0, 2):
+        draw_routing_family(rng, spec, capacity)
     return spec, tokens
+
+
+def draw_routing_family(rng, spec, capacity):
+    """Spec section 8 fields on top of a drawn spec: expert choice (when it has a capacity,
+    in a third of the trials), else token choice with sigmoid scores, a bias, expert groups,
+    a gate scale; a shared expert either way."""
+    experts = spec["num_experts"]
+    if capacity and rng.integers(0, 3) == 0:
+        spec["routing"] = "experts_choose"
+        for name in ("top_k", "normalize_gates", "priority"):
+            spec.pop(name, None)
+    else:
+        if rng.integers(0, 2):
+            spec["score_function"] = "sigmoid"
+        if rng.integers(0, 2):
+            spec["score_bias"] = True
+        divisors = [g for g in range(2, experts + 1) if experts % g == 0]
+        if divisors and rng.integers(0, 2):
+            groups = int(rng.choice(divisors))
+            spec["num_groups"] = groups
+            spec["topk_groups"] = int(rng.integers(1, groups + 1))
+            if experts // groups >= 2 and rng.integers(0, 2):
+                spec["group_score"] = "top2_sum"
+            spec["top_k"] = min(spec["top_k"], spec["topk_groups"] * (experts // groups))
+    if rng.integers(0, 2):
+        spec["gate_scale"] = float(rng.choice([0.5, 1.5, 2.5]))
+    if rng.integers(0, 2):
+        spec["shared_d_ff"] = int(rng.choice([4, 8, 16]))
+        if rng.integers(0, 2):
+            spec["shared_gate"] = True
 
 
 def inputs(rng, spec, tokens, kind):
@@ -68,12 +103,25 @@ def inputs(rng, spec, tokens, kind):
               "router": rng.normal(0, 1 / math.sqrt(d), (e, d)),
               "w_in": rng.normal(0, 1 / math.sqrt(d), (e, d, f)),
               "w_out": rng.normal(0, 1 / math.sqrt(f), (e, f, d))}
-    if spec["activation"] in reference.GATED_ACTIVATIONS:
+    gated = spec["activation"] in reference.GATED_ACTIVATIONS
+    if gated:
         values["w_gate"] = rng.normal(0, 1 / math.sqrt(d), (e, d, f))
+    if spec.get("score_bias"):
+        values["score_bias"] = rng.normal(0, 0.1, e)
+    shared = spec.get("shared_d_ff", 0)
+    if shared:
+        values["shared_w_in"] = rng.normal(0, 1 / math.sqrt(d), (d, shared))
+        if gated:
+            values["shared_w_gate"] = rng.normal(0, 1 / math.sqrt(d), (d, shared))
+        values["shared_w_out"] = rng.normal(0, 1 / math.sqrt(shared), (shared, d))
+    if spec.get("shared_gate"):
+        values["shared_gate"] = rng.normal(0, 1 / math.sqrt(d), d)
     values = {k: np.asarray(v, dtype=np.float32) for k, v in values.items()}
     if kind == "non_finite":
+        poisonable = ["x", "x", "w_in", "w_out", "router"] + \
+            [name for name in reference.EXTRA_WEIGHTS if name in values]
         for _ in range(int(rng.integers(1, 4))):
-            name = str(rng.choice(["x", "x", "w_in", "w_out", "router"]))
+            name = str(rng.choice(poisonable))
             flat = values[name].reshape(-1)
             flat[int(rng.integers(0, flat.size))] = rng.choice([np.nan, np.inf, -np.inf])
     elif kind == "nan_token":
@@ -106,9 +154,10 @@ def trial(args, index):
     if kind == "extreme":
         return True, f"PASS {label}: ran"
     with np.errstate(all="ignore"):
+        extra = {k: v for k, v in values.items() if k in reference.EXTRA_WEIGHTS}
         details = reference.moe_layer_details(spec, values["x"], values["router"],
                                               values["w_in"], values.get("w_gate"),
-                                              values["w_out"])
+                                              values["w_out"], extra or None)
         if kind == "normal" and run_case.near_ties(details, allow_exact=False):
             return True, f"PASS {label}: ran (near-tie: not compared)"
     with open(paths["stats.json"]) as f:

@@ -75,10 +75,12 @@ class Case:
     tokens: int
     seed: int
     weights: str = "f32"        # "f32" or "bf16" in the safetensors file
-    naming: str = "ours"        # "ours", "hf-switch", "hf-mixtral"
+    naming: str = "ours"        # "ours", "hf-switch", "hf-mixtral", "hf-proj" (DeepSeek,
+                                # Qwen, OLMoE: gate_proj / up_proj / down_proj)
     inputs: str = "normal"      # "normal", "one_expert", "ties"
     expect: tuple = ()          # "drops", "no_drops", "priority_matters", "one_expert",
-                                # "tie_decides"
+                                # "tie_decides", "bias_matters", "groups_matter",
+                                # "untaken" (expert choice: a token no expert takes)
 
 
 def _dims(d_model=16, d_ff=32, num_experts=4):
@@ -201,6 +203,74 @@ CASES = {
         "batch_prioritized, expert_capacity 3",
         {**_dims(), "top_k": 2, "expert_capacity": 3, "priority": "batch_prioritized"},
         tokens=16, seed=26, inputs="ties", expect=("drops", "tie_decides")),
+    # Spec section 8: the routing families of current models.
+    "deepseek_v3": Case(
+        "DeepSeek-V3 routing: sigmoid + score_bias (choice only), 4 groups of 2 with "
+        "top2_sum, 2 kept, k=2 normalized, gate_scale 2.5, shared swiglu expert, dropless",
+        {**_dims(16, 24, 8), "top_k": 2, "activation": "swiglu", "score_function": "sigmoid",
+         "score_bias": True, "num_groups": 4, "topk_groups": 2, "group_score": "top2_sum",
+         "normalize_gates": True, "gate_scale": 2.5, "shared_d_ff": 40,
+         "capacity_factor": None},
+        tokens=32, seed=40, expect=("bias_matters", "groups_matter")),
+    "deepseek_v2_capacity": Case(
+        "DeepSeek-V2 group_limited_greedy (softmax, max, 2 of 4 groups), k=3 raw gates, "
+        "gate_scale 1.5, shared relu expert, cf 1.0 with batch_prioritized",
+        {**_dims(16, 24, 8), "top_k": 3, "activation": "relu", "num_groups": 4,
+         "topk_groups": 2, "group_score": "max", "normalize_gates": False, "gate_scale": 1.5,
+         "shared_d_ff": 32, "capacity_factor": 1.0, "priority": "batch_prioritized",
+         "group_size": 16},
+        tokens=32, seed=41, expect=("drops", "groups_matter")),
+    "sigmoid_bias_bpr": Case(
+        "sigmoid + bias with capacity and batch_prioritized: the ranking reads the unbiased "
+        "top-1 score; load-balance P_e from normalized sigmoid scores",
+        {**_dims(), "top_k": 2, "score_function": "sigmoid", "score_bias": True,
+         "capacity_factor": 0.75, "priority": "batch_prioritized"},
+        tokens=32, seed=42, expect=("drops", "bias_matters", "priority_matters")),
+    "qwen2_shared_gate": Case(
+        "Qwen2-MoE: softmax top-4 of 8 raw, shared swiglu expert scaled by "
+        "sigmoid(x . shared_gate), Hugging Face gate_proj/up_proj/down_proj names",
+        {**_dims(16, 24, 8), "top_k": 4, "activation": "swiglu", "normalize_gates": False,
+         "shared_d_ff": 48, "shared_gate": True, "capacity_factor": None},
+        tokens=16, seed=43, naming="hf-proj", expect=("no_drops",)),
+    "hf_deepseek": Case(
+        "DeepSeek names (gate.e_score_correction_bias, shared_experts.*), sigmoid, bias, "
+        "8 groups of 1 with max, 4 kept",
+        {**_dims(16, 24, 8), "top_k": 2, "activation": "swiglu", "score_function": "sigmoid",
+         "score_bias": True, "num_groups": 8, "topk_groups": 4, "normalize_gates": True,
+         "gate_scale": 2.0, "shared_d_ff": 24, "capacity_factor": None},
+        tokens=16, seed=44, naming="hf-proj", expect=("bias_matters",)),
+    "expert_choice": Case(
+        "expert choice: each of 8 experts takes its C = 4 best tokens of each group of 16 "
+        "(cf 2.0), gelu_tanh; some tokens are taken by no expert",
+        {**_dims(16, 32, 8), "routing": "experts_choose", "activation": "gelu_tanh",
+         "capacity_factor": 2.0, "group_size": 16},
+        tokens=32, seed=45, expect=("untaken",)),
+    "expert_choice_ties": Case(
+        "expert choice with exact ties: experts 0=1 and 2=3 take the same tokens, repeated "
+        "tokens tie (the lower index wins), expert_capacity 3",
+        {**_dims(), "routing": "experts_choose", "expert_capacity": 3},
+        tokens=16, seed=46, inputs="ties", expect=("tie_decides", "untaken")),
+    "expert_choice_shared": Case(
+        "expert choice with gate_scale 2 and a shared swiglu expert, min_capacity 3 "
+        "(cf 0.5 gives 2)",
+        {**_dims(16, 24, 4), "routing": "experts_choose", "activation": "swiglu",
+         "capacity_factor": 0.5, "min_capacity": 3, "gate_scale": 2.0, "shared_d_ff": 16},
+        tokens=16, seed=47, expect=("untaken",)),
+    "deepseek_v3_routing": Case(
+        "deepseek-v3.json's routing at full width (E=256, k=8, 8 groups of 32, top2_sum, "
+        "4 kept, sigmoid + bias, gate_scale 2.5, shared expert) on narrow experts",
+        {**_dims(32, 16, 256), "top_k": 8, "activation": "swiglu", "score_function": "sigmoid",
+         "score_bias": True, "num_groups": 8, "topk_groups": 4, "group_score": "top2_sum",
+         "normalize_gates": True, "gate_scale": 2.5, "shared_d_ff": 16,
+         "capacity_factor": None},
+        tokens=32, seed=49, expect=("bias_matters", "groups_matter")),
+    "deepseek_bf16": Case(
+        "the DeepSeek-V3 routing with every weight stored as BF16 (score_bias too)",
+        {**_dims(32, 32, 8), "top_k": 2, "activation": "swiglu", "score_function": "sigmoid",
+         "score_bias": True, "num_groups": 4, "topk_groups": 2, "group_score": "top2_sum",
+         "normalize_gates": True, "gate_scale": 2.5, "shared_d_ff": 32,
+         "capacity_factor": None},
+        tokens=32, seed=48, weights="bf16"),
 }
 
 
@@ -252,19 +322,60 @@ def generate_inputs(case, seed):
         values = np.asarray(values, dtype=np.float32)
         return moe_io.round_to_bf16(values) if case.weights == "bf16" else values
 
+    # Section 8 weights, drawn after the others so that earlier cases keep their inputs:
+    # a choice bias of the size of the score differences (sigmoid scores sit near 1/2),
+    # and a shared expert like the routed ones.
+    extra = {}
+    if spec["score_bias"]:
+        extra["score_bias"] = stored(rng.normal(0.0, 0.1, num_experts))
+    shared = spec["shared_d_ff"]
+    if shared:
+        extra["shared_w_in"] = stored(rng.normal(0.0, 1.0 / math.sqrt(d_model),
+                                                 (d_model, shared)))
+        if gated:
+            extra["shared_w_gate"] = stored(rng.normal(0.0, 1.0 / math.sqrt(d_model),
+                                                       (d_model, shared)))
+        extra["shared_w_out"] = stored(rng.normal(0.0, 1.0 / math.sqrt(shared),
+                                                  (shared, d_model)))
+    if spec["shared_gate"]:
+        extra["shared_gate"] = stored(rng.normal(0.0, 1.0 / math.sqrt(d_model), d_model))
+
     return {"x": np.asarray(x, dtype=np.float32), "router": stored(router),
             "w_in": stored(w_in), "w_gate": stored(w_gate) if gated else None,
-            "w_out": stored(w_out), "copies": copies}
+            "w_out": stored(w_out), "extra": extra, "copies": copies}
 
 
 def named_weights(naming, inputs):
     """The weight tensors under the names `naming` uses (Hugging Face layouts transposed)."""
     router, w_in, w_gate, w_out = (inputs[k] for k in ("router", "w_in", "w_gate", "w_out"))
+    extra = inputs.get("extra", {})
     if naming == "ours":
-        tensors = {"router": router, "w_in": w_in, "w_out": w_out}
+        tensors = {"router": router, "w_in": w_in, "w_out": w_out, **extra}
         if w_gate is not None:
             tensors["w_gate"] = w_gate
         return tensors
+    if naming == "hf-proj":
+        # DeepSeek / Qwen / OLMoE: [out, in] projections; DeepSeek's shared expert is
+        # `shared_experts.`, Qwen2's `shared_expert.` with a [1, D] `shared_expert_gate`.
+        if w_gate is None:
+            raise ValueError("gate_proj/up_proj/down_proj experts are gated (swiglu)")
+        tensors = {"gate.weight": router}
+        for i in range(router.shape[0]):
+            tensors[f"experts.{i}.gate_proj.weight"] = w_gate[i].T
+            tensors[f"experts.{i}.up_proj.weight"] = w_in[i].T
+            tensors[f"experts.{i}.down_proj.weight"] = w_out[i].T
+        if "score_bias" in extra:
+            tensors["gate.e_score_correction_bias"] = extra["score_bias"]
+        if "shared_w_in" in extra:
+            shared = "shared_expert." if "shared_gate" in extra else "shared_experts."
+            tensors[shared + "gate_proj.weight"] = extra["shared_w_gate"].T
+            tensors[shared + "up_proj.weight"] = extra["shared_w_in"].T
+            tensors[shared + "down_proj.weight"] = extra["shared_w_out"].T
+        if "shared_gate" in extra:
+            tensors["shared_expert_gate.weight"] = extra["shared_gate"][None, :]
+        return tensors
+    if extra:
+        raise ValueError(f"the {naming} layout has no section 8 weights")
     if naming == "hf-switch":
         if w_gate is not None:
             raise ValueError("Switch checkpoints have no gated experts")
@@ -287,32 +398,56 @@ def named_weights(naming, inputs):
 
 def run_reference(spec, inputs):
     return reference.moe_layer_details(spec, inputs["x"], inputs["router"], inputs["w_in"],
-                                       inputs["w_gate"], inputs["w_out"])
+                                       inputs["w_gate"], inputs["w_out"],
+                                       inputs.get("extra") or None)
 
 
 def _gap_problem(high, low, allow_exact):
-    """A near-tie between two probabilities high >= low, or None."""
+    """A near-tie between two scores high >= low (relative to the larger magnitude:
+    choice scores with a bias can be negative), or None."""
     gap = high - low
     if gap == 0.0 and allow_exact:
         return None
-    if gap < NEAR_TIE_REL * high:
-        return f"{gap / high:.1e} relative"
+    scale = max(abs(high), abs(low))
+    if gap < NEAR_TIE_REL * scale:
+        return f"{gap / scale if scale else 0.0:.1e} relative"
     return None
 
 
 def near_ties(details, allow_exact):
-    """Every routing-relevant probability gap below NEAR_TIE_REL (see the comment at the top)."""
+    """Every routing-relevant score gap below NEAR_TIE_REL (see the comment at the top)."""
     spec, p = details["spec"], details["p"]
     num_tokens, num_experts = p.shape
     problems = []
+    size = details["group_size"]
+    if spec["routing"] == "experts_choose":
+        # Which tokens an expert takes: the gap at its capacity cut in each group.
+        capacity = details["capacity"]
+        for start in range(0, num_tokens, size):
+            for e in range(num_experts):
+                column = sorted(p[start:start + size, e], reverse=True)
+                if capacity < len(column):
+                    gap = _gap_problem(column[capacity - 1], column[capacity], allow_exact)
+                    if gap:
+                        problems.append(f"group at token {start}, expert {e}: cut: {gap}")
+        return problems
+    # The choice reads the masked choice scores (the scores themselves without section 8).
+    choice_scores = details.get("masked_choice_scores", p)
     for t in range(num_tokens):
-        ranked = sorted(p[t], reverse=True)
+        ranked = sorted(choice_scores[t], reverse=True)
         for i in range(min(spec["top_k"], num_experts - 1)):
+            if ranked[i + 1] == -math.inf:
+                break
             gap = _gap_problem(ranked[i], ranked[i + 1], allow_exact)
             if gap:
-                problems.append(f"token {t}: probabilities ranked {i + 1} and {i + 2}: {gap}")
+                problems.append(f"token {t}: scores ranked {i + 1} and {i + 2}: {gap}")
+        if spec["topk_groups"] < spec["num_groups"]:
+            groups = sorted(details["group_scores"][t], reverse=True)
+            cut = spec["topk_groups"]
+            gap = _gap_problem(groups[cut - 1], groups[cut], allow_exact)
+            if gap:
+                problems.append(f"token {t}: group scores at the cut: {gap}")
     if spec["priority"] == "batch_prioritized":
-        size = details["group_size"]
         for start in range(0, num_tokens, size):
             top1 = sorted(details["top1_prob"][start:start + size], reverse=True)
             for high, low in zip(top1, top1[1:]):
@@ -342,6 +477,15 @@ def unmet_expectations(case, inputs, details):
             kept = details["kept"]
             ok = any(len({bool(kept[t, j]) for t in group}) > 1
                      for group in inputs["copies"] for j in range(kept.shape[1]))
+        elif want == "bias_matters":
+            unbiased = run_reference({**case.spec, "score_bias": False}, inputs)
+            ok = not np.array_equal(unbiased["choice"], details["choice"])
+        elif want == "groups_matter":
+            ungrouped = run_reference({**case.spec, "topk_groups": details["spec"]["num_groups"]},
+                                      inputs)
+            ok = not np.array_equal(ungrouped["choice"], details["choice"])
+        elif want == "untaken":
+            ok = stats["dropped"] > 0
         else:
             raise ValueError(f"unknown expectation '{want}'")
         if not ok:
@@ -432,6 +576,11 @@ def compare_outputs(case, y, stats, ref, act_dtype="f32"):
             continue
         value, want = stats[key], ref_stats[key]
         tol = LOSS_TOL[precision]
+        if want is None:
+            # Expert choice has no load-balance loss (spec section 8): null.
+            if value is not None:
+                problems.append(f"{key} {json.dumps(value)} != null")
+            continue
         if not (isinstance(value, (int, float)) and not isinstance(value, bool) and
                 abs(value - want) <= tol * abs(want)):
             problems.append(f"{key} {json.dumps(value)} != {want:.9g} (rel tol {tol:g})")
@@ -622,6 +771,10 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
             if stats.get(key) != stats1.get(key):
                 problems.append(f"sharded {key} {stats.get(key)} != unsharded {stats1.get(key)}")
         for key in ("load_balance_loss", "router_z_loss"):
+            if stats[key] is None or stats1[key] is None:
+                if stats[key] != stats1[key]:
+                    problems.append(f"sharded {key} {stats[key]} != unsharded {stats1[key]}")
+                continue
             if abs(stats[key] - stats1[key]) > 1e-6 * max(abs(stats1[key]), 1e-30):
                 problems.append(f"sharded {key} {stats[key]} != unsharded {stats1[key]}")
         comm = stats.get("communication", {})

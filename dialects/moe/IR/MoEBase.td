@@ -66,6 +66,45 @@ def MoE_PriorityAttr : EnumAttr<MoE_Dialect, MoE_Priority, "priority"> {
   let summary = "slot priority policy";
 }
 
+def MoE_Routing : I32EnumAttr<"Routing", "who chooses (spec section 8)", [
+    I32EnumAttrCase<"TokensChoose", 0, "tokens_choose">,
+    I32EnumAttrCase<"ExpertsChoose", 1, "experts_choose">
+  ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def MoE_RoutingAttr : EnumAttr<MoE_Dialect, MoE_Routing, "routing"> {
+  let summary = "token choice (top-k) or expert choice routing";
+}
+
+def MoE_ScoreFunction : I32EnumAttr<"ScoreFunction",
+    "how router logits become scores", [
+    I32EnumAttrCase<"Softmax", 0, "softmax">,
+    I32EnumAttrCase<"Sigmoid", 1, "sigmoid">
+  ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def MoE_ScoreFunctionAttr
+    : EnumAttr<MoE_Dialect, MoE_ScoreFunction, "score_function"> {
+  let summary = "softmax over the experts, or an elementwise sigmoid";
+}
+
+def MoE_GroupScore : I32EnumAttr<"GroupScore",
+    "the score of an expert group", [
+    I32EnumAttrCase<"Max", 0, "max">,
+    I32EnumAttrCase<"Top2Sum", 1, "top2_sum">
+  ]> {
+  let cppNamespace = "::mlir::moe";
+  let genSpecializedAttr = 0;
+}
+
+def MoE_GroupScoreAttr : EnumAttr<MoE_Dialect, MoE_GroupScore, "group_score"> {
+  let summary = "a group's largest choice score, or its two largest summed";
+}
+
 //===----------------------------------------------------------------------===//
 // Type constraints shared by the operations.
 //===----------------------------------------------------------------------===//
@@ -73,6 +112,7 @@ def MoE_PriorityAttr : EnumAttr<MoE_Dialect, MoE_Priority, "priority"> {
 /// Activations and expert weights: f32, bf16 or f16.
 defvar MoE_FloatElts = [F32, BF16, F16];
 def MoE_ActTensor : TensorRankOf<MoE_FloatElts, [2]>;
+def MoE_Weight1D : TensorRankOf<MoE_FloatElts, [1]>;
 def MoE_Weight2D : TensorRankOf<MoE_FloatElts, [2]>;
 def MoE_Weight3D : TensorRankOf<MoE_FloatElts, [3]>;
 /// Expert buffers: padded [E, N, D] or packed [R, D].

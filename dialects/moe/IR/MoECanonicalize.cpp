@@ -28,12 +28,20 @@ struct SimplifyLayerAttrs : OpRewritePattern<LayerOp> {
     bool dropGroup = op.getGroupSize() == op.getNumTokens();
     // An expert receives at most one assignment per token of its group, so a
     // capacity of at least S never drops anything: the layer is dropless.
+    // (Not for expert choice, where C is how many tokens an expert takes.)
     std::optional<int64_t> capacity = op.getCapacity();
-    bool dropCapacity = capacity && *capacity >= op.getGroupTokens();
-    // Over all E experts the chosen probabilities sum to one.
-    bool dropNormalize =
-        op.getNormalizeGates() && op.getTopK() == op.getNumExperts();
-    if (!dropGroup && !dropCapacity && !dropNormalize)
+    bool dropCapacity = !op.isExpertsChoose() && capacity &&
+                        *capacity >= op.getGroupTokens();
+    // Over all E experts the chosen softmax probabilities sum to one.
+    bool dropNormalize = op.getNormalizeGates() &&
+                         op.getTopK() == op.getNumExperts() &&
+                         op.getScoreFunction() == ScoreFunction::Softmax;
+    // Keeping every expert group limits nothing (spec §8: one group).
+    bool dropExpertGroups =
+        op.getKeptGroups() == op.getNumGroups() &&
+        (op.getNumGroups() != 1 || op.getTopkGroups() ||
+         op.getGroupScore() != GroupScore::Max);
+    if (!dropGroup && !dropCapacity && !dropNormalize && !dropExpertGroups)
       return failure();
     rewriter.modifyOpInPlace(op, [&] {
       if (dropGroup)
@@ -45,18 +53,26 @@ struct SimplifyLayerAttrs : OpRewritePattern<LayerOp> {
       }
       if (dropNormalize)
         op.setNormalizeGates(false);
+      if (dropExpertGroups) {
+        op.setNumGroups(1);
+        op.removeTopkGroupsAttr();
+        op.setGroupScore(GroupScore::Max);
+      }
     });
     return success();
   }
 };
 
-/// `normalize` over all experts divides by a sum of one.
+/// `normalize` over all experts divides softmax probabilities by a sum of
+/// one (not sigmoid scores, nor gates read from other scores).
 struct DropFullNormalize : OpRewritePattern<TopKOp> {
   using OpRewritePattern::OpRewritePattern;
 
   LogicalResult matchAndRewrite(TopKOp op,
                                 PatternRewriter &rewriter) const override {
-    if (!op.getNormalize() ||
+    auto route = op.getProbs().getDefiningOp<RouteOp>();
+    if (!op.getNormalize() || op.getGateScores() || !route ||
+        route.getScoreFunction() != ScoreFunction::Softmax ||
         op.getK() != op.getProbs().getType().getDimSize(1))
       return failure();
     rewriter.modifyOpInPlace(op, [&] { op.setNormalize(false); });

@@ -97,7 +97,11 @@ LogicalResult RouteRowsOp::verify() {
     return failure();
   if (auto capacity = getCapacity(); capacity && *capacity < 1)
     return emitOpError("'capacity' must be positive, got ") << *capacity;
-  return success();
+  if (Value scores = getGateScores())
+    if (failed(expectShape(*this, "gate_scores", scores.getType(),
+                           getProbs().getType().getShape(), "T, E")))
+      return failure();
+  return verifyGateScale(*this, getGateScale());
 }
 
 //===----------------------------------------------------------------------===//

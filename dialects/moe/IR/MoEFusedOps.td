@@ -76,8 +76,10 @@ def MoE_RouteRowsOp : MoE_Op<"route_rows", [Pure, InferTypeOpAdaptor]> {
     assignments (no slot matrix in between).
 
     From the router probabilities `probs` [T, E]:
-    - `experts`, `gates` [T, k]: the choice of `moe.top_k` with `k` and
-      `normalize`;
+    - `experts`, `gates` [T, k]: the choice of `moe.top_k` with `k`,
+      `normalize`, `gate_scores` and `gate_scale` (with `gate_scores`, the
+      batch-prioritized ranking reads them too: the unbiased score of the
+      first choice, spec §8);
     - `keep` [T, k]: whether the assignment holds a slot under `capacity`
       (per group of `group_size` tokens) and `priority`, ranked as in
       `moe.assign_slots`; without a capacity every assignment is kept;
@@ -101,7 +103,9 @@ def MoE_RouteRowsOp : MoE_Op<"route_rows", [Pure, InferTypeOpAdaptor]> {
     MoE_I64Attr:$group_size,
     OptionalAttr<MoE_I64Attr>:$capacity,
     DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority,
-    DefaultValuedAttr<MoE_I64Attr, "1">:$block
+    DefaultValuedAttr<MoE_I64Attr, "1">:$block,
+    Optional<MoE_F32Matrix>:$gate_scores,
+    DefaultValuedAttr<F64Attr, "1.0">:$gate_scale
   );
   let results = (outs MoE_IndexMatrix:$experts, MoE_F32Matrix:$gates,
                       MoE_MaskMatrix:$keep, MoE_I64Vector:$counts,
@@ -110,7 +114,14 @@ def MoE_RouteRowsOp : MoE_Op<"route_rows", [Pure, InferTypeOpAdaptor]> {
   let assemblyFormat = [{
     $probs `k` `=` $k (`normalize` $normalize^)? `group_size` `=` $group_size
     (`capacity` `=` $capacity^)? `priority` `=` custom<PriorityKeyword>($priority)
-    (`block` `=` $block^)? attr-dict `:` type($probs)
+    (`block` `=` $block^)? (`gate_scores` `(` $gate_scores^ `)`)?
+    (`gate_scale` `=` $gate_scale^)? attr-dict `:` type(operands)
+  }];
+  let extraClassDeclaration = [{
+    /// The scores the gates (and the batch-prioritized ranking) read.
+    Value getGateSource() {
+      return getGateScores() ? getGateScores() : getProbs();
+    }
   }];
   let hasVerifier = 1;
 }

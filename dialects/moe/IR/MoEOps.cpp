@@ -81,6 +81,114 @@ static void printOptionalActivation(OpAsmPrinter &printer, Operation *op,
   printActivationKeyword(printer, op, attr);
 }
 
+static ParseResult parseGroupScoreKeyword(OpAsmParser &parser,
+                                          GroupScoreAttr &attr) {
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef keyword;
+  if (parser.parseKeyword(&keyword))
+    return failure();
+  std::optional<GroupScore> value = symbolizeGroupScore(keyword);
+  if (!value)
+    return parser.emitError(loc, "unknown group score '")
+           << keyword << "' (expected max or top2_sum)";
+  attr = GroupScoreAttr::get(parser.getContext(), *value);
+  return success();
+}
+
+static void printGroupScoreKeyword(OpAsmPrinter &printer, Operation *,
+                                   GroupScoreAttr attr) {
+  printer << stringifyGroupScore(attr.getValue());
+}
+
+/// `score_function <keyword>` when present; softmax (the default) otherwise.
+static ParseResult parseOptionalScoreFunction(OpAsmParser &parser,
+                                              ScoreFunctionAttr &attr) {
+  if (failed(parser.parseOptionalKeyword("score_function")))
+    return success();
+  SMLoc loc = parser.getCurrentLocation();
+  StringRef keyword;
+  if (parser.parseKeyword(&keyword))
+    return failure();
+  std::optional<ScoreFunction> value = symbolizeScoreFunction(keyword);
+  if (!value)
+    return parser.emitError(loc, "unknown score function '")
+           << keyword << "' (expected softmax or sigmoid)";
+  attr = ScoreFunctionAttr::get(parser.getContext(), *value);
+  return success();
+}
+
+static void printOptionalScoreFunction(OpAsmPrinter &printer, Operation *,
+                                       ScoreFunctionAttr attr) {
+  if (attr && attr.getValue() != ScoreFunction::Softmax)
+    printer << " score_function " << stringifyScoreFunction(attr.getValue());
+}
+
+/// The spec §8 attributes of `moe.layer`, each an optional keyword in this
+/// order: `routing experts_choose`, `score_function sigmoid`, `num_groups G`,
+/// `topk_groups K`, `group_score top2_sum`, `gate_scale X`. Defaults are not
+/// printed.
+static ParseResult parseRoutingFamily(OpAsmParser &parser, RoutingAttr &routing,
+                                      ScoreFunctionAttr &function,
+                                      IntegerAttr &groups, IntegerAttr &kept,
+                                      GroupScoreAttr &groupScore,
+                                      FloatAttr &gateScale) {
+  MLIRContext *context = parser.getContext();
+  if (succeeded(parser.parseOptionalKeyword("routing"))) {
+    SMLoc loc = parser.getCurrentLocation();
+    StringRef keyword;
+    if (parser.parseKeyword(&keyword))
+      return failure();
+    std::optional<Routing> value = symbolizeRouting(keyword);
+    if (!value)
+      return parser.emitError(loc, "unknown routing '")
+             << keyword << "' (expected tokens_choose or experts_choose)";
+    routing = RoutingAttr::get(context, *value);
+  }
+  if (parseOptionalScoreFunction(parser, function))
+    return failure();
+  Type i64 = IntegerType::get(context, 64);
+  auto parseInt = [&](StringRef keyword, IntegerAttr &attr) -> ParseResult {
+    if (failed(parser.parseOptionalKeyword(keyword)))
+      return success();
+    int64_t value;
+    if (parser.parseInteger(value))
+      return failure();
+    attr = IntegerAttr::get(i64, value);
+    return success();
+  };
+  if (parseInt("num_groups", groups) || parseInt("topk_groups", kept))
+    return failure();
+  if (succeeded(parser.parseOptionalKeyword("group_score")) &&
+      parseGroupScoreKeyword(parser, groupScore))
+    return failure();
+  if (succeeded(parser.parseOptionalKeyword("gate_scale"))) {
+    double value;
+    if (parser.parseFloat(value))
+      return failure();
+    gateScale = FloatAttr::get(Float64Type::get(context), value);
+  }
+  return success();
+}
+
+static void printRoutingFamily(OpAsmPrinter &printer, Operation *,
+                               RoutingAttr routing, ScoreFunctionAttr function,
+                               IntegerAttr groups, IntegerAttr kept,
+                               GroupScoreAttr groupScore, FloatAttr gateScale) {
+  if (routing && routing.getValue() != Routing::TokensChoose)
+    printer << " routing " << stringifyRouting(routing.getValue());
+  printOptionalScoreFunction(printer, nullptr, function);
+  if (groups && groups.getInt() != 1)
+    printer << " num_groups " << groups.getInt();
+  if (kept)
+    printer << " topk_groups " << kept.getInt();
+  if (groupScore && groupScore.getValue() != GroupScore::Max)
+    printer << " group_score " << stringifyGroupScore(groupScore.getValue());
+  if (gateScale && gateScale.getValueAsDouble() != 1.0) {
+    printer << " gate_scale ";
+    printer.printFloat(gateScale.getValue());
+  }
+}
+
 #define GET_OP_CLASSES
 #include "moe/IR/MoEOps.cpp.inc"
 
@@ -207,6 +315,15 @@ LogicalResult mlir::moe::detail::verifyGroupSize(Operation *op,
   return success();
 }
 
+LogicalResult mlir::moe::detail::verifyGateScale(Operation *op,
+                                                const APFloat &scale) {
+  double value = scale.convertToDouble();
+  if (value > 0 && std::isfinite(value))
+    return success();
+  return op->emitOpError("'gate_scale' must be a positive finite number, got ")
+         << value;
+}
+
 static RankedTensorType scalarTensor(Type elt) {
   return RankedTensorType::get({}, elt);
 }
@@ -243,20 +360,105 @@ int64_t LayerOp::getGroupTokens() {
 }
 
 std::optional<int64_t> LayerOp::getCapacity() {
+  // Expert choice (§8): no k factor, and an expert takes at most S tokens.
+  bool experts = isExpertsChoose();
+  auto atMostGroup = [&](int64_t c) {
+    return experts ? std::min(c, getGroupTokens()) : c;
+  };
   if (auto fixed = getExpertCapacity())
-    return *fixed;
+    return atMostGroup(*fixed);
   auto factor = getCapacityFactor();
   if (!factor)
     return std::nullopt;
-  double slots = factor->convertToDouble() * static_cast<double>(getTopK()) *
+  double perExpert = experts ? 1.0 : static_cast<double>(getTopK());
+  double slots = factor->convertToDouble() * perExpert *
                  static_cast<double>(getGroupTokens()) /
                  static_cast<double>(getNumExperts());
   double rounded = std::ceil(slots);
   // Beyond the group size a capacity cannot bind; clamping keeps the
   // conversion defined for absurd factors without changing any result.
   if (!(rounded < static_cast<double>(std::numeric_limits<int64_t>::max())))
-    return std::numeric_limits<int64_t>::max();
-  return std::max<int64_t>(getMinCapacity(), static_cast<int64_t>(rounded));
+    return atMostGroup(std::numeric_limits<int64_t>::max());
+  return atMostGroup(
+      std::max<int64_t>(getMinCapacity(), static_cast<int64_t>(rounded)));
+}
+
+/// The spec §8 rules of a layer: score bias, expert groups, gate scale,
+/// expert choice and the shared expert.
+static LogicalResult verifyRoutingFamily(LayerOp op) {
+  int64_t experts = op.getNumExperts(), model = op.getModelDim();
+  if (Value bias = op.getScoreBias())
+    if (failed(expectShape(op, "score_bias", bias.getType(), {experts}, "E")))
+      return failure();
+  int64_t groups = op.getNumGroups();
+  if (groups < 1 || experts % groups != 0)
+    return op.emitOpError() << "'num_groups' must be positive and divide the "
+                               "number of experts ("
+                            << experts << "), got " << groups;
+  int64_t kept = op.getKeptGroups();
+  if (kept < 1 || kept > groups)
+    return op.emitOpError() << "'topk_groups' must be between 1 and "
+                               "'num_groups' ("
+                            << groups << "), got " << kept;
+  if (op.getGroupScore() == GroupScore::Top2Sum && experts / groups < 2)
+    return op.emitOpError() << "'group_score top2_sum' needs at least two "
+                               "experts per group, got "
+                            << experts / groups;
+  if (failed(verifyGateScale(op, op.getGateScale())))
+    return failure();
+  if (op.isExpertsChoose()) {
+    if (op.getTopK() != 1)
+      return op.emitOpError("'routing experts_choose' needs 'top_k' 1 (each "
+                            "expert chooses its tokens), got ")
+             << op.getTopK();
+    for (auto [present, what] :
+         {std::pair<bool, StringRef>{op.getNormalizeGates(), "'normalize_gates'"},
+          {op.getPriority() != Priority::Position, "'priority'"},
+          {bool(op.getScoreBias()), "'score_bias'"},
+          {groups != 1 || op.getTopkGroups().has_value(), "expert groups"},
+          {op.getScoreFunction() != ScoreFunction::Softmax,
+           "'score_function sigmoid'"}})
+      if (present)
+        return op.emitOpError()
+               << what << " does not apply to 'routing experts_choose'";
+    if (!op.getCapacity())
+      return op.emitOpError("'routing experts_choose' needs a capacity "
+                            "('capacity_factor' or 'expert_capacity')");
+  } else if (op.getTopK() > kept * (experts / groups)) {
+    return op.emitOpError() << "'top_k' (" << op.getTopK()
+                            << ") exceeds the experts of the 'topk_groups' "
+                               "best groups ("
+                            << kept * (experts / groups) << ")";
+  }
+
+  Value sharedIn = op.getSharedWIn(), sharedGateW = op.getSharedWGate(),
+        sharedOut = op.getSharedWOut(), sharedGate = op.getSharedGate();
+  if (!sharedIn) {
+    if (sharedGateW || sharedOut || sharedGate)
+      return op.emitOpError("the shared expert needs 'shared_w_in' and "
+                            "'shared_w_out'");
+    return success();
+  }
+  if (!sharedOut)
+    return op.emitOpError("the shared expert needs 'shared_w_out'");
+  int64_t hidden = cast<RankedTensorType>(sharedIn.getType()).getDimSize(1);
+  if (failed(expectShape(op, "shared_w_in", sharedIn.getType(),
+                         {model, hidden}, "D, Fs")) ||
+      failed(expectShape(op, "shared_w_out", sharedOut.getType(),
+                         {hidden, model}, "Fs, D")))
+    return failure();
+  bool gated = isGated(op.getActivation());
+  if (gated != bool(sharedGateW))
+    return op.emitOpError(gated ? "the gated activation needs 'shared_w_gate'"
+                                : "'shared_w_gate' needs a gated activation");
+  if (sharedGateW && failed(expectShape(op, "shared_w_gate",
+                                        sharedGateW.getType(), {model, hidden},
+                                        "D, Fs")))
+    return failure();
+  if (sharedGate &&
+      failed(expectShape(op, "shared_gate", sharedGate.getType(), {model}, "D")))
+    return failure();
+  return success();
 }
 
 LogicalResult LayerOp::verify() {
@@ -301,7 +503,7 @@ LogicalResult LayerOp::verify() {
   if (auto group = getGroupSize())
     if (failed(verifyGroupSize(*this, *group, tokens)))
       return failure();
-  return success();
+  return verifyRoutingFamily(*this);
 }
 
 //===----------------------------------------------------------------------===//
@@ -365,6 +567,117 @@ LogicalResult TopKOp::verify() {
   if (getK() < 1 || getK() > experts)
     return emitOpError() << "'k' must be between 1 and the number of experts ("
                          << experts << "), got " << getK();
+  if (Value scores = getGateScores())
+    if (failed(expectShape(*this, "gate_scores", scores.getType(),
+                           getProbs().getType().getShape(), "T, E")))
+      return failure();
+  return verifyGateScale(*this, getGateScale());
+}
+
+//===----------------------------------------------------------------------===//
+// ChoiceScoresOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ChoiceScoresOp::inferReturnTypes(MLIRContext *,
+                                               std::optional<Location>,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  types.push_back(adaptor.getScores().getType());
+  return success();
+}
+
+LogicalResult ChoiceScoresOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t experts = getScores().getType().getDimSize(1);
+  if (Value bias = getBias())
+    if (failed(expectShape(*this, "bias", bias.getType(), {experts}, "E")))
+      return failure();
+  int64_t groups = getNumGroups();
+  if (groups < 1 || experts % groups != 0)
+    return emitOpError() << "'num_groups' must be positive and divide the "
+                            "number of experts ("
+                         << experts << "), got " << groups;
+  if (getKeep() < 1 || getKeep() > groups)
+    return emitOpError() << "'keep' must be between 1 and 'num_groups' ("
+                         << groups << "), got " << getKeep();
+  if (getGroupScore() == GroupScore::Top2Sum && experts / groups < 2)
+    return emitOpError() << "'group_score top2_sum' needs at least two "
+                            "experts per group, got "
+                         << experts / groups;
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// ExpertChoiceOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ExpertChoiceOp::inferReturnTypes(MLIRContext *context,
+                                               std::optional<Location> location,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  auto probs = rankedOf(adaptor.getProbs().getType(), 2);
+  if (!probs)
+    return emitOptionalError(location,
+                             "'moe.expert_choice' needs rank-2 probabilities");
+  Builder b(context);
+  ArrayRef<int64_t> shape = probs.getShape();
+  types.push_back(RankedTensorType::get(shape, b.getI32Type()));
+  types.push_back(RankedTensorType::get(shape, b.getI32Type()));
+  types.push_back(RankedTensorType::get(shape, b.getI1Type()));
+  types.push_back(RankedTensorType::get(shape, b.getF32Type()));
+  types.push_back(RankedTensorType::get({shape[1]}, b.getI64Type()));
+  return success();
+}
+
+LogicalResult ExpertChoiceOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  int64_t tokens = getProbs().getType().getDimSize(0);
+  if (failed(verifyGroupSize(*this, getGroupSize(), tokens)))
+    return failure();
+  if (getCapacity() < 1 || getCapacity() > getGroupSize())
+    return emitOpError() << "'capacity' must be between 1 and 'group_size' ("
+                         << getGroupSize() << "), got " << getCapacity();
+  return verifyGateScale(*this, getGateScale());
+}
+
+//===----------------------------------------------------------------------===//
+// SharedExpertOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SharedExpertOp::inferReturnTypes(MLIRContext *,
+                                               std::optional<Location>,
+                                               Adaptor adaptor,
+                                               SmallVectorImpl<Type> &types) {
+  types.push_back(adaptor.getRouted().getType());
+  return success();
+}
+
+LogicalResult SharedExpertOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  auto input = getInput().getType();
+  int64_t model = input.getDimSize(1);
+  if (failed(expectShape(*this, "routed", getRouted().getType(),
+                         input.getShape(), "T, D")))
+    return failure();
+  int64_t hidden = getWIn().getType().getDimSize(1);
+  if (failed(expectShape(*this, "w_in", getWIn().getType(), {model, hidden},
+                         "D, Fs")) ||
+      failed(expectShape(*this, "w_out", getWOut().getType(), {hidden, model},
+                         "Fs, D")))
+    return failure();
+  bool gated = isGated(getActivation());
+  if (gated != bool(getWGate()))
+    return emitOpError(gated ? "the gated activation needs 'w_gate'"
+                             : "'w_gate' needs a gated activation");
+  if (getWGate() && failed(expectShape(*this, "w_gate", getWGate().getType(),
+                                       {model, hidden}, "D, Fs")))
+    return failure();
+  if (getGate() &&
+      failed(expectShape(*this, "gate", getGate().getType(), {model}, "D")))
+    return failure();
   return success();
 }
 

@@ -16,16 +16,23 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 // moe.layer
 //===----------------------------------------------------------------------===//
 
-def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
+def MoE_LayerOp : MoE_Op<"layer",
+    [Pure, InferTypeOpAdaptor, AttrSizedOperandSegments]> {
   let summary = "a whole sparse mixture-of-experts FFN layer";
   let description = [{
     Computes one MoE layer on `T` tokens exactly as the layer contract says:
     an f32 router, top-k choice, capacity-bounded slot assignment per routing
-    group, the expert MLPs and the gated combine, plus the layer statistics.
+    group, the expert MLPs and the gated combine, plus the layer statistics;
+    or one of the routing families of the contract's section 8.
 
     Operands: `input` [T, D]; `router` [E, D]; `w_in` [E, D, F]; `w_gate`
     [E, D, F] (present exactly when the activation is gated: `geglu`,
     `swiglu`); `w_out` [E, F, D]. Expert weights share one element type.
+    Section 8 adds `score_bias` [E] (f32, added to the scores for the choice
+    only), and a shared expert every token passes through: `shared_w_in`
+    [D, Fs], `shared_w_gate` [D, Fs] (gated activations), `shared_w_out`
+    [Fs, D], and `shared_gate` [D] when its output is scaled by
+    σ(x · shared_gate).
 
     Attributes (one per spec field):
     - `top_k` (1 ≤ k ≤ E), `activation`, `normalize_gates` (unit);
@@ -33,16 +40,26 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
       (C = max(`min_capacity`, ⌈cf · k · S / E⌉), evaluated in f64 in that
       order); neither means dropless. At most one of the two is present;
     - `group_size` S (divides T; absent means one group of T tokens);
-    - `priority` (`position` or `batch_prioritized`).
+    - `priority` (`position` or `batch_prioritized`);
+    - section 8, printed after the priority only when not the default:
+      `routing experts_choose` (each expert takes its C tokens of every
+      group, C = max(`min_capacity`, ⌈cf · S / E⌉) at most S; `top_k` is then
+      1 and there is no gate normalisation, priority, bias or expert group),
+      `score_function sigmoid`, `num_groups` G (dividing E) with
+      `topk_groups` (the groups a token may choose from) and `group_score`
+      (`max` or `top2_sum`), and `gate_scale` (multiplies every gate).
 
     Results: `output` [T, D] with the input's element type; `tokens_per_expert`
-    [E] (kept assignments summed over groups); `dropped` (dropped assignments);
-    `load_balance_loss` and `router_z_loss` (unscaled, f32).
+    [E] (kept assignments summed over groups); `dropped` (dropped assignments,
+    or for expert choice the tokens no expert took); `load_balance_loss`
+    (NaN for expert choice, which the statistics write as null) and
+    `router_z_loss` (unscaled, f32).
 
     Canonicalization removes attributes that cannot change the result: a
     capacity that can never overflow (C ≥ S) becomes dropless, a group size
-    equal to T is dropped, and gate normalisation is dropped when k = E (the
-    chosen probabilities then sum to one).
+    equal to T is dropped, gate normalisation is dropped when k = E over
+    softmax scores (the chosen probabilities then sum to one), and expert
+    groups that keep every group are dropped.
 
     Example:
 
@@ -53,14 +70,32 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
         : tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>,
           tensor<4x64x32xf32>
     ```
+
+    DeepSeek-V3-style routing with a shared expert:
+
+    ```mlir
+    %y, %tpe, %dropped, %lb, %z = moe.layer %x router(%r) score_bias(%b)
+        w_in(%wi) w_gate(%wg) w_out(%wo) shared_w_in(%si) shared_w_gate(%sg)
+        shared_w_out(%so) top_k 2 activation swiglu normalize_gates
+        priority position score_function sigmoid num_groups 4 topk_groups 2
+        group_score top2_sum gate_scale 2.5
+        : tensor<16x32xf32>, tensor<8x32xf32>, tensor<8xf32>,
+          tensor<8x32x64xf32>, tensor<8x32x64xf32>, tensor<8x64x32xf32>,
+          tensor<32x48xf32>, tensor<32x48xf32>, tensor<48x32xf32>
+    ```
   }];
 
   let arguments = (ins
     MoE_ActTensor:$input,
     MoE_Weight2D:$router,
+    Optional<MoE_F32Vector>:$score_bias,
     MoE_Weight3D:$w_in,
     Optional<MoE_Weight3D>:$w_gate,
     MoE_Weight3D:$w_out,
+    Optional<MoE_Weight2D>:$shared_w_in,
+    Optional<MoE_Weight2D>:$shared_w_gate,
+    Optional<MoE_Weight2D>:$shared_w_out,
+    Optional<MoE_Weight1D>:$shared_gate,
     MoE_I64Attr:$top_k,
     MoE_ActivationAttr:$activation,
     UnitAttr:$normalize_gates,
@@ -68,7 +103,13 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
     OptionalAttr<MoE_I64Attr>:$expert_capacity,
     DefaultValuedAttr<MoE_I64Attr, "1">:$min_capacity,
     OptionalAttr<MoE_I64Attr>:$group_size,
-    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority
+    DefaultValuedAttr<MoE_PriorityAttr, "::mlir::moe::Priority::Position">:$priority,
+    DefaultValuedAttr<MoE_RoutingAttr, "::mlir::moe::Routing::TokensChoose">:$routing,
+    DefaultValuedAttr<MoE_ScoreFunctionAttr, "::mlir::moe::ScoreFunction::Softmax">:$score_function,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$num_groups,
+    OptionalAttr<MoE_I64Attr>:$topk_groups,
+    DefaultValuedAttr<MoE_GroupScoreAttr, "::mlir::moe::GroupScore::Max">:$group_score,
+    DefaultValuedAttr<F64Attr, "1.0">:$gate_scale
   );
   let results = (outs
     MoE_ActTensor:$output,
@@ -79,8 +120,13 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
   );
 
   let assemblyFormat = [{
-    $input `router` `(` $router `)` `w_in` `(` $w_in `)`
+    $input `router` `(` $router `)` (`score_bias` `(` $score_bias^ `)`)?
+    `w_in` `(` $w_in `)`
     (`w_gate` `(` $w_gate^ `)`)? `w_out` `(` $w_out `)`
+    (`shared_w_in` `(` $shared_w_in^ `)`)?
+    (`shared_w_gate` `(` $shared_w_gate^ `)`)?
+    (`shared_w_out` `(` $shared_w_out^ `)`)?
+    (`shared_gate` `(` $shared_gate^ `)`)?
     `top_k` $top_k `activation` custom<ActivationKeyword>($activation)
     (`normalize_gates` $normalize_gates^)?
     (`capacity_factor` $capacity_factor^)?
@@ -88,6 +134,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
     (`min_capacity` $min_capacity^)?
     (`group_size` $group_size^)?
     `priority` custom<PriorityKeyword>($priority)
+    custom<RoutingFamily>($routing, $score_function, $num_groups,
+                          $topk_groups, $group_score, $gate_scale)
     attr-dict `:` type(operands)
   }];
 
@@ -100,6 +148,15 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
     int64_t getGroupTokens();
     /// C per group, or std::nullopt when the layer is dropless.
     std::optional<int64_t> getCapacity();
+    /// True for expert-choice routing.
+    bool isExpertsChoose() { return getRouting() == Routing::ExpertsChoose; }
+    /// The groups a token may choose from (`num_groups` by default).
+    int64_t getKeptGroups() { return getTopkGroups().value_or(getNumGroups()); }
+    /// True when the choice differs from "the k largest scores": a score
+    /// bias or a group limit.
+    bool hasChoiceScores() {
+      return getScoreBias() || getKeptGroups() < getNumGroups();
+    }
   }];
 
   let hasVerifier = 1;
@@ -111,21 +168,63 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, InferTypeOpAdaptor]> {
 //===----------------------------------------------------------------------===//
 
 def MoE_RouteOp : MoE_Op<"route", [Pure, InferTypeOpAdaptor]> {
-  let summary = "router logits, probabilities and log-sum-exp in f32";
+  let summary = "router logits, scores and log-sum-exp in f32";
   let description = [{
     logits[t] = input[t] · routerᵀ, computed in f32 whatever the element
-    types of `input` [T, D] and `router` [E, D]; probs[t] = softmax(logits[t]);
-    lse[t] = logsumexp(logits[t]). There is no router bias.
+    types of `input` [T, D] and `router` [E, D]; probs[t] = softmax(logits[t])
+    or, with `score_function sigmoid`, σ(logits[t]) elementwise (spec §8);
+    lse[t] = logsumexp(logits[t]) for both. There is no router bias.
 
     ```mlir
     %logits, %probs, %lse = moe.route %x, %r : tensor<16x32xbf16>, tensor<4x32xbf16>
+    %logits2, %scores, %lse2 = moe.route %x, %r score_function sigmoid
+        : tensor<16x32xf32>, tensor<4x32xf32>
     ```
   }];
-  let arguments = (ins MoE_ActTensor:$input, MoE_Weight2D:$router);
+  let arguments = (ins MoE_ActTensor:$input, MoE_Weight2D:$router,
+      DefaultValuedAttr<MoE_ScoreFunctionAttr,
+                        "::mlir::moe::ScoreFunction::Softmax">:$score_function);
   let results = (outs MoE_F32Matrix:$logits, MoE_F32Matrix:$probs,
                       MoE_F32Vector:$lse);
   let assemblyFormat = [{
-    $input `,` $router attr-dict `:` type($input) `,` type($router)
+    $input `,` $router custom<OptionalScoreFunction>($score_function)
+    attr-dict `:` type($input) `,` type($router)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.choice_scores
+//===----------------------------------------------------------------------===//
+
+def MoE_ChoiceScoresOp : MoE_Op<"choice_scores",
+    [Pure, InferTypeOpAdaptor]> {
+  let summary = "the scores a token chooses its experts by (spec §8)";
+  let description = [{
+    c[t] = scores[t] + `bias` (when given, [E] f32). With `num_groups` G > 1
+    the E experts form G contiguous groups of E/G; a group's score is the
+    largest c of its experts (`max`) or the sum of its two largest
+    (`top2_sum`); the `keep` best groups are kept (ties to the lower group
+    index) and every expert outside them gets c = −∞, so `moe.top_k` never
+    chooses it. A NaN c ranks as −∞ in the group scores (spec §3.7).
+
+    ```mlir
+    %c = moe.choice_scores %s bias(%b) num_groups = 4 keep = 2
+        group_score top2_sum : tensor<16x8xf32>, tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins
+    MoE_F32Matrix:$scores,
+    Optional<MoE_F32Vector>:$bias,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$num_groups,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$keep,
+    DefaultValuedAttr<MoE_GroupScoreAttr, "::mlir::moe::GroupScore::Max">:$group_score
+  );
+  let results = (outs MoE_F32Matrix:$result);
+  let assemblyFormat = [{
+    $scores (`bias` `(` $bias^ `)`)? `num_groups` `=` $num_groups
+    `keep` `=` $keep `group_score` custom<GroupScoreKeyword>($group_score)
+    attr-dict `:` type(operands)
   }];
   let hasVerifier = 1;
 }
@@ -138,23 +237,78 @@ def MoE_TopKOp : MoE_Op<"top_k", [Pure, InferTypeOpAdaptor]> {
   let summary = "the k most probable experts of every token, with gates";
   let description = [{
     For each token, the `k` experts with the largest probability in
-    descending order, equal probabilities going to the lower expert index.
-    `gates[t, j]` is the probability of the j-th choice, divided by the sum
-    of the k chosen probabilities when `normalize` is set.
+    descending order, equal probabilities going to the lower expert index
+    (a NaN ranks as −∞). `gates[t, j]` is the probability of the j-th
+    choice, divided by the sum of the k chosen probabilities when
+    `normalize` is set, then multiplied by `gate_scale` (default 1).
 
-    Canonicalization drops `normalize` when k equals the number of experts.
+    With `gate_scores(%s)` (spec §8) the experts are chosen by `probs` (the
+    choice scores of `moe.choice_scores`) but the gates come from `%s`, the
+    unbiased scores: gates[t, j] = s[t, e_j], normalised over the chosen s.
+
+    Canonicalization drops `normalize` when k equals the number of experts
+    and the gates are softmax probabilities.
 
     ```mlir
     %experts, %gates = moe.top_k %probs k = 2 normalize : tensor<16x4xf32>
+    %e2, %g2 = moe.top_k %choice k = 2 normalize gate_scores(%scores)
+        gate_scale = 2.5 : tensor<16x4xf32>, tensor<16x4xf32>
     ```
   }];
-  let arguments = (ins MoE_F32Matrix:$probs, MoE_I64Attr:$k, UnitAttr:$normalize);
+  let arguments = (ins MoE_F32Matrix:$probs, MoE_I64Attr:$k, UnitAttr:$normalize,
+                       Optional<MoE_F32Matrix>:$gate_scores,
+                       DefaultValuedAttr<F64Attr, "1.0">:$gate_scale);
   let results = (outs MoE_IndexMatrix:$experts, MoE_F32Matrix:$gates);
   let assemblyFormat = [{
-    $probs `k` `=` $k (`normalize` $normalize^)? attr-dict `:` type($probs)
+    $probs `k` `=` $k (`normalize` $normalize^)?
+    (`gate_scores` `(` $gate_scores^ `)`)? (`gate_scale` `=` $gate_scale^)?
+    attr-dict `:` type(operands)
+  }];
+  let extraClassDeclaration = [{
+    /// The scores the gates are read from.
+    Value getGateSource() {
+      return getGateScores() ? getGateScores() : getProbs();
+    }
   }];
   let hasVerifier = 1;
   let hasCanonicalizer = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// moe.expert_choice
+//===----------------------------------------------------------------------===//
+
+def MoE_ExpertChoiceOp : MoE_Op<"expert_choice", [Pure, InferTypeOpAdaptor]> {
+  let summary = "each expert takes its C best tokens of every group (§8)";
+  let description = [{
+    Expert-choice routing: in every group of `group_size` consecutive
+    tokens, expert e takes the `capacity` tokens with the largest
+    probs[t, e] (ties to the lower token index; a NaN ranks as −∞), C ≤ S.
+
+    Results are token-major, in the form `moe.dispatch` and `moe.combine`
+    read with k = E: `experts` [T, E] i32 holds e in column e; `slots`
+    [T, E] the row of (t, e) in the padded [E, G·C, D] buffer, g·C + (rank
+    of t among the tokens e took in group g), −1 where e did not take t;
+    `keep` [T, E] whether e took t; `gates` [T, E] = `gate_scale` ·
+    probs[t, e] (no renormalisation); `counts` [E] the tokens each expert
+    took, summed over groups.
+
+    ```mlir
+    %experts, %slots, %keep, %gates, %counts = moe.expert_choice %probs
+        group_size = 8 capacity = 2 : tensor<16x4xf32>
+    ```
+  }];
+  let arguments = (ins MoE_F32Matrix:$probs, MoE_I64Attr:$group_size,
+                       MoE_I64Attr:$capacity,
+                       DefaultValuedAttr<F64Attr, "1.0">:$gate_scale);
+  let results = (outs MoE_IndexMatrix:$experts, MoE_IndexMatrix:$slots,
+                      MoE_MaskMatrix:$keep, MoE_F32Matrix:$gates,
+                      MoE_I64Vector:$counts);
+  let assemblyFormat = [{
+    $probs `group_size` `=` $group_size `capacity` `=` $capacity
+    (`gate_scale` `=` $gate_scale^)? attr-dict `:` type($probs)
+  }];
+  let hasVerifier = 1;
 }
 
 //===----------------------------------------------------------------------===//
@@ -318,6 +472,41 @@ def MoE_CombineOp : MoE_Op<"combine", [Pure, InferTypeOpAdaptor]> {
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// moe.shared_expert
+//===----------------------------------------------------------------------===//
+
+def MoE_SharedExpertOp : MoE_Op<"shared_expert",
+    [Pure, InferTypeOpAdaptor, AttrSizedOperandSegments]> {
+  let summary = "add the shared expert every token passes through (§8)";
+  let description = [{
+    output[t] = routed[t] + g[t] · (a[t] · `w_out`) with a[t] = act(x[t] ·
+    `w_in`), or gated, act(x[t] · `w_gate`) ⊙ (x[t] · `w_in`), and g[t] =
+    σ(x[t] · `gate`) when `gate` [D] is given, else 1. `input` x is [T, D],
+    `routed` (the combined routed experts) [T, D], `w_in` and `w_gate`
+    [D, Fs], `w_out` [Fs, D]. Products accumulate in f32; the sum is
+    rounded once to the routed output's element type.
+
+    ```mlir
+    %y = moe.shared_expert %x, %routed w_in(%si) w_out(%so) gate(%g)
+        activation relu : tensor<16x32xf32>, tensor<16x32xf32>,
+          tensor<32x48xf32>, tensor<48x32xf32>, tensor<32xf32>
+    ```
+  }];
+  let arguments = (ins MoE_ActTensor:$input, MoE_ActTensor:$routed,
+                       MoE_Weight2D:$w_in, Optional<MoE_Weight2D>:$w_gate,
+                       MoE_Weight2D:$w_out, Optional<MoE_Weight1D>:$gate,
+                       MoE_ActivationAttr:$activation);
+  let results = (outs MoE_ActTensor:$output);
+  let assemblyFormat = [{
+    $input `,` $routed `w_in` `(` $w_in `)` (`w_gate` `(` $w_gate^ `)`)?
+    `w_out` `(` $w_out `)` (`gate` `(` $gate^ `)`)?
+    `activation` custom<ActivationKeyword>($activation) attr-dict `:`
+    type(operands)
+  }];
+  let hasVerifier = 1;
+}
+
 include "moe/IR/MoEFusedOps.td"
 
 //===----------------------------------------------------------------------===//
@@ -475,7 +664,9 @@ def MoE_LoadBalanceLossOp : MoE_Op<"load_balance_loss",
     Mean over groups of E · Σ_e f_e · P_e, where f_e is the fraction of the
     group's tokens whose first choice (`experts[t, 0]`, before dropping) is e
     and P_e the mean of probs[·, e] over the group. It is 1.0 for a perfectly
-    balanced router. It does not fold for a single expert: a token whose
+    balanced router. With `normalize` (sigmoid scores, spec §8), P_e is the
+    mean of probs[·, e] / Σ_e' probs[·, e']. It does not fold for a single
+    expert: a token whose
     router logit is NaN or infinite has NaN probabilities (spec §3.7), and
     then so is the loss.
 
@@ -485,11 +676,11 @@ def MoE_LoadBalanceLossOp : MoE_Op<"load_balance_loss",
     ```
   }];
   let arguments = (ins MoE_F32Matrix:$probs, MoE_IndexMatrix:$experts,
-                       MoE_I64Attr:$group_size);
+                       MoE_I64Attr:$group_size, UnitAttr:$normalize);
   let results = (outs MoE_F32Scalar:$loss);
   let assemblyFormat = [{
-    $probs `,` $experts `group_size` `=` $group_size attr-dict `:`
-    type($probs) `,` type($experts)
+    $probs `,` $experts `group_size` `=` $group_size
+    (`normalize` $normalize^)? attr-dict `:` type($probs) `,` type($experts)
   }];
   let hasVerifier = 1;
 }
@@ -513,16 +704,19 @@ def MoE_RouterZLossOp : MoE_Op<"router_z_loss", [Pure, InferTypeOpAdaptor]> {
 def MoE_CountDroppedOp : MoE_Op<"count_dropped", [Pure, InferTypeOpAdaptor]> {
   let summary = "number of dropped (token, choice) assignments";
   let description = [{
-    Counts the false entries of `keep`. Folds to zero when `keep` comes from a
-    dropless `moe.assign_slots`.
+    Counts the false entries of `keep`, or with `tokens` (expert choice,
+    spec §8) the rows of `keep` without a true entry: the tokens no expert
+    took. Folds to zero when `keep` comes from a dropless
+    `moe.assign_slots`.
 
     ```mlir
     %dropped = moe.count_dropped %keep : tensor<16x2xi1>
+    %untaken = moe.count_dropped %taken tokens : tensor<16x4xi1>
     ```
   }];
-  let arguments = (ins MoE_MaskMatrix:$keep);
+  let arguments = (ins MoE_MaskMatrix:$keep, UnitAttr:$tokens);
   let results = (outs MoE_I64Scalar:$count);
-  let assemblyFormat = "$keep attr-dict `:` type($keep)";
+  let assemblyFormat = "$keep (`tokens` $tokens^)? attr-dict `:` type($keep)";
   let hasVerifier = 1;
   let hasFolder = 1;
 }

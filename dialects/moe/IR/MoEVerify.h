@@ -33,6 +33,9 @@ RankedTensorType rankedOf(Type type, int64_t rank);
 LogicalResult verifyGroupSize(Operation *op, int64_t groupSize,
                               int64_t tokens);
 
+/// `gate_scale` is a positive finite number.
+LogicalResult verifyGateScale(Operation *op, const APFloat &scale);
+
 } // namespace mlir::moe::detail
 
 #endif // MOE_IR_MOEVERIFY_H

@@ -29,8 +29,11 @@ struct ImportOptions {
   std::string funcName = "moe_layer";
 };
 
-/// Builds `func.func @<funcName>(%input, %router, %w_in, [%w_gate,] %w_out)`
-/// returning the five results of the `moe.layer` it wraps. The spec must
+/// Builds `func.func @<funcName>(%input, %router, [%score_bias,] %w_in,
+/// [%w_gate,] %w_out, [%shared_w_in, [%shared_w_gate,] %shared_w_out,
+/// [%shared_gate]])` (the operand order of `moe.layer`; the bracketed ones
+/// as the spec's §8 fields ask) returning the five results of the
+/// `moe.layer` it wraps. The spec must
 /// already have passed `::moe::spec::checkTokens` for `options.tokens`.
 OwningOpRef<ModuleOp> buildLayerModule(MLIRContext *context,
                                        const ::moe::spec::LayerSpec &spec,

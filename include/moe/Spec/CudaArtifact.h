@@ -23,7 +23,8 @@ inline constexpr int64_t kCudaArtifactReadVersion = 1;
 
 struct CudaArtifact {
   struct Buffer {
-    std::string name;  ///< input, router, w_in, [w_gate,] w_out, output, ...
+    std::string name;  ///< input, router, [score_bias,] w_in, [w_gate,] w_out,
+                       ///< [shared_*,] output, ...
     bool isResult = false;
     std::string dtype; ///< f32, bf16, f16 or i64
     std::vector<int64_t> shape;
@@ -39,7 +40,19 @@ struct CudaArtifact {
   int64_t dModel = 0, dFF = 0, numExperts = 0, tokens = 0;
   bool gated = false;
   std::optional<int64_t> capacity;
+  /// Spec §8 inputs: the score bias [E], the shared expert of width
+  /// `sharedDFF` (0 = none) and its gate [D].
+  bool scoreBias = false, sharedGate = false;
+  int64_t sharedDFF = 0;
   std::vector<Buffer> buffers; ///< in call order: inputs, then results
+  /// The buffer called `name` (every valid artifact has `input`, `router`,
+  /// `w_in`, `w_out` and the results); null when absent.
+  const Buffer *buffer(std::string_view name) const {
+    for (const Buffer &b : buffers)
+      if (b.name == name)
+        return &b;
+    return nullptr;
+  }
   int64_t kernels = 0;
   std::string hostLLVMIR;
 };

@@ -25,12 +25,28 @@ enum class Activation { Relu, Gelu, GeluTanh, Silu, Geglu, Swiglu };
 /// Which assignment keeps a slot when an expert overflows.
 enum class Priority { Position, BatchPrioritized };
 
+/// Who chooses (spec §8): each token its k experts, or each expert its C
+/// tokens.
+enum class Routing { TokensChoose, ExpertsChoose };
+
+/// How router logits become scores (spec §8).
+enum class ScoreFunction { Softmax, Sigmoid };
+
+/// A group's score when experts are chosen inside their best groups (§8).
+enum class GroupScore { Max, Top2Sum };
+
 /// The spelling used in the layer-spec JSON (`relu`, `gelu_tanh`, ...).
 std::string_view toString(Activation a);
 std::string_view toString(Priority p);
+std::string_view toString(Routing r);
+std::string_view toString(ScoreFunction f);
+std::string_view toString(GroupScore g);
 /// Parses the JSON spelling; std::nullopt for an unknown name.
 std::optional<Activation> parseActivation(std::string_view name);
 std::optional<Priority> parsePriority(std::string_view name);
+std::optional<Routing> parseRouting(std::string_view name);
+std::optional<ScoreFunction> parseScoreFunction(std::string_view name);
+std::optional<GroupScore> parseGroupScore(std::string_view name);
 /// True for the gated activations (`geglu`, `swiglu`).
 bool isGated(Activation a);
 
@@ -52,8 +68,29 @@ struct LayerSpec {
   std::optional<int64_t> groupSize;
   Priority priority = Priority::Position;
 
-  /// Capacity C of one group of `groupTokens` tokens (spec §3.3), or
-  /// std::nullopt when the layer is dropless.
+  // Spec §8. With `ExpertsChoose`, `topK` is 1, `normalizeGates` false and
+  // `priority` Position (the fields do not apply and are not written).
+  Routing routing = Routing::TokensChoose;
+  ScoreFunction scoreFunction = ScoreFunction::Softmax;
+  /// A `score_bias` [E] weight is added to the scores for the choice only.
+  bool scoreBias = false;
+  /// G contiguous expert groups (dividing E); 1 = no group limit.
+  int64_t numGroups = 1;
+  /// Groups a token may choose from; resolved to `numGroups` by default.
+  int64_t topkGroups = 1;
+  GroupScore groupScore = GroupScore::Max;
+  /// Every gate is multiplied by it (`routed_scaling_factor`).
+  double gateScale = 1.0;
+  /// Width of the shared expert; 0 = none.
+  int64_t sharedDFF = 0;
+  /// Scale the shared expert's output by σ(x · shared_gate).
+  bool sharedGate = false;
+
+  bool expertsChoose() const { return routing == Routing::ExpertsChoose; }
+
+  /// Capacity C of one group of `groupTokens` tokens (spec §3.3; for
+  /// experts choose §8: no k factor, at most S), or std::nullopt when the
+  /// layer is dropless.
   std::optional<int64_t> capacityFor(int64_t groupTokens) const;
 };
 
@@ -70,8 +107,9 @@ struct SpecResult {
 /// impossible values are errors. `source` names the input in messages.
 SpecResult parseLayerSpec(std::string_view text, std::string_view source);
 
-/// Reads a Hugging Face `config.json` of the `switch_transformers` or
-/// `mixtral` family. Fields that do not concern the MoE layer are ignored;
+/// Reads a Hugging Face `config.json` of the `switch_transformers`,
+/// `mixtral`, `deepseek_v2`, `deepseek_v3`, `qwen2_moe`, `qwen3_moe` or
+/// `olmoe` family (spec §7, §8). Fields that do not concern the MoE layer are ignored;
 /// MoE fields with a wrong type or an unsupported value are errors.
 /// A Switch layer routes each sequence as one group: `seqLen`, when given,
 /// becomes the group size.

@@ -59,6 +59,10 @@ struct GpuProgram {
   /// (absent for a dropless layer).
   int64_t dModel = 0, dFF = 0, numExperts = 0;
   bool gated = false;
+  /// Spec §8 inputs of the layer: the score bias, the shared expert's width
+  /// (0 = none) and its sigmoid gate.
+  bool scoreBias = false, sharedGate = false;
+  int64_t sharedDFF = 0;
   std::optional<int64_t> capacity;
   std::vector<KernelLaunch> launches;
   std::vector<KernelBinary> binaries;

@@ -30,7 +30,33 @@ class LayerOp;
 /// their per-rank counterparts when sharded).
 struct LayerOperands {
   Value input, router, wIn, wGate, wOut;
+  /// Spec §8 (null when the layer has none): the choice bias and the
+  /// shared expert's weights, which no rank shards.
+  Value scoreBias, sharedWIn, sharedWGate, sharedWOut, sharedGate;
+
+  /// The operands of `layer` itself.
+  static LayerOperands of(LayerOp layer);
 };
+
+/// The token-choice routing of a layer (spec §3.1-3.2, §8) on `input`:
+/// `moe.route`, `moe.choice_scores` when the layer has a score bias or an
+/// expert-group limit, and `moe.top_k` with the gates from the unbiased
+/// scores.
+struct TokenChoice {
+  Value logits, scores, lse, experts, gates;
+};
+TokenChoice emitTokenChoice(OpBuilder &b, LayerOp layer, Value input,
+                            Value router, Value scoreBias);
+
+/// `moe.load_balance_loss` of the layer's scores (normalised per token for
+/// sigmoid scores, spec §8).
+Value emitBalanceLoss(OpBuilder &b, LayerOp layer, Value scores,
+                      Value experts, int64_t groupSize);
+
+/// `y` plus the layer's shared expert on `operands.input` (spec §8), or
+/// `y` when the layer has none.
+Value emitSharedExpert(OpBuilder &b, LayerOp layer,
+                       const LayerOperands &operands, Value y);
 
 /// How to decompose a layer.
 struct DecomposeOptions {

@@ -299,10 +299,84 @@ struct LowerCombine : OpConversionPattern<CombineOp> {
   }
 };
 
+/// The shared expert as two one-expert `moe.grouped_matmul`s over all
+/// tokens (the up projection with the activation epilogue, the down
+/// projection scaled per row by σ(x · gate) through the scatter epilogue),
+/// then the sum with the routed output, rounded once.
+struct LowerSharedExpert : OpConversionPattern<SharedExpertOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(SharedExpertOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Type f32 = b.getF32Type();
+    auto inputType = op.getInput().getType();
+    int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
+    int64_t hidden = op.getWIn().getType().getDimSize(1);
+    // [K, N] weights as the one expert of [1, K, N].
+    auto oneExpert = [&](Value w) -> Value {
+      if (!w)
+        return Value();
+      auto type = cast<RankedTensorType>(w.getType());
+      auto expanded = RankedTensorType::get(
+          {1, type.getDimSize(0), type.getDimSize(1)}, type.getElementType());
+      return tensor::ExpandShapeOp::create(
+          b, expanded, w, ArrayRef<ReassociationIndices>{{0, 1}, {2}});
+    };
+    auto countType = RankedTensorType::get({1}, b.getI64Type());
+    Value counts = arith::ConstantOp::create(
+        b, DenseElementsAttr::get(countType, APInt(64, tokens)));
+    Value h = GroupedMatmulOp::create(
+        b, RankedTensorType::get({tokens, hidden}, f32), adaptor.getInput(),
+        Value(), oneExpert(adaptor.getWIn()), oneExpert(adaptor.getWGate()),
+        Value(), counts, Value(), Value(), op.getActivationAttr());
+
+    Value rows, scales;
+    if (Value gate = adaptor.getGate()) {
+      // σ(x[t] · gate) per token, accumulated in f32.
+      Value dot = linalg::MatvecOp::create(
+                      b, ValueRange{adaptor.getInput(), gate},
+                      ValueRange{e.filled({tokens}, e.f32(0))})
+                      .getResult(0);
+      scales = e.map(dot, f32, [](ImplicitLocOpBuilder &ib, ValueRange args) {
+        Emitter s(ib.getLoc(), ib);
+        Value ex =
+            math::ExpOp::create(ib, arith::NegFOp::create(ib, args[0]));
+        return arith::DivFOp::create(ib, s.f32(1),
+                                     arith::AddFOp::create(ib, s.f32(1), ex))
+            .getResult();
+      });
+      rows = e.map(scales, b.getI32Type(),
+                   [](ImplicitLocOpBuilder &ib, ValueRange) -> Value {
+                     return arith::IndexCastOp::create(
+                         ib, ib.getI32Type(), linalg::IndexOp::create(ib, 0));
+                   });
+    }
+    Value shared = GroupedMatmulOp::create(
+        b, RankedTensorType::get({tokens, model}, f32), h, Value(),
+        oneExpert(adaptor.getWOut()), Value(), Value(), counts, rows, scales,
+        ActivationAttr());
+
+    Type elt = inputType.getElementType();
+    Value sum = e.map({adaptor.getRouted(), shared}, elt,
+                      [&](ImplicitLocOpBuilder &ib, ValueRange args) {
+                        Emitter s(ib.getLoc(), ib);
+                        Value routed = s.castFloat(args[0], ib.getF32Type());
+                        return s.castFloat(
+                            arith::AddFOp::create(ib, routed, args[1]), elt);
+                      });
+    rewriter.replaceOp(op, sum);
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::lowering::populateLowerExpertPatterns(
     RewritePatternSet &patterns, bool checks) {
   patterns.add<LowerDispatch>(patterns.getContext(), checks);
-  patterns.add<LowerExpertFFN, LowerCombine>(patterns.getContext());
+  patterns.add<LowerExpertFFN, LowerCombine, LowerSharedExpert>(
+      patterns.getContext());
 }

@@ -117,10 +117,23 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
                    [](ImplicitLocOpBuilder &ib, Value x, Value acc) -> Value {
                      return arith::AddFOp::create(ib, x, acc);
                    });
-    Value probs = mapWithRow(
-        e, exps, sum, [](ImplicitLocOpBuilder &ib, Value x, Value s) -> Value {
-          return arith::DivFOp::create(ib, x, s);
-        });
+    Value probs;
+    if (op.getScoreFunction() == ScoreFunction::Sigmoid)
+      // σ(l) = 1 / (1 + e^-l): 0 for very negative l (e^-l = +inf), 1 for
+      // very positive ones.
+      probs = e.map(logits, f32,
+                    [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                      Emitter s(ib.getLoc(), ib);
+                      Value ex = math::ExpOp::create(
+                          ib, arith::NegFOp::create(ib, args[0]));
+                      return arith::DivFOp::create(
+                          ib, s.f32(1), arith::AddFOp::create(ib, s.f32(1), ex));
+                    });
+    else
+      probs = mapWithRow(
+          e, exps, sum, [](ImplicitLocOpBuilder &ib, Value x, Value s) -> Value {
+            return arith::DivFOp::create(ib, x, s);
+          });
     Value lse = e.map({max, sum}, f32,
                       [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
                         return arith::AddFOp::create(
@@ -140,13 +153,22 @@ static Value rankKey(ImplicitLocOpBuilder &b, Value p) {
       b, isNaN, s.f32(-std::numeric_limits<float>::infinity()), p);
 }
 
+/// How the gates of a top-k choice are formed: read from `source` [T, E]
+/// (the probabilities chosen by, when null), divided by their sum when
+/// `normalize`, then multiplied by `scale`.
+struct GateRule {
+  Value source;
+  bool normalize = false;
+  double scale = 1.0;
+};
+
 /// The k most probable experts of token `t` (probability descending, expert
 /// ascending, NaN as -inf: choice j is the first expert in that order after
 /// choice j-1) written into row t of `experts` [T, k] i32 and `gates`
-/// [T, k] f32; the gates divided by their sum when `normalize`. Returns the
-/// two tensors. A non-empty `check` asserts every choice is in [0, E).
+/// [T, k] f32, formed by `rule`. Returns the two tensors. A non-empty
+/// `check` asserts every choice is in [0, E).
 static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
-                                     Value t, int64_t k, bool normalize,
+                                     Value t, int64_t k, const GateRule &rule,
                                      Value experts, Value gates,
                                      const std::string &check) {
   Emitter s(b.getLoc(), b);
@@ -183,10 +205,11 @@ static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
                   arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key,
                                         m[0]));
               Value take = arith::AndIOp::create(b, after, better);
+              Value gate = rule.source ? s.extract(rule.source, {t, ex}) : p;
               return SmallVector<Value>{
                   arith::SelectOp::create(b, take, key, m[0]),
                   arith::SelectOp::create(b, take, ex, m[1]),
-                  arith::SelectOp::create(b, take, p, m[2])};
+                  arith::SelectOp::create(b, take, gate, m[2])};
             });
         assertInRange(b, best[1], 0, numExperts, check);
         Value id = arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
@@ -195,13 +218,16 @@ static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
             best[0], best[1], arith::AddFOp::create(b, c[4], best[2])};
       });
   Value chosenGates = chosen[1];
-  if (normalize)
+  if (rule.normalize || rule.scale != 1.0)
     chosenGates =
         s.loop(k, {chosenGates},
                [&](ImplicitLocOpBuilder &b, Value j, ValueRange g) {
                  Emitter s(b.getLoc(), b);
-                 Value v = arith::DivFOp::create(b, s.extract(g[0], {t, j}),
-                                                 chosen[4]);
+                 Value v = s.extract(g[0], {t, j});
+                 if (rule.normalize)
+                   v = arith::DivFOp::create(b, v, chosen[4]);
+                 if (rule.scale != 1.0)
+                   v = arith::MulFOp::create(b, v, s.f32(float(rule.scale)));
                  return SmallVector<Value>{s.insert(v, g[0], {t, j})};
                })[0];
   return {chosen[0], chosenGates};
@@ -216,6 +242,8 @@ struct LowerTopK : CheckedPattern<TopKOp> {
     Emitter e(op.getLoc(), rewriter);
     int64_t tokens = op.getProbs().getType().getDimSize(0);
     int64_t k = op.getK();
+    GateRule rule{adaptor.getGateScores(), op.getNormalize(),
+                  op.getGateScale().convertToDouble()};
     std::string check = checkMessage(
         checks, op,
         "chose an expert outside [0, " +
@@ -223,8 +251,8 @@ struct LowerTopK : CheckedPattern<TopKOp> {
     SmallVector<Value> out = e.loop(
         tokens, {e.filled({tokens, k}, e.i32(0)), e.filled({tokens, k}, e.f32(0))},
         [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-          return chooseTopK(b, adaptor.getProbs(), t, k, op.getNormalize(),
-                            acc[0], acc[1], check);
+          return chooseTopK(b, adaptor.getProbs(), t, k, rule, acc[0], acc[1],
+                            check);
         });
     rewriter.replaceOp(op, out);
     return success();
@@ -433,7 +461,10 @@ struct LowerRouteRows : CheckedPattern<RouteRowsOp> {
     int64_t rows = op.getRowToken().getType().getDimSize(0);
     std::optional<int64_t> capacity = op.getCapacity();
     bool byProbability = op.getPriority() == Priority::BatchPrioritized;
-    bool normalize = op.getNormalize();
+    GateRule rule{adaptor.getGateScores(), op.getNormalize(),
+                  op.getGateScale().convertToDouble()};
+    // The batch-prioritized ranking reads the unbiased scores (spec §8).
+    Value rankScores = rule.source ? rule.source : probs;
     std::string expertCheck = checkMessage(
         checks, op, "chose an expert outside [0, " + Twine(numExperts) + ")");
     std::string rowCheck = checkMessage(
@@ -449,12 +480,12 @@ struct LowerRouteRows : CheckedPattern<RouteRowsOp> {
       SmallVector<Value> chosen = e.loop(
           tokens, {experts, gates},
           [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
-            return chooseTopK(b, probs, t, k, normalize, acc[0], acc[1],
+            return chooseTopK(b, probs, t, k, rule, acc[0], acc[1],
                               expertCheck);
           });
       experts = chosen[0];
       gates = chosen[1];
-      order = priorityOrder(e, experts, probs, tokens, groupSize);
+      order = priorityOrder(e, experts, rankScores, tokens, groupSize);
     }
 
     // rank[t, j]: the assignments to the same expert with the same choice
@@ -480,7 +511,7 @@ struct LowerRouteRows : CheckedPattern<RouteRowsOp> {
                 Value t = order ? s.extract(order, {pos}) : pos;
                 SmallVector<Value> chosen{acc[0], acc[1]};
                 if (!order)
-                  chosen = chooseTopK(b, probs, t, k, normalize, acc[0],
+                  chosen = chooseTopK(b, probs, t, k, rule, acc[0],
                                       acc[1], expertCheck);
                 SmallVector<Value> ranked = s.loop(
                     k, {acc[2], acc[3]},
@@ -601,6 +632,227 @@ struct LowerRouteRows : CheckedPattern<RouteRowsOp> {
   }
 };
 
+/// c = scores + bias, then every expert outside the token's `keep` best
+/// groups set to -inf (spec §8). Per token: the group scores from keys
+/// where NaN is -inf, then `keep` rounds of "best remaining group" (score
+/// descending, group ascending) mark the kept groups.
+struct LowerChoiceScores : OpConversionPattern<ChoiceScoresOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ChoiceScoresOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Type f32 = b.getF32Type();
+    Value scores = adaptor.getScores();
+    auto type = op.getScores().getType();
+    int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
+    Value c = scores;
+    if (Value bias = adaptor.getBias()) {
+      MLIRContext *ctx = b.getContext();
+      AffineMap id = AffineMap::getMultiDimIdentityMap(2, ctx);
+      AffineMap col = AffineMap::get(2, 0, {getAffineDimExpr(1, ctx)}, ctx);
+      c = e.generic({scores, bias}, tensor::EmptyOp::create(b, type.getShape(), f32),
+                    {id, col, id},
+                    {IteratorType::parallel, IteratorType::parallel},
+                    [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                      return arith::AddFOp::create(ib, args[0], args[1]);
+                    });
+    }
+    int64_t groups = op.getNumGroups(), keep = op.getKeep();
+    if (keep >= groups) {
+      rewriter.replaceOp(op, c);
+      return success();
+    }
+    int64_t perGroup = experts / groups;
+    bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
+    Value negInf = e.f32(-std::numeric_limits<float>::infinity());
+    Value masked = e.loop(
+        tokens, {c}, [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          // Group scores: the largest key, or the two largest summed.
+          Value groupScores = s.filled({groups}, s.f32(0));
+          groupScores = s.loop(
+              groups, {groupScores},
+              [&](ImplicitLocOpBuilder &b, Value g, ValueRange gs) {
+                Emitter s(b.getLoc(), b);
+                Value base = arith::MulIOp::create(b, g, s.index(perGroup));
+                SmallVector<Value> best = s.loop(
+                    perGroup, {negInf, negInf},
+                    [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
+                      Emitter s(b.getLoc(), b);
+                      Value ex = arith::AddIOp::create(b, base, i);
+                      Value key = rankKey(b, s.extract(acc[0], {t, ex}));
+                      Value first = arith::CmpFOp::create(
+                          b, arith::CmpFPredicate::OGT, key, m[0]);
+                      Value second = arith::CmpFOp::create(
+                          b, arith::CmpFPredicate::OGT, key, m[1]);
+                      // A new best pushes the old best to second place.
+                      Value newSecond = arith::SelectOp::create(
+                          b, first, m[0],
+                          arith::SelectOp::create(b, second, key, m[1]));
+                      Value newFirst =
+                          arith::SelectOp::create(b, first, key, m[0]);
+                      return SmallVector<Value>{newFirst, newSecond};
+                    });
+                // +inf + -inf is NaN: rank it as -inf like a NaN score.
+                Value score =
+                    top2 ? rankKey(b, arith::AddFOp::create(b, best[0], best[1]))
+                         : best[0];
+                return SmallVector<Value>{s.insert(score, gs[0], {g})};
+              })[0];
+          // `keep` rounds: the best group not yet kept (ties to the lower
+          // group: only a strictly larger score replaces the candidate).
+          Value kept = s.filled({groups}, s.boolean(false));
+          kept = s.loop(
+              keep, {kept},
+              [&](ImplicitLocOpBuilder &b, Value, ValueRange k) {
+                Emitter s(b.getLoc(), b);
+                SmallVector<Value> best = s.loop(
+                    groups, {negInf, s.index(-1)},
+                    [&](ImplicitLocOpBuilder &b, Value g, ValueRange m) {
+                      Emitter s(b.getLoc(), b);
+                      Value score = s.extract(groupScores, {g});
+                      Value taken = s.extract(k[0], {g});
+                      Value none = arith::CmpIOp::create(
+                          b, arith::CmpIPredicate::eq, m[1], s.index(-1));
+                      Value larger = arith::CmpFOp::create(
+                          b, arith::CmpFPredicate::OGT, score, m[0]);
+                      Value take = arith::AndIOp::create(
+                          b, arith::XOrIOp::create(b, taken, s.boolean(true)),
+                          arith::OrIOp::create(b, none, larger));
+                      return SmallVector<Value>{
+                          arith::SelectOp::create(b, take, score, m[0]),
+                          arith::SelectOp::create(b, take, g, m[1])};
+                    });
+                return SmallVector<Value>{
+                    s.insert(s.boolean(true), k[0], {best[1]})};
+              })[0];
+          // Experts of the other groups can never be chosen.
+          return s.loop(
+              experts, {acc[0]},
+              [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+                Emitter s(b.getLoc(), b);
+                Value g = arith::DivUIOp::create(b, ex, s.index(perGroup));
+                Value in = s.extract(kept, {g});
+                Value v = arith::SelectOp::create(
+                    b, in, s.extract(m[0], {t, ex}), negInf);
+                return SmallVector<Value>{s.insert(v, m[0], {t, ex})};
+              });
+        })[0];
+    rewriter.replaceOp(op, masked);
+    return success();
+  }
+};
+
+/// Expert choice (spec §8): per group and expert, `capacity` rounds pick the
+/// best token not yet taken (key descending, token ascending; NaN as -inf),
+/// writing the token-major results as the rounds go: the r-th pick of
+/// expert e in group g takes slot g·C + r.
+struct LowerExpertChoice : CheckedPattern<ExpertChoiceOp> {
+  using CheckedPattern::CheckedPattern;
+
+  LogicalResult
+  matchAndRewrite(ExpertChoiceOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    Value probs = adaptor.getProbs();
+    auto type = op.getProbs().getType();
+    int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
+    int64_t groupSize = op.getGroupSize(), capacity = op.getCapacity();
+    int64_t groups = tokens / groupSize;
+    float scale = float(op.getGateScale().convertToDouble());
+    std::string check = checkMessage(
+        checks, op, "took a token outside [0, " + Twine(tokens) + ")");
+
+    // experts[t, e] = e; the rest starts as "not taken".
+    Value ids = e.filled({tokens, experts}, e.i32(0));
+    ids = e.loop(tokens, {ids},
+                 [&](ImplicitLocOpBuilder &b, Value t, ValueRange acc) {
+                   Emitter s(b.getLoc(), b);
+                   return s.loop(
+                       experts, {acc[0]},
+                       [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+                         Emitter s(b.getLoc(), b);
+                         Value id = arith::IndexCastOp::create(
+                             b, b.getI32Type(), ex);
+                         return SmallVector<Value>{s.insert(id, m[0], {t, ex})};
+                       });
+                 })[0];
+    Value slots = e.filled({tokens, experts}, e.i32(-1));
+    Value keep = e.filled({tokens, experts}, e.boolean(false));
+    Value gates = e.filled({tokens, experts}, e.f32(0));
+    Value inf = e.f32(std::numeric_limits<float>::infinity());
+    Value none = e.index(-1);
+    SmallVector<Value> picked = e.loop(
+        groups, {slots, keep, gates},
+        [&](ImplicitLocOpBuilder &b, Value g, ValueRange acc) {
+          Emitter s(b.getLoc(), b);
+          Value start = arith::MulIOp::create(b, g, s.index(groupSize));
+          return s.loop(
+              experts, {acc[0], acc[1], acc[2]},
+              [&](ImplicitLocOpBuilder &b, Value ex, ValueRange byExpert) {
+                Emitter s(b.getLoc(), b);
+                // Round r: the best token after the previous pick in the
+                // order (key descending, token ascending).
+                SmallVector<Value> rounds = s.loop(
+                    capacity,
+                    {byExpert[0], byExpert[1], byExpert[2], inf, none},
+                    [&](ImplicitLocOpBuilder &b, Value r, ValueRange c) {
+                      Emitter s(b.getLoc(), b);
+                      Value prevKey = c[3], prevT = c[4];
+                      SmallVector<Value> best = s.loop(
+                          groupSize, {s.f32(0), none, s.f32(0)},
+                          [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
+                            Emitter s(b.getLoc(), b);
+                            Value t = arith::AddIOp::create(b, start, i);
+                            Value p = s.extract(probs, {t, ex});
+                            Value key = rankKey(b, p);
+                            Value below = arith::CmpFOp::create(
+                                b, arith::CmpFPredicate::OLT, key, prevKey);
+                            Value tieAfter = arith::AndIOp::create(
+                                b,
+                                arith::CmpFOp::create(
+                                    b, arith::CmpFPredicate::OEQ, key, prevKey),
+                                arith::CmpIOp::create(
+                                    b, arith::CmpIPredicate::sgt, t, prevT));
+                            Value after = arith::OrIOp::create(b, below, tieAfter);
+                            Value better = arith::OrIOp::create(
+                                b,
+                                arith::CmpIOp::create(
+                                    b, arith::CmpIPredicate::eq, m[1], none),
+                                arith::CmpFOp::create(
+                                    b, arith::CmpFPredicate::OGT, key, m[0]));
+                            Value take = arith::AndIOp::create(b, after, better);
+                            return SmallVector<Value>{
+                                arith::SelectOp::create(b, take, key, m[0]),
+                                arith::SelectOp::create(b, take, t, m[1]),
+                                arith::SelectOp::create(b, take, p, m[2])};
+                          });
+                      Value t = best[1];
+                      assertInRange(b, t, 0, tokens, check);
+                      Value slot = arith::AddIOp::create(
+                          b, arith::MulIOp::create(b, g, s.index(capacity)), r);
+                      Value slot32 =
+                          arith::IndexCastOp::create(b, b.getI32Type(), slot);
+                      Value gate = best[2];
+                      if (scale != 1.0f)
+                        gate = arith::MulFOp::create(b, gate, s.f32(scale));
+                      return SmallVector<Value>{
+                          s.insert(slot32, c[0], {t, ex}),
+                          s.insert(s.boolean(true), c[1], {t, ex}),
+                          s.insert(gate, c[2], {t, ex}), best[0], t};
+                    });
+                return SmallVector<Value>{rounds[0], rounds[1], rounds[2]};
+              });
+        });
+    Value counts = e.filled({experts}, e.i64(groups * capacity));
+    rewriter.replaceOp(op, {ids, picked[0], picked[1], picked[2], counts});
+    return success();
+  }
+};
+
 /// Sums `fn(element)` over a whole tensor into a 0-d f64 or i64 tensor.
 static Value
 reduceAll(Emitter &e, Value tensor, Type accType,
@@ -659,6 +911,29 @@ struct LowerCountDropped : OpConversionPattern<CountDroppedOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
     Type i64 = rewriter.getI64Type();
+    if (op.getTokens()) {
+      // Tokens with no kept entry: per row, "any kept", then the rows
+      // without one.
+      auto type = op.getKeep().getType();
+      MLIRContext *ctx = rewriter.getContext();
+      AffineMap in = AffineMap::getMultiDimIdentityMap(2, ctx);
+      AffineMap out = AffineMap::get(2, 0, {getAffineDimExpr(0, ctx)}, ctx);
+      Value any = e.generic(
+          adaptor.getKeep(), e.filled({type.getDimSize(0)}, e.boolean(false)),
+          {in, out}, {IteratorType::parallel, IteratorType::reduction},
+          [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+            return arith::OrIOp::create(ib, args[0], args[1]);
+          });
+      rewriter.replaceOp(
+          op, reduceAll(e, any, i64,
+                        [&](ImplicitLocOpBuilder &ib, Value taken) -> Value {
+                          Value one = arith::ConstantIntOp::create(ib, 1, 1);
+                          return arith::ExtUIOp::create(
+                              ib, ib.getI64Type(),
+                              arith::XOrIOp::create(ib, taken, one));
+                        }));
+      return success();
+    }
     Value count =
         reduceAll(e, adaptor.getKeep(), i64,
                   [&](ImplicitLocOpBuilder &ib, Value kept) -> Value {
@@ -698,12 +973,25 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
           Value c =
               arith::AddFOp::create(b, s.extract(acc[0], {g, first}), s.f64(1));
           Value newCounts = s.insert(c, acc[0], {g, first});
+          // With `normalize`, the token's scores over their sum (§8).
+          Value total = s.f64(1);
+          if (op.getNormalize())
+            total = s.loop(numExperts, {s.f64(0)},
+                           [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+                             Emitter s(b.getLoc(), b);
+                             Value p = arith::ExtFOp::create(
+                                 b, f64, s.extract(probs, {t, ex}));
+                             return SmallVector<Value>{
+                                 arith::AddFOp::create(b, m[0], p)};
+                           })[0];
           Value newMass = s.loop(
               numExperts, {acc[1]},
               [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
                 Emitter s(b.getLoc(), b);
                 Value p =
                     arith::ExtFOp::create(b, f64, s.extract(probs, {t, ex}));
+                if (op.getNormalize())
+                  p = arith::DivFOp::create(b, p, total);
                 Value v = arith::AddFOp::create(b, s.extract(m[0], {g, ex}), p);
                 return SmallVector<Value>{s.insert(v, m[0], {g, ex})};
               })[0];
@@ -729,8 +1017,8 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
 void mlir::moe::lowering::populateLowerRoutingPatterns(
     RewritePatternSet &patterns, bool cpuKernels, bool checks) {
   patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
-  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows>(
+  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows, LowerExpertChoice>(
       patterns.getContext(), checks);
-  patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss>(
-      patterns.getContext());
+  patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss,
+               LowerChoiceScores>(patterns.getContext());
 }

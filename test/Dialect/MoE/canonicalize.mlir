@@ -69,13 +69,51 @@ func.func @keeps_normalize(%x: tensor<16x4xf32>, %r: tensor<4x4xf32>,
 
 // -----
 
+// Normalizing softmax probabilities over all experts divides by one; not
+// sigmoid scores, not gates read from other scores, not probabilities of
+// unknown origin.
 // CHECK-LABEL: func @top_k_all_experts
 // CHECK: moe.top_k %{{.*}} k = 4 : tensor<8x4xf32>
 // CHECK: moe.top_k %{{.*}} k = 3 normalize : tensor<8x4xf32>
-func.func @top_k_all_experts(%p: tensor<8x4xf32>) -> (tensor<8x4xf32>, tensor<8x3xf32>) {
-  %e, %g = moe.top_k %p k = 4 normalize : tensor<8x4xf32>
-  %e3, %g3 = moe.top_k %p k = 3 normalize : tensor<8x4xf32>
-  return %g, %g3 : tensor<8x4xf32>, tensor<8x3xf32>
+// CHECK: moe.top_k %{{.*}} k = 4 normalize : tensor<8x4xf32>
+// CHECK: moe.top_k %{{.*}} k = 4 normalize gate_scores(%{{.*}}) : tensor<8x4xf32>, tensor<8x4xf32>
+// CHECK: moe.top_k %{{.*}} k = 4 normalize : tensor<8x4xf32>
+func.func @top_k_all_experts(%x: tensor<8x16xf32>, %r: tensor<4x16xf32>, %p: tensor<8x4xf32>)
+    -> (tensor<8x4xf32>, tensor<8x3xf32>, tensor<8x4xf32>, tensor<8x4xf32>, tensor<8x4xf32>) {
+  %l, %probs, %lse = moe.route %x, %r : tensor<8x16xf32>, tensor<4x16xf32>
+  %l2, %sig, %lse2 = moe.route %x, %r score_function sigmoid : tensor<8x16xf32>, tensor<4x16xf32>
+  %e, %g = moe.top_k %probs k = 4 normalize : tensor<8x4xf32>
+  %e3, %g3 = moe.top_k %probs k = 3 normalize : tensor<8x4xf32>
+  %e4, %g4 = moe.top_k %sig k = 4 normalize : tensor<8x4xf32>
+  %e5, %g5 = moe.top_k %probs k = 4 normalize gate_scores(%sig) : tensor<8x4xf32>, tensor<8x4xf32>
+  %e6, %g6 = moe.top_k %p k = 4 normalize : tensor<8x4xf32>
+  return %g, %g3, %g4, %g5, %g6 : tensor<8x4xf32>, tensor<8x3xf32>, tensor<8x4xf32>, tensor<8x4xf32>, tensor<8x4xf32>
+}
+
+// -----
+
+// Keeping every expert group is no group limit; expert choice keeps a
+// capacity of S (it is how many tokens each expert takes), and normalizing
+// sigmoid scores over all experts stays.
+// CHECK-LABEL: func @routing_family_canonical
+// CHECK: moe.layer {{.*}} top_k 2 activation relu normalize_gates priority position gate_scale 2.500000e+00 :
+// CHECK: moe.layer {{.*}} top_k 1 activation relu expert_capacity 8 group_size 8 priority position routing experts_choose :
+// CHECK: moe.layer {{.*}} top_k 4 activation relu normalize_gates priority position score_function sigmoid :
+func.func @routing_family_canonical(%x: tensor<16x4xf32>, %r: tensor<4x4xf32>,
+    %wi: tensor<4x4x8xf32>, %wo: tensor<4x8x4xf32>) -> (tensor<16x4xf32>, tensor<16x4xf32>, tensor<16x4xf32>) {
+  %y, %t, %d, %lb, %z = moe.layer %x router(%r) w_in(%wi) w_out(%wo)
+      top_k 2 activation relu normalize_gates priority position
+      num_groups 2 topk_groups 2 group_score top2_sum gate_scale 2.5
+      : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
+  %y2, %t2, %d2, %lb2, %z2 = moe.layer %x router(%r) w_in(%wi) w_out(%wo)
+      top_k 1 activation relu expert_capacity 8 group_size 8 priority position
+      routing experts_choose
+      : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
+  %y3, %t3, %d3, %lb3, %z3 = moe.layer %x router(%r) w_in(%wi) w_out(%wo)
+      top_k 4 activation relu normalize_gates priority position
+      score_function sigmoid
+      : tensor<16x4xf32>, tensor<4x4xf32>, tensor<4x4x8xf32>, tensor<4x8x4xf32>
+  return %y, %y2, %y3 : tensor<16x4xf32>, tensor<16x4xf32>, tensor<16x4xf32>
 }
 
 // -----

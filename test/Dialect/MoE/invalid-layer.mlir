@@ -155,7 +155,7 @@ func.func @top_k_above_experts(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi:
 
 func.func @top_k_zero_generic(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+1 {{'moe.layer' op 'top_k' must be between 1 and the number of experts (4), got -3}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{activation = #moe<activation relu>, top_k = -3 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, activation = #moe<activation relu>, top_k = -3 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -267,7 +267,7 @@ func.func @w_in_rank(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<32
 
 func.func @top_k_i32(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+1 {{'moe.layer' op attribute 'top_k' failed to satisfy constraint: 64-bit signless integer attribute}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{activation = #moe<activation relu>, top_k = 2 : i32, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, activation = #moe<activation relu>, top_k = 2 : i32, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -275,7 +275,7 @@ func.func @top_k_i32(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x
 
 func.func @missing_activation(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+1 {{'moe.layer' op requires attribute 'activation'}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{top_k = 2 : i64}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, top_k = 2 : i64}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -284,7 +284,7 @@ func.func @missing_activation(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: 
 func.func @inferred_tokens_per_expert(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+2 {{'moe.layer' op failed to infer returned types}}
   // expected-error @+1 {{'moe.layer' op inferred type(s) 'tensor<16x32xf32>', 'tensor<4xi64>', 'tensor<i64>', 'tensor<f32>', 'tensor<f32>' are incompatible with return type(s) of operation 'tensor<16x32xf32>', 'tensor<8xi64>', 'tensor<i64>', 'tensor<f32>', 'tensor<f32>'}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<8xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<8xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -293,7 +293,7 @@ func.func @inferred_tokens_per_expert(%x: tensor<16x32xf32>, %r: tensor<4x32xf32
 func.func @inferred_output_type(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+2 {{'moe.layer' op failed to infer returned types}}
   // expected-error @+1 {{'moe.layer' op inferred type(s) 'tensor<16x32xbf16>', 'tensor<4xi64>', 'tensor<i64>', 'tensor<f32>', 'tensor<f32>' are incompatible with return type(s) of operation 'tensor<16x32xf32>', 'tensor<4xi64>', 'tensor<i64>', 'tensor<f32>', 'tensor<f32>'}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xbf16>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xbf16>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<4xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }
 
@@ -303,6 +303,6 @@ func.func @inferred_output_type(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>, %w
 // is reported by the static-shape rule.
 func.func @dynamic_result(%x: tensor<16x32xf32>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xf32>, %wo: tensor<4x64x32xf32>) {
   // expected-error @+1 {{'moe.layer' op result #1 must have a static shape, got 'tensor<?xi64>'}}
-  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<?xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
+  %0:5 = "moe.layer"(%x, %r, %wi, %wo) <{operandSegmentSizes = array<i32: 1, 1, 0, 1, 0, 1, 0, 0, 0, 0>, activation = #moe<activation relu>, top_k = 2 : i64, min_capacity = 1 : i64, priority = #moe<priority position>}> : (tensor<16x32xf32>, tensor<4x32xf32>, tensor<4x32x64xf32>, tensor<4x64x32xf32>) -> (tensor<16x32xf32>, tensor<?xi64>, tensor<i64>, tensor<f32>, tensor<f32>)
   return
 }

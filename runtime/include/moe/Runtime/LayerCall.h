@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <optional>
 #include <string>
 #include <vector>
@@ -64,6 +65,42 @@ private:
   std::vector<MemRefDescriptor> descriptors;
   std::vector<void *> pointers;
 };
+
+/// The most and fewest memref descriptors a layer entry takes: 4 inputs
+/// (tokens, router, w_in, w_out) to 10 (with w_gate and spec §8's score
+/// bias and shared expert), then the 5 results.
+inline constexpr std::size_t kMinLayerArguments = 9;
+inline constexpr std::size_t kMaxLayerArguments = 15;
+
+namespace detail {
+template <std::size_t... I>
+void callWith(void *entry, void *const *d, std::index_sequence<I...>) {
+  using Pointer = void *;
+  using Entry = void (*)(decltype((void)I, Pointer())...);
+  reinterpret_cast<Entry>(entry)(d[I]...);
+}
+template <std::size_t N>
+bool callIfArity(void *entry, const std::vector<void *> &d) {
+  if (d.size() != N)
+    return false;
+  callWith(entry, d.data(), std::make_index_sequence<N>{});
+  return true;
+}
+template <std::size_t... N>
+bool callAnyArity(void *entry, const std::vector<void *> &d,
+                  std::index_sequence<N...>) {
+  return (callIfArity<kMinLayerArguments + N>(entry, d) || ...);
+}
+} // namespace detail
+
+/// Calls a C-interface layer entry `void entry(void *...)` with one memref
+/// descriptor pointer per argument. Returns false (and calls nothing) unless
+/// there are kMinLayerArguments to kMaxLayerArguments of them.
+inline bool callLayerEntry(void *entry, const std::vector<void *> &d) {
+  return detail::callAnyArity(
+      entry, d,
+      std::make_index_sequence<kMaxLayerArguments - kMinLayerArguments + 1>{});
+}
 
 /// FLOPs of the expert matmuls of the kept assignments: 2·D·F per matrix
 /// (three when gated) per kept row.

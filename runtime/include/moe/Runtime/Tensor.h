@@ -135,6 +135,9 @@ public:
 
   /// A deep copy.
   HostTensor clone() const;
+  /// The same elements under another shape with as many elements; the
+  /// storage moves into the result. Throws `Error` when the counts differ.
+  HostTensor reshaped(std::vector<int64_t> shape) &&;
   /// A float32 copy of a floating-point tensor (F32, BF16, F16, F64; F64 is
   /// rounded to nearest). Throws `Error` for integer or boolean tensors.
   HostTensor toF32() const;

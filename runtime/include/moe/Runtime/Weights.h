@@ -1,7 +1,8 @@
 //===- Weights.h - The weights of one MoE layer -----------------*- C++ -*-===//
 //
-// Loads the weights of one layer (spec §2) from a safetensors file in our
-// layout or in a Hugging Face layout (Switch Transformers, Mixtral), checks
+// Loads the weights of one layer (spec §2, §8) from a safetensors file in our
+// layout or in a Hugging Face layout (Switch Transformers, Mixtral, and the
+// gate_proj / up_proj / down_proj experts of DeepSeek, Qwen and OLMoE), checks
 // them against the layer spec, and converts them to the layout and element
 // type the backends use.
 //
@@ -32,15 +33,31 @@ struct LayerWeights {
   HostTensor wGate;
   /// [E, F, D]
   HostTensor wOut;
+  /// Spec §8, each null unless the spec asks for it: [E], F32.
+  HostTensor scoreBias;
+  /// The shared expert: [D, Fs], [D, Fs] (gated), [Fs, D], and the [D]
+  /// gate vector.
+  HostTensor sharedWIn, sharedWGate, sharedWOut, sharedGate;
 
-  /// The inputs of a layer function in call order: `input`, the router,
-  /// w_in, [w_gate,] w_out.
+  /// The inputs of a layer function in call order (the operand order of
+  /// moe.layer): `input`, the router, [score_bias,] w_in, [w_gate,] w_out,
+  /// [shared_w_in, [shared_w_gate,] shared_w_out, [shared_gate]].
   std::vector<HostTensor *> callInputs(HostTensor &input) {
-    std::vector<HostTensor *> inputs{&input, &router, &wIn};
-    if (wGate)
-      inputs.push_back(&wGate);
-    inputs.push_back(&wOut);
+    std::vector<HostTensor *> inputs{&input, &router};
+    for (HostTensor *w : {&scoreBias, &wIn, &wGate, &wOut, &sharedWIn,
+                          &sharedWGate, &sharedWOut, &sharedGate})
+      if (*w)
+        inputs.push_back(w);
     return inputs;
+  }
+
+  /// Every weight with its name in our layout (null ones included).
+  std::vector<std::pair<const char *, const HostTensor *>> named() const {
+    return {{"router", &router},          {"score_bias", &scoreBias},
+            {"w_in", &wIn},               {"w_gate", &wGate},
+            {"w_out", &wOut},             {"shared_w_in", &sharedWIn},
+            {"shared_w_gate", &sharedWGate}, {"shared_w_out", &sharedWOut},
+            {"shared_gate", &sharedGate}};
   }
 };
 
@@ -53,6 +70,11 @@ enum class WeightLayout {
   Switch,
   /// Hugging Face Mixtral: `gate.weight`, `experts.{i}.w1/w2/w3.weight`.
   Mixtral,
+  /// Hugging Face DeepSeek-V2/V3, Qwen2/Qwen3-MoE, OLMoE: `gate.weight`,
+  /// `gate.e_score_correction_bias`,
+  /// `experts.{i}.gate_proj/up_proj/down_proj.weight`, and the shared expert
+  /// under `shared_experts.` or `shared_expert.` (+ `shared_expert_gate`).
+  Projections,
 };
 
 /// Where one layer's weights live in a file.
@@ -62,12 +84,14 @@ struct WeightLocation {
   std::string prefix;
 };
 
-/// A short name of the layout for messages: `ours`, `switch`, `mixtral`.
+/// A short name of the layout for messages: `ours`, `switch`, `mixtral`,
+/// `projections`.
 std::string_view toString(WeightLayout layout);
 
 /// Finds the layer's weights in `file`. With a non-empty `prefix`, the
 /// router is looked up under that prefix, our names first, then Switch,
-/// then Mixtral. With an empty `prefix`, every tensor name ending in a
+/// then `gate.weight` (Mixtral's `w1` experts or the `gate_proj` ones,
+/// whichever the file holds). With an empty `prefix`, every tensor name ending in a
 /// router name (`router`, `router.classifier.weight`, `gate.weight`, at a
 /// `.` or `/` boundary) proposes a prefix; candidates without their first
 /// expert weight are dropped when others remain. Throws `Error` naming the
