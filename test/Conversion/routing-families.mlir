@@ -33,7 +33,8 @@ func.func @sigmoid(%x: tensor<8x16xf32>, %r: tensor<4x16xf32>) -> (tensor<8x4xf3
 // CHECK: arith.cmpf uno
 // CHECK: %[[SUM:.*]] = arith.addf %{{.*}}#0, %{{.*}}#1 : f32
 // CHECK: arith.cmpf uno, %[[SUM]], %[[SUM]] : f32
-// CHECK: tensor.insert %true into %{{.*}}[%{{.*}}#1] : tensor<4xi1>
+// CHECK: %[[G:.*]] = arith.maxsi %{{.*}}#1, %c0{{.*}} : index
+// CHECK: tensor.insert %true into %{{.*}}[%[[G]]] : tensor<4xi1>
 // CHECK: arith.divui %{{.*}}, %c2
 // CHECK: arith.select %{{.*}}, %{{.*}}, %[[NEGINF]] : f32
 func.func @choice_scores(%s: tensor<4x8xf32>, %b: tensor<8xf32>) -> tensor<4x8xf32> {

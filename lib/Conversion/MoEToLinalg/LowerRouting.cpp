@@ -153,6 +153,42 @@ static Value rankKey(ImplicitLocOpBuilder &b, Value p) {
       b, isNaN, s.f32(-std::numeric_limits<float>::infinity()), p);
 }
 
+/// One step of an ordered selection (key descending, then index ascending;
+/// a key is the candidate's score with NaN as -inf): the first of `count`
+/// candidates after (`prevKey`, `prevIndex`) in that order. Candidate c is
+/// `at(c)` = (its index, its score). Returns (key, index, score) of the
+/// choice, index -1 when none is left. Keys are never NaN, so the order is
+/// total: k <= count steps from (+inf, -1) always find one each.
+static SmallVector<Value> nextInOrder(
+    ImplicitLocOpBuilder &b, int64_t count, Value prevKey, Value prevIndex,
+    llvm::function_ref<std::pair<Value, Value>(ImplicitLocOpBuilder &, Value)>
+        at) {
+  Emitter s(b.getLoc(), b);
+  Value none = s.index(-1);
+  return s.loop(
+      count, {s.f32(0), none, s.f32(0)},
+      [&](ImplicitLocOpBuilder &b, Value c, ValueRange m) {
+        auto [index, score] = at(b, c);
+        Value key = rankKey(b, score);
+        Value below =
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, key, prevKey);
+        Value tieAfter = arith::AndIOp::create(
+            b,
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key, prevKey),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, index,
+                                  prevIndex));
+        Value after = arith::OrIOp::create(b, below, tieAfter);
+        Value better = arith::OrIOp::create(
+            b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m[1], none),
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, m[0]));
+        Value take = arith::AndIOp::create(b, after, better);
+        return SmallVector<Value>{
+            arith::SelectOp::create(b, take, key, m[0]),
+            arith::SelectOp::create(b, take, index, m[1]),
+            arith::SelectOp::create(b, take, score, m[2])};
+      });
+}
+
 /// How the gates of a top-k choice are formed: read from `source` [T, E]
 /// (the probabilities chosen by, when null), divided by their sum when
 /// `normalize`, then multiplied by `scale`.
@@ -179,38 +215,19 @@ static SmallVector<Value> chooseTopK(ImplicitLocOpBuilder &b, Value probs,
       k, {experts, gates, inf, none, s.f32(0)},
       [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
         Emitter s(b.getLoc(), b);
-        Value prevKey = c[2], prevE = c[3];
-        // (key, expert, probability) of the best expert after the previous
-        // choice; none yet: expert -1. Keys are never NaN, so the order is
-        // total and k <= E choices always find one.
-        SmallVector<Value> best = s.loop(
-            numExperts, {s.f32(0), none, s.f32(0)},
-            [&](ImplicitLocOpBuilder &b, Value ex, ValueRange m) {
+        // The best expert after the previous choice, with its probability.
+        SmallVector<Value> best = nextInOrder(
+            b, numExperts, c[2], c[3],
+            [&](ImplicitLocOpBuilder &b, Value ex) -> std::pair<Value, Value> {
               Emitter s(b.getLoc(), b);
-              Value p = s.extract(probs, {t, ex});
-              Value key = rankKey(b, p);
-              Value below = arith::CmpFOp::create(
-                  b, arith::CmpFPredicate::OLT, key, prevKey);
-              Value tieAfter = arith::AndIOp::create(
-                  b,
-                  arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key,
-                                        prevKey),
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, ex,
-                                        prevE));
-              Value after = arith::OrIOp::create(b, below, tieAfter);
-              Value better = arith::OrIOp::create(
-                  b,
-                  arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m[1],
-                                        none),
-                  arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key,
-                                        m[0]));
-              Value take = arith::AndIOp::create(b, after, better);
-              Value gate = rule.source ? s.extract(rule.source, {t, ex}) : p;
-              return SmallVector<Value>{
-                  arith::SelectOp::create(b, take, key, m[0]),
-                  arith::SelectOp::create(b, take, ex, m[1]),
-                  arith::SelectOp::create(b, take, gate, m[2])};
+              return {ex, s.extract(probs, {t, ex})};
             });
+        // The gate reads the gate scores of the chosen expert when they
+        // differ from the probabilities chosen by.
+        if (rule.source) {
+          Value safe = arith::MaxSIOp::create(b, best[1], s.index(0));
+          best[2] = s.extract(rule.source, {t, safe});
+        }
         assertInRange(b, best[1], 0, numExperts, check);
         Value id = arith::IndexCastOp::create(b, b.getI32Type(), best[1]);
         return SmallVector<Value>{
@@ -726,8 +743,11 @@ struct LowerChoiceScores : OpConversionPattern<ChoiceScoresOp> {
                           arith::SelectOp::create(b, take, score, m[0]),
                           arith::SelectOp::create(b, take, g, m[1])};
                     });
+                // Some group is always left (keep <= G); the clamp keeps
+                // the store in bounds whatever the mask's memory holds.
+                Value group = arith::MaxSIOp::create(b, best[1], s.index(0));
                 return SmallVector<Value>{
-                    s.insert(s.boolean(true), k[0], {best[1]})};
+                    s.insert(s.boolean(true), k[0], {group})};
               })[0];
           // Experts of the other groups can never be chosen.
           return s.loop(
@@ -801,34 +821,13 @@ struct LowerExpertChoice : CheckedPattern<ExpertChoiceOp> {
                     {byExpert[0], byExpert[1], byExpert[2], inf, none},
                     [&](ImplicitLocOpBuilder &b, Value r, ValueRange c) {
                       Emitter s(b.getLoc(), b);
-                      Value prevKey = c[3], prevT = c[4];
-                      SmallVector<Value> best = s.loop(
-                          groupSize, {s.f32(0), none, s.f32(0)},
-                          [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
+                      SmallVector<Value> best = nextInOrder(
+                          b, groupSize, c[3], c[4],
+                          [&](ImplicitLocOpBuilder &b,
+                              Value i) -> std::pair<Value, Value> {
                             Emitter s(b.getLoc(), b);
                             Value t = arith::AddIOp::create(b, start, i);
-                            Value p = s.extract(probs, {t, ex});
-                            Value key = rankKey(b, p);
-                            Value below = arith::CmpFOp::create(
-                                b, arith::CmpFPredicate::OLT, key, prevKey);
-                            Value tieAfter = arith::AndIOp::create(
-                                b,
-                                arith::CmpFOp::create(
-                                    b, arith::CmpFPredicate::OEQ, key, prevKey),
-                                arith::CmpIOp::create(
-                                    b, arith::CmpIPredicate::sgt, t, prevT));
-                            Value after = arith::OrIOp::create(b, below, tieAfter);
-                            Value better = arith::OrIOp::create(
-                                b,
-                                arith::CmpIOp::create(
-                                    b, arith::CmpIPredicate::eq, m[1], none),
-                                arith::CmpFOp::create(
-                                    b, arith::CmpFPredicate::OGT, key, m[0]));
-                            Value take = arith::AndIOp::create(b, after, better);
-                            return SmallVector<Value>{
-                                arith::SelectOp::create(b, take, key, m[0]),
-                                arith::SelectOp::create(b, take, t, m[1]),
-                                arith::SelectOp::create(b, take, p, m[2])};
+                            return {t, s.extract(probs, {t, ex})};
                           });
                       Value t = best[1];
                       assertInRange(b, t, 0, tokens, check);
