@@ -92,12 +92,9 @@ void readRoutingFamily(const Fields &fields, LayerSpec &spec) {
     spec.gateScale =
         *readPositiveNumberOrNull(*scale, "gate_scale", /*allowNull=*/false);
   if (const JSON *shared = fields.find("shared_d_ff"))
-    spec.sharedDFF = shared->is_number_integer() && toInt64(*shared) == 0
-                         ? 0
-                         : readIntInRange(*shared, "shared_d_ff", 0,
-                                          kMaxDimension,
-                                          "an integer between 0 and " +
-                                              std::to_string(kMaxDimension));
+    spec.sharedDFF = readIntInRange(*shared, "shared_d_ff", 0, kMaxDimension,
+                                    "an integer between 0 and " +
+                                        std::to_string(kMaxDimension));
   if (const JSON *gate = fields.find("shared_gate"))
     spec.sharedGate = readBool(*gate, "shared_gate");
   checkRoutingFamily(spec);

@@ -124,6 +124,17 @@ TEST(Float16, AgreesWithTheCompiler) {
 }
 #endif
 
+TEST(HostTensor, ReshapesWithoutCopying) {
+  HostTensor tensor = HostTensor::fromF32({2, 3}, {1, 2, 3, 4, 5, 6});
+  const void *data = tensor.data();
+  HostTensor flat = std::move(tensor).reshaped({6});
+  EXPECT_EQ(flat.shape(), (std::vector<int64_t>{6}));
+  EXPECT_EQ(flat.data(), data);
+  EXPECT_EQ(flat.dataAs<float>()[4], 5.0f);
+  EXPECT_TRUE(throwsError([&] { (void)std::move(flat).reshaped({4}); },
+                          {"cannot view [6] as [4]"}));
+}
+
 TEST(HostTensor, ZerosAreAlignedAndZero) {
   HostTensor tensor = HostTensor::zeros(DType::F32, {3, 5});
   EXPECT_FALSE(tensor.isNull());

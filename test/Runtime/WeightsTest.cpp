@@ -1,8 +1,9 @@
 //===- WeightsTest.cpp - Tests of loading a layer's weights ---------------===//
 //
-// Our layout, the Hugging Face Switch and Mixtral layouts (transposes
-// checked element by element), prefix discovery, shape and gate errors,
-// and dtype conversion on load.
+// Our layout, the Hugging Face Switch, Mixtral and gate_proj/up_proj/
+// down_proj layouts (transposes checked element by element), the spec §8
+// weights, prefix discovery, shape and gate errors, and dtype conversion on
+// load.
 //
 //===----------------------------------------------------------------------===//
 
@@ -177,6 +178,113 @@ TEST(Weights, MapsMixtralProjections) {
   EXPECT_TRUE(throwsError(
       [&] { loadLayerWeights(file, makeSpec(Activation::Silu), DType::F32); },
       {"gate projection (w1)", "activation 'silu' is not gated"}));
+}
+
+/// DeepSeek / Qwen tensors: gate_proj, up_proj, down_proj of expert e told
+/// apart by their bases 10000 e + 1000, 3000, 2000 (as Mixtral's w1, w3,
+/// w2), the choice bias, and a shared expert under `shared` (bases 500,
+/// 700, 600) with, when `gate`, its [1, D] sigmoid gate.
+void addProjections(std::map<std::string, HostTensor> &tensors,
+                    const std::string &prefix, const std::string &shared,
+                    bool gate) {
+  tensors[prefix + "gate.weight"] = indexed({kE, kD}, 0);
+  tensors[prefix + "gate.e_score_correction_bias"] = indexed({kE}, 90);
+  for (int64_t e = 0; e < kE; ++e) {
+    std::string expert = prefix + "experts." + std::to_string(e) + ".";
+    tensors[expert + "gate_proj.weight"] = indexed({kF, kD}, 10000.0f * e + 1000);
+    tensors[expert + "down_proj.weight"] = indexed({kD, kF}, 10000.0f * e + 2000);
+    tensors[expert + "up_proj.weight"] = indexed({kF, kD}, 10000.0f * e + 3000);
+  }
+  tensors[prefix + shared + "gate_proj.weight"] = indexed({2 * kF, kD}, 500);
+  tensors[prefix + shared + "down_proj.weight"] = indexed({kD, 2 * kF}, 600);
+  tensors[prefix + shared + "up_proj.weight"] = indexed({2 * kF, kD}, 700);
+  if (gate)
+    tensors[prefix + "shared_expert_gate.weight"] = indexed({1, kD}, 800);
+}
+
+/// A swiglu spec with §8's score bias and a shared expert of width 2F.
+LayerSpec routingFamilySpec(bool sharedGate) {
+  LayerSpec spec = makeSpec(Activation::Swiglu);
+  spec.scoreBias = true;
+  spec.sharedDFF = 2 * kF;
+  spec.sharedGate = sharedGate;
+  return spec;
+}
+
+TEST(Weights, MapsDeepSeekAndQwenProjections) {
+  for (bool qwen : {false, true}) {
+    ScratchDir dir;
+    std::map<std::string, HostTensor> tensors;
+    // DeepSeek's shared expert is `shared_experts.`, Qwen2's
+    // `shared_expert.` with a gate.
+    addProjections(tensors, "model.layers.3.mlp.",
+                   qwen ? "shared_expert." : "shared_experts.", qwen);
+    SafeTensorsFile file = writeFile(dir, "p.safetensors", tensors);
+    EXPECT_EQ(locateLayerWeights(file).layout, WeightLayout::Projections);
+    LayerWeights weights =
+        loadLayerWeights(file, routingFamilySpec(qwen), DType::F32);
+    for (int64_t e = 0; e < kE; ++e)
+      for (int64_t d = 0; d < kD; ++d)
+        for (int64_t f = 0; f < kF; ++f) {
+          float index = 10.0f * f + d;
+          ASSERT_EQ(at(weights.wGate, e, d, f), 10000.0f * e + 1000 + index);
+          ASSERT_EQ(at(weights.wIn, e, d, f), 10000.0f * e + 3000 + index);
+          ASSERT_EQ(at(weights.wOut, e, f, d),
+                    10000.0f * e + 2000 + 10 * d + f);
+        }
+    EXPECT_EQ(weights.scoreBias.shape(), (std::vector<int64_t>{kE}));
+    EXPECT_EQ(weights.scoreBias.dataAs<float>()[2], 92.0f);
+    // Shared [D, Fs] and [Fs, D] from [Fs, D] and [D, Fs]: element (d, f)
+    // of shared_w_in is up_proj[f][d].
+    EXPECT_EQ(weights.sharedWIn.shape(), (std::vector<int64_t>{kD, 2 * kF}));
+    EXPECT_EQ(weights.sharedWIn.dataAs<float>()[3 * 2 * kF + 7], 773.0f);
+    EXPECT_EQ(weights.sharedWGate.dataAs<float>()[1 * 2 * kF + 9], 591.0f);
+    EXPECT_EQ(weights.sharedWOut.shape(), (std::vector<int64_t>{2 * kF, kD}));
+    EXPECT_EQ(weights.sharedWOut.dataAs<float>()[8 * kD + 2], 628.0f);
+    if (qwen) {
+      EXPECT_EQ(weights.sharedGate.shape(), (std::vector<int64_t>{kD}));
+      EXPECT_EQ(weights.sharedGate.dataAs<float>()[3], 803.0f);
+    } else {
+      EXPECT_TRUE(weights.sharedGate.isNull());
+    }
+    // In call order: input, router, bias, w_in, w_gate, w_out, shared.
+    HostTensor x = HostTensor::zeros(DType::F32, {2, kD});
+    std::vector<HostTensor *> inputs = weights.callInputs(x);
+    ASSERT_EQ(inputs.size(), qwen ? 10u : 9u);
+    EXPECT_EQ(inputs[2], &weights.scoreBias);
+    EXPECT_EQ(inputs[3], &weights.wIn);
+    EXPECT_EQ(inputs[6], &weights.sharedWIn);
+  }
+}
+
+TEST(Weights, LoadsOurRoutingFamilyWeightsAndRejectsStrayOnes) {
+  ScratchDir dir;
+  std::map<std::string, HostTensor> tensors;
+  addOurs(tensors, "", /*gated=*/true);
+  tensors["score_bias"] = indexed({kE}, 90);
+  tensors["shared_w_in"] = indexed({kD, 2 * kF}, 700);
+  tensors["shared_w_gate"] = indexed({kD, 2 * kF}, 500);
+  tensors["shared_w_out"] = indexed({2 * kF, kD}, 600);
+  tensors["shared_gate"] = indexed({kD}, 800);
+  SafeTensorsFile file = writeFile(dir, "w.safetensors", tensors);
+  LayerWeights weights =
+      loadLayerWeights(file, routingFamilySpec(true), DType::F32);
+  EXPECT_EQ(weights.sharedWIn.dataAs<float>()[2 * 2 * kF + 3], 723.0f);
+  EXPECT_EQ(weights.sharedGate.dataAs<float>()[1], 801.0f);
+  // The same file for a spec without a shared gate: the stray weight is an
+  // error, not silently ignored.
+  EXPECT_TRUE(throwsExactly(
+      [&] { loadLayerWeights(file, routingFamilySpec(false), DType::F32); },
+      file.path() + ": error: weight 'shared_gate' is present but the "
+                    "spec's shared_gate is false"));
+  // A Mixtral file cannot hold §8 weights.
+  std::map<std::string, HostTensor> mixtral;
+  addMixtral(mixtral, "");
+  SafeTensorsFile other = writeFile(dir, "m.safetensors", mixtral);
+  EXPECT_TRUE(throwsExactly(
+      [&] { loadLayerWeights(other, routingFamilySpec(false), DType::F32); },
+      other.path() + ": error: the Mixtral layout has no score_bias weights, "
+                     "but the spec asks for them"));
 }
 
 TEST(Weights, FindsTheOnlyLayerOfAWholeModel) {
