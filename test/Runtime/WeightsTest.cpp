@@ -100,6 +100,20 @@ float at(const HostTensor &tensor, int64_t e, int64_t i, int64_t j) {
   return tensor.dataAs<float>()[(e * tensor.dim(1) + i) * tensor.dim(2) + j];
 }
 
+/// The experts of `addMixtral` / `addProjections` in our layout: the gate
+/// projection (base 1000) as w_gate, the up one (3000) as w_in, the down one
+/// (2000) as w_out, each transposed.
+void expectGatedExperts(const LayerWeights &weights) {
+  for (int64_t e = 0; e < kE; ++e)
+    for (int64_t d = 0; d < kD; ++d)
+      for (int64_t f = 0; f < kF; ++f) {
+        float index = 10.0f * f + d;
+        ASSERT_EQ(at(weights.wGate, e, d, f), 10000.0f * e + 1000 + index);
+        ASSERT_EQ(at(weights.wIn, e, d, f), 10000.0f * e + 3000 + index);
+        ASSERT_EQ(at(weights.wOut, e, f, d), 10000.0f * e + 2000 + 10 * d + f);
+      }
+}
+
 TEST(Weights, LoadsOurLayout) {
   ScratchDir dir;
   std::map<std::string, HostTensor> tensors;
@@ -164,17 +178,9 @@ TEST(Weights, MapsMixtralProjections) {
   std::map<std::string, HostTensor> tensors;
   addMixtral(tensors, "");
   SafeTensorsFile file = writeFile(dir, "mixtral.safetensors", tensors);
-  LayerWeights weights =
-      loadLayerWeights(file, makeSpec(Activation::Swiglu), DType::F32);
-  for (int64_t e = 0; e < kE; ++e)
-    for (int64_t d = 0; d < kD; ++d)
-      for (int64_t f = 0; f < kF; ++f) {
-        float index = 10.0f * f + d;
-        // w1 is the gate projection, w3 the up projection, w2 the down one.
-        ASSERT_EQ(at(weights.wGate, e, d, f), 10000.0f * e + 1000 + index);
-        ASSERT_EQ(at(weights.wIn, e, d, f), 10000.0f * e + 3000 + index);
-        ASSERT_EQ(at(weights.wOut, e, f, d), 10000.0f * e + 2000 + 10 * d + f);
-      }
+  // w1 is the gate projection, w3 the up projection, w2 the down one.
+  expectGatedExperts(
+      loadLayerWeights(file, makeSpec(Activation::Swiglu), DType::F32));
   EXPECT_TRUE(throwsError(
       [&] { loadLayerWeights(file, makeSpec(Activation::Silu), DType::F32); },
       {"gate projection (w1)", "activation 'silu' is not gated"}));
@@ -223,15 +229,7 @@ TEST(Weights, MapsDeepSeekAndQwenProjections) {
     EXPECT_EQ(locateLayerWeights(file).layout, WeightLayout::Projections);
     LayerWeights weights =
         loadLayerWeights(file, routingFamilySpec(qwen), DType::F32);
-    for (int64_t e = 0; e < kE; ++e)
-      for (int64_t d = 0; d < kD; ++d)
-        for (int64_t f = 0; f < kF; ++f) {
-          float index = 10.0f * f + d;
-          ASSERT_EQ(at(weights.wGate, e, d, f), 10000.0f * e + 1000 + index);
-          ASSERT_EQ(at(weights.wIn, e, d, f), 10000.0f * e + 3000 + index);
-          ASSERT_EQ(at(weights.wOut, e, f, d),
-                    10000.0f * e + 2000 + 10 * d + f);
-        }
+    expectGatedExperts(weights);
     EXPECT_EQ(weights.scoreBias.shape(), (std::vector<int64_t>{kE}));
     EXPECT_EQ(weights.scoreBias.dataAs<float>()[2], 92.0f);
     // Shared [D, Fs] and [Fs, D] from [Fs, D] and [D, Fs]: element (d, f)
