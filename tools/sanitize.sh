@@ -3,9 +3,11 @@
 # and runs in it the runtime unit tests, the collectives (1, 2 and 4 ranks)
 # and the lit tests that run the tools on real data: every e2e numeric case
 # (e2e/fusion-on.test: all cases on the CPU and in the GPU program's host
-# emulation), the non-finite, runtime-check and random-layer cases, and
-# moe-run's error cases (the single-case e2e tests repeat fusion-on.test and
-# are left to the normal tree). Any sanitizer report fails the run.
+# emulation), the non-finite and random-layer cases (the latter with runtime
+# checks compiled in), and moe-run's error cases (the single-case e2e tests
+# repeat fusion-on.test, and e2e/runtime-checks.test runs every case again
+# with checks: both are left to the normal tree). Any sanitizer report fails
+# the run.
 #
 # ASAN_OPTIONS: Debian's libMLIR is not instrumented, so the poisoning done
 # by inline LLVM allocator code compiled into our objects is invisible to it
@@ -21,4 +23,4 @@ export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 cd "$build"
 ctest --output-on-failure -R 'moe-runtime-unit|moe-collectives'
 /usr/lib/llvm-22/bin/lit -sv "$build/test" \
-  --filter 'e2e/(fusion-on|non-finite|runtime-checks|random-layers)|moe-run/'
+  --filter 'e2e/(fusion-on|non-finite|random-layers)|moe-run/'

@@ -21,10 +21,15 @@ def MoE_Dialect : Dialect {
     levels. `moe.layer` is the whole layer on tensors, with every field of the
     layer spec held as a typed attribute. The decomposed operations are the
     steps it is made of: `moe.route` (router logits, probabilities and
-    log-sum-exp, always in f32), `moe.top_k` (expert choice and gates),
+    log-sum-exp, always in f32; softmax or sigmoid scores),
+    `moe.choice_scores` (score bias and expert-group limit of the routing
+    families of spec section 8), `moe.top_k` (expert choice and gates),
+    `moe.expert_choice` (each expert takes its C best tokens of a group),
     `moe.assign_slots` (capacity-bounded slot assignment), `moe.dispatch`
     (tokens into expert buffers), `moe.expert_ffn` (the expert MLPs, batched
-    over experts), `moe.combine` (gated sum back to tokens), `moe.all_to_all`
+    over experts), `moe.combine` (gated sum back to tokens),
+    `moe.shared_expert` (the expert every token passes through),
+    `moe.all_to_all`
     (exchange of expert buffers across devices) and the statistics
     (`moe.load_balance_loss`, `moe.router_z_loss`, `moe.count_dropped`).
 
