@@ -65,8 +65,8 @@ OwningOpRef<ModuleOp> mlir::moe::buildLayerModule(MLIRContext *context,
 
   int64_t fs = spec.sharedDFF;
   bool shared = fs > 0;
-  // Arguments in the operand order of moe.layer; `slot` records where each
-  // optional one is.
+  // Arguments in the operand order of moe.layer; each optional one's index,
+  // or -1 when the spec has none.
   SmallVector<Type> inputs;
   auto add = [&](Type type) {
     inputs.push_back(type);

@@ -416,15 +416,7 @@ int run(const ::moe::RunOptions &options) {
   std::optional<spec::CudaArtifact> artifact;
   if (fromArtifact) {
     artifact = readArtifact(options.artifactPath);
-    info.spec.dModel = artifact->dModel;
-    info.spec.dFF = artifact->dFF;
-    info.spec.numExperts = artifact->numExperts;
-    // Only gating and the §8 inputs matter for loading weights.
-    info.spec.activation =
-        artifact->gated ? spec::Activation::Swiglu : spec::Activation::Relu;
-    info.spec.scoreBias = artifact->scoreBias;
-    info.spec.sharedDFF = artifact->sharedDFF;
-    info.spec.sharedGate = artifact->sharedGate;
+    info.spec = artifact->weightSpec();
     info.capacity = artifact->capacity;
     info.activationType = dtypeNamed(artifact->buffer("input")->dtype);
     info.routerType = dtypeNamed(artifact->buffer("router")->dtype);

@@ -78,14 +78,21 @@ TokenChoice mlir::moe::emitTokenChoice(OpBuilder &b, LayerOp op, Value input,
         b.getI64IntegerAttr(op.getKeptGroups()), op.getGroupScoreAttr());
     gateScores = scores;
   }
-  FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
-                        ? FloatAttr()
-                        : op.getGateScaleAttr();
+  FloatAttr scale = op.getGateScaleAttrIfScaled();
   auto topk = TopKOp::create(
       b, loc, choice, b.getI64IntegerAttr(op.getTopK()),
       op.getNormalizeGates() ? b.getUnitAttr() : UnitAttr(), gateScores, scale);
   return {route.getLogits(), scores, route.getLse(), topk.getExperts(),
           topk.getGates()};
+}
+
+ExpertChoiceOp mlir::moe::emitExpertChoice(OpBuilder &b, LayerOp op,
+                                           Value probs, int64_t groupSize,
+                                           int64_t capacity) {
+  return ExpertChoiceOp::create(b, op.getLoc(), probs,
+                                b.getI64IntegerAttr(groupSize),
+                                b.getI64IntegerAttr(capacity),
+                                op.getGateScaleAttrIfScaled());
 }
 
 Value mlir::moe::emitBalanceLoss(OpBuilder &b, LayerOp op, Value scores,
@@ -94,6 +101,13 @@ Value mlir::moe::emitBalanceLoss(OpBuilder &b, LayerOp op, Value scores,
   return LoadBalanceLossOp::create(b, op.getLoc(), scores, experts,
                                    b.getI64IntegerAttr(groupSize),
                                    normalize ? b.getUnitAttr() : UnitAttr());
+}
+
+Value mlir::moe::emitNoBalanceLoss(OpBuilder &b, Location loc) {
+  return arith::ConstantOp::create(
+      b, loc,
+      DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()),
+                             std::numeric_limits<float>::quiet_NaN()));
 }
 
 Value mlir::moe::emitSharedExpert(OpBuilder &b, LayerOp op,
@@ -105,25 +119,23 @@ Value mlir::moe::emitSharedExpert(OpBuilder &b, LayerOp op,
                                 in.sharedGate, op.getActivationAttr());
 }
 
-/// The expert-choice layer (spec §8) on `operands`: every expert takes its
-/// C tokens of each group into the padded [E, G·C, D] buffer.
+/// The expert-choice layer (spec §8) on `operands`, whose tokens hold whole
+/// groups: every expert takes its C tokens of each group into the padded
+/// [E, G·C, D] buffer.
 static SmallVector<Value> emitExpertChoiceLayer(OpBuilder &b, LayerOp op,
                                                 const LayerOperands &operands,
-                                                const DecomposeOptions &options,
-                                                int64_t capacity) {
+                                                const DecomposeOptions &options) {
   Location loc = op.getLoc();
   auto inputType = cast<RankedTensorType>(operands.input.getType());
   int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
   int64_t experts = op.getNumExperts();
-  int64_t groupTokens = std::min(op.getGroupTokens(), tokens);
+  int64_t groupTokens = op.getGroupTokens();
+  // At most S already (LayerOp::getCapacity).
+  int64_t capacity = *op.getCapacity();
   auto route = RouteOp::create(b, loc, operands.input, operands.router,
                                op.getScoreFunctionAttr());
-  FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
-                        ? FloatAttr()
-                        : op.getGateScaleAttr();
-  auto choice = ExpertChoiceOp::create(b, loc, route.getProbs(),
-                                       b.getI64IntegerAttr(groupTokens),
-                                       b.getI64IntegerAttr(capacity), scale);
+  auto choice =
+      emitExpertChoice(b, op, route.getProbs(), groupTokens, capacity);
   auto bufferType =
       RankedTensorType::get({experts, (tokens / groupTokens) * capacity, model},
                             inputType.getElementType());
@@ -142,12 +154,7 @@ static SmallVector<Value> emitExpertChoiceLayer(OpBuilder &b, LayerOp op,
                               choice.getSlots(), choice.getKeep(),
                               choice.getGates());
   y = emitSharedExpert(b, op, operands, y);
-  // Expert choice is balanced by construction: its balance loss is NaN,
-  // which the statistics write as null (spec §8).
-  Value balance = arith::ConstantOp::create(
-      b, loc,
-      DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()),
-                             std::numeric_limits<float>::quiet_NaN()));
+  Value balance = emitNoBalanceLoss(b, loc);
   Value zLoss = RouterZLossOp::create(b, loc, route.getLse());
   Value dropped = CountDroppedOp::create(b, loc, choice.getKeep(),
                                          b.getUnitAttr());
@@ -173,8 +180,7 @@ mlir::moe::emitDecomposedLayer(OpBuilder &b, LayerOp op,
   Type elt = inputType.getElementType();
   bool byProbability = op.getPriority() == Priority::BatchPrioritized;
   if (op.isExpertsChoose())
-    return emitExpertChoiceLayer(b, op, operands, options,
-                                 std::min(*op.getCapacity(), groupTokens));
+    return emitExpertChoiceLayer(b, op, operands, options);
 
   TokenChoice choice = emitTokenChoice(b, op, operands.input, operands.router,
                                        operands.scoreBias);

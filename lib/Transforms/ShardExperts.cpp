@@ -176,12 +176,7 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
                                  op.getScoreFunctionAttr());
     lse = route.getLse();
     Value allProbs = AllGatherOp::create(b, loc, route.getProbs(), ranks);
-    FloatAttr scale = op.getGateScale().convertToDouble() == 1.0
-                          ? FloatAttr()
-                          : op.getGateScaleAttr();
-    auto choice =
-        ExpertChoiceOp::create(b, loc, allProbs, b.getI64IntegerAttr(group),
-                               b.getI64IntegerAttr(capacity), scale);
+    auto choice = emitExpertChoice(b, op, allProbs, group, capacity);
     choiceExperts = mine(choice.getExperts());
     slots = mine(choice.getSlots());
     keep = mine(choice.getKeep());
@@ -189,10 +184,7 @@ SmallVector<Value> emitGloballyRouted(OpBuilder &b, LayerOp op,
     counts = choice.getCounts();
     dropped = CountDroppedOp::create(b, loc, choice.getKeep(),
                                      b.getUnitAttr());
-    balance = arith::ConstantOp::create(
-        b, loc,
-        DenseElementsAttr::get(RankedTensorType::get({}, b.getF32Type()),
-                               std::numeric_limits<float>::quiet_NaN()));
+    balance = emitNoBalanceLoss(b, loc);
   } else {
     TokenChoice topk =
         emitTokenChoice(b, op, in.input, in.router, in.scoreBias);

@@ -129,16 +129,7 @@ int run(const GpuRunOptions &o) {
                           " tokens, the artifact takes " +
                           std::to_string(artifact.tokens));
 
-  spec::LayerSpec layer;
-  layer.dModel = artifact.dModel;
-  layer.dFF = artifact.dFF;
-  layer.numExperts = artifact.numExperts;
-  // Only gating and the §8 inputs matter for loading weights.
-  layer.activation =
-      artifact.gated ? spec::Activation::Swiglu : spec::Activation::Relu;
-  layer.scoreBias = artifact.scoreBias;
-  layer.sharedDFF = artifact.sharedDFF;
-  layer.sharedGate = artifact.sharedGate;
+  spec::LayerSpec layer = artifact.weightSpec();
   SafeTensorsFile file = SafeTensorsFile::open(o.weightsPath);
   LayerWeights weights =
       loadLayerWeights(file, layer, dtypeNamed(artifact.buffer("w_in")->dtype),

@@ -150,6 +150,12 @@ def MoE_LayerOp : MoE_Op<"layer",
     std::optional<int64_t> getCapacity();
     /// True for expert-choice routing.
     bool isExpertsChoose() { return getRouting() == Routing::ExpertsChoose; }
+    /// `gate_scale` as an attribute for the decomposed ops, or null when it
+    /// is 1 (their default).
+    FloatAttr getGateScaleAttrIfScaled() {
+      return getGateScale().convertToDouble() == 1.0 ? FloatAttr()
+                                                     : getGateScaleAttr();
+    }
     /// The groups a token may choose from (`num_groups` by default).
     int64_t getKeptGroups() { return getTopkGroups().value_or(getNumGroups()); }
     /// True when the choice differs from "the k largest scores": a score

@@ -10,6 +10,8 @@
 #ifndef MOE_SPEC_CUDAARTIFACT_H
 #define MOE_SPEC_CUDAARTIFACT_H
 
+#include "moe/Spec/LayerSpec.h"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -45,6 +47,19 @@ struct CudaArtifact {
   bool scoreBias = false, sharedGate = false;
   int64_t sharedDFF = 0;
   std::vector<Buffer> buffers; ///< in call order: inputs, then results
+  /// What loading the layer's weights needs of its spec: the sizes, gating
+  /// (as swiglu or relu) and the §8 inputs.
+  LayerSpec weightSpec() const {
+    LayerSpec spec;
+    spec.dModel = dModel;
+    spec.dFF = dFF;
+    spec.numExperts = numExperts;
+    spec.activation = gated ? Activation::Swiglu : Activation::Relu;
+    spec.scoreBias = scoreBias;
+    spec.sharedDFF = sharedDFF;
+    spec.sharedGate = sharedGate;
+    return spec;
+  }
   /// The buffer called `name` (every valid artifact has `input`, `router`,
   /// `w_in`, `w_out` and the results); null when absent.
   const Buffer *buffer(std::string_view name) const {

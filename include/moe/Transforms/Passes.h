@@ -25,6 +25,7 @@ namespace moe {
 #include "moe/Transforms/Passes.h.inc"
 
 class LayerOp;
+class ExpertChoiceOp;
 
 /// The tensors a decomposed layer computes on (those of the moe.layer, or
 /// their per-rank counterparts when sharded).
@@ -48,10 +49,19 @@ struct TokenChoice {
 TokenChoice emitTokenChoice(OpBuilder &b, LayerOp layer, Value input,
                             Value router, Value scoreBias);
 
+/// The expert choice of a layer (spec §8) over `probs`, in groups of
+/// `groupSize` tokens with C = `capacity`, gates scaled as the layer says.
+ExpertChoiceOp emitExpertChoice(OpBuilder &b, LayerOp layer, Value probs,
+                                int64_t groupSize, int64_t capacity);
+
 /// `moe.load_balance_loss` of the layer's scores (normalised per token for
 /// sigmoid scores, spec §8).
 Value emitBalanceLoss(OpBuilder &b, LayerOp layer, Value scores,
                       Value experts, int64_t groupSize);
+
+/// The balance loss of an expert-choice layer: none (balanced by
+/// construction, spec §8), a NaN the statistics write as null.
+Value emitNoBalanceLoss(OpBuilder &b, Location loc);
 
 /// `y` plus the layer's shared expert on `operands.input` (spec §8), or
 /// `y` when the layer has none.

@@ -12,6 +12,12 @@
 using namespace mlir;
 using namespace mlir::moe;
 
+Value mlir::moe::lowering::sigmoid(ImplicitLocOpBuilder &b, Value x) {
+  Value one = arith::ConstantOp::create(b, b.getF32FloatAttr(1.0f));
+  Value ex = math::ExpOp::create(b, arith::NegFOp::create(b, x));
+  return arith::DivFOp::create(b, one, arith::AddFOp::create(b, one, ex));
+}
+
 Value mlir::moe::lowering::activate(ImplicitLocOpBuilder &b,
                                     Activation activation, Value x,
                                     Value gate) {

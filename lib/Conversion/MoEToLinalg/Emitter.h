@@ -151,6 +151,10 @@ private:
 Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
                Value gate);
 
+/// σ(x) = 1 / (1 + e^-x) on an f32 scalar: 0 for very negative x (e^-x =
+/// +inf), 1 for very positive ones.
+Value sigmoid(ImplicitLocOpBuilder &b, Value x);
+
 /// A lowering pattern that may emit runtime checks.
 template <typename Op> struct CheckedPattern : OpConversionPattern<Op> {
   CheckedPattern(MLIRContext *context, bool checks)

@@ -341,12 +341,7 @@ struct LowerSharedExpert : OpConversionPattern<SharedExpertOp> {
                       ValueRange{e.filled({tokens}, e.f32(0))})
                       .getResult(0);
       scales = e.map(dot, f32, [](ImplicitLocOpBuilder &ib, ValueRange args) {
-        Emitter s(ib.getLoc(), ib);
-        Value ex =
-            math::ExpOp::create(ib, arith::NegFOp::create(ib, args[0]));
-        return arith::DivFOp::create(ib, s.f32(1),
-                                     arith::AddFOp::create(ib, s.f32(1), ex))
-            .getResult();
+        return sigmoid(ib, args[0]);
       });
       rows = e.map(scales, b.getI32Type(),
                    [](ImplicitLocOpBuilder &ib, ValueRange) -> Value {

@@ -119,15 +119,9 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
                    });
     Value probs;
     if (op.getScoreFunction() == ScoreFunction::Sigmoid)
-      // σ(l) = 1 / (1 + e^-l): 0 for very negative l (e^-l = +inf), 1 for
-      // very positive ones.
       probs = e.map(logits, f32,
                     [](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
-                      Emitter s(ib.getLoc(), ib);
-                      Value ex = math::ExpOp::create(
-                          ib, arith::NegFOp::create(ib, args[0]));
-                      return arith::DivFOp::create(
-                          ib, s.f32(1), arith::AddFOp::create(ib, s.f32(1), ex));
+                      return sigmoid(ib, args[0]);
                     });
     else
       probs = mapWithRow(
@@ -719,35 +713,28 @@ struct LowerChoiceScores : OpConversionPattern<ChoiceScoresOp> {
                          : best[0];
                 return SmallVector<Value>{s.insert(score, gs[0], {g})};
               })[0];
-          // `keep` rounds: the best group not yet kept (ties to the lower
-          // group: only a strictly larger score replaces the candidate).
+          // The `keep` best groups, one after the other in the order of
+          // nextInOrder (score descending, ties to the lower group).
           Value kept = s.filled({groups}, s.boolean(false));
           kept = s.loop(
-              keep, {kept},
+              keep,
+              {kept, s.f32(std::numeric_limits<float>::infinity()),
+               s.index(-1)},
               [&](ImplicitLocOpBuilder &b, Value, ValueRange k) {
                 Emitter s(b.getLoc(), b);
-                SmallVector<Value> best = s.loop(
-                    groups, {negInf, s.index(-1)},
-                    [&](ImplicitLocOpBuilder &b, Value g, ValueRange m) {
+                SmallVector<Value> best = nextInOrder(
+                    b, groups, k[1], k[2],
+                    [&](ImplicitLocOpBuilder &b,
+                        Value g) -> std::pair<Value, Value> {
                       Emitter s(b.getLoc(), b);
-                      Value score = s.extract(groupScores, {g});
-                      Value taken = s.extract(k[0], {g});
-                      Value none = arith::CmpIOp::create(
-                          b, arith::CmpIPredicate::eq, m[1], s.index(-1));
-                      Value larger = arith::CmpFOp::create(
-                          b, arith::CmpFPredicate::OGT, score, m[0]);
-                      Value take = arith::AndIOp::create(
-                          b, arith::XOrIOp::create(b, taken, s.boolean(true)),
-                          arith::OrIOp::create(b, none, larger));
-                      return SmallVector<Value>{
-                          arith::SelectOp::create(b, take, score, m[0]),
-                          arith::SelectOp::create(b, take, g, m[1])};
+                      return {g, s.extract(groupScores, {g})};
                     });
                 // Some group is always left (keep <= G); the clamp keeps
-                // the store in bounds whatever the mask's memory holds.
+                // the store in bounds whatever happens.
                 Value group = arith::MaxSIOp::create(b, best[1], s.index(0));
                 return SmallVector<Value>{
-                    s.insert(s.boolean(true), k[0], {group})};
+                    s.insert(s.boolean(true), k[0], {group}), best[0],
+                    best[1]};
               })[0];
           // Experts of the other groups can never be chosen.
           return s.loop(
