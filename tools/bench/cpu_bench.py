@@ -12,7 +12,8 @@ Contenders, each a process of its own, with one thread and with all threads:
 
   * moe-run --fusion on (the default) and --fusion off (--bench N);
   * GEMM-only: the same expert FLOPs as one OpenBLAS sgemm per weight matrix
-    ([rows kept, D] x [D, F] and back, via numpy);
+    ([rows kept, D] x [D, F] and back, via numpy; the bench stops when numpy
+    runs on the reference BLAS: `apt-get install libopenblas0-pthread`);
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls,
     activation, index_add), if Debian's python3-torch is installed
     (`apt-get install python3-torch`).
@@ -199,6 +200,30 @@ def run_peer(args, threads):
     return [float(proc.stdout.strip())]
 
 
+BLAS_PROBE = r"""
+import numpy as np
+np.ones((64, 64), np.float32) @ np.ones((64, 64), np.float32)
+libs = set()
+for line in open("/proc/self/maps"):
+    path = line.split()[-1]
+    if "blas" in path.lower():
+        libs.add(path)
+print(" ".join(sorted(libs)))
+"""
+
+
+def numpy_blas():
+    """The BLAS library numpy's matmul runs in (the GEMM peer); the reference
+    BLAS is not a peer: it is 20x slower than an optimised one."""
+    proc = subprocess.run([sys.executable, "-c", BLAS_PROBE], capture_output=True, text=True)
+    libs = proc.stdout.split()
+    real = sorted({os.path.realpath(lib) for lib in libs})
+    if not any("openblas" in lib or "mkl" in lib or "blis" in lib for lib in real):
+        sys.exit("cpu_bench.py: numpy uses the reference BLAS (" + (" ".join(real) or "none found")
+                 + "), not a GEMM peer: apt-get install libopenblas0-pthread")
+    return " ".join(real)
+
+
 def have_torch():
     return subprocess.run([sys.executable, "-c", "import torch"],
                           capture_output=True).returncode == 0
@@ -222,6 +247,7 @@ def main():
     parser.add_argument("--json", help="also write every measurement to this file")
     args = parser.parse_args()
 
+    blas = numpy_blas()
     torch_ok = have_torch()
     if not torch_ok:
         log("PyTorch is not installed (apt-get install python3-torch): no eager peer")
@@ -265,6 +291,7 @@ def main():
                                 "threads": threads, "who": who, "samples_s": values})
 
     print(f"# CPU: {cpu_model()}")
+    print(f"# GEMM peer: numpy on {blas}")
     print(f"# {args.rounds} interleaved rounds x {args.runs} timed calls; median over rounds "
           f"of each round's median; spread = min..max of the rounds")
     print(f"{'shape':9} {'T':>5} {'rows':>5} {'GFLOP':>6} {'thr':>3} | {'who':22} {'ms':>9} "
