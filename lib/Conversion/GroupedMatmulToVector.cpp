@@ -24,7 +24,6 @@
 #include <array>
 #include <cstdlib>
 #include <thread>
-#include <unistd.h>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEGROUPEDMATMULTOVECTOR
@@ -85,55 +84,6 @@ TileShape chooseTile(int64_t cols, int64_t weights, int64_t bits,
   return tile;
 }
 
-/// Cache blocking of a kernel: `depth` (KC) reduction steps per block, so
-/// that a block of a weight panel stays in L1 while every row tile of a chunk
-/// streams it; `rowTiles` (R) row tiles per chunk, whose operand rows of one
-/// block stay in L2 across the panels; `panels` (P) column panels per unit
-/// block, whose partial sums stay in L2 between the reduction blocks.
-struct Blocking {
-  int64_t depth, rowTiles, panels;
-};
-
-/// L1 data and L2 cache sizes in bytes of the host CPU, or of
-/// MOE_CPU_CACHE=<L1 KiB>x<L2 KiB> when set ({0, 0} when that is malformed).
-std::pair<int64_t, int64_t> hostCacheBytes() {
-  if (const char *forced = std::getenv("MOE_CPU_CACHE")) {
-    auto [l1, l2] = llvm::StringRef(forced).split('x');
-    int64_t a = 0, b = 0;
-    if (!l1.getAsInteger(10, a) && !l2.getAsInteger(10, b))
-      return {a * 1024, b * 1024};
-    return {0, 0}; // rejected by the pass with its values
-  }
-  int64_t l1 = 0, l2 = 0;
-#if defined(_SC_LEVEL1_DCACHE_SIZE) && defined(_SC_LEVEL2_CACHE_SIZE)
-  l1 = sysconf(_SC_LEVEL1_DCACHE_SIZE);
-  l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
-#endif
-  // The smallest of current x86 and Arm server cores when unknown.
-  return {l1 > 0 ? l1 : 32 * 1024, l2 > 0 ? l2 : 512 * 1024};
-}
-
-Blocking chooseBlocking(TileShape tile, int64_t weights, int64_t depth,
-                        int64_t cols, int64_t l1, int64_t l2) {
-  // Bytes of one reduction step of a panel (all weights), as f32.
-  int64_t stepBytes = weights * tile.vectors * tile.width * 4;
-  Blocking blocking;
-  // Half of L1 for the weight block; the rest for the tile's operand rows.
-  blocking.depth = std::max<int64_t>(8, l1 / 2 / stepBytes / 8 * 8);
-  if (blocking.depth >= depth)
-    blocking.depth = depth;
-  // A quarter of L2 for the chunk's operand rows of one block.
-  blocking.rowTiles = std::clamp<int64_t>(
-      l2 / 4 / (tile.rows * blocking.depth * 4), 1, 32);
-  // At most a quarter of L2 for the partial sums, and 96 KiB: a unit's
-  // buffers stay below malloc's mmap threshold (128 KiB).
-  int64_t chunkBytes = blocking.rowTiles * tile.rows * stepBytes;
-  int64_t panels = cols / (tile.vectors * tile.width);
-  blocking.panels = std::clamp<int64_t>(
-      std::min<int64_t>(l2 / 4, 96 * 1024) / chunkBytes, 1, panels);
-  return blocking;
-}
-
 /// A memref type for a tensor operand read in place: any offset and outer
 /// strides, unit innermost stride.
 MemRefType bufferTypeOf(RankedTensorType type) {
@@ -150,11 +100,10 @@ public:
   /// that weight w (0: weight, 1: gate weight) is already a function
   /// argument in the panel layout [E, N / panel, K, panel].
   /// `threadHint`: the threads the units are spread over.
-  KernelBuilder(GroupedMatmulOp op, TileShape tile, Blocking blocking,
-                int64_t threadHint, RankedTensorType weightType,
-                std::array<bool, 2> packed)
-      : op(op), tile(tile), blocking(blocking), threadHint(threadHint),
-        weightType(weightType), packed(packed) {}
+  KernelBuilder(GroupedMatmulOp op, TileShape tile, int64_t threadHint,
+                RankedTensorType weightType, std::array<bool, 2> packed)
+      : op(op), tile(tile), threadHint(threadHint), weightType(weightType),
+        packed(packed) {}
 
   /// Emits the kernel before `op` and returns its result tensor.
   Value build(OpBuilder &builder);
@@ -186,49 +135,24 @@ private:
   }
   /// Fills rows [from, to) of the output with zeros.
   void zeroRows(ImplicitLocOpBuilder &b, Value from, Value to);
-  /// A [reduction block, panel width] f32 buffer for one block of a weight
-  /// panel packed per call (both weights side by side when gated).
+  /// A [K, panel width] f32 buffer for one packed weight panel (both
+  /// weights side by side when gated).
   Value panelBuffer(ImplicitLocOpBuilder &b) {
     int64_t width = numWeights * tile.vectors * tile.width;
     return memref::AllocOp::create(
-        b, MemRefType::get({blocking.depth, width}, b.getF32Type()));
+        b, MemRefType::get({depth, width}, b.getF32Type()));
   }
-  /// The partial sums of one block: `panels` column panels of a row chunk.
-  Value partialBuffer(ImplicitLocOpBuilder &b) {
-    int64_t width = numWeights * tile.vectors * tile.width;
-    return memref::AllocOp::create(
-        b, MemRefType::get({blocking.panels * blocking.rowTiles * tile.rows,
-                            width},
-                           b.getF32Type()));
-  }
-  /// Copies rows [k0, k1) of expert `expert`'s weight columns
-  /// [col, col + panel) into rows [0, k1 - k0) of `panel`, converted to f32.
+  /// Copies expert `expert`'s weight columns [col, col + panel) into
+  /// `panel`, row k contiguous, converted to f32.
   void packPanel(ImplicitLocOpBuilder &b, Value expert, Value col,
-                 Value panel, Value k0, Value k1);
-  /// Expert `expert` on `numPanels` column panels from `firstPanel`: per
-  /// chunk of row tiles, every reduction block of every panel accumulates
-  /// into `partial`, then the epilogue writes the chunk's rows. Weights not
-  /// packed at bind time are packed block by block into `panelBuf`.
-  void expertBlock(ImplicitLocOpBuilder &b, Value expert, Value firstPanel,
-                   Value numPanels, Value partial, Value panelBuf);
-  /// scf.for from `from` to `to` (step 1) with `body` and no results.
-  void forLoop(ImplicitLocOpBuilder &b, Value from, Value to,
-               llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body) {
-    scf::ForOp::create(b, b.getLoc(), from, to, cst(b, 1), ValueRange{},
-                       [&](OpBuilder &nested, Location loc, Value iv,
-                           ValueRange) {
-                         ImplicitLocOpBuilder nb(loc, nested);
-                         body(nb, iv);
-                         scf::YieldOp::create(nb);
-                       });
-  }
-
-  /// Reduction steps per iteration of the unrolled reduction loop.
-  static constexpr int64_t kUnroll = 4;
+                 Value panel);
+  /// All row tiles of expert `expert` on the column panel starting at `col`;
+  /// weights not packed at bind time are packed into `panel` first.
+  void expertPanel(ImplicitLocOpBuilder &b, Value expert, Value col,
+                   Value panel);
 
   GroupedMatmulOp op;
   TileShape tile;
-  Blocking blocking;
   int64_t threadHint;
   RankedTensorType weightType;
   std::array<bool, 2> packed;
@@ -247,29 +171,31 @@ void KernelBuilder::zeroRows(ImplicitLocOpBuilder &b, Value from, Value to) {
 }
 
 void KernelBuilder::packPanel(ImplicitLocOpBuilder &b, Value expert,
-                              Value col, Value panel, Value k0, Value k1) {
+                              Value col, Value panel) {
   Type weightElt = cast<MemRefType>(weights[0].getType()).getElementType();
   auto weightVecType = VectorType::get({tile.width}, weightElt);
-  forLoop(b, k0, k1, [&](ImplicitLocOpBuilder &kb, Value k) {
-    Value local = arith::SubIOp::create(kb, k, k0);
-    for (int64_t w = 0; w < numWeights; ++w) {
-      if (packed[w])
-        continue;
-      for (int64_t v = 0; v < tile.vectors; ++v) {
-        Value c = arith::AddIOp::create(kb, col, cst(kb, v * tile.width));
-        Value value = toF32(kb, vector::LoadOp::create(
-                                    kb, weightVecType, weights[w],
-                                    ValueRange{expert, k, c}));
-        Value at = cst(kb, (w * tile.vectors + v) * tile.width);
-        vector::StoreOp::create(kb, value, panel, ValueRange{local, at});
-      }
-    }
-  });
+  scf::ForOp::create(
+      b, b.getLoc(), cst(b, 0), cst(b, depth), cst(b, 1), ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value k, ValueRange) {
+        ImplicitLocOpBuilder kb(loc, nested);
+        for (int64_t w = 0; w < numWeights; ++w) {
+          if (packed[w])
+            continue;
+          for (int64_t v = 0; v < tile.vectors; ++v) {
+            Value c = arith::AddIOp::create(kb, col, cst(kb, v * tile.width));
+            Value value = toF32(kb, vector::LoadOp::create(
+                                        kb, weightVecType, weights[w],
+                                        ValueRange{expert, k, c}));
+            Value at = cst(kb, (w * tile.vectors + v) * tile.width);
+            vector::StoreOp::create(kb, value, panel, ValueRange{k, at});
+          }
+        }
+        scf::YieldOp::create(kb);
+      });
 }
 
-void KernelBuilder::expertBlock(ImplicitLocOpBuilder &b, Value expert,
-                                Value firstPanel, Value numPanels,
-                                Value partial, Value panelBuf) {
+void KernelBuilder::expertPanel(ImplicitLocOpBuilder &b, Value expert,
+                                Value col, Value panel) {
   Type f32 = b.getF32Type();
   auto vecType = VectorType::get({tile.width}, f32);
   Value rows = loadIndex(b, counts, {expert});
@@ -277,209 +203,116 @@ void KernelBuilder::expertBlock(ImplicitLocOpBuilder &b, Value expert,
   Value step = cst(b, tile.rows);
   Value tiles = arith::CeilDivUIOp::create(b, rows, step);
   Value last = arith::SubIOp::create(b, rows, cst(b, 1));
-  int64_t chunkRows = blocking.rowTiles * tile.rows;
-  Value chunks = arith::CeilDivUIOp::create(b, tiles, cst(b, blocking.rowTiles));
+  // The panel is packed only for an expert that has rows; every row tile
+  // then streams it contiguously.
+  Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, rows,
+                                    cst(b, 0));
+  if (panel)
+    scf::IfOp::create(b, any, [&](OpBuilder &nested, Location loc) {
+      ImplicitLocOpBuilder pb(loc, nested);
+      packPanel(pb, expert, col, panel);
+      scf::YieldOp::create(pb);
+    });
+  // The panel's index in a weight packed at bind time.
   int64_t panelWidth = tile.vectors * tile.width;
-  int64_t blocks = (depth + blocking.depth - 1) / blocking.depth;
+  Value panelIndex = arith::DivUIOp::create(b, col, cst(b, panelWidth));
   Type weightElt = weightType.getElementType();
   auto packedVecType = VectorType::get({tile.width}, weightElt);
-  int64_t perRow = numWeights * tile.vectors;
-  // Accumulator (i, w, v) of a row tile: row i, weight w, vector v; its
-  // partial sums live at row `i` of the tile's rows in `partial`, column
-  // (w * V + v) * W.
-  auto accIndex = [&](int64_t i, int64_t w, int64_t v) {
-    return i * perRow + w * tile.vectors + v;
-  };
-  auto partialRow = [&](ImplicitLocOpBuilder &pb, Value p, Value t,
-                        int64_t i) {
-    Value row = arith::MulIOp::create(pb, p, cst(pb, chunkRows));
-    row = arith::AddIOp::create(pb, row,
-                                arith::MulIOp::create(pb, t, step));
-    return arith::AddIOp::create(pb, row, cst(pb, i)).getResult();
-  };
 
-  forLoop(b, cst(b, 0), chunks, [&](ImplicitLocOpBuilder &cb, Value chunk) {
-    Value t0 = arith::MulIOp::create(cb, chunk, cst(cb, blocking.rowTiles));
-    Value chunkTiles = arith::MinUIOp::create(
-        cb, cst(cb, blocking.rowTiles), arith::SubIOp::create(cb, tiles, t0));
-    // Reduction blocks: each weight panel block streams from L1 for every
-    // row tile of the chunk; the chunk's operand rows of the block stay in
-    // L2 across the panels.
-    forLoop(cb, cst(cb, 0), cst(cb, blocks), [&](ImplicitLocOpBuilder &kbb,
-                                                 Value kb) {
-      Value k0 = arith::MulIOp::create(kbb, kb, cst(kbb, blocking.depth));
-      Value k1 = arith::MinUIOp::create(
-          kbb, arith::AddIOp::create(kbb, k0, cst(kbb, blocking.depth)),
-          cst(kbb, depth));
-      Value firstBlock = arith::CmpIOp::create(
-          kbb, arith::CmpIPredicate::eq, kb, cst(kbb, 0));
-      forLoop(kbb, cst(kbb, 0), numPanels, [&](ImplicitLocOpBuilder &pb,
-                                               Value p) {
-        Value panelIndex = arith::AddIOp::create(pb, firstPanel, p);
-        Value col = arith::MulIOp::create(pb, panelIndex, cst(pb, panelWidth));
-        if (panelBuf)
-          packPanel(pb, expert, col, panelBuf, k0, k1);
-        forLoop(pb, cst(pb, 0), chunkTiles, [&](ImplicitLocOpBuilder &ib,
-                                                Value t) {
-          Value r0 = arith::MulIOp::create(
-              ib, arith::AddIOp::create(ib, t0, t), step);
-          // The tile's operand rows (a tile past the expert's end repeats
-          // its last row).
-          SmallVector<Value> sources, prows;
-          for (int64_t i = 0; i < tile.rows; ++i) {
-            Value local = arith::MinUIOp::create(
-                ib, arith::AddIOp::create(ib, r0, cst(ib, i)), last);
-            Value row = arith::AddIOp::create(ib, base, local);
-            sources.push_back(gather ? loadIndex(ib, gather, {row}) : row);
-            prows.push_back(partialRow(ib, p, t, i));
-          }
-          auto loadPartials = [&](ImplicitLocOpBuilder &lb) {
-            SmallVector<Value> values;
-            for (int64_t i = 0; i < tile.rows; ++i)
-              for (int64_t j = 0; j < perRow; ++j)
-                values.push_back(vector::LoadOp::create(
-                    lb, vecType, partial,
-                    ValueRange{prows[i], cst(lb, j * tile.width)}));
-            return values;
-          };
-          Value zeros = arith::ConstantOp::create(
-              ib, DenseElementsAttr::get(vecType,
-                                         ib.getF32FloatAttr(0).getValue()));
-          SmallVector<Value> inits;
-          if (blocks == 1) {
-            inits.assign(tile.rows * perRow, zeros);
-          } else {
-            SmallVector<Type> types(tile.rows * perRow, vecType);
-            auto init = scf::IfOp::create(ib, types, firstBlock,
-                                          /*withElseRegion=*/true);
-            {
-              OpBuilder::InsertionGuard guard(ib);
-              ib.setInsertionPointToStart(init.thenBlock());
-              scf::YieldOp::create(ib, SmallVector<Value>(types.size(), zeros));
-              ib.setInsertionPointToStart(init.elseBlock());
-              scf::YieldOp::create(ib, loadPartials(ib));
-            }
-            inits.assign(init.getResults().begin(), init.getResults().end());
-          }
-          // One reduction step: V weight vectors per weight, times each
-          // row's broadcast operand element read through the gather.
-          auto fmaStep = [&](ImplicitLocOpBuilder &kb, Value k,
-                             SmallVector<Value> acc) {
-            SmallVector<Value> wv;
-            for (int64_t w = 0; w < numWeights; ++w)
-              for (int64_t v = 0; v < tile.vectors; ++v) {
-                if (packed[w]) {
-                  Value at = cst(kb, v * tile.width);
-                  wv.push_back(toF32(
-                      kb, vector::LoadOp::create(
-                              kb, packedVecType, weights[w],
-                              ValueRange{expert, panelIndex, k, at})));
-                  continue;
-                }
-                Value at = cst(kb, (w * tile.vectors + v) * tile.width);
-                Value local = arith::SubIOp::create(kb, k, k0);
-                wv.push_back(vector::LoadOp::create(kb, vecType, panelBuf,
-                                                    ValueRange{local, at}));
-              }
-            for (int64_t i = 0; i < tile.rows; ++i) {
-              Value a = toF32(kb, memref::LoadOp::create(
-                                      kb, input, ValueRange{sources[i], k}));
-              Value splat = vector::BroadcastOp::create(kb, vecType, a);
+  scf::ForOp::create(
+      b, b.getLoc(), cst(b, 0), tiles, cst(b, 1), ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value rt, ValueRange) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        Value r0 = arith::MulIOp::create(ib, rt, step);
+        // The tile's rows (a tile past the expert's end repeats its last
+        // row) and the operand rows they read.
+        SmallVector<Value> rowIds, sources;
+        for (int64_t i = 0; i < tile.rows; ++i) {
+          Value local = arith::MinUIOp::create(
+              ib, arith::AddIOp::create(ib, r0, cst(ib, i)), last);
+          Value row = arith::AddIOp::create(ib, base, local);
+          rowIds.push_back(row);
+          sources.push_back(gather ? loadIndex(ib, gather, {row}) : row);
+        }
+        Value zeros = arith::ConstantOp::create(
+            ib, DenseElementsAttr::get(vecType, ib.getF32FloatAttr(0).getValue()));
+        int64_t perRow = numWeights * tile.vectors;
+        SmallVector<Value> inits(tile.rows * perRow, zeros);
+        auto accIndex = [&](int64_t i, int64_t w, int64_t v) {
+          return i * perRow + w * tile.vectors + v;
+        };
+        auto loop = scf::ForOp::create(
+            ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, 1), inits,
+            [&](OpBuilder &nested, Location loc, Value k, ValueRange acc) {
+              ImplicitLocOpBuilder kb(loc, nested);
+              SmallVector<Value> wv;
               for (int64_t w = 0; w < numWeights; ++w)
                 for (int64_t v = 0; v < tile.vectors; ++v) {
-                  int64_t at = accIndex(i, w, v);
-                  acc[at] = vector::FMAOp::create(
-                      kb, splat, wv[w * tile.vectors + v], acc[at]);
+                  if (packed[w]) {
+                    Value at = cst(kb, v * tile.width);
+                    wv.push_back(toF32(
+                        kb, vector::LoadOp::create(
+                                kb, packedVecType, weights[w],
+                                ValueRange{expert, panelIndex, k, at})));
+                    continue;
+                  }
+                  Value at = cst(kb, (w * tile.vectors + v) * tile.width);
+                  wv.push_back(vector::LoadOp::create(kb, vecType, panel,
+                                                      ValueRange{k, at}));
                 }
-            }
-            return acc;
-          };
-          // The reduction, unrolled by kUnroll, then the block's remainder
-          // steps (only when a block length is not a multiple of it).
-          Value len = arith::SubIOp::create(ib, k1, k0);
-          Value mainEnd = arith::AddIOp::create(
-              ib, k0,
-              arith::MulIOp::create(
-                  ib, arith::DivUIOp::create(ib, len, cst(ib, kUnroll)),
-                  cst(ib, kUnroll)));
-          auto reduce = [&](Value from, Value to, int64_t unroll,
-                            ValueRange init) {
-            return scf::ForOp::create(
-                ib, ib.getLoc(), from, to, cst(ib, unroll), init,
-                [&](OpBuilder &nested, Location loc, Value k,
-                    ValueRange acc) {
-                  ImplicitLocOpBuilder kb(loc, nested);
-                  SmallVector<Value> next(acc.begin(), acc.end());
-                  for (int64_t u = 0; u < unroll; ++u)
-                    next = fmaStep(
-                        kb, u ? arith::AddIOp::create(kb, k, cst(kb, u)) : k,
-                        next);
-                  scf::YieldOp::create(kb, next);
-                });
-          };
-          auto loop = reduce(k0, mainEnd, kUnroll, inits);
-          SmallVector<Value> results(loop.getResults());
-          int64_t lastLen = depth - (blocks - 1) * blocking.depth;
-          if (blocking.depth % kUnroll != 0 || lastLen % kUnroll != 0)
-            results = SmallVector<Value>(
-                reduce(mainEnd, k1, 1, results).getResults());
-          for (int64_t i = 0; i < tile.rows; ++i)
-            for (int64_t j = 0; j < perRow; ++j)
-              vector::StoreOp::create(
-                  ib, results[i * perRow + j], partial,
-                  ValueRange{prows[i], cst(ib, j * tile.width)});
-        });
-      });
-    });
-
-    // Epilogue: each valid row's activation, then a store or a scaled add
-    // into its token's row.
-    forLoop(cb, cst(cb, 0), numPanels, [&](ImplicitLocOpBuilder &pb, Value p) {
-      Value col = arith::MulIOp::create(
-          pb, arith::AddIOp::create(pb, firstPanel, p), cst(pb, panelWidth));
-      forLoop(pb, cst(pb, 0), chunkTiles, [&](ImplicitLocOpBuilder &ib,
-                                              Value t) {
-        Value r0 = arith::MulIOp::create(ib, arith::AddIOp::create(ib, t0, t),
-                                         step);
-        for (int64_t i = 0; i < tile.rows; ++i) {
-          Value local = arith::AddIOp::create(ib, r0, cst(ib, i));
-          Value valid = arith::CmpIOp::create(ib, arith::CmpIPredicate::ult,
-                                              local, rows);
-          scf::IfOp::create(ib, valid, [&](OpBuilder &nested, Location loc) {
-            ImplicitLocOpBuilder eb(loc, nested);
-            Value row = arith::AddIOp::create(eb, base, local);
-            Value prow = partialRow(eb, p, t, i);
-            Value target = row, scale;
-            if (scatter) {
-              target = loadIndex(eb, scatter, {row});
-              scale = vector::BroadcastOp::create(
-                  eb, vecType, memref::LoadOp::create(eb, scales, ValueRange{row}));
-            }
-            auto partialAt = [&](int64_t w, int64_t v) {
-              return vector::LoadOp::create(
-                  eb, vecType, partial,
-                  ValueRange{prow,
-                             cst(eb, (w * tile.vectors + v) * tile.width)});
-            };
-            for (int64_t v = 0; v < tile.vectors; ++v) {
-              Value value = partialAt(0, v);
-              if (std::optional<Activation> act = op.getActivation())
-                value = lowering::activate(
-                    eb, *act, value, numWeights == 2 ? partialAt(1, v) : Value());
-              Value c = arith::AddIOp::create(eb, col, cst(eb, v * tile.width));
-              if (scatter) {
-                Value old = vector::LoadOp::create(eb, vecType, out,
-                                                   ValueRange{target, c});
-                value = vector::FMAOp::create(eb, scale, value, old);
+              SmallVector<Value> next(acc.begin(), acc.end());
+              for (int64_t i = 0; i < tile.rows; ++i) {
+                Value a = toF32(kb, memref::LoadOp::create(
+                                        kb, input, ValueRange{sources[i], k}));
+                Value splat = vector::BroadcastOp::create(kb, vecType, a);
+                for (int64_t w = 0; w < numWeights; ++w)
+                  for (int64_t v = 0; v < tile.vectors; ++v) {
+                    int64_t at = accIndex(i, w, v);
+                    next[at] = vector::FMAOp::create(
+                        kb, splat, wv[w * tile.vectors + v], next[at]);
+                  }
               }
-              vector::StoreOp::create(eb, value, out, ValueRange{target, c});
-            }
-            scf::YieldOp::create(eb);
-          });
+              scf::YieldOp::create(kb, next);
+            });
+
+        // Epilogue: each valid row's activation, then a store or a scaled
+        // add into its token's row.
+        for (int64_t i = 0; i < tile.rows; ++i) {
+          Value valid = arith::CmpIOp::create(
+              ib, arith::CmpIPredicate::ult,
+              arith::AddIOp::create(ib, r0, cst(ib, i)), rows);
+          scf::IfOp::create(
+              ib, valid, [&](OpBuilder &nested, Location loc) {
+                ImplicitLocOpBuilder eb(loc, nested);
+                Value target = rowIds[i], scale;
+                if (scatter) {
+                  target = loadIndex(eb, scatter, {rowIds[i]});
+                  scale = vector::BroadcastOp::create(
+                      eb, vecType,
+                      memref::LoadOp::create(eb, scales, ValueRange{rowIds[i]}));
+                }
+                for (int64_t v = 0; v < tile.vectors; ++v) {
+                  Value value = loop.getResult(accIndex(i, 0, v));
+                  if (std::optional<Activation> act = op.getActivation())
+                    value = lowering::activate(
+                        eb, *act, value,
+                        numWeights == 2 ? loop.getResult(accIndex(i, 1, v))
+                                        : Value());
+                  Value c =
+                      arith::AddIOp::create(eb, col, cst(eb, v * tile.width));
+                  if (scatter) {
+                    Value old = vector::LoadOp::create(eb, vecType, out,
+                                                       ValueRange{target, c});
+                    value = vector::FMAOp::create(eb, scale, value, old);
+                  }
+                  vector::StoreOp::create(eb, value, out,
+                                          ValueRange{target, c});
+                }
+                scf::YieldOp::create(eb);
+              });
         }
+        scf::YieldOp::create(ib);
       });
-    });
-  });
 }
 
 Value KernelBuilder::build(OpBuilder &builder) {
@@ -548,56 +381,50 @@ Value KernelBuilder::build(OpBuilder &builder) {
         });
   }
 
-  // Units: (block of column panels, expert) pairs; for a scatter, groups
-  // of whole column panels (one per thread), over every expert: no two
-  // units add into the same output elements, and each expert's rows are
-  // read once per group rather than once per panel.
+  // Units: (expert, column panel) pairs; for a scatter, groups of whole
+  // column panels (one per thread), over every expert: no two units add
+  // into the same output elements, and each expert's rows are read once
+  // per group rather than once per panel.
   int64_t panel = tile.vectors * tile.width;
   int64_t panels = cols / panel;
   int64_t groups = std::clamp<int64_t>(threadHint, 1, panels);
   int64_t perGroup = (panels + groups - 1) / groups;
   groups = (panels + perGroup - 1) / perGroup;
-  int64_t blocksPerExpert = (panels + blocking.panels - 1) / blocking.panels;
-  int64_t units = scatter ? groups : blocksPerExpert * experts;
+  int64_t units = scatter ? groups : panels * experts;
   auto body = [&](ImplicitLocOpBuilder &ub, Value unit) {
-    // The unit's partial sums and, unless every weight was packed at bind
-    // time, its per-call weight panel block (both freed by the deallocation
-    // pipeline at the unit's end; small enough for malloc's arenas).
-    Value partial = partialBuffer(ub);
+    // The unit's packed weight panel (freed by the deallocation pipeline),
+    // unless every weight was packed at bind time.
     Value buffer;
     if (!packed[0] || (numWeights == 2 && !packed[1]))
       buffer = panelBuffer(ub);
-    auto blockAt = [&](ImplicitLocOpBuilder &bb, Value e, Value first,
-                       Value end) {
-      Value count = arith::MinUIOp::create(
-          bb, cst(bb, blocking.panels), arith::SubIOp::create(bb, end, first));
-      expertBlock(bb, e, first, count, partial, buffer);
-    };
     if (scatter) {
       Value first = arith::MulIOp::create(ub, unit, cst(ub, perGroup));
       Value end = arith::MinUIOp::create(
           ub, arith::AddIOp::create(ub, first, cst(ub, perGroup)),
           cst(ub, panels));
-      forLoop(ub, cst(ub, 0), cst(ub, experts),
-              [&](ImplicitLocOpBuilder &eb, Value e) {
-                scf::ForOp::create(
-                    eb, eb.getLoc(), first, end, cst(eb, blocking.panels),
-                    ValueRange{},
-                    [&](OpBuilder &nested, Location loc, Value p, ValueRange) {
-                      ImplicitLocOpBuilder pb(loc, nested);
-                      blockAt(pb, e, p, end);
-                      scf::YieldOp::create(pb);
-                    });
-              });
+      scf::ForOp::create(
+          ub, ub.getLoc(), cst(ub, 0), cst(ub, experts), cst(ub, 1),
+          ValueRange{},
+          [&](OpBuilder &nested, Location loc, Value e, ValueRange) {
+            ImplicitLocOpBuilder eb(loc, nested);
+            scf::ForOp::create(
+                eb, loc, first, end, cst(eb, 1), ValueRange{},
+                [&](OpBuilder &nested, Location loc, Value p, ValueRange) {
+                  ImplicitLocOpBuilder pb(loc, nested);
+                  expertPanel(pb, e,
+                              arith::MulIOp::create(pb, p, cst(pb, panel)),
+                              buffer);
+                  scf::YieldOp::create(pb);
+                });
+            scf::YieldOp::create(eb);
+          });
       return;
     }
-    // Block-major: the threads' contiguous ranges of units (OpenMP's static
-    // schedule) each cover every expert, whatever the routing's imbalance.
-    Value e = arith::RemUIOp::create(ub, unit, cst(ub, experts));
-    Value first = arith::MulIOp::create(
-        ub, arith::DivUIOp::create(ub, unit, cst(ub, experts)),
-        cst(ub, blocking.panels));
-    blockAt(ub, e, first, cst(ub, panels));
+    // Expert-major: one thread takes consecutive panels of an expert, so
+    // the weight lines two neighbouring panels share are read once.
+    Value e = arith::DivUIOp::create(ub, unit, cst(ub, panels));
+    Value p = arith::RemUIOp::create(ub, unit, cst(ub, panels));
+    expertPanel(ub, e, arith::MulIOp::create(ub, p, cst(ub, panel)), buffer);
   };
   Operation *loop;
   if (threadHint == 1) {
@@ -655,32 +482,12 @@ struct GroupedMatmulToVectorPass
     }
     SmallVector<GroupedMatmulOp> ops;
     getOperation()->walk([&](GroupedMatmulOp op) { ops.push_back(op); });
-    auto [hostL1, hostL2] = hostCacheBytes();
-    int64_t l1 = l1CacheKiB > 0 ? int64_t(l1CacheKiB) * 1024 : hostL1;
-    int64_t l2 = l2CacheKiB > 0 ? int64_t(l2CacheKiB) * 1024 : hostL2;
-    if (l1 < 1024 || l2 < l1) {
-      const char *forced = std::getenv("MOE_CPU_CACHE");
-      getOperation()->emitError("moe-grouped-matmul-to-vector: needs an L1 "
-                                "cache of at least 1 KiB and an L2 cache no "
-                                "smaller, got ")
-          << l1 / 1024 << " KiB and " << l2 / 1024 << " KiB"
-          << (forced && l1CacheKiB == 0 && l2CacheKiB == 0
-                  ? " (from MOE_CPU_CACHE='" + std::string(forced) +
-                        "', expected <L1 KiB>x<L2 KiB> such as 32x512)"
-                  : std::string());
-      return signalPassFailure();
-    }
     SmallVector<TileShape> tiles;
-    SmallVector<Blocking> blockings;
     SmallVector<RankedTensorType> weightTypes;
     for (GroupedMatmulOp op : ops) {
-      RankedTensorType type = op.getWeight().getType();
-      int64_t weights = op.getGateWeight() ? 2 : 1;
-      weightTypes.push_back(type);
-      tiles.push_back(chooseTile(type.getDimSize(2), weights, bits, regs));
-      blockings.push_back(chooseBlocking(tiles.back(), weights,
-                                         type.getDimSize(1), type.getDimSize(2),
-                                         l1, l2));
+      weightTypes.push_back(op.getWeight().getType());
+      tiles.push_back(chooseTile(op.getWeight().getType().getDimSize(2),
+                                 op.getGateWeight() ? 2 : 1, bits, regs));
     }
     DenseSet<Value> packedArgs;
     if (packWeights)
@@ -688,15 +495,13 @@ struct GroupedMatmulToVectorPass
     int64_t threadHint =
         threads > 0 ? int64_t(threads)
                     : std::max<int64_t>(1, std::thread::hardware_concurrency());
-    for (auto [op, tile, blocking, weightType] :
-         llvm::zip(ops, tiles, blockings, weightTypes)) {
+    for (auto [op, tile, weightType] : llvm::zip(ops, tiles, weightTypes)) {
       std::array<bool, 2> packed{
           packedArgs.contains(op.getWeight()),
           op.getGateWeight() && packedArgs.contains(op.getGateWeight())};
       OpBuilder builder(op);
-      Value result =
-          KernelBuilder(op, tile, blocking, threadHint, weightType, packed)
-              .build(builder);
+      Value result = KernelBuilder(op, tile, threadHint, weightType, packed)
+                         .build(builder);
       op.getResult().replaceAllUsesWith(result);
       op.erase();
     }

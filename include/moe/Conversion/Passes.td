@@ -144,10 +144,6 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
            "Vector register width in bits (0: from the host CPU)">,
     Option<"registers", "registers", "int64_t", /*default=*/"0",
            "Vector registers of the target (0: from the host CPU)">,
-    Option<"l1CacheKiB", "l1-cache-kib", "int64_t", /*default=*/"0",
-           "L1 data cache per core in KiB (0: from the host CPU)">,
-    Option<"l2CacheKiB", "l2-cache-kib", "int64_t", /*default=*/"0",
-           "L2 cache per core in KiB (0: from the host CPU)">,
     Option<"packWeights", "pack-weights", "bool", /*default=*/"true",
            "Weights that are arguments of a public function take the panel "
            "layout in its signature (packed once by the caller)">
