@@ -52,6 +52,19 @@ elif not config.moe_have_cuda:
 else:
     lit_config.note("GPU tests that run kernels skipped (UNSUPPORTED): no GPU answers "
                     "here (nvidia-smi -L); PTX and cubin emission are still checked")
+# nvdisasm (the toolkit's, or NVIDIA's PyPI package that tools/setup.sh
+# installs under /opt/moe-tools) shows the SASS of the tensor-core kernels.
+nvdisasm = "/usr/local/cuda/bin/nvdisasm"
+if not os.path.exists(nvdisasm):
+    import glob
+    found = glob.glob("/opt/moe-tools/nvdisasm/**/bin/nvdisasm", recursive=True)
+    nvdisasm = found[0] if found else ""
+if nvdisasm:
+    config.available_features.add("nvdisasm")
+    config.substitutions.append(("%nvdisasm", nvdisasm))
+elif "ptxas" in config.available_features:
+    lit_config.note("SASS tests skipped (UNSUPPORTED): no nvdisasm (tools/setup.sh "
+                    "installs it from PyPI)")
 if "ptxas" not in config.available_features:
     lit_config.note("GPU code emission tests skipped (UNSUPPORTED): no "
                     "/usr/local/cuda/bin/ptxas")

@@ -84,16 +84,6 @@ TileShape chooseTile(int64_t cols, int64_t weights, int64_t bits,
   return tile;
 }
 
-/// A memref type for a tensor operand read in place: any offset and outer
-/// strides, unit innermost stride.
-MemRefType bufferTypeOf(RankedTensorType type) {
-  SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
-  strides.back() = 1;
-  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
-                                       strides);
-  return MemRefType::get(type.getShape(), type.getElementType(), layout);
-}
-
 class KernelBuilder {
 public:
   /// `weightType` is the [E, K, N] type of the weights; `packed[w]` says
@@ -110,11 +100,7 @@ public:
 
 private:
   Value toBuffer(ImplicitLocOpBuilder &b, Value tensor) {
-    if (!tensor)
-      return Value();
-    auto type = cast<RankedTensorType>(tensor.getType());
-    return bufferization::ToBufferOp::create(b, bufferTypeOf(type), tensor,
-                                             /*read_only=*/true);
+    return lowering::readOnlyBuffer(b, tensor);
   }
   Value cst(ImplicitLocOpBuilder &b, int64_t v) {
     return arith::ConstantIndexOp::create(b, v);
@@ -428,14 +414,7 @@ Value KernelBuilder::build(OpBuilder &builder) {
   };
   Operation *loop;
   if (threadHint == 1) {
-    loop = scf::ForOp::create(b, b.getLoc(), cst(b, 0), cst(b, units),
-                              cst(b, 1), ValueRange{},
-                              [&](OpBuilder &nested, Location loc, Value u,
-                                  ValueRange) {
-                                ImplicitLocOpBuilder ub(loc, nested);
-                                body(ub, u);
-                                scf::YieldOp::create(ub);
-                              });
+    loop = lowering::forEach(b, cst(b, 0), cst(b, units), body);
   } else {
     loop = scf::ParallelOp::create(
         b, b.getLoc(), ValueRange{cst(b, 0)}, ValueRange{cst(b, units)},

@@ -19,10 +19,13 @@ using namespace mlir;
 /// The stages the CPU and GPU pipelines share: moe.layer to linalg on
 /// tensors (with `fusion`, through the fused structure: sorted rows and
 /// grouped matmuls; `kernels`, if given, lowers those and the router matmul
-/// instead of convert-moe-to-linalg: the CPU vector kernels), then buffers
-/// with C-interface functions taking their results as out-params.
+/// instead of convert-moe-to-linalg: the CPU vector kernels; `preLowering`
+/// runs on the fused ops before convert-moe-to-linalg: the GPU tensor-core
+/// kernels), then buffers with C-interface functions taking their results as
+/// out-params.
 static std::string frontPipelineText(bool fusion, bool checks,
-                                     const std::string &kernels = "") {
+                                     const std::string &kernels = "",
+                                     const std::string &preLowering = "") {
   std::string lowering = "convert-moe-to-linalg";
   if (!kernels.empty() || checks)
     lowering += std::string("{") + (kernels.empty() ? "" : "cpu-kernels=1 ") +
@@ -30,7 +33,7 @@ static std::string frontPipelineText(bool fusion, bool checks,
   return std::string("canonicalize,"
                      "moe-decompose{packed-capacity=1},"
                      "canonicalize,") +
-         (fusion ? "moe-fuse-experts," : "") + lowering + "," + kernels +
+         (fusion ? "moe-fuse-experts," + preLowering : std::string()) + lowering + "," + kernels +
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,";
 }
@@ -91,8 +94,16 @@ std::string mlir::moe::cpuPipelineText(const CpuPipelineOptions &options) {
 }
 
 std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
-  return frontPipelineText(options.fusion, options.runtimeChecks) +
+  // Tensor-core grouped matmuls: onto buffers before bufferization, the
+  // kernels after the buffer passes.
+  bool tensorCores = options.tensorCores && options.fusion;
+  return frontPipelineText(options.fusion, options.runtimeChecks, "",
+                           tensorCores ? "moe-grouped-matmul-to-buffers,"
+                                       : "") +
          bufferizePipelineText(options.runtimeChecks) +
+         (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
+                            (options.hostLoops ? "1" : "0") + "},"
+                      : std::string()) +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
          "moe-copies-to-linalg,"
@@ -256,6 +267,11 @@ struct GpuPipelineCLOptions
       llvm::cl::desc("fuse dispatch, expert MLPs and combine into grouped "
                      "matmuls (moe-fuse-experts)"),
       llvm::cl::init(true)};
+  Option<bool> tensorCores{
+      *this, "tensor-cores",
+      llvm::cl::desc("grouped matmuls with bf16/f16 weights as tensor-core "
+                     "kernels (moe-grouped-matmul-to-gpu; needs fusion)"),
+      llvm::cl::init(true)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -282,6 +298,7 @@ void mlir::moe::registerMoEPipelines() {
         options.hostLoops = cl.hostLoops;
         options.optLevel = cl.optLevel;
         options.fusion = cl.fusion;
+        options.tensorCores = cl.tensorCores;
         options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -183,6 +183,15 @@ CASES = {
         "every weight stored as BF16 (router included), swiglu, k=2, cf 1.0",
         {**_dims(32, 64, 4), "top_k": 2, "activation": "swiglu", "capacity_factor": 1.0},
         tokens=32, seed=22, weights="bf16"),
+    "bf16_mma_dropless": Case(
+        "BF16 weights in the shapes of the GPU tensor-core kernel (K a multiple of 32, N of 64, "
+        "experts of more than one 64-row tile), dropless, swiglu, k=2",
+        {**_dims(64, 128, 4), "top_k": 2, "activation": "swiglu", "capacity_factor": None},
+        tokens=160, seed=60, weights="bf16"),
+    "bf16_mma_gelu": Case(
+        "BF16 weights, tensor-core shapes, ungated gelu, k=1 of 8, capacity 1.25 with drops",
+        {**_dims(64, 64, 8), "top_k": 1, "activation": "gelu", "capacity_factor": 1.25},
+        tokens=64, seed=61, weights="bf16"),
     "hf_switch": Case(
         "Hugging Face Switch names, k=1, expert_capacity 2, groups of 8 (one sequence)",
         {**_dims(16, 32, 8), "top_k": 1, "activation": "relu", "expert_capacity": 2,

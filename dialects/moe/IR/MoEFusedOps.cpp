@@ -108,57 +108,74 @@ LogicalResult RouteRowsOp::verify() {
 // GroupedMatmulOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult GroupedMatmulOp::verify() {
-  if (failed(verifyStaticShapes(*this)))
-    return failure();
-  auto weight = getWeight().getType();
+/// The checks of moe.grouped_matmul and its buffer form, on the shapes of
+/// the operands and of the result (or output buffer) `result`.
+template <typename OpT>
+static LogicalResult verifyGroupedMatmul(OpT op, ShapedType result) {
+  auto weight = cast<ShapedType>(op.getWeight().getType());
   int64_t numExperts = weight.getDimSize(0), depth = weight.getDimSize(1),
           cols = weight.getDimSize(2);
-  auto input = getInput().getType();
+  auto input = cast<ShapedType>(op.getInput().getType());
   if (input.getDimSize(1) != depth)
-    return emitOpError() << "'input' rows must have the weight's depth K = "
+    return op.emitOpError() << "'input' rows must have the weight's depth K = "
                          << depth << ", got " << input.getDimSize(1);
-  if (Value gateWeight = getGateWeight()) {
-    if (failed(expectShape(*this, "gate_weight", gateWeight.getType(),
+  if (Value gateWeight = op.getGateWeight()) {
+    if (failed(expectShape(op, "gate_weight", gateWeight.getType(),
                            weight.getShape(), "E, K, N, as 'weight'")))
       return failure();
     Type elt = cast<ShapedType>(gateWeight.getType()).getElementType();
     if (elt != weight.getElementType())
-      return emitOpError() << "'gate_weight' element type " << elt
+      return op.emitOpError() << "'gate_weight' element type " << elt
                            << " differs from the 'weight' element type "
                            << weight.getElementType();
   }
-  std::optional<Activation> activation = getActivation();
+  std::optional<Activation> activation = op.getActivation();
   bool gated = activation && isGated(*activation);
-  if (gated && !getGateWeight())
-    return emitOpError() << "activation '" << stringifyActivation(*activation)
+  if (gated && !op.getGateWeight())
+    return op.emitOpError() << "activation '" << stringifyActivation(*activation)
                          << "' is gated and needs a 'gate_weight' operand";
-  if (!gated && getGateWeight())
-    return emitOpError("'gate_weight' needs a gated activation (geglu, "
+  if (!gated && op.getGateWeight())
+    return op.emitOpError("'gate_weight' needs a gated activation (geglu, "
                        "swiglu)");
-  if (failed(expectShape(*this, "counts", getCounts().getType(), {numExperts},
+  if (failed(expectShape(op, "counts", op.getCounts().getType(), {numExperts},
                          "E")))
     return failure();
-  if (Value offsets = getOffsets())
-    if (failed(expectShape(*this, "offsets", offsets.getType(),
+  if (Value offsets = op.getOffsets())
+    if (failed(expectShape(op, "offsets", offsets.getType(),
                            {numExperts + 1}, "E + 1")))
       return failure();
-  int64_t rows = getNumRows();
+  int64_t rows = op.getNumRows();
   if (rows < 1)
-    return emitOpError("needs at least one row");
-  if (!getScatter() != !getScales())
-    return emitOpError("'scatter' needs both the row indices and the scales");
-  auto result = getResult().getType();
-  if (Value scatter = getScatter()) {
-    if (failed(expectShape(*this, "scatter indices", scatter.getType(), {rows},
+    return op.emitOpError("needs at least one row");
+  if (!op.getScatter() != !op.getScales())
+    return op.emitOpError("'scatter' needs both the row indices and the scales");
+  if (Value scatter = op.getScatter()) {
+    if (failed(expectShape(op, "scatter indices", scatter.getType(), {rows},
                            "the rows R")) ||
-        failed(expectShape(*this, "scales", getScales().getType(), {rows},
+        failed(expectShape(op, "scales", op.getScales().getType(), {rows},
                            "the rows R")))
       return failure();
     if (result.getDimSize(1) != cols)
-      return emitOpError() << "result rows must have the weight's N = " << cols
+      return op.emitOpError() << "result rows must have the weight's N = " << cols
                            << " columns, got " << result.getDimSize(1);
     return success();
   }
-  return expectShape(*this, "result", result, {rows, cols}, "R, N");
+  return expectShape(op, "result", result, {rows, cols}, "R, N");
+}
+
+LogicalResult GroupedMatmulOp::verify() {
+  if (failed(verifyStaticShapes(*this)))
+    return failure();
+  return verifyGroupedMatmul(*this, getResult().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// GroupedMatmulBuffersOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult GroupedMatmulBuffersOp::verify() {
+  for (Value operand : getOperands())
+    if (!cast<MemRefType>(operand.getType()).hasStaticShape())
+      return emitOpError() << "needs static shapes, got " << operand.getType();
+  return verifyGroupedMatmul(*this, getOut().getType());
 }

@@ -200,4 +200,61 @@ def MoE_GroupedMatmulOp : MoE_Op<"grouped_matmul",
   let hasVerifier = 1;
 }
 
+//===----------------------------------------------------------------------===//
+// moe.grouped_matmul_buffers
+//===----------------------------------------------------------------------===//
+
+def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
+    [AttrSizedOperandSegments]> {
+  let summary = "moe.grouped_matmul on buffers, into an output buffer";
+  let description = [{
+    The computation of `moe.grouped_matmul` with every operand a memref and
+    the result written into `out` (which the op reads as well: the scatter
+    form adds into it, so `out` must hold zeros before). Its memory effects
+    are declared (reads of the operands, read and write of `out`), so the
+    buffer passes (one-shot bufferization, the ownership-based deallocation)
+    handle it, and the kernel that replaces it is built after them: the GPU
+    pipeline's `moe-grouped-matmul-to-buffers` moves grouped matmuls onto
+    buffers before bufferization and `moe-grouped-matmul-to-gpu` lowers this
+    op to a tensor-core kernel (whose barriers and MMAs the deallocation
+    pass does not accept).
+
+    ```mlir
+    moe.grouped_matmul_buffers %x gather(%rows) weight(%w) counts(%c)
+        out(%h) activation relu
+        : memref<16x64xf32>, memref<32xi32>, memref<4x64x64xbf16>,
+          memref<4xi64>, memref<32x64xf32>
+    ```
+  }];
+  let arguments = (ins
+    Arg<MemRefRankOf<MoE_FloatElts, [2]>, "token rows", [MemRead]>:$input,
+    Arg<Optional<MemRefRankOf<[I32], [1]>>, "gather", [MemRead]>:$gather,
+    Arg<MemRefRankOf<MoE_FloatElts, [3]>, "weight", [MemRead]>:$weight,
+    Arg<Optional<MemRefRankOf<MoE_FloatElts, [3]>>, "gate weight",
+        [MemRead]>:$gate_weight,
+    Arg<Optional<MemRefRankOf<[I64], [1]>>, "offsets", [MemRead]>:$offsets,
+    Arg<MemRefRankOf<[I64], [1]>, "counts", [MemRead]>:$counts,
+    Arg<Optional<MemRefRankOf<[I32], [1]>>, "scatter", [MemRead]>:$scatter,
+    Arg<Optional<MemRefRankOf<[F32], [1]>>, "scales", [MemRead]>:$scales,
+    Arg<MemRefRankOf<[F32], [2]>, "output", [MemRead, MemWrite]>:$out,
+    OptionalAttr<MoE_ActivationAttr>:$activation
+  );
+  let assemblyFormat = [{
+    $input (`gather` `(` $gather^ `)`)? `weight` `(` $weight `)`
+    (`gate_weight` `(` $gate_weight^ `)`)? (`offsets` `(` $offsets^ `)`)?
+    `counts` `(` $counts `)` (`scatter` `(` $scatter^ `,` $scales `)`)?
+    `out` `(` $out `)` custom<OptionalActivation>($activation) attr-dict `:`
+    type(operands)
+  }];
+  let extraClassDeclaration = [{
+    /// Rows of the left operand: the gather's length, or the input's rows.
+    int64_t getNumRows() {
+      if (getGather())
+        return getGather().getType().getDimSize(0);
+      return getInput().getType().getDimSize(0);
+    }
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_IR_MOEFUSEDOPS_TD

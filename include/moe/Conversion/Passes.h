@@ -12,7 +12,9 @@
 #include "mlir/Dialect/Bufferization/IR/Bufferization.h"
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
+#include "mlir/Dialect/LLVMIR/NVVMDialect.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
@@ -82,6 +84,9 @@ struct GpuPipelineOptions {
   bool hostLoops = false;
   /// Run moe-fuse-experts (sorted rows and grouped matmuls).
   bool fusion = true;
+  /// With fusion: grouped matmuls with bf16/f16 weights become tensor-core
+  /// kernels (moe-grouped-matmul-to-gpu), host loops with `hostLoops`.
+  bool tensorCores = true;
   /// As CpuPipelineOptions::runtimeChecks; in kernels on a GPU the asserts
   /// are the device's (__assertfail).
   bool runtimeChecks = false;

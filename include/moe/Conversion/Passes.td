@@ -157,6 +157,84 @@ def MoEGroupedMatmulToVector : Pass<"moe-grouped-matmul-to-vector"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEGroupedMatmulToBuffers : Pass<"moe-grouped-matmul-to-buffers"> {
+  let summary = "Move the grouped matmuls a tensor-core kernel can take onto "
+                "buffers";
+  let description = [{
+    Replaces every `moe.grouped_matmul` whose weights are bf16 or f16, with
+    K a multiple of 32 and N of 64 (on tensors, before bufferization), by
+    `moe.grouped_matmul_buffers` on its operands' buffers
+    (`bufferization.to_buffer ... read_only`) writing into a new zero-filled
+    buffer, returned by a restrict `bufferization.to_tensor`. The GPU
+    pipeline runs it before `convert-moe-to-linalg` (which lowers the other
+    grouped matmuls to loops) and `moe-grouped-matmul-to-gpu` after the
+    buffer passes. `remarks=1` says which grouped matmuls stay and why.
+  }];
+  let options = [
+    Option<"remarks", "remarks", "bool", /*default=*/"false",
+           "A remark on every grouped matmul left to the loop lowering">
+  ];
+  let dependentDialects = ["::mlir::bufferization::BufferizationDialect",
+                           "::mlir::memref::MemRefDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
+  let summary = "Lower moe.grouped_matmul_buffers to tensor-core GPU kernels";
+  let description = [{
+    Replaces every `moe.grouped_matmul_buffers` (bf16 or f16 weights; after
+    the buffer passes, which do not accept the kernel's barriers and MMAs)
+    by one `gpu.launch` of warp-level tensor-core MMAs: `nvvm.mma.sync` of
+    shape m16n8k16, `row.col`, f32 accumulation (`HMMA.16816.F32.BF16` on
+    sm_80 and later). Upstream `nvgpu.mma.sync` is not used because its NVVM
+    lowering in LLVM 22 rejects bf16 operands ("failed to deduce operand PTX
+    types"); the fragments and the op are the ones it would produce.
+
+    Blocks: x over 64-column tiles, y over 64-row tiles of one expert (expert
+    e has ceil(counts[e] / 64) of them, numbered in expert order; each block
+    finds its tile by a scan of the E counts; the grid's y size is
+    ceil(R / 64) + E, the bound on the number of tiles, and blocks past the
+    last tile do nothing). 128 threads: warp w computes rows [16w, 16w + 16)
+    of the tile, all 64 columns, as 8 MMA tiles per weight (both weights of
+    a gated activation in the same reduction loop). Each reduction step of
+    32 stages the tile's operand rows, read through the `gather` index from
+    the token matrix and converted to the weights' type (no dispatch
+    buffer), and the weight tiles into dynamic shared memory as 32-bit words
+    holding k-pairs, rows padded to 20 words (fragment loads without bank
+    conflicts); two barriers separate staging and MMAs. The epilogue works on
+    the accumulator fragments: the activation (with the gate product for
+    `geglu` / `swiglu`) and a store, or with `scatter` the gate scale and an
+    atomic f32 add into the token's output row (the rows of one token lie in
+    other experts' blocks).
+
+    The operand rows are rounded to the weights' type, so results follow
+    the spec's bf16 tolerance rather than the f32 one.
+
+    With `host-loops` the kernel's blocks, threads, tiles, index math,
+    staging, fragment loads and epilogue become host loops (per reduction
+    step: the staging of all threads, then their fragment loads into a
+    register file [threads, words], then their MMAs), and only the warp MMA
+    is replaced by host code that computes D = A B + C of each lane from the
+    registers of its warp's 32 lanes, by the PTX ISA's m16n8k16 fragment
+    layout: the GPU kernel's structure, its fragment index math included,
+    checked numerically without a GPU. Its buffers are allocated and freed
+    around the loops.
+  }];
+  let options = [
+    Option<"hostLoops", "host-loops", "bool", /*default=*/"false",
+           "Emit the kernel as host loops with a host MMA">
+  ];
+  let dependentDialects = ["::mlir::memref::MemRefDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::NVVM::NVVMDialect",
+                           "::mlir::LLVM::LLVMDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoELowerRuntimeChecks : Pass<"moe-lower-runtime-checks", "::mlir::ModuleOp"> {
   let summary = "Failed cf.assert checks call the runtime's error reporter";
   let description = [{

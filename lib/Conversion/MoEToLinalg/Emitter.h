@@ -151,6 +151,17 @@ private:
 Value activate(ImplicitLocOpBuilder &b, Activation activation, Value x,
                Value gate);
 
+/// The buffer of a tensor operand that a kernel reads in place
+/// (`bufferization.to_buffer ... read_only`, any offset and outer strides,
+/// unit innermost stride); null for a null tensor. Shared by the CPU vector
+/// kernels and the GPU tensor-core kernels of moe.grouped_matmul.
+Value readOnlyBuffer(ImplicitLocOpBuilder &b, Value tensor);
+
+/// scf.for %i = lo to hi step 1 with no carried values; `body` emits the
+/// loop's body at %i (the yield is added).
+scf::ForOp forEach(ImplicitLocOpBuilder &b, Value lo, Value hi,
+                   llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body);
+
 /// σ(x) = 1 / (1 + e^-x) on an f32 scalar: 0 for very negative x (e^-x =
 /// +inf), 1 for very positive ones.
 Value sigmoid(ImplicitLocOpBuilder &b, Value x);

@@ -13,6 +13,9 @@
 #include "Emitter.h"
 #include "moe/IR/MoEOps.h"
 
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::lowering;
@@ -34,6 +37,33 @@ Value mlir::moe::lowering::exclusiveScan(Emitter &e, Value counts,
                   return SmallVector<Value>{s.insert(next, acc[0], {at}),
                                             next};
                 })[0];
+}
+
+Value mlir::moe::lowering::readOnlyBuffer(ImplicitLocOpBuilder &b,
+                                          Value tensor) {
+  if (!tensor)
+    return Value();
+  auto type = cast<RankedTensorType>(tensor.getType());
+  SmallVector<int64_t> strides(type.getRank(), ShapedType::kDynamic);
+  strides.back() = 1;
+  auto layout = StridedLayoutAttr::get(type.getContext(), ShapedType::kDynamic,
+                                       strides);
+  return bufferization::ToBufferOp::create(
+      b, MemRefType::get(type.getShape(), type.getElementType(), layout),
+      tensor, /*read_only=*/true);
+}
+
+scf::ForOp mlir::moe::lowering::forEach(
+    ImplicitLocOpBuilder &b, Value lo, Value hi,
+    llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body) {
+  Value one = arith::ConstantIndexOp::create(b, 1);
+  return scf::ForOp::create(
+      b, b.getLoc(), lo, hi, one, ValueRange{},
+      [&](OpBuilder &nested, Location loc, Value i, ValueRange) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        body(ib, i);
+        scf::YieldOp::create(ib);
+      });
 }
 
 namespace {

@@ -39,6 +39,9 @@ struct ConvertMoEToLinalgPass
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();
+    // The buffer form is lowered after bufferization
+    // (moe-grouped-matmul-to-gpu).
+    target.addLegalOp<GroupedMatmulBuffersOp>();
     if (cpuKernels)
       target.addLegalOp<GroupedMatmulOp>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });

@@ -191,3 +191,31 @@ func.func @gmm_dynamic(%x: tensor<?x32xf32>, %w: tensor<4x32x64xf32>, %c: tensor
       : tensor<?x32xf32>, tensor<4x32x64xf32>, tensor<4xi64> -> tensor<16x64xf32>
   return
 }
+
+// -----
+
+// The buffer form checks what moe.grouped_matmul checks, on its output buffer.
+func.func @gmm_buffers_out(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>, %h: memref<16x32xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul_buffers' op 'result' must have shape [16, 64] (R, N), got [16, 32]}}
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%h)
+      : memref<16x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16x32xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_buffers_dynamic(%x: memref<?x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>, %h: memref<16x64xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul_buffers' op needs static shapes, got 'memref<?x32xf32>'}}
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%h)
+      : memref<?x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16x64xf32>
+  return
+}
+
+// -----
+
+func.func @gmm_buffers_gated(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>, %h: memref<16x64xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul_buffers' op activation 'geglu' is gated and needs a 'gate_weight' operand}}
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%h) activation geglu
+      : memref<16x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16x64xf32>
+  return
+}

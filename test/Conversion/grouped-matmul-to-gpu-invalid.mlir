@@ -1,0 +1,11 @@
+// moe-grouped-matmul-to-gpu on what it has no kernel for: one located error.
+// RUN: not moe-opt %s --moe-grouped-matmul-to-gpu 2>&1 | FileCheck %s
+
+// CHECK: grouped-matmul-to-gpu-invalid.mlir:8:3: error: 'moe.grouped_matmul_buffers' op moe-grouped-matmul-to-gpu: no tensor-core kernel for f32 weights (the tensor-core kernel takes bf16 or f16)
+func.func @bad(%x: memref<8x64xf32>, %w: memref<2x64x64xf32>, %c: memref<2xi64>, %o: memref<8x64xf32>) {
+  // A buffer-form grouped matmul with f32 weights.
+  %one = arith.constant 1 : index
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%o) activation relu
+      : memref<8x64xf32>, memref<2x64x64xf32>, memref<2xi64>, memref<8x64xf32>
+  return
+}

@@ -1,0 +1,166 @@
+// moe-grouped-matmul-to-buffers + moe-grouped-matmul-to-gpu: bf16/f16 grouped
+// matmuls moved onto buffers (moe.grouped_matmul_buffers, which the buffer
+// passes accept), then lowered to tensor-core kernels.
+// A block per (64-row tile of one expert, 64-column tile): the gathered operand
+// rows and the weight tile are staged into dynamic shared memory as words of
+// k-pairs, warps run m16n8k16 MMAs on them, and the epilogue stores the
+// activated rows or adds the gate-scaled rows into the tokens' rows. HOST is
+// the same kernel as host loops (the GPU program's emulation); REMARK names
+// the grouped matmuls left to the loop lowering.
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers | FileCheck %s --enable-var-scope --check-prefix=BUF
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu | FileCheck %s --enable-var-scope
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=host-loops=1 | FileCheck %s --enable-var-scope --check-prefix=HOST
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers=remarks=1 2>&1 | FileCheck %s --check-prefix=REMARK
+
+// BUF-LABEL: func @up
+// BUF: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
+// BUF: linalg.fill {{.*}} outs(%[[OUT]]
+// BUF: moe.grouped_matmul_buffers %{{.*}} gather(%{{.*}}) weight(%{{.*}}) gate_weight(%{{.*}}) offsets(%{{.*}}) counts(%{{.*}}) out(%[[OUT]]) activation swiglu : memref<100x64xf32, strided<[?, 1], offset: ?>>
+// BUF: bufferization.to_tensor %[[OUT]] restrict writable
+// BUF-LABEL: func @down
+// BUF: moe.grouped_matmul_buffers {{.*}} scatter(
+// BUF-LABEL: func @kept
+// BUF-COUNT-3: moe.grouped_matmul %
+
+// CHECK-LABEL: func @up
+// CHECK-SAME: (%[[X:.*]]: tensor<100x64xf32>, %[[T:.*]]: tensor<200xi32>, %[[W:.*]]: tensor<4x64x128xbf16>, %[[WG:.*]]: tensor<4x64x128xbf16>, %[[O:.*]]: tensor<5xi64>, %[[C:.*]]: tensor<4xi64>
+// CHECK-DAG: %[[XB:.*]] = bufferization.to_buffer %[[X]] read_only
+// CHECK-DAG: %[[TB:.*]] = bufferization.to_buffer %[[T]] read_only
+// CHECK-DAG: %[[WB:.*]] = bufferization.to_buffer %[[W]] read_only
+// CHECK-DAG: %[[WGB:.*]] = bufferization.to_buffer %[[WG]] read_only
+// CHECK-DAG: %[[OB:.*]] = bufferization.to_buffer %[[O]] read_only
+// CHECK-DAG: %[[CB:.*]] = bufferization.to_buffer %[[C]] read_only
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
+// CHECK: linalg.fill {{.*}} outs(%[[OUT]]
+// Grid: 128 / 64 column tiles x (ceil(200 / 64) + 4 experts) row tiles; 128
+// threads; shared memory for the operand tile and two weight tiles of 64 x 20
+// words.
+// CHECK-DAG: %[[GX:.*]] = arith.constant 2 : index
+// CHECK-DAG: %[[GY:.*]] = arith.constant 8 : index
+// CHECK-DAG: %[[NT:.*]] = arith.constant 128 : index
+// CHECK-DAG: %[[SMEM:.*]] = arith.constant 15360 : i32
+// CHECK: gpu.launch blocks(%[[BX:.*]], %[[BY:.*]], %{{.*}}) in (%{{.*}} = %[[GX]], %{{.*}} = %[[GY]], %{{.*}} = %{{.*}}) threads(%[[TID:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[NT]], %{{.*}}, %{{.*}}) dynamic_shared_memory_size %[[SMEM]]
+// CHECK: %[[SH:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+// CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<64x20xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[TW:.*]] = memref.view %[[SH]]
+// CHECK: %[[TG:.*]] = memref.view %[[SH]]
+// The block's tile: a scan of the experts' counts, starts from the offsets.
+// CHECK: scf.for %[[E:.*]] = {{.*}} iter_args
+// CHECK: memref.load %[[CB]][%[[E]]]
+// CHECK: memref.load %[[OB]][%[[E]]]
+// CHECK: scf.if
+// CHECK: scf.for %[[K0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32,
+// CHECK: gpu.barrier
+// Staging: the operand row comes through the gather index (no dispatch copy),
+// rounded to bf16 and packed in pairs.
+// CHECK: %[[SRC:.*]] = memref.load %[[TB]][
+// CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
+// CHECK: %[[A0:.*]] = memref.load %[[XB]][%[[SRCI]], %{{.*}}]
+// CHECK: arith.truncf %[[A0]] : f32 to bf16
+// CHECK: memref.store %{{.*}}, %[[TA]][
+// CHECK: memref.load %[[WB]][
+// CHECK: memref.store %{{.*}}, %[[TW]][
+// CHECK: memref.load %[[WGB]][
+// CHECK: memref.store %{{.*}}, %[[TG]][
+// CHECK: gpu.barrier
+// Two k16 steps of 8 MMA tiles per weight.
+// CHECK: memref.load %[[TA]]
+// CHECK: memref.load %[[TW]]
+// CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+// CHECK-COUNT-31: nvvm.mma.sync
+// CHECK-NOT: nvvm.mma.sync
+// Epilogue: silu(gate) * in, stored at the row.
+// CHECK: scf.if
+// CHECK: math.exp
+// CHECK: memref.store %{{.*}}, %[[OUT]][
+// CHECK: gpu.terminator
+// CHECK: bufferization.to_tensor %[[OUT]] restrict writable
+
+// HOST-LABEL: func @up
+// HOST-NOT: gpu.launch
+// HOST-NOT: nvvm
+// HOST: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
+// HOST: memref.alloc() : memref<64x20xi32>
+// HOST: memref.alloc() : memref<64x20xi32>
+// HOST: memref.alloc() : memref<64x20xi32>
+// HOST: memref.alloc() : memref<128x64xf32>
+// Every thread's MMA registers: 2 k16 steps x (4 A + 2 x 8 x 2 B) words.
+// HOST: memref.alloc() : memref<128x72xi32>
+// HOST: scf.for %{{.*}} = %{{.*}} to %c8
+// HOST: scf.for %{{.*}} = %{{.*}} to %c2
+// HOST: linalg.fill
+// HOST: scf.for
+// Staging of all 128 threads, then their fragment loads into the register
+// file, then their MMAs from the registers of the warp's lanes (halves
+// unpacked to f32), then the epilogue of all threads.
+// HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: arith.truncf
+// HOST: scf.for %[[T1:.*]] = %{{.*}} to %c128
+// HOST: memref.store %{{.*}}, %[[FRAG:.*]][%[[T1]], %c0
+// HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: scf.for %{{.*}} = %{{.*}} to %c16
+// HOST: memref.load %[[FRAG]]
+// HOST: arith.shrui
+// HOST: math.fma
+// HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: math.exp
+// The kernel runs after the buffer passes: its own buffers are freed.
+// HOST-COUNT-5: memref.dealloc
+// HOST: bufferization.to_tensor %[[OUT]]
+func.func @up(%x: tensor<100x64xf32>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
+              %wg: tensor<4x64x128xbf16>, %o: tensor<5xi64>, %c: tensor<4xi64>) -> tensor<200x128xf32> {
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) gate_weight(%wg) offsets(%o)
+      counts(%c) activation swiglu
+      : tensor<100x64xf32>, tensor<200xi32>, tensor<4x64x128xbf16>, tensor<4x64x128xbf16>,
+        tensor<5xi64>, tensor<4xi64> -> tensor<200x128xf32>
+  return %h : tensor<200x128xf32>
+}
+
+// -----
+
+// The down projection with the combine fused, f16 weights (f16x2 operands):
+// without offsets each expert starts after the rows of the ones before; the
+// gate-scaled rows are added atomically into the tokens' rows.
+// CHECK-LABEL: func @down
+// CHECK-SAME: (%[[H:.*]]: tensor<200x128xf32>, %[[W:.*]]: tensor<4x128x64xf16>, %{{.*}}: tensor<4xi64>, %[[T:.*]]: tensor<200xi32>, %[[S:.*]]: tensor<200xf32>)
+// CHECK-DAG: %[[TB:.*]] = bufferization.to_buffer %[[T]]
+// CHECK-DAG: %[[SB:.*]] = bufferization.to_buffer %[[S]]
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<100x64xf32>
+// CHECK: linalg.fill {{.*}} outs(%[[OUT]]
+// CHECK: gpu.launch
+// CHECK: arith.truncf %{{.*}} : f32 to f16
+// CHECK: llvm.bitcast %{{.*}} : i32 to vector<2xf16>
+// CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {{.*}} : (vector<2xf16>, vector<2xf16>, f32) -> !llvm.struct<(f32, f32, f32, f32)>
+// CHECK: %[[TOK:.*]] = memref.load %[[TB]]
+// CHECK: %[[TOKI:.*]] = arith.index_cast %[[TOK]]
+// CHECK: %[[G:.*]] = memref.load %[[SB]]
+// CHECK: %[[V:.*]] = arith.mulf %[[G]], %{{.*}} : f32
+// CHECK: memref.atomic_rmw addf %[[V]], %[[OUT]][%[[TOKI]], %{{.*}}]
+func.func @down(%h: tensor<200x128xf32>, %w: tensor<4x128x64xf16>, %c: tensor<4xi64>,
+                %t: tensor<200xi32>, %s: tensor<200xf32>) -> tensor<100x64xf32> {
+  %y = moe.grouped_matmul %h weight(%w) counts(%c) scatter(%t, %s)
+      : tensor<200x128xf32>, tensor<4x128x64xf16>, tensor<4xi64>, tensor<200xi32>, tensor<200xf32> -> tensor<100x64xf32>
+  return %y : tensor<100x64xf32>
+}
+
+// -----
+
+// What stays with the loop lowering: f32 weights, and shapes the tiles do
+// not divide.
+// CHECK-LABEL: func @kept
+// CHECK-NOT: gpu.launch
+// CHECK-COUNT-3: moe.grouped_matmul
+// REMARK: remark: moe-grouped-matmul-to-buffers: kept for the loop lowering: f32 weights (the tensor-core kernel takes bf16 or f16)
+// REMARK: remark: moe-grouped-matmul-to-buffers: kept for the loop lowering: K = 48 is not a multiple of 32
+// REMARK: remark: moe-grouped-matmul-to-buffers: kept for the loop lowering: N = 96 is not a multiple of 64
+func.func @kept(%x: tensor<8x64xf32>, %w: tensor<2x64x64xf32>, %x48: tensor<8x48xf32>,
+                %w48: tensor<2x48x64xbf16>, %w96: tensor<2x64x96xbf16>, %c: tensor<2xi64>)
+    -> (tensor<8x64xf32>, tensor<8x64xf32>, tensor<8x96xf32>) {
+  %a = moe.grouped_matmul %x weight(%w) counts(%c) activation relu
+      : tensor<8x64xf32>, tensor<2x64x64xf32>, tensor<2xi64> -> tensor<8x64xf32>
+  %b = moe.grouped_matmul %x48 weight(%w48) counts(%c) activation relu
+      : tensor<8x48xf32>, tensor<2x48x64xbf16>, tensor<2xi64> -> tensor<8x64xf32>
+  %d = moe.grouped_matmul %x weight(%w96) counts(%c)
+      : tensor<8x64xf32>, tensor<2x64x96xbf16>, tensor<2xi64> -> tensor<8x96xf32>
+  return %a, %b, %d : tensor<8x64xf32>, tensor<8x64xf32>, tensor<8x96xf32>
+}

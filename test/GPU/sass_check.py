@@ -1,0 +1,80 @@
+"""Assemble the tensor-core kernels of `moe-translate --moe-to-ptx` output and
+report what the machine code holds. The PTX is split at its
+`// gpu.module @NAME (CHIP)` markers; every module with an `mma.sync` is
+assembled by ptxas -v for its chip and disassembled by nvdisasm, and one line
+per module gives the counts of its tensor-core, shared-memory, barrier,
+reduction and local-memory instructions and ptxas' register and spill
+figures:
+
+  NAME CHIP: HMMA.16816.F32.BF16 x32 LDS x72 BAR.SYNC x2 LDL x0 STL x0 RED x0 registers 128 spill-stores 0 spill-loads 0
+
+Usage: sass_check.py PTX [--ptxas PATH] [--nvdisasm PATH]. Exits non-zero when
+ptxas rejects a module or no module has an MMA."""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+
+
+def counts(sass):
+    """Instruction counts by opcode family in nvdisasm's text."""
+    result = {}
+    hmma = re.findall(r"\bHMMA\.[0-9A-Z.]+", sass)
+    for op in sorted(set(hmma)):
+        result[op] = hmma.count(op)
+    for op in ("LDS", "BAR.SYNC", "LDL", "STL"):
+        result[op] = len(re.findall(r"\b" + re.escape(op) + r"\b", sass))
+    # Global reductions: RED (sm_80) or REDG (sm_90).
+    result["RED"] = len(re.findall(r"\bREDG?\.E\.ADD\.F32", sass))
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ptx")
+    parser.add_argument("--ptxas", default="ptxas")
+    parser.add_argument("--nvdisasm", default=os.environ.get("MOE_NVDISASM", "nvdisasm"))
+    args = parser.parse_args()
+    if not shutil.which(args.nvdisasm):
+        print(f"sass_check: no nvdisasm at '{args.nvdisasm}'")
+        return 1
+    with open(args.ptx) as f:
+        text = f.read()
+    parts = re.split(r"^// gpu\.module @(\S+) \((sm_\w+)\)\n", text, flags=re.M)
+    modules = [(parts[i], parts[i + 1], parts[i + 2]) for i in range(1, len(parts) - 2, 3)]
+    found = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, chip, ptx in modules:
+            if "mma.sync" not in ptx:
+                continue
+            found += 1
+            source = os.path.join(tmp, name + ".ptx")
+            cubin = os.path.join(tmp, name + ".cubin")
+            with open(source, "w") as f:
+                f.write(ptx)
+            assembled = subprocess.run([args.ptxas, "-v", "-arch=" + chip, source, "-o", cubin],
+                                       capture_output=True, text=True)
+            if assembled.returncode != 0:
+                print(f"sass_check: {name} rejected for {chip}: {assembled.stderr.strip()}")
+                return 1
+            info = assembled.stderr
+            registers = re.search(r"Used (\d+) registers", info)
+            stores = re.search(r"(\d+) bytes spill stores", info)
+            loads = re.search(r"(\d+) bytes spill loads", info)
+            sass = subprocess.run([args.nvdisasm, cubin], capture_output=True, text=True,
+                                  check=True).stdout
+            figures = " ".join(f"{op} x{n}" for op, n in counts(sass).items())
+            print(f"{name} {chip}: {figures} registers {registers.group(1) if registers else '?'}"
+                  f" spill-stores {stores.group(1) if stores else '?'}"
+                  f" spill-loads {loads.group(1) if loads else '?'}")
+    if not found:
+        print("sass_check: no module with mma.sync in the input")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
