@@ -88,7 +88,8 @@ private:
   /// first row) and `tileRows` (0 for a block past the last tile).
   void locate(ImplicitLocOpBuilder &b, Value by);
   /// Thread `tid`'s part of staging reduction step `k0`: 8 words of the
-  /// gathered operand rows and 8 of each weight tile.
+  /// gathered operand rows and 8 of each weight tile, with the loads of
+  /// neighbouring threads contiguous.
   void stage(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0);
   /// Thread `tid`'s MMA operand registers of k16 step `step`, as 32-bit
   /// words: A's 4, then 2 per (weight, column tile).
@@ -204,41 +205,45 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
 
 void MmaKernel::stage(ImplicitLocOpBuilder &b, Value tid, Value k0,
                       Value col0) {
-  // Operand rows: thread tid fills words [8 (tid % 2), + 8) of tile row
-  // tid / 2 from the gathered input row (zeros past the tile's rows).
-  Value row = arith::DivUIOp::create(b, tid, cst(b, 2));
-  Value part = arith::RemUIOp::create(b, tid, cst(b, 2));
-  Value valid =
-      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
-  Value at = arith::SelectOp::create(b, valid, add(b, tileStart, row),
-                                     tileStart);
-  Value source = gather ? loadIndex(b, gather, {at}) : at;
+  // Operand rows, coalesced: in each of 4 passes, 8 neighbouring threads
+  // read 32 contiguous elements of one gathered row (tile row 16 pass +
+  // tid / 8, words 2 (tid % 8) and the next); zeros past the tile's rows.
   Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
-  for (int64_t w = 0; w < kWords / 2; ++w) {
-    Value word = mul(b, part, kWords / 2);
-    word = add(b, word, cst(b, w));
-    Value k = add(b, k0, mul(b, word, 2));
-    Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});
-    Value hi = memref::LoadOp::create(b, input,
-                                      ValueRange{source, add(b, k, cst(b, 1))});
-    Value packed = arith::SelectOp::create(
-        b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord);
-    memref::StoreOp::create(b, packed, tileA, ValueRange{row, word});
+  Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
+  Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
+  for (int64_t pass = 0; pass < kRows / 16; ++pass) {
+    Value row = add(b, rowInPass, cst(b, 16 * pass));
+    Value valid =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
+    Value at = arith::SelectOp::create(b, valid, add(b, tileStart, row),
+                                       tileStart);
+    Value source = gather ? loadIndex(b, gather, {at}) : at;
+    for (int64_t w = 0; w < 2; ++w) {
+      Value word = add(b, firstWord, cst(b, w));
+      Value k = add(b, k0, mul(b, word, 2));
+      Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});
+      Value hi = memref::LoadOp::create(
+          b, input, ValueRange{source, add(b, k, cst(b, 1))});
+      Value packed = arith::SelectOp::create(
+          b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord);
+      memref::StoreOp::create(b, packed, tileA, ValueRange{row, word});
+    }
   }
-  // Weights, transposed: thread tid packs k-pair tid / 8 of columns
-  // [8 (tid % 8), + 8) into tile rows (one per column).
-  Value pair = arith::DivUIOp::create(b, tid, cst(b, 8));
-  Value segment = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 8);
-  Value k = add(b, k0, mul(b, pair, 2));
-  Value k1 = add(b, k, cst(b, 1));
+  // Weights, transposed into tile rows (one per column), coalesced: thread
+  // tid takes column tid % 64 and k-pairs [8 (tid / 64), + 8), so a warp
+  // reads 32 contiguous elements of a weight row per load.
+  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
+  Value col = add(b, col0, n);
+  Value firstPair = mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)),
+                        kWords / (kThreads / kCols));
   for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t j = 0; j < 8; ++j) {
-      Value n = add(b, segment, cst(b, j));
-      Value col = add(b, col0, n);
+    for (int64_t p = 0; p < kWords / (kThreads / kCols); ++p) {
+      Value pair = add(b, firstPair, cst(b, p));
+      Value k = add(b, k0, mul(b, pair, 2));
       Value lo = memref::LoadOp::create(b, weights[w],
                                         ValueRange{expert, k, col});
-      Value hi = memref::LoadOp::create(b, weights[w],
-                                        ValueRange{expert, k1, col});
+      Value hi = memref::LoadOp::create(
+          b, weights[w], ValueRange{expert, add(b, k, cst(b, 1)), col});
       memref::StoreOp::create(b, pack(b, lo, hi), tileB[w],
                               ValueRange{n, pair});
     }
