@@ -127,6 +127,10 @@ std::string mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options)
          "},"
          "convert-parallel-loops-to-gpu),"
          "canonicalize,"
+         // Constants and index math used in a launch move into its body, so
+         // that kernels see their loop bounds and tile sizes as constants
+         // (otherwise each becomes a kernel argument).
+         "gpu-launch-sink-index-computations,"
          "gpu-kernel-outlining,"
          "nvvm-attach-target{" +
          target + "}";

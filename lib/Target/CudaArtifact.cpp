@@ -225,6 +225,9 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
     gpu::KernelDim3 block = launch.getBlockSizeOperandValues();
     k.grid = {constantOr(grid.x), constantOr(grid.y), constantOr(grid.z)};
     k.block = {constantOr(block.x), constantOr(block.y), constantOr(block.z)};
+    if (auto kernel = SymbolTable::lookupNearestSymbolFrom<gpu::GPUFuncOp>(
+            launch, launch.getKernel()))
+      k.cost = kernelCost(kernel, launch);
     program.launches.push_back(k);
   });
   if (failed(runPipeline(module, gpuLoweringPipelineText(options))))

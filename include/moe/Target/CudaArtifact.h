@@ -14,6 +14,7 @@
 
 #include "moe/Conversion/Passes.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/Support/LLVM.h"
 
@@ -36,12 +37,32 @@ struct ArtifactBuffer {
   std::vector<int64_t> shape;
 };
 
+/// What a kernel does, counted statically on its IR (moe-translate
+/// --moe-cost-report): every thread of every block runs its body once, with
+/// each scf.for counted by its constant trip count and both sides of every
+/// branch taken, so the FLOPs and requested bytes are upper bounds (blocks
+/// that find no tile and padding rows are counted as working).
+struct KernelCost {
+  /// Tensor-core FLOPs (2 m n k per warp MMA) and other floating-point
+  /// operations (an FMA counts 2).
+  double tensorFlops = 0, otherFlops = 0;
+  /// Global-memory bytes the loads, stores and atomics request (caches may
+  /// serve repeated ones), and the bytes of the buffers the kernel takes
+  /// (each read or written at least once: the compulsory traffic).
+  double requestedBytes = 0, argumentBytes = 0;
+  /// Dynamic shared memory per block.
+  int64_t sharedBytes = 0;
+  /// Some loop has a trip count that is not a constant (counted once).
+  bool dynamicLoops = false;
+};
+
 /// One kernel launch of the host code; -1 where a size is not a constant.
 struct KernelLaunch {
   std::string module;
   std::string kernel;
   std::array<int64_t, 3> grid{};
   std::array<int64_t, 3> block{};
+  KernelCost cost;
 };
 
 /// The binary of one gpu.module.
@@ -85,8 +106,13 @@ FailureOr<GpuProgram> compileGpuProgram(ModuleOp module,
 /// kCudaArtifactVersion) of a compiled program.
 std::string cudaArtifactJSON(const GpuProgram &program);
 
-/// Registers `--moe-to-ptx` and `--moe-to-cuda-artifact` with moe-translate.
+/// The static cost of kernel `kernel` launched by `launch` (see KernelCost).
+KernelCost kernelCost(gpu::GPUFuncOp kernel, gpu::LaunchFuncOp launch);
+
+/// Registers `--moe-to-ptx`, `--moe-to-cuda-artifact` and
+/// `--moe-cost-report` with moe-translate.
 void registerGpuTranslations();
+void registerCostReportTranslation();
 
 } // namespace mlir::moe
 
