@@ -316,11 +316,19 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
     for (const KernelBinary &b : program.binaries)
       if (b.module == k.module)
         bytes = b.data.size();
+    const KernelCost &c = k.cost;
     kernels.push_back({{"module", k.module},
                        {"kernel", k.kernel},
                        {"grid", k.grid},
                        {"block", k.block},
-                       {"binary_bytes", bytes}});
+                       {"binary_bytes", bytes},
+                       {"cost",
+                        {{"tensor_flops", c.tensorFlops},
+                         {"other_flops", c.otherFlops},
+                         {"requested_bytes", c.requestedBytes},
+                         {"compulsory_bytes", c.argumentBytes},
+                         {"shared_bytes", c.sharedBytes},
+                         {"dynamic_loops", c.dynamicLoops}}}});
   }
   doc["kernels"] = kernels;
   doc["memory"] = "managed: host allocations go through "
