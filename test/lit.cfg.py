@@ -69,6 +69,12 @@ if "ptxas" not in config.available_features:
     lit_config.note("GPU code emission tests skipped (UNSUPPORTED): no "
                     "/usr/local/cuda/bin/ptxas")
 
+# Debian's python3-torch (not installed by tools/setup.sh: large, and only the
+# benchmarks' peers need it) enables the benchmark self-tests.
+if subprocess.run(["/usr/bin/python3", "-c", "import torch"],
+                  capture_output=True).returncode == 0:
+    config.available_features.add("torch")
+
 # A sanitized build (-DMOE_SANITIZE=...): tests that check how a binary is
 # linked do not hold (the sanitizer runtimes bring libstdc++ and their own
 # libraries).

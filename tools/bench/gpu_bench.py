@@ -1,53 +1,49 @@
 #!/usr/bin/env python3
-"""GPU benchmark of moe-run --backend cuda against PyTorch, measured in the same run.
+"""GPU benchmark of a compiled moe layer against PyTorch, measured in the same run.
 
-For each shape (Switch-Base-8 at T = 16384, Mixtral-8x7B at T = 4096, bfloat16 tokens
-and weights, router and accumulation in float32) it writes random weights and tokens,
-then measures on the GPU:
+Shapes (bfloat16 tokens and weights, router and accumulation in float32):
+Switch-Base-8 at T = 16384, Mixtral-8x7B at T = 4096 and the DeepSeek-V3 expert shape
+(E 256, k 8, D 7168, F 2048, swiglu, dropless, softmax routing: tools/bench/specs/
+deepseek-v3-shape.json) at T = 4096. For each it makes random weights on the GPU (written
+once to a safetensors file for our runner) and random tokens, then measures, interleaved in
+rounds (ours, eager, grouped; ours, eager, grouped; ...):
 
-  * the machine: the best bf16 matrix rate (torch.matmul, 8192^3) and the memory
-    bandwidth (a device-to-device copy of 2 GiB, read + write bytes);
-  * the layer compiled by moe-gpu-pipeline: either moe-run --backend cuda --act-dtype
-    bf16 --bench N, or, on a GPU machine without LLVM/MLIR, the packages that
-    tools/gpu_package.sh made for each shape on the build machine (--packages DIR:
-    DIR/switch and DIR/mixtral, run with their moe-gpu-run);
-  * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation,
-    index_add) in bf16 on the same inputs.
+  * ours: the packages of tools/gpu_prepare.sh (moe-gpu-run, no LLVM needed on the GPU
+    machine; --packages DIR, DIR/<shape>), or moe-run --backend cuda (--moe-run);
+  * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation, index_add);
+  * PyTorch grouped: the same routing, tokens sorted by expert once, then torch._grouped_mm
+    for the up (and gate) and the down projections, and one index_add;
+  * the machine: the measured bf16 matmul rate (8192^3) and copy bandwidth (2 GiB).
 
-It prints, per shape and per contender: time per layer, tokens/s, achieved TFLOP/s of
-the expert GEMMs (kept assignments only), achieved GB/s (weights read once plus tokens
-in and out), the roofline fraction (max(FLOPs / peak rate, bytes / bandwidth) divided by
-the time) and the ratio to PyTorch. It needs a GPU, PyTorch with CUDA and numpy; it
-exits with a message where they are missing. Usage:
+It prints the median time per layer over the rounds and the spread (min and max relative
+to the median), tokens/s, achieved TFLOP/s of the expert GEMMs (kept assignments only),
+GB/s (weights read once, tokens in and out), the fraction of the roofline
+(max(FLOPs / measured peak, bytes / measured bandwidth) / time) and the ratio to each
+PyTorch peer; then how far each output is from ours. The PyTorch peers do not drop tokens
+(Switch's capacity is not modelled), so for Switch the difference includes the drops.
 
-  tools/bench/gpu_bench.py --moe-run build/bin/moe-run [--workdir DIR]
-                           [--shapes switch,mixtral] [--runs N]
-  tools/bench/gpu_bench.py --packages DIR ...
+  tools/bench/gpu_bench.py --packages DIR [--shapes switch,mixtral,deepseek] [--rounds 5]
+                           [--runs 10] [--workdir DIR]
+  tools/bench/gpu_bench.py --moe-run build/bin/moe-run ...
 
-The packages, made on the build machine:
-
-  tools/gpu_package.sh --spec test/Examples/specs/switch-base-8.json --tokens 16384 \
-      --act-dtype bf16 --weight-dtype bf16 -o DIR/switch
-  tools/gpu_package.sh --spec test/Examples/specs/mixtral-8x7b.json --tokens 4096 \
-      --act-dtype bf16 --weight-dtype bf16 -o DIR/mixtral
+It needs a GPU, PyTorch with CUDA and numpy, and says which is missing otherwise.
 """
 
 import argparse
 import json
 import os
+import struct
 import subprocess
 import sys
-import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
-import moe_io  # noqa: E402
-
+SPECS = os.path.join(ROOT, "test", "Examples", "specs")
 SHAPES = {
-    "switch": ("switch-base-8.json", 16384),
-    "mixtral": ("mixtral-8x7b.json", 4096),
+    "switch": (os.path.join(SPECS, "switch-base-8.json"), 16384),
+    "mixtral": (os.path.join(SPECS, "mixtral-8x7b.json"), 4096),
+    "deepseek": (os.path.join(ROOT, "tools", "bench", "specs", "deepseek-v3-shape.json"), 4096),
 }
 GATED = ("geglu", "swiglu")
 
@@ -56,8 +52,8 @@ def log(msg):
     print(msg, file=sys.stderr, flush=True)
 
 
-def median_time(torch, fn, runs):
-    """Median seconds of fn() over `runs` calls, with CUDA events, after a warm-up."""
+def event_times(torch, fn, runs):
+    """Seconds of each of `runs` calls of fn(), timed with CUDA events, after a warm-up."""
     fn()
     torch.cuda.synchronize()
     times = []
@@ -68,108 +64,208 @@ def median_time(torch, fn, runs):
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end) * 1e-3)
-    return sorted(times)[len(times) // 2]
+    return times
+
+
+def median(values):
+    return sorted(values)[len(values) // 2]
 
 
 def machine_limits(torch, runs):
     n = 8192
     a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
     b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    peak = 2.0 * n ** 3 / median_time(torch, lambda: a @ b, runs)
+    peak = 2.0 * n ** 3 / median(event_times(torch, lambda: a @ b, runs))
     src = torch.empty(1 << 30, device="cuda", dtype=torch.int16)
     dst = torch.empty_like(src)
-    bandwidth = 2.0 * src.numel() * 2 / median_time(torch, lambda: dst.copy_(src), runs)
+    bandwidth = 2.0 * src.numel() * 2 / median(event_times(torch, lambda: dst.copy_(src), runs))
+    del a, b, src, dst
     return peak, bandwidth
 
 
-def make_inputs(spec, tokens, folder):
-    """Random weights stored as BF16 (our names) and float32 tokens, written once."""
+def write_safetensors(torch, path, tensors):
+    """Writes device tensors (name -> bf16 or f32 torch tensor) one after the other, 256 MiB
+    at a time through the host, so a file of tens of GB never sits in host memory whole."""
+    kinds = {torch.bfloat16: ("BF16", 2, torch.int16), torch.float32: ("F32", 4, torch.int32)}
+    header, offset = {}, 0
+    for name in sorted(tensors):
+        kind, size, _ = kinds[tensors[name].dtype]
+        count = tensors[name].numel()
+        header[name] = {"dtype": kind, "shape": list(tensors[name].shape),
+                        "data_offsets": [offset, offset + count * size]}
+        offset += count * size
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(text)))
+        f.write(text)
+        for name in sorted(tensors):
+            t = tensors[name]
+            bits = t.contiguous().reshape(-1).view(kinds[t.dtype][2])
+            step = 1 << 27
+            for begin in range(0, bits.numel(), step):
+                f.write(bits[begin:begin + step].cpu().numpy().tobytes())
+
+
+def make_inputs(torch, spec, tokens, folder, device="cuda"):
+    """Random weights on the GPU (router f32 values stored as BF16, like the experts) and
+    bf16-valued float32 tokens; the weights file is written once per folder."""
     os.makedirs(folder, exist_ok=True)
-    paths = {k: os.path.join(folder, f) for k, f in (
-        ("spec", "spec.json"), ("weights", "weights.safetensors"), ("x", "x.npy"))}
+    paths = {"spec": os.path.join(folder, "spec.json"),
+             "weights": os.path.join(folder, "weights.safetensors"),
+             "x": os.path.join(folder, "x.npy")}
     with open(paths["spec"], "w") as f:
         json.dump(spec, f)
     d, ff, e = spec["d_model"], spec["d_ff"], spec["num_experts"]
-    rng = np.random.default_rng(0)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(0)
+    bf16 = dict(device=device, dtype=torch.bfloat16, generator=gen)
+    w = {"router": torch.randn(e, d, **bf16) / d ** 0.5,
+         "w_in": torch.randn(e, d, ff, **bf16) / d ** 0.5,
+         "w_out": torch.randn(e, ff, d, **bf16) / ff ** 0.5}
+    if spec.get("activation") in GATED:
+        w["w_gate"] = torch.randn(e, d, ff, **bf16) / d ** 0.5
     if not os.path.exists(paths["weights"]):
-        log(f"  writing weights ({e} experts, D={d}, F={ff}, BF16) ...")
-        tensors = {
-            "router": rng.standard_normal((e, d), dtype=np.float32) / np.sqrt(d),
-            "w_in": rng.standard_normal((e, d, ff), dtype=np.float32) / np.sqrt(d),
-            "w_out": rng.standard_normal((e, ff, d), dtype=np.float32) / np.sqrt(ff),
-        }
-        if spec.get("activation") in GATED:
-            tensors["w_gate"] = rng.standard_normal((e, d, ff), dtype=np.float32) / np.sqrt(d)
-        moe_io.write_safetensors(paths["weights"], tensors, dtype="BF16")
-        del tensors
-    np.save(paths["x"], moe_io.round_to_bf16(rng.standard_normal((tokens, d), dtype=np.float32)))
-    return paths
+        gib = sum(t.numel() * 2 for t in w.values()) / 2 ** 30
+        log(f"  writing {gib:.1f} GiB of BF16 weights to {paths['weights']} ...")
+        write_safetensors(torch, paths["weights"], w)
+    x = torch.randn(tokens, d, **bf16)
+    np.save(paths["x"], x.float().cpu().numpy())
+    return paths, w, x
 
 
-def run_moe(moe_run, package, paths, folder, runs):
-    """moe-run --backend cuda, or the package's moe-gpu-run when `package` is set."""
-    out, stats = os.path.join(folder, "y.npy"), os.path.join(folder, "stats.json")
-    if package:
-        cmd = [os.path.join(package, "moe-gpu-run"),
-               "--artifact", os.path.join(package, "layer.cuda.json"),
-               "--host", os.path.join(package, "layer.host.so")]
-    else:
-        cmd = [moe_run, "--backend", "cuda", "--act-dtype", "bf16", "--spec", paths["spec"]]
-    cmd += ["--weights", paths["weights"], "--input", paths["x"], "--output", out,
-            "--stats", stats, "--bench", str(runs)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        sys.exit(f"moe-run failed: {proc.stderr.strip()}")
-    line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCH "))
-    with open(stats) as f:
-        return json.loads(line[len("BENCH "):]), json.load(f), np.load(out)
+def routing(torch, spec, x, router):
+    probs = torch.softmax(x.float() @ router.float().T, dim=-1)
+    k = spec.get("top_k", 1)
+    gates, experts = torch.topk(probs, k, dim=-1)
+    if spec.get("normalize_gates", k > 1):
+        gates = gates / gates.sum(-1, keepdim=True)
+    return gates, experts
 
 
-def torch_layer(torch, spec, paths):
-    """The PyTorch eager per-expert loop on the GPU, in bf16 (router in f32)."""
-    t, _ = moe_io.read_safetensors(paths["weights"])
-    dev = dict(device="cuda")
-    router = torch.from_numpy(np.ascontiguousarray(t["router"])).to(**dev)
-    w = {k: torch.from_numpy(np.ascontiguousarray(t[k])).to(dtype=torch.bfloat16, **dev)
-         for k in ("w_in", "w_out", "w_gate") if k in t}
-    x = torch.from_numpy(np.load(paths["x"])).to(dtype=torch.bfloat16, **dev)
-    k, act = spec.get("top_k", 1), spec.get("activation", "relu")
+def activation(torch, spec, h, g):
     functional = torch.nn.functional
+    act = spec.get("activation", "relu")
+    if act == "swiglu":
+        return functional.silu(g) * h
+    if act == "geglu":
+        return functional.gelu(g, approximate="tanh") * h
+    return torch.relu(h) if act == "relu" else functional.gelu(h)
 
+
+def eager_layer(torch, spec, w, x):
+    """The PyTorch eager per-expert loop, in bf16 (router in f32)."""
     def layer():
         with torch.no_grad():
-            probs = torch.softmax(x.float() @ router.T, dim=-1)
-            gates, experts = torch.topk(probs, k, dim=-1)
-            if spec.get("normalize_gates", k > 1):
-                gates = gates / gates.sum(-1, keepdim=True)
+            gates, experts = routing(torch, spec, x, w["router"])
             y = torch.zeros_like(x)
-            for e in range(router.shape[0]):
+            for e in range(w["router"].shape[0]):
                 tok, slot = torch.where(experts == e)
                 if tok.numel() == 0:
                     continue
                 xe = x[tok]
-                h = xe @ w["w_in"][e]
-                if "w_gate" in w:
-                    g = xe @ w["w_gate"][e]
-                    g = functional.silu(g) if act == "swiglu" else functional.gelu(g, approximate="tanh")
-                    a = g * h
-                else:
-                    a = torch.relu(h) if act == "relu" else functional.gelu(h)
-                y.index_add_(0, tok, ((a @ w["w_out"][e]).float() * gates[tok, slot, None]).to(y.dtype))
+                a = activation(torch, spec, xe @ w["w_in"][e],
+                               xe @ w["w_gate"][e] if "w_gate" in w else None)
+                y.index_add_(0, tok, ((a @ w["w_out"][e]).float()
+                                      * gates[tok, slot, None]).to(y.dtype))
+            return y
+    return layer
+
+
+def grouped_layer(torch, spec, w, x):
+    """The same routing, the tokens sorted by expert once, torch._grouped_mm for each
+    projection (offsets = running counts), one index_add. Weights are given to
+    _grouped_mm column-major when it refuses the row-major [E, K, N] layout."""
+    k = spec.get("top_k", 1)
+    experts_n = w["router"].shape[0]
+    names = [n for n in ("w_in", "w_gate", "w_out") if n in w]
+    mats = {n: w[n] for n in names}
+
+    def grouped(a, b, offs):
+        if hasattr(torch, "_grouped_mm") and a.is_cuda:
+            return torch._grouped_mm(a, b, offs=offs)
+        # --self-test on the CPU: the same contract, one matmul per group.
+        out, start = [], 0
+        for g, end in enumerate(offs.tolist()):
+            out.append(a[start:end] @ b[g])
+            start = end
+        return torch.cat(out)
+
+    def layer():
+        with torch.no_grad():
+            gates, experts = routing(torch, spec, x, w["router"])
+            flat = experts.reshape(-1)
+            order = torch.argsort(flat, stable=True)
+            tok = order // k
+            offs = torch.cumsum(torch.bincount(flat, minlength=experts_n), 0).to(torch.int32)
+            xs = x[tok]
+            a = activation(torch, spec, grouped(xs, mats["w_in"], offs),
+                           grouped(xs, mats["w_gate"], offs) if "w_gate" in mats else None)
+            out = grouped(a, mats["w_out"], offs)
+            y = torch.zeros_like(x)
+            y.index_add_(0, tok, (out.float() * gates.reshape(-1)[order, None]).to(y.dtype))
             return y
 
+    try:
+        layer()
+    except RuntimeError as error:
+        log(f"  torch._grouped_mm refused row-major weights ({str(error).splitlines()[0]}); "
+            "using column-major copies")
+        for n in names:
+            mats[n] = w[n].transpose(-2, -1).contiguous().transpose(-2, -1)
     return layer
+
+
+def run_ours(args, name, paths, folder):
+    """One process of moe-gpu-run (or moe-run --backend cuda) timing --runs calls."""
+    out, stats = os.path.join(folder, "y.npy"), os.path.join(folder, "stats.json")
+    if args.self_test:
+        cmd = [args.moe_run, "--act-dtype", "bf16", "--spec", paths["spec"]]
+    elif args.packages:
+        package = os.path.join(args.packages, name)
+        runner = os.path.join(args.packages, "moe-gpu-run")
+        if not os.path.exists(runner):
+            runner = os.path.join(package, "moe-gpu-run")
+        cmd = [runner, "--artifact", os.path.join(package, "layer.cuda.json"),
+               "--host", os.path.join(package, "layer.host.so")]
+    else:
+        cmd = [args.moe_run, "--backend", "cuda", "--act-dtype", "bf16",
+               "--spec", paths["spec"]]
+    cmd += ["--weights", paths["weights"], "--input", paths["x"], "--output", out,
+            "--stats", stats, "--bench", str(args.runs)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"gpu_bench: {' '.join(cmd[:1])} failed: {proc.stderr.strip()}")
+    line = next(l for l in proc.stdout.splitlines() if l.startswith("BENCH "))
+    with open(stats) as f:
+        return json.loads(line[len("BENCH "):])["median_s"], json.load(f), np.load(out)
+
+
+def summary(times):
+    m = median(times)
+    return m, min(times) / m - 1, max(times) / m - 1
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moe-run", default=os.path.join(ROOT, "build", "bin", "moe-run"))
-    parser.add_argument("--packages", help="folder of tools/gpu_package.sh outputs, one "
-                        "per shape (switch/, mixtral/), run instead of moe-run")
+    parser.add_argument("--packages", help="the bench folder of tools/gpu_prepare.sh "
+                        "(one package per shape), run instead of moe-run")
     parser.add_argument("--workdir", default="/tmp/moe-gpu-bench")
-    parser.add_argument("--shapes", default="switch,mixtral")
-    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--shapes", default="switch,mixtral,deepseek")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="interleaved rounds of the three contenders")
+    parser.add_argument("--runs", type=int, default=10, help="timed calls per round")
+    parser.add_argument("--self-test", action="store_true",
+                        help="no GPU: check the weights file, both PyTorch peers and our layer "
+                        "(moe-run on the CPU) against each other on a small shape; exits 1 "
+                        "when an output differs by more than 2e-2")
     args = parser.parse_args()
+    if args.self_test:
+        return self_test(args)
+    unknown = [s for s in args.shapes.split(",") if s not in SHAPES]
+    if unknown:
+        sys.exit(f"gpu_bench: unknown shape '{unknown[0]}' (known: {', '.join(SHAPES)})")
     try:
         import torch
     except ImportError:
@@ -177,28 +273,32 @@ def main():
     if not torch.cuda.is_available():
         sys.exit("gpu_bench: no CUDA GPU answers here: nothing to measure")
 
-    log(f"device: {torch.cuda.get_device_name()}")
+    device = torch.cuda.get_device_name()
+    log(f"device: {device}")
     peak, bandwidth = machine_limits(torch, args.runs)
-    log(f"measured: {peak * 1e-12:.1f} TFLOP/s bf16 matmul, {bandwidth * 1e-9:.0f} GB/s copy")
-    print(f"device {torch.cuda.get_device_name()}: peak {peak * 1e-12:.1f} TFLOP/s (bf16 "
-          f"matmul), {bandwidth * 1e-9:.0f} GB/s (copy), both measured in this run")
-    print(f"{'shape':8} {'T':>6} | {'who':14} {'ms':>9} {'tok/s':>10} {'TFLOP/s':>8} "
-          f"{'GB/s':>7} {'roofline':>8} {'/torch':>7}")
+    print(f"# device {device}, torch {torch.__version__}: {peak * 1e-12:.1f} TFLOP/s bf16 "
+          f"matmul, {bandwidth * 1e-9:.0f} GB/s copy (measured in this run); medians over "
+          f"{args.rounds} interleaved rounds of {args.runs} calls, spread = min/max vs median")
+    print(f"{'shape':8} {'T':>6} | {'who':15} {'ms':>9} {'spread':>13} {'tok/s':>10} "
+          f"{'TFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/eager':>7} {'/grouped':>8}")
     for name in args.shapes.split(","):
         spec_file, tokens = SHAPES[name]
-        with open(os.path.join(ROOT, "test", "Examples", "specs", spec_file)) as f:
+        with open(spec_file) as f:
             spec = json.load(f)
         folder = os.path.join(args.workdir, name)
         log(f"{name}: T={tokens} {spec}")
-        paths = make_inputs(spec, tokens, folder)
-        log("  moe-gpu-run (package) ..." if args.packages else "  moe-run --backend cuda ...")
-        package = os.path.join(args.packages, name) if args.packages else None
-        bench, stats, y = run_moe(args.moe_run, package, paths, folder, args.runs)
-        log("  PyTorch eager loop ...")
-        layer = torch_layer(torch, spec, paths)
-        torch_s = median_time(torch, layer, args.runs)
-        y_torch = layer().float().cpu().numpy()
-        diff = float(np.linalg.norm(y - y_torch) / max(np.linalg.norm(y_torch), 1e-30))
+        paths, w, x = make_inputs(torch, spec, tokens, folder)
+        contenders = {"ours": None, "PyTorch eager": eager_layer(torch, spec, w, x),
+                      "PyTorch grouped": grouped_layer(torch, spec, w, x)}
+        times = {who: [] for who in contenders}
+        for r in range(args.rounds):
+            log(f"  round {r + 1}/{args.rounds}")
+            for who, fn in contenders.items():
+                if fn is None:
+                    seconds, stats, y = run_ours(args, name, paths, folder)
+                    times[who].append(seconds)
+                else:
+                    times[who].append(median(event_times(torch, fn, args.runs)))
 
         kept = sum(stats["tokens_per_expert"])
         mats = 3 if spec.get("activation") in GATED else 2
@@ -206,12 +306,43 @@ def main():
         flops = 2.0 * kept * d * ff * mats
         moved = 2.0 * (e * d * ff * mats + 2 * tokens * d)  # bf16 weights once, x in, y out
         roof = max(flops / peak, moved / bandwidth)
-        for who, seconds in (("moe-run cuda", bench["median_s"]), ("PyTorch eager", torch_s)):
-            print(f"{name:8} {tokens:6d} | {who:14} {seconds * 1e3:9.2f} {tokens / seconds:10.0f} "
-                  f"{flops * 1e-12 / seconds:8.2f} {moved * 1e-9 / seconds:7.0f} "
-                  f"{roof / seconds:8.3f} {seconds / torch_s:7.2f}")
-        print(f"{name:8} moe-run vs PyTorch output: rel. difference {diff:.2e}")
+        eager_s = median(times["PyTorch eager"])
+        grouped_s = median(times["PyTorch grouped"])
+        for who in contenders:
+            m, lo, hi = summary(times[who])
+            print(f"{name:8} {tokens:6d} | {who:15} {m * 1e3:9.3f} {lo:+6.1%}..{hi:+5.1%} "
+                  f"{tokens / m:10.0f} {flops * 1e-12 / m:8.2f} {moved * 1e-9 / m:7.0f} "
+                  f"{roof / m:8.3f} {m / eager_s:7.2f} {m / grouped_s:8.2f}")
+        for who in ("PyTorch eager", "PyTorch grouped"):
+            peer = contenders[who]().float().cpu().numpy()
+            diff = float(np.linalg.norm(y - peer) / max(np.linalg.norm(peer), 1e-30))
+            print(f"{name:8} output of ours vs {who}: relative difference {diff:.2e}")
+        del contenders, w, x
+        torch.cuda.empty_cache()
+
+
+def self_test(args):
+    import torch
+    spec = {"d_model": 64, "d_ff": 128, "num_experts": 4, "top_k": 2, "activation": "swiglu",
+            "normalize_gates": True, "capacity_factor": None}
+    tokens = 48
+    folder = os.path.join(args.workdir, "self-test")
+    paths, w, x = make_inputs(torch, spec, tokens, folder, device="cpu")
+    _, _, ours = run_ours(args, "self-test", paths, folder)
+    failed = False
+    outputs = {"PyTorch eager": eager_layer(torch, spec, w, x)().float().numpy(),
+               "PyTorch grouped": grouped_layer(torch, spec, w, x)().float().numpy()}
+    for who, y in outputs.items():
+        diff = float(np.linalg.norm(ours - y) / np.linalg.norm(y))
+        failed |= not diff <= 2e-2
+        print(f"self-test: ours vs {who}: relative difference {diff:.2e}")
+    diff = float(np.linalg.norm(outputs["PyTorch eager"] - outputs["PyTorch grouped"])
+                 / np.linalg.norm(outputs["PyTorch eager"]))
+    failed |= not diff <= 2e-2
+    print(f"self-test: eager vs grouped: relative difference {diff:.2e}")
+    print("self-test: FAIL" if failed else "self-test: OK")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# On a GPU machine (no compiler needed): runs what tools/gpu_prepare.sh made:
+# the numeric suite in f32 and bf16 activations against the float64 reference,
+# then the benchmark against PyTorch (eager loop and torch._grouped_mm).
+#
+#   tools/gpu_check.sh [DIR] [--shapes switch,mixtral,deepseek] [--rounds 5] [--runs 10]
+#
+# DIR defaults to gpu-prepared/. Prints each case's PASS/FAIL line and the
+# benchmark table; exits non-zero when a case fails.
+set -uo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+dir="$root/gpu-prepared"
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then dir="$1"; shift; fi
+[ -d "$dir/numeric-f32" ] || { echo "gpu_check.sh: error: $dir has no prepared suite (tools/gpu_prepare.sh)" >&2; exit 1; }
+status=0
+for act in f32 bf16; do
+  echo "== numeric suite, $act activations"
+  python3 "$root/test/e2e/run_case.py" --run-prepared --workdir "$dir/numeric-$act" --case all || status=1
+done
+echo "== benchmark"
+python3 "$root/tools/bench/gpu_bench.py" --packages "$dir/bench" "$@" || status=1
+exit $status

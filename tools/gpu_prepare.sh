@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Prepares, on the build machine, everything a GPU machine without a compiler
+# needs to check and measure the GPU path in one command (tools/gpu_check.sh):
+#
+#   tools/gpu_prepare.sh [-o DIR] [--shapes switch,mixtral,deepseek]
+#                        [--gpu-chip sm_90a]
+#
+# DIR (default gpu-prepared/, ignored by git) gets:
+#   numeric-f32/, numeric-bf16/  the numeric suite, every case written and compiled
+#                                (test/e2e/run_case.py --prepare-gpu), f32 and bf16
+#                                activations;
+#   bench/<shape>/               the benchmark shapes of tools/bench/gpu_bench.py
+#                                compiled with bf16 tokens and weights
+#                                (tools/gpu_package.sh --no-runner);
+#   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed).
+# Uses the build in ./build (or $MOE_BUILD_DIR): run tools/build.sh first.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build="${MOE_BUILD_DIR:-$root/build}"
+out="$root/gpu-prepared" shapes="switch,mixtral,deepseek" chip="sm_90a"
+die() { echo "gpu_prepare.sh: error: $*" >&2; exit 1; }
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -o) out="${2:?}"; shift 2 ;;
+    --shapes) shapes="${2:?}"; shift 2 ;;
+    --gpu-chip) chip="${2:?}"; shift 2 ;;
+    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) die "unknown argument '$1' (see --help)" ;;
+  esac
+done
+[ -x "$build/bin/moe-gpu-run" ] || die "$build/bin/moe-gpu-run is missing: run tools/build.sh"
+mkdir -p "$out/bench"
+for act in f32 bf16; do
+  echo "gpu_prepare.sh: numeric suite, $act activations -> $out/numeric-$act"
+  /usr/bin/python3 "$root/test/e2e/run_case.py" --prepare-gpu "$build" \
+    --workdir "$out/numeric-$act" --case all --act-dtype "$act" >/dev/null
+done
+spec_of() {
+  case "$1" in
+    switch) echo "$root/test/Examples/specs/switch-base-8.json 16384" ;;
+    mixtral) echo "$root/test/Examples/specs/mixtral-8x7b.json 4096" ;;
+    deepseek) echo "$root/tools/bench/specs/deepseek-v3-shape.json 4096" ;;
+    *) die "unknown shape '$1' (switch, mixtral, deepseek)" ;;
+  esac
+}
+IFS=, read -r -a list <<< "$shapes"
+for shape in "${list[@]}"; do
+  read -r spec tokens <<< "$(spec_of "$shape")"
+  echo "gpu_prepare.sh: benchmark shape $shape (T $tokens) -> $out/bench/$shape"
+  "$root/tools/gpu_package.sh" --spec "$spec" --tokens "$tokens" --act-dtype bf16 \
+    --weight-dtype bf16 --gpu-chip "$chip" --no-runner -o "$out/bench/$shape" >/dev/null
+done
+cp "$build/bin/moe-gpu-run" "$out/bench/moe-gpu-run"
+echo "gpu_prepare.sh: done ($(du -sh "$out" | cut -f1)); on the GPU machine: tools/gpu_check.sh $out"
