@@ -12,7 +12,9 @@
 #   bench/<shape>/               the benchmark shapes of tools/bench/gpu_bench.py
 #                                compiled with bf16 tokens and weights
 #                                (tools/gpu_package.sh --no-runner);
-#   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed).
+#   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed);
+# and DIR.tgz, the same compressed (about 17 MB instead of 100: the artifacts'
+# host code carries the kernels as text), to carry to the GPU machine.
 # Uses the build in ./build (or $MOE_BUILD_DIR): run tools/build.sh first.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -51,4 +53,6 @@ for shape in "${list[@]}"; do
     --weight-dtype bf16 --gpu-chip "$chip" --no-runner -o "$out/bench/$shape" >/dev/null
 done
 cp "$build/bin/moe-gpu-run" "$out/bench/moe-gpu-run"
-echo "gpu_prepare.sh: done ($(du -sh "$out" | cut -f1)); on the GPU machine: tools/gpu_check.sh $out"
+tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"
+echo "gpu_prepare.sh: done: $out ($(du -sh "$out" | cut -f1)), $out.tgz ($(du -sh "$out.tgz" | cut -f1));" \
+  "on the GPU machine: tools/gpu_check.sh $(basename "$out").tgz"
