@@ -47,6 +47,9 @@ constexpr int64_t kNTiles = kCols / 8;
 // conflicts: the 8 row groups × 4 threads of a warp hit 32 distinct banks).
 constexpr int64_t kWords = kDepth / 2, kPitch = kWords + 4;
 constexpr int64_t kTileBytes = kRows * kPitch * 4;
+// Words each thread stages per step: of the operand tile, of each weight.
+constexpr int64_t kPrefetchA = kRows * kWords / kThreads,
+                  kPrefetchB = kCols * kWords / kThreads;
 static_assert(kRows == 16 * kWarps && kCols == kRows,
               "one 16-row MMA band per warp; A and B tiles share a shape");
 
@@ -90,14 +93,21 @@ private:
   /// Thread `tid`'s part of staging reduction step `k0`: 8 words of the
   /// gathered operand rows and 8 of each weight tile, with the loads of
   /// neighbouring threads contiguous.
-  void stage(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0);
+  /// Thread `tid`'s loads for reduction step `k0`, converted and packed:
+  /// kPrefetchA operand words, then kPrefetchB words per weight.
+  SmallVector<Value> loadStage(ImplicitLocOpBuilder &b, Value tid, Value k0,
+                               Value col0);
+  /// Stores what loadStage returned into shared buffer `parity`.
+  void storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
+                  Value parity);
+  int64_t prefetchWords() const { return kPrefetchA + numWeights * kPrefetchB; }
   /// Thread `tid`'s MMA operand registers of k16 step `step`, as 32-bit
   /// words: A's 4, then 2 per (weight, column tile).
   SmallVector<Value> fragments(ImplicitLocOpBuilder &b, Value tid,
-                               int64_t step);
+                               int64_t step, Value parity);
   /// One reduction step of thread `tid`'s accumulators: the warp's MMAs.
   SmallVector<Value> contract(ImplicitLocOpBuilder &b, Value tid,
-                              ValueRange acc);
+                              ValueRange acc, Value parity);
   /// The same on the host, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
@@ -117,9 +127,9 @@ private:
   bool hostLoops;
   Value input, gather, weights[2], offsets, counts, scatter, scales, out;
   // Shared tiles (workgroup memory, or host buffers), and on the host the
-  // accumulators ([kThreads, accCount]) and MMA operand registers
-  // ([kThreads, 2 fragWords]) of every thread.
-  Value tileA, tileB[2], hostAcc, hostFrag;
+  // accumulators ([kThreads, accCount]), MMA operand registers
+  // ([kThreads, 2 fragWords]) and prefetch registers of every thread.
+  Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch;
   Value expert, tileStart, tileRows;
   Type mmaType;
   int64_t numWeights = 1, depth = 0, cols = 0, experts = 0;
@@ -203,8 +213,9 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
   tileRows = loop.getResult(4);
 }
 
-void MmaKernel::stage(ImplicitLocOpBuilder &b, Value tid, Value k0,
-                      Value col0) {
+SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
+                                        Value k0, Value col0) {
+  SmallVector<Value> words;
   // Operand rows, coalesced: in each of 4 passes, 8 neighbouring threads
   // read 32 contiguous elements of one gathered row (tile row 16 pass +
   // tid / 8, words 2 (tid % 8) and the next); zeros past the tile's rows.
@@ -219,38 +230,57 @@ void MmaKernel::stage(ImplicitLocOpBuilder &b, Value tid, Value k0,
                                        tileStart);
     Value source = gather ? loadIndex(b, gather, {at}) : at;
     for (int64_t w = 0; w < 2; ++w) {
-      Value word = add(b, firstWord, cst(b, w));
-      Value k = add(b, k0, mul(b, word, 2));
+      Value k = add(b, k0, mul(b, add(b, firstWord, cst(b, w)), 2));
       Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});
       Value hi = memref::LoadOp::create(
           b, input, ValueRange{source, add(b, k, cst(b, 1))});
-      Value packed = arith::SelectOp::create(
-          b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord);
-      memref::StoreOp::create(b, packed, tileA, ValueRange{row, word});
+      words.push_back(arith::SelectOp::create(
+          b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord));
     }
   }
-  // Weights, transposed into tile rows (one per column), coalesced: thread
-  // tid takes column tid % 64 and k-pairs [8 (tid / 64), + 8), so a warp
-  // reads 32 contiguous elements of a weight row per load.
-  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
-  Value col = add(b, col0, n);
-  Value firstPair = mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)),
-                        kWords / (kThreads / kCols));
+  // Weights, coalesced: thread tid takes column tid % 64 and k-pairs
+  // [8 (tid / 64), + 8), so a warp reads 32 contiguous elements of a weight
+  // row per load.
+  Value col = add(b, col0, arith::RemUIOp::create(b, tid, cst(b, kCols)));
+  Value firstPair =
+      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
   for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t p = 0; p < kWords / (kThreads / kCols); ++p) {
-      Value pair = add(b, firstPair, cst(b, p));
-      Value k = add(b, k0, mul(b, pair, 2));
+    for (int64_t p = 0; p < kPrefetchB; ++p) {
+      Value k = add(b, k0, mul(b, add(b, firstPair, cst(b, p)), 2));
       Value lo = memref::LoadOp::create(b, weights[w],
                                         ValueRange{expert, k, col});
       Value hi = memref::LoadOp::create(
           b, weights[w], ValueRange{expert, add(b, k, cst(b, 1)), col});
-      memref::StoreOp::create(b, pack(b, lo, hi), tileB[w],
-                              ValueRange{n, pair});
+      words.push_back(pack(b, lo, hi));
     }
+  return words;
+}
+
+void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid,
+                           ValueRange words, Value parity) {
+  // The coordinates of loadStage's words: operand tile rows, and the
+  // weights transposed into tile rows (one per column).
+  Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
+  Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
+  int64_t at = 0;
+  for (int64_t pass = 0; pass < kRows / 16; ++pass)
+    for (int64_t w = 0; w < 2; ++w)
+      memref::StoreOp::create(
+          b, words[at++], tileA,
+          ValueRange{parity, add(b, rowInPass, cst(b, 16 * pass)),
+                     add(b, firstWord, cst(b, w))});
+  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
+  Value firstPair =
+      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
+  for (int64_t w = 0; w < numWeights; ++w)
+    for (int64_t p = 0; p < kPrefetchB; ++p)
+      memref::StoreOp::create(
+          b, words[at++], tileB[w],
+          ValueRange{parity, n, add(b, firstPair, cst(b, p))});
 }
 
 SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
-                                        int64_t step) {
+                                        int64_t step, Value parity) {
   // Fragment coordinates of m16n8k16 (PTX ISA), lane = 4 g + q: A registers
   // (row g | g + 8, word q | q + 4 of the k16 step: registers 0-3 are (g, q),
   // (g + 8, q), (g, q + 4), (g + 8, q + 4)); B registers (column g, word q |
@@ -266,19 +296,20 @@ SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
   SmallVector<Value> words;
   for (auto [row, word] :
        {std::pair{rowA, w0}, {rowA8, w0}, {rowA, w4}, {rowA8, w4}})
-    words.push_back(memref::LoadOp::create(b, tileA, ValueRange{row, word}));
+    words.push_back(
+        memref::LoadOp::create(b, tileA, ValueRange{parity, row, word}));
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t j = 0; j < kNTiles; ++j) {
       Value col = add(b, g, cst(b, 8 * j));
       for (Value word : {w0, w4})
         words.push_back(
-            memref::LoadOp::create(b, tileB[w], ValueRange{col, word}));
+            memref::LoadOp::create(b, tileB[w], ValueRange{parity, col, word}));
     }
   return words;
 }
 
 SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
-                                       ValueRange acc) {
+                                       ValueRange acc, Value parity) {
   SmallVector<Value> next(acc.begin(), acc.end());
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
@@ -292,7 +323,7 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
     return LLVM::BitcastOp::create(b, VectorType::get({2}, mmaType), word);
   };
   for (int64_t step = 0; step < kDepth / 16; ++step) {
-    SmallVector<Value> words = fragments(b, tid, step);
+    SmallVector<Value> words = fragments(b, tid, step, parity);
     SmallVector<Value> a;
     for (int64_t r = 0; r < 4; ++r)
       a.push_back(operand(words[r]));
@@ -437,37 +468,69 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
     Value zero = arith::ConstantOp::create(ib, ib.getF32FloatAttr(0));
     if (hostLoops)
       linalg::FillOp::create(ib, ValueRange{zero}, ValueRange{hostAcc});
+    // Software pipeline over two shared buffers: step i's MMAs read buffer
+    // i % 2 while its threads hold step i + 1's words in registers (loaded
+    // before the MMAs, stored into the other buffer after them); one
+    // barrier per step. Buffer (i + 1) % 2 was last read in step i - 1,
+    // which every thread finished before that step's barrier. The last
+    // step loads (and stores) its own words again instead of branching.
+    Value lastStep = cst(ib, depth - kDepth);
+    Value zeroParity = cst(ib, 0);
+    if (hostLoops) {
+      forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
+        storeStage(tb, t, loadStage(tb, t, cst(tb, 0), col0), zeroParity);
+      });
+    } else {
+      storeStage(ib, tid, loadStage(ib, tid, cst(ib, 0), col0), zeroParity);
+      gpu::BarrierOp::create(ib);
+    }
     SmallVector<Value> inits(hostLoops ? 0 : accCount(), zero);
     auto loop = scf::ForOp::create(
         ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, kDepth), inits,
         [&](OpBuilder &nested, Location loc, Value k0, ValueRange acc) {
           ImplicitLocOpBuilder kb(loc, nested);
+          Value parity = arith::RemUIOp::create(
+              kb, arith::DivUIOp::create(kb, k0, cst(kb, kDepth)),
+              cst(kb, 2));
+          Value other = arith::SubIOp::create(kb, cst(kb, 1), parity);
+          Value next = arith::MinUIOp::create(kb, add(kb, k0, cst(kb, kDepth)),
+                                              lastStep);
           if (hostLoops) {
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              stage(tb, t, k0, col0);
+              for (auto [i, word] :
+                   llvm::enumerate(loadStage(tb, t, next, col0)))
+                memref::StoreOp::create(tb, word, hostPrefetch,
+                                        ValueRange{t, cst(tb, i)});
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
               for (int64_t step = 0; step < kDepth / 16; ++step)
-                for (auto [i, word] : llvm::enumerate(fragments(tb, t, step)))
+                for (auto [i, word] :
+                     llvm::enumerate(fragments(tb, t, step, parity)))
                   memref::StoreOp::create(
                       tb, word, hostFrag,
                       ValueRange{t, cst(tb, step * fragWords() + i)});
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              SmallVector<Value> next = emulateMma(tb, t, loadAcc(tb, t));
-              for (auto [i, v] : llvm::enumerate(next))
+              SmallVector<Value> sums = emulateMma(tb, t, loadAcc(tb, t));
+              for (auto [i, v] : llvm::enumerate(sums))
                 memref::StoreOp::create(tb, v, hostAcc,
                                         ValueRange{t, cst(tb, i)});
+            });
+            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+              SmallVector<Value> words;
+              for (int64_t i = 0; i < prefetchWords(); ++i)
+                words.push_back(memref::LoadOp::create(
+                    tb, hostPrefetch, ValueRange{t, cst(tb, i)}));
+              storeStage(tb, t, words, other);
             });
             scf::YieldOp::create(kb);
             return;
           }
-          // The previous step's fragment loads finish before the tiles
-          // are overwritten, and the staging before the MMAs read them.
+          SmallVector<Value> words = loadStage(kb, tid, next, col0);
+          SmallVector<Value> sums = contract(kb, tid, acc, parity);
+          storeStage(kb, tid, words, other);
           gpu::BarrierOp::create(kb);
-          stage(kb, tid, k0, col0);
-          gpu::BarrierOp::create(kb);
-          scf::YieldOp::create(kb, contract(kb, tid, acc));
+          scf::YieldOp::create(kb, sums);
         });
     if (hostLoops)
       forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
@@ -503,8 +566,9 @@ void MmaKernel::build(OpBuilder &builder) {
   // number at most ceil(R / kRows) + E.
   int64_t gridX = cols / kCols;
   int64_t gridY = (op.getNumRows() + kRows - 1) / kRows + experts;
+  // Two buffers of each tile (the software pipeline's).
   auto tileType = [&](Attribute space) {
-    return MemRefType::get({kRows, kPitch}, b.getI32Type(),
+    return MemRefType::get({2, kRows, kPitch}, b.getI32Type(),
                            MemRefLayoutAttrInterface(), space);
   };
   if (hostLoops) {
@@ -516,6 +580,8 @@ void MmaKernel::build(OpBuilder &builder) {
     hostFrag = memref::AllocOp::create(
         b, MemRefType::get({kThreads, kDepth / 16 * fragWords()},
                            b.getI32Type()));
+    hostPrefetch = memref::AllocOp::create(
+        b, MemRefType::get({kThreads, prefetchWords()}, b.getI32Type()));
     lowering::forEach(b, cst(b, 0), cst(b, gridY),
                       [&](ImplicitLocOpBuilder &yb, Value by) {
                         lowering::forEach(
@@ -525,12 +591,13 @@ void MmaKernel::build(OpBuilder &builder) {
                             });
                       });
     // After the buffer passes: the host buffers are freed here.
-    for (Value buffer : {tileA, tileB[0], tileB[1], hostAcc, hostFrag})
+    for (Value buffer :
+         {tileA, tileB[0], tileB[1], hostAcc, hostFrag, hostPrefetch})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   } else {
     Value one = cst(b, 1);
-    int64_t sharedBytes = (1 + numWeights) * kTileBytes;
+    int64_t sharedBytes = 2 * (1 + numWeights) * kTileBytes;
     auto launch = gpu::LaunchOp::create(
         b, cst(b, gridX), cst(b, gridY), one, cst(b, kThreads), one, one,
         arith::ConstantIntOp::create(b, sharedBytes, 32));
@@ -543,7 +610,8 @@ void MmaKernel::build(OpBuilder &builder) {
                            MemRefLayoutAttrInterface(), space));
     auto view = [&](int64_t index) -> Value {
       return memref::ViewOp::create(b, tileType(space), shared,
-                                    cst(b, index * kTileBytes), ValueRange{});
+                                    cst(b, 2 * index * kTileBytes),
+                                    ValueRange{});
     };
     tileA = view(0);
     for (int64_t w = 0; w < numWeights; ++w)

@@ -33,15 +33,15 @@
 // CHECK: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
 // CHECK: linalg.fill {{.*}} outs(%[[OUT]]
 // Grid: 128 / 64 column tiles x (ceil(200 / 64) + 4 experts) row tiles; 128
-// threads; shared memory for the operand tile and two weight tiles of 64 x 20
-// words.
+// threads; shared memory for two buffers of the operand tile and of the two
+// weight tiles, each 64 x 20 words.
 // CHECK-DAG: %[[GX:.*]] = arith.constant 2 : index
 // CHECK-DAG: %[[GY:.*]] = arith.constant 8 : index
 // CHECK-DAG: %[[NT:.*]] = arith.constant 128 : index
-// CHECK-DAG: %[[SMEM:.*]] = arith.constant 15360 : i32
+// CHECK-DAG: %[[SMEM:.*]] = arith.constant 30720 : i32
 // CHECK: gpu.launch blocks(%[[BX:.*]], %[[BY:.*]], %{{.*}}) in (%{{.*}} = %[[GX]], %{{.*}} = %[[GY]], %{{.*}} = %{{.*}}) threads(%[[TID:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[NT]], %{{.*}}, %{{.*}}) dynamic_shared_memory_size %[[SMEM]]
 // CHECK: %[[SH:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
-// CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<64x20xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2x64x20xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[TW:.*]] = memref.view %[[SH]]
 // CHECK: %[[TG:.*]] = memref.view %[[SH]]
 // The block's tile: a scan of the experts' counts, starts from the offsets.
@@ -49,26 +49,34 @@
 // CHECK: memref.load %[[CB]][%[[E]]]
 // CHECK: memref.load %[[OB]][%[[E]]]
 // CHECK: scf.if
-// CHECK: scf.for %[[K0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32,
-// CHECK: gpu.barrier
-// Staging: the operand row comes through the gather index (no dispatch copy),
-// rounded to bf16 and packed in pairs.
+// Prologue: step 0 staged into buffer 0. The operand rows come through the
+// gather index (no dispatch copy), rounded to bf16 and packed in pairs.
 // CHECK: %[[SRC:.*]] = memref.load %[[TB]][
 // CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
 // CHECK: %[[A0:.*]] = memref.load %[[XB]][%[[SRCI]], %{{.*}}]
 // CHECK: arith.truncf %[[A0]] : f32 to bf16
-// CHECK: memref.store %{{.*}}, %[[TA]][
 // CHECK: memref.load %[[WB]][
-// CHECK: memref.store %{{.*}}, %[[TW]][
 // CHECK: memref.load %[[WGB]][
-// CHECK: memref.store %{{.*}}, %[[TG]][
+// CHECK: memref.store %{{.*}}, %[[TA]][%c0{{(_[0-9]+)?}},
+// CHECK: memref.store %{{.*}}, %[[TW]][%c0{{(_[0-9]+)?}},
+// CHECK: memref.store %{{.*}}, %[[TG]][%c0{{(_[0-9]+)?}},
 // CHECK: gpu.barrier
+// Each step: the next step's words loaded into registers, the MMAs on buffer
+// `parity`, the words stored into the other buffer, one barrier.
+// CHECK: scf.for %[[K0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32,
+// CHECK: %[[PAR:.*]] = arith.remui
+// CHECK: %[[OTHER:.*]] = arith.subi %c1{{.*}}, %[[PAR]]
+// CHECK: memref.load %[[XB]]
+// CHECK: memref.load %[[WB]]
+// CHECK: memref.load %[[TA]][%[[PAR]],
 // Two k16 steps of 8 MMA tiles per weight.
-// CHECK: memref.load %[[TA]]
-// CHECK: memref.load %[[TW]]
+// CHECK: memref.load %[[TW]][%[[PAR]],
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
 // CHECK-COUNT-31: nvvm.mma.sync
 // CHECK-NOT: nvvm.mma.sync
+// CHECK: memref.store %{{.*}}, %[[TA]][%[[OTHER]],
+// CHECK: gpu.barrier
+// CHECK-NOT: gpu.barrier
 // Epilogue: silu(gate) * in, stored at the row.
 // CHECK: scf.if
 // CHECK: math.exp
@@ -80,32 +88,36 @@
 // HOST-NOT: gpu.launch
 // HOST-NOT: nvvm
 // HOST: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
-// HOST: memref.alloc() : memref<64x20xi32>
-// HOST: memref.alloc() : memref<64x20xi32>
-// HOST: memref.alloc() : memref<64x20xi32>
+// HOST: memref.alloc() : memref<2x64x20xi32>
+// HOST: memref.alloc() : memref<2x64x20xi32>
+// HOST: memref.alloc() : memref<2x64x20xi32>
 // HOST: memref.alloc() : memref<128x64xf32>
 // Every thread's MMA registers: 2 k16 steps x (4 A + 2 x 8 x 2 B) words.
 // HOST: memref.alloc() : memref<128x72xi32>
+// Every thread's prefetch registers: 8 operand and 2 x 8 weight words.
+// HOST: memref.alloc() : memref<128x24xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c8
 // HOST: scf.for %{{.*}} = %{{.*}} to %c2
 // HOST: linalg.fill
-// HOST: scf.for
-// Staging of all 128 threads, then their fragment loads into the register
-// file, then their MMAs from the registers of the warp's lanes (halves
-// unpacked to f32), then the epilogue of all threads.
+// The prologue's staging by all 128 threads, then per step: their prefetch
+// loads into the prefetch registers, their fragment loads into the register
+// file, their MMAs from the registers of the warp's lanes (halves unpacked to
+// f32), their stores into the other buffer; then the epilogue of all threads.
 // HOST: scf.for %{{.*}} = %{{.*}} to %c128
 // HOST: arith.truncf
-// HOST: scf.for %[[T1:.*]] = %{{.*}} to %c128
-// HOST: memref.store %{{.*}}, %[[FRAG:.*]][%[[T1]], %c0
-// HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: memref.store {{.*}} : memref<2x64x20xi32>
+// HOST: scf.for %{{.*}} = %{{.*}} to %c64{{.*}} step %c32
+// HOST: memref.store {{.*}} : memref<128x24xi32>
+// HOST: memref.store {{.*}} : memref<128x72xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c16
-// HOST: memref.load %[[FRAG]]
+// HOST: memref.load {{.*}} : memref<128x72xi32>
 // HOST: arith.shrui
 // HOST: math.fma
-// HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: memref.load {{.*}} : memref<128x24xi32>
+// HOST: memref.store {{.*}} : memref<2x64x20xi32>
 // HOST: math.exp
 // The kernel runs after the buffer passes: its own buffers are freed.
-// HOST-COUNT-5: memref.dealloc
+// HOST-COUNT-6: memref.dealloc
 // HOST: bufferization.to_tensor %[[OUT]]
 func.func @up(%x: tensor<100x64xf32>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
               %wg: tensor<4x64x128xbf16>, %o: tensor<5xi64>, %c: tensor<4xi64>) -> tensor<200x128xf32> {

@@ -202,7 +202,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     the token matrix and converted to the weights' type (no dispatch
     buffer), and the weight tiles into dynamic shared memory as 32-bit words
     holding k-pairs, rows padded to 20 words (fragment loads without bank
-    conflicts); two barriers separate staging and MMAs. The epilogue works on
+    conflicts), with coalesced global loads. The steps are software
+    pipelined over two shared buffers: a step's threads load the next
+    step's words into registers, run the MMAs on the current buffer, then
+    store the words into the other one; one barrier per step. The epilogue works on
     the accumulator fragments: the activation (with the gate product for
     `geglu` / `swiglu`) and a store, or with `scatter` the gate scale and an
     atomic f32 add into the token's output row (the rows of one token lie in
@@ -212,9 +215,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     the spec's bf16 tolerance rather than the f32 one.
 
     With `host-loops` the kernel's blocks, threads, tiles, index math,
-    staging, fragment loads and epilogue become host loops (per reduction
-    step: the staging of all threads, then their fragment loads into a
-    register file [threads, words], then their MMAs), and only the warp MMA
+    staging, fragment loads and epilogue become host loops in the kernel's
+    order (per reduction step: the prefetch loads of all threads into a
+    register file, their fragment loads from the current buffer, their
+    MMAs, their stores into the other buffer), and only the warp MMA
     is replaced by host code that computes D = A B + C of each lane from the
     registers of its warp's 32 lanes, by the PTX ISA's m16n8k16 fragment
     layout: the GPU kernel's structure, its fragment index math included,
