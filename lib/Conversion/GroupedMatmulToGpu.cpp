@@ -101,8 +101,19 @@ private:
   void storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
                   Value parity);
   int64_t prefetchWords() const { return kPrefetchA + numWeights * kPrefetchB; }
-  /// Thread `tid`'s MMA operand registers of k16 step `step`, as 32-bit
-  /// words: A's 4, then 2 per (weight, column tile).
+  /// One ldmatrix.x4 of a thread: the tile and the (row, word) where the
+  /// row it gives the warp starts.
+  struct MatrixLoad {
+    Value tile, row, word;
+  };
+  /// Thread `tid`'s ldmatrix rows for k16 step `step`: one for A, then one
+  /// per (weight, pair of column tiles).
+  SmallVector<MatrixLoad> matrixLoads(ImplicitLocOpBuilder &b, Value tid,
+                                      int64_t step);
+  int64_t matrixLoadCount() const { return 1 + numWeights * kNTiles / 2; }
+  /// Thread `tid`'s MMA operand registers of k16 step `step` from buffer
+  /// `parity`, by ldmatrix, as 32-bit words: A's 4, then 2 per (weight,
+  /// column tile).
   SmallVector<Value> fragments(ImplicitLocOpBuilder &b, Value tid,
                                int64_t step, Value parity);
   /// One reduction step of thread `tid`'s accumulators: the warp's MMAs.
@@ -129,7 +140,7 @@ private:
   // Shared tiles (workgroup memory, or host buffers), and on the host the
   // accumulators ([kThreads, accCount]), MMA operand registers
   // ([kThreads, 2 fragWords]) and prefetch registers of every thread.
-  Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch;
+  Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch, hostRows;
   Value expert, tileStart, tileRows;
   Type mmaType;
   int64_t numWeights = 1, depth = 0, cols = 0, experts = 0;
@@ -279,32 +290,56 @@ void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid,
           ValueRange{parity, n, add(b, firstPair, cst(b, p))});
 }
 
-SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
-                                        int64_t step, Value parity) {
-  // Fragment coordinates of m16n8k16 (PTX ISA), lane = 4 g + q: A registers
-  // (row g | g + 8, word q | q + 4 of the k16 step: registers 0-3 are (g, q),
-  // (g + 8, q), (g, q + 4), (g + 8, q + 4)); B registers (column g, word q |
-  // q + 4).
+SmallVector<MmaKernel::MatrixLoad>
+MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
+  // ldmatrix.x4 gives lane 4 g + q word (g, q) of each of four 8 x 8 b16
+  // matrices (8 rows of 4 words); lane l gives the start of row l % 8 of
+  // matrix l / 8. A's fragment registers (row g | g + 8, word q | q + 4 of
+  // the k16 step) are matrices (rows 0-7 | 8-15) x (words 0-3 | 4-7) of the
+  // warp's 16 rows; B's (column g of an 8-column tile, word q | q + 4) for
+  // two column tiles are their 8 rows of tileB x (words 0-3 | 4-7).
   Value warp = arith::DivUIOp::create(b, tid, cst(b, 32));
   Value lane = arith::RemUIOp::create(b, tid, cst(b, 32));
-  Value g = arith::DivUIOp::create(b, lane, cst(b, 4));
-  Value q = arith::RemUIOp::create(b, lane, cst(b, 4));
-  Value rowA = add(b, mul(b, warp, 16), g);
-  Value rowA8 = add(b, rowA, cst(b, 8));
-  Value w0 = add(b, q, cst(b, step * 8));
-  Value w4 = add(b, w0, cst(b, 4));
-  SmallVector<Value> words;
-  for (auto [row, word] :
-       {std::pair{rowA, w0}, {rowA8, w0}, {rowA, w4}, {rowA8, w4}})
-    words.push_back(
-        memref::LoadOp::create(b, tileA, ValueRange{parity, row, word}));
+  Value matrix = arith::DivUIOp::create(b, lane, cst(b, 8));
+  Value rowInMatrix = arith::RemUIOp::create(b, lane, cst(b, 8));
+  Value low = arith::RemUIOp::create(b, matrix, cst(b, 2));
+  Value high = arith::DivUIOp::create(b, matrix, cst(b, 2));
+  Value stepWord = cst(b, step * 8);
+  SmallVector<MatrixLoad> loads;
+  loads.push_back({tileA,
+                   add(b, add(b, mul(b, warp, 16), rowInMatrix), mul(b, low, 8)),
+                   add(b, stepWord, mul(b, high, 4))});
   for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t j = 0; j < kNTiles; ++j) {
-      Value col = add(b, g, cst(b, 8 * j));
-      for (Value word : {w0, w4})
-        words.push_back(
-            memref::LoadOp::create(b, tileB[w], ValueRange{parity, col, word}));
-    }
+    for (int64_t j = 0; j < kNTiles; j += 2)
+      loads.push_back({tileB[w],
+                       add(b, add(b, cst(b, 8 * j), mul(b, high, 8)),
+                           rowInMatrix),
+                       add(b, stepWord, mul(b, low, 4))});
+  return loads;
+}
+
+SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
+                                        int64_t step, Value parity) {
+  MLIRContext *ctx = b.getContext();
+  Type i32 = b.getI32Type();
+  auto quad = LLVM::LLVMStructType::getLiteral(ctx, {i32, i32, i32, i32});
+  auto shared = LLVM::LLVMPointerType::get(ctx, 3);
+  SmallVector<Value> words;
+  for (const MatrixLoad &load : matrixLoads(b, tid, step)) {
+    // The row's address: the tile's base plus 4 bytes per word.
+    Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, load.tile);
+    Value element =
+        add(b, mul(b, add(b, mul(b, parity, kRows), load.row), kPitch),
+            load.word);
+    Value address = arith::IndexCastOp::create(
+        b, b.getI64Type(), add(b, base, mul(b, element, 4)));
+    Value pointer = LLVM::IntToPtrOp::create(b, shared, address);
+    Value regs = NVVM::LdMatrixOp::create(
+        b, quad, pointer, /*num=*/4, NVVM::MMALayout::row,
+        NVVM::LdStMatrixShapeAttr::get(ctx, 8, 8), NVVM::LdStMatrixEltType::B16);
+    for (int64_t i = 0; i < 4; ++i)
+      words.push_back(LLVM::ExtractValueOp::create(b, regs, i));
+  }
   return words;
 }
 
@@ -502,13 +537,42 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
                 memref::StoreOp::create(tb, word, hostPrefetch,
                                         ValueRange{t, cst(tb, i)});
             });
+            // ldmatrix: every lane gives its rows (hostRows), then every
+            // lane takes its words of the rows its warp gave.
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+              int64_t at = 0;
               for (int64_t step = 0; step < kDepth / 16; ++step)
-                for (auto [i, word] :
-                     llvm::enumerate(fragments(tb, t, step, parity)))
-                  memref::StoreOp::create(
-                      tb, word, hostFrag,
-                      ValueRange{t, cst(tb, step * fragWords() + i)});
+                for (const MatrixLoad &load : matrixLoads(tb, t, step))
+                  for (Value v : {load.row, load.word})
+                    memref::StoreOp::create(tb, v, hostRows,
+                                            ValueRange{t, cst(tb, at++)});
+            });
+            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+              Value warpBase =
+                  mul(tb, arith::DivUIOp::create(tb, t, cst(tb, 32)), 32);
+              Value lane = arith::RemUIOp::create(tb, t, cst(tb, 32));
+              Value g = arith::DivUIOp::create(tb, lane, cst(tb, 4));
+              Value q = arith::RemUIOp::create(tb, lane, cst(tb, 4));
+              for (int64_t step = 0; step < kDepth / 16; ++step) {
+                SmallVector<MatrixLoad> loads = matrixLoads(tb, t, step);
+                for (auto [c, load] : llvm::enumerate(loads))
+                  for (int64_t m = 0; m < 4; ++m) {
+                    Value from = add(tb, add(tb, warpBase, cst(tb, 8 * m)), g);
+                    int64_t slot = (step * matrixLoadCount() + c) * 2;
+                    Value row = memref::LoadOp::create(
+                        tb, hostRows, ValueRange{from, cst(tb, slot)});
+                    Value word = add(tb,
+                                     memref::LoadOp::create(
+                                         tb, hostRows,
+                                         ValueRange{from, cst(tb, slot + 1)}),
+                                     q);
+                    Value value = memref::LoadOp::create(
+                        tb, load.tile, ValueRange{parity, row, word});
+                    memref::StoreOp::create(
+                        tb, value, hostFrag,
+                        ValueRange{t, cst(tb, step * fragWords() + 4 * c + m)});
+                  }
+              }
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
               SmallVector<Value> sums = emulateMma(tb, t, loadAcc(tb, t));
@@ -582,6 +646,9 @@ void MmaKernel::build(OpBuilder &builder) {
                            b.getI32Type()));
     hostPrefetch = memref::AllocOp::create(
         b, MemRefType::get({kThreads, prefetchWords()}, b.getI32Type()));
+    hostRows = memref::AllocOp::create(
+        b, MemRefType::get({kThreads, kDepth / 16 * matrixLoadCount() * 2},
+                           b.getIndexType()));
     lowering::forEach(b, cst(b, 0), cst(b, gridY),
                       [&](ImplicitLocOpBuilder &yb, Value by) {
                         lowering::forEach(
@@ -592,7 +659,7 @@ void MmaKernel::build(OpBuilder &builder) {
                       });
     // After the buffer passes: the host buffers are freed here.
     for (Value buffer :
-         {tileA, tileB[0], tileB[1], hostAcc, hostFrag, hostPrefetch})
+         {tileA, tileB[0], tileB[1], hostAcc, hostFrag, hostPrefetch, hostRows})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   } else {

@@ -68,9 +68,12 @@
 // CHECK: %[[OTHER:.*]] = arith.subi %c1{{.*}}, %[[PAR]]
 // CHECK: memref.load %[[XB]]
 // CHECK: memref.load %[[WB]]
-// CHECK: memref.load %[[TA]][%[[PAR]],
+// Fragments by ldmatrix.x4 from the rows the lanes give in buffer `parity`.
+// CHECK: memref.extract_aligned_pointer_as_index %[[TA]]
+// CHECK: llvm.inttoptr %{{.*}} : i64 to !llvm.ptr<3>
+// CHECK: nvvm.ldmatrix %{{.*}} {eltType = #nvvm.ld_st_matrix_elt_type<b16>, layout = #nvvm.mma_layout<row>, num = 4 : i32, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>} : (!llvm.ptr<3>) -> !llvm.struct<(i32, i32, i32, i32)>
 // Two k16 steps of 8 MMA tiles per weight.
-// CHECK: memref.load %[[TW]][%[[PAR]],
+// CHECK: memref.extract_aligned_pointer_as_index %[[TW]]
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
 // CHECK-COUNT-31: nvvm.mma.sync
 // CHECK-NOT: nvvm.mma.sync
@@ -96,18 +99,24 @@
 // HOST: memref.alloc() : memref<128x72xi32>
 // Every thread's prefetch registers: 8 operand and 2 x 8 weight words.
 // HOST: memref.alloc() : memref<128x24xi32>
+// The rows each thread gives its warp's ldmatrix: 2 k16 steps x (1 + 2 x 4)
+// loads x (row, word).
+// HOST: memref.alloc() : memref<128x36xindex>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c8
 // HOST: scf.for %{{.*}} = %{{.*}} to %c2
 // HOST: linalg.fill
 // The prologue's staging by all 128 threads, then per step: their prefetch
-// loads into the prefetch registers, their fragment loads into the register
-// file, their MMAs from the registers of the warp's lanes (halves unpacked to
+// loads into the prefetch registers, the rows each gives its warp's ldmatrix,
+// the words each takes of the rows its warp gave (into the register file),
+// their MMAs from the registers of the warp's lanes (halves unpacked to
 // f32), their stores into the other buffer; then the epilogue of all threads.
 // HOST: scf.for %{{.*}} = %{{.*}} to %c128
 // HOST: arith.truncf
 // HOST: memref.store {{.*}} : memref<2x64x20xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c64{{.*}} step %c32
 // HOST: memref.store {{.*}} : memref<128x24xi32>
+// HOST: memref.store {{.*}} : memref<128x36xindex>
+// HOST: memref.load {{.*}} : memref<128x36xindex>
 // HOST: memref.store {{.*}} : memref<128x72xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c16
 // HOST: memref.load {{.*}} : memref<128x72xi32>
@@ -117,7 +126,7 @@
 // HOST: memref.store {{.*}} : memref<2x64x20xi32>
 // HOST: math.exp
 // The kernel runs after the buffer passes: its own buffers are freed.
-// HOST-COUNT-6: memref.dealloc
+// HOST-COUNT-7: memref.dealloc
 // HOST: bufferization.to_tensor %[[OUT]]
 func.func @up(%x: tensor<100x64xf32>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
               %wg: tensor<4x64x128xbf16>, %o: tensor<5xi64>, %c: tensor<4xi64>) -> tensor<200x128xf32> {

@@ -202,7 +202,9 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     the token matrix and converted to the weights' type (no dispatch
     buffer), and the weight tiles into dynamic shared memory as 32-bit words
     holding k-pairs, rows padded to 20 words (fragment loads without bank
-    conflicts), with coalesced global loads. The steps are software
+    conflicts for the fragment loads: `ldmatrix.x4`, one for A and one per
+    weight and pair of column tiles per k16 step), with coalesced global
+    loads. The steps are software
     pipelined over two shared buffers: a step's threads load the next
     step's words into registers, run the MMAs on the current buffer, then
     store the words into the other one; one barrier per step. The epilogue works on
@@ -217,8 +219,9 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     With `host-loops` the kernel's blocks, threads, tiles, index math,
     staging, fragment loads and epilogue become host loops in the kernel's
     order (per reduction step: the prefetch loads of all threads into a
-    register file, their fragment loads from the current buffer, their
-    MMAs, their stores into the other buffer), and only the warp MMA
+    register file, the rows each lane gives its warp's ldmatrix, the words
+    each lane takes of the rows its warp gave, the MMAs, the stores into
+    the other buffer), and only the warp MMA
     is replaced by host code that computes D = A B + C of each lane from the
     registers of its warp's 32 lanes, by the PTX ISA's m16n8k16 fragment
     layout: the GPU kernel's structure, its fragment index math included,
