@@ -90,26 +90,33 @@ private:
   /// Finds the tile of block row `by`: sets `expert`, `tileStart` (its
   /// first row) and `tileRows` (0 for a block past the last tile).
   void locate(ImplicitLocOpBuilder &b, Value by);
-  /// Thread `tid`'s part of staging reduction step `k0`: 8 words of the
-  /// gathered operand rows and 8 of each weight tile, with the loads of
-  /// neighbouring threads contiguous.
-  /// Thread `tid`'s loads for reduction step `k0`, converted and packed:
-  /// kPrefetchA operand words, then kPrefetchB words per weight.
+  /// A thread's position: its warp, its lane = 4 g + q.
+  struct LaneIds {
+    Value warp, lane, g, q;
+  };
+  LaneIds laneIds(ImplicitLocOpBuilder &b, Value tid);
+  /// A word of a shared tile: the tile and its (row, word).
+  struct TileWord {
+    Value tile, row, word;
+  };
+  /// The shared words thread `tid` stages each step, with the loads of
+  /// neighbouring threads contiguous: kPrefetchA of the operand tile (pairs
+  /// of neighbouring words of one row), then kPrefetchB of each weight tile
+  /// (row = column of the step's weight tile, word = k-pair).
+  SmallVector<TileWord> stageWords(ImplicitLocOpBuilder &b, Value tid);
+  /// Thread `tid`'s loads for reduction step `k0`, converted and packed, in
+  /// the order of stageWords.
   SmallVector<Value> loadStage(ImplicitLocOpBuilder &b, Value tid, Value k0,
                                Value col0);
   /// Stores what loadStage returned into shared buffer `parity`.
   void storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
                   Value parity);
   int64_t prefetchWords() const { return kPrefetchA + numWeights * kPrefetchB; }
-  /// One ldmatrix.x4 of a thread: the tile and the (row, word) where the
-  /// row it gives the warp starts.
-  struct MatrixLoad {
-    Value tile, row, word;
-  };
-  /// Thread `tid`'s ldmatrix rows for k16 step `step`: one for A, then one
-  /// per (weight, pair of column tiles).
-  SmallVector<MatrixLoad> matrixLoads(ImplicitLocOpBuilder &b, Value tid,
-                                      int64_t step);
+  /// Thread `tid`'s ldmatrix.x4 rows for k16 step `step` (where the row it
+  /// gives its warp starts): one for A, then one per (weight, pair of
+  /// column tiles).
+  SmallVector<TileWord> matrixLoads(ImplicitLocOpBuilder &b, Value tid,
+                                    int64_t step);
   int64_t matrixLoadCount() const { return 1 + numWeights * kNTiles / 2; }
   /// Thread `tid`'s MMA operand registers of k16 step `step` from buffer
   /// `parity`, by ldmatrix, as 32-bit words: A's 4, then 2 per (weight,
@@ -119,9 +126,18 @@ private:
   /// One reduction step of thread `tid`'s accumulators: the warp's MMAs.
   SmallVector<Value> contract(ImplicitLocOpBuilder &b, Value tid,
                               ValueRange acc, Value parity);
-  /// The same on the host, from every lane's registers in hostFrag.
+  /// The host's ldmatrix: thread `t`'s words of the rows its warp's lanes
+  /// gave (in hostRows), from buffer `parity`, into hostFrag.
+  void emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t, Value parity);
+  /// The host's warp MMAs, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
+  /// Row `t` of a host buffer [kThreads, n]: its first `count` values, or
+  /// stores `values` at its start.
+  SmallVector<Value> loadRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
+                             int64_t count);
+  void storeRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
+                ValueRange values);
   int64_t fragWords() const { return 4 + numWeights * kNTiles * 2; }
   static int64_t accAt(int64_t w, int64_t j, int64_t i) {
     return (w * kNTiles + j) * 4 + i;
@@ -215,8 +231,8 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
         scf::YieldOp::create(
             lb, ValueRange{nextBase, add(lb, packedStart, count),
                            arith::SelectOp::create(lb, hit, e, acc[2]),
-                           arith::SelectOp::create(lb, hit, add(lb, start, first),
-                                                   acc[3]),
+                           arith::SelectOp::create(
+                               lb, hit, add(lb, start, first), acc[3]),
                            arith::SelectOp::create(lb, hit, rows, acc[4])});
       });
   expert = loop.getResult(2);
@@ -224,24 +240,54 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
   tileRows = loop.getResult(4);
 }
 
-SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
-                                        Value k0, Value col0) {
-  SmallVector<Value> words;
-  // Operand rows, coalesced: in each of 4 passes, 8 neighbouring threads
-  // read 32 contiguous elements of one gathered row (tile row 16 pass +
-  // tid / 8, words 2 (tid % 8) and the next); zeros past the tile's rows.
-  Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
+MmaKernel::LaneIds MmaKernel::laneIds(ImplicitLocOpBuilder &b, Value tid) {
+  LaneIds ids;
+  ids.warp = arith::DivUIOp::create(b, tid, cst(b, 32));
+  ids.lane = arith::RemUIOp::create(b, tid, cst(b, 32));
+  ids.g = arith::DivUIOp::create(b, ids.lane, cst(b, 4));
+  ids.q = arith::RemUIOp::create(b, ids.lane, cst(b, 4));
+  return ids;
+}
+
+SmallVector<MmaKernel::TileWord>
+MmaKernel::stageWords(ImplicitLocOpBuilder &b, Value tid) {
+  SmallVector<TileWord> slots;
+  // Operand rows: in each of 4 passes, 8 neighbouring threads cover the 16
+  // words (32 elements) of one row: tile row 16 pass + tid / 8, words
+  // 2 (tid % 8) and the next.
   Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
   Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
-  for (int64_t pass = 0; pass < kRows / 16; ++pass) {
-    Value row = add(b, rowInPass, cst(b, 16 * pass));
+  for (int64_t pass = 0; pass < kRows / 16; ++pass)
+    for (int64_t w = 0; w < 2; ++w)
+      slots.push_back({tileA, add(b, rowInPass, cst(b, 16 * pass)),
+                       add(b, firstWord, cst(b, w))});
+  // Weights, transposed into tile rows: thread tid takes column tid % 64
+  // and k-pairs [8 (tid / 64), + 8), so a warp reads 32 contiguous
+  // elements of a weight row per load.
+  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
+  Value firstPair =
+      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
+  for (int64_t w = 0; w < numWeights; ++w)
+    for (int64_t p = 0; p < kPrefetchB; ++p)
+      slots.push_back({tileB[w], n, add(b, firstPair, cst(b, p))});
+  return slots;
+}
+
+SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
+                                        Value k0, Value col0) {
+  SmallVector<TileWord> slots = stageWords(b, tid);
+  SmallVector<Value> words;
+  // Operand words, pairs of one gathered row (zeros past the tile's rows).
+  Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
+  for (int64_t i = 0; i < kPrefetchA; i += 2) {
+    Value row = slots[i].row;
     Value valid =
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
     Value at = arith::SelectOp::create(b, valid, add(b, tileStart, row),
                                        tileStart);
     Value source = gather ? loadIndex(b, gather, {at}) : at;
-    for (int64_t w = 0; w < 2; ++w) {
-      Value k = add(b, k0, mul(b, add(b, firstWord, cst(b, w)), 2));
+    for (int64_t w = i; w < i + 2; ++w) {
+      Value k = add(b, k0, mul(b, slots[w].word, 2));
       Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});
       Value hi = memref::LoadOp::create(
           b, input, ValueRange{source, add(b, k, cst(b, 1))});
@@ -249,15 +295,12 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
           b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord));
     }
   }
-  // Weights, coalesced: thread tid takes column tid % 64 and k-pairs
-  // [8 (tid / 64), + 8), so a warp reads 32 contiguous elements of a weight
-  // row per load.
-  Value col = add(b, col0, arith::RemUIOp::create(b, tid, cst(b, kCols)));
-  Value firstPair =
-      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
+  // Weight k-pairs of the slot's column.
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t p = 0; p < kPrefetchB; ++p) {
-      Value k = add(b, k0, mul(b, add(b, firstPair, cst(b, p)), 2));
+      const TileWord &slot = slots[kPrefetchA + w * kPrefetchB + p];
+      Value col = add(b, col0, slot.row);
+      Value k = add(b, k0, mul(b, slot.word, 2));
       Value lo = memref::LoadOp::create(b, weights[w],
                                         ValueRange{expert, k, col});
       Value hi = memref::LoadOp::create(
@@ -269,28 +312,27 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
 
 void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid,
                            ValueRange words, Value parity) {
-  // The coordinates of loadStage's words: operand tile rows, and the
-  // weights transposed into tile rows (one per column).
-  Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
-  Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
-  int64_t at = 0;
-  for (int64_t pass = 0; pass < kRows / 16; ++pass)
-    for (int64_t w = 0; w < 2; ++w)
-      memref::StoreOp::create(
-          b, words[at++], tileA,
-          ValueRange{parity, add(b, rowInPass, cst(b, 16 * pass)),
-                     add(b, firstWord, cst(b, w))});
-  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
-  Value firstPair =
-      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
-  for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t p = 0; p < kPrefetchB; ++p)
-      memref::StoreOp::create(
-          b, words[at++], tileB[w],
-          ValueRange{parity, n, add(b, firstPair, cst(b, p))});
+  for (auto [slot, word] : llvm::zip_equal(stageWords(b, tid), words))
+    memref::StoreOp::create(b, word, slot.tile,
+                            ValueRange{parity, slot.row, slot.word});
 }
 
-SmallVector<MmaKernel::MatrixLoad>
+SmallVector<Value> MmaKernel::loadRow(ImplicitLocOpBuilder &b, Value buffer,
+                                      Value t, int64_t count) {
+  SmallVector<Value> values;
+  for (int64_t i = 0; i < count; ++i)
+    values.push_back(
+        memref::LoadOp::create(b, buffer, ValueRange{t, cst(b, i)}));
+  return values;
+}
+
+void MmaKernel::storeRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
+                         ValueRange values) {
+  for (auto [i, v] : llvm::enumerate(values))
+    memref::StoreOp::create(b, v, buffer, ValueRange{t, cst(b, i)});
+}
+
+SmallVector<MmaKernel::TileWord>
 MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
   // ldmatrix.x4 gives lane 4 g + q word (g, q) of each of four 8 x 8 b16
   // matrices (8 rows of 4 words); lane l gives the start of row l % 8 of
@@ -298,16 +340,16 @@ MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
   // the k16 step) are matrices (rows 0-7 | 8-15) x (words 0-3 | 4-7) of the
   // warp's 16 rows; B's (column g of an 8-column tile, word q | q + 4) for
   // two column tiles are their 8 rows of tileB x (words 0-3 | 4-7).
-  Value warp = arith::DivUIOp::create(b, tid, cst(b, 32));
-  Value lane = arith::RemUIOp::create(b, tid, cst(b, 32));
-  Value matrix = arith::DivUIOp::create(b, lane, cst(b, 8));
-  Value rowInMatrix = arith::RemUIOp::create(b, lane, cst(b, 8));
+  LaneIds ids = laneIds(b, tid);
+  Value matrix = arith::DivUIOp::create(b, ids.lane, cst(b, 8));
+  Value rowInMatrix = arith::RemUIOp::create(b, ids.lane, cst(b, 8));
   Value low = arith::RemUIOp::create(b, matrix, cst(b, 2));
   Value high = arith::DivUIOp::create(b, matrix, cst(b, 2));
   Value stepWord = cst(b, step * 8);
-  SmallVector<MatrixLoad> loads;
+  SmallVector<TileWord> loads;
   loads.push_back({tileA,
-                   add(b, add(b, mul(b, warp, 16), rowInMatrix), mul(b, low, 8)),
+                   add(b, add(b, mul(b, ids.warp, 16), rowInMatrix),
+                       mul(b, low, 8)),
                    add(b, stepWord, mul(b, high, 4))});
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t j = 0; j < kNTiles; j += 2)
@@ -325,7 +367,7 @@ SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
   auto quad = LLVM::LLVMStructType::getLiteral(ctx, {i32, i32, i32, i32});
   auto shared = LLVM::LLVMPointerType::get(ctx, 3);
   SmallVector<Value> words;
-  for (const MatrixLoad &load : matrixLoads(b, tid, step)) {
+  for (const TileWord &load : matrixLoads(b, tid, step)) {
     // The row's address: the tile's base plus 4 bytes per word.
     Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, load.tile);
     Value element =
@@ -336,7 +378,8 @@ SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
     Value pointer = LLVM::IntToPtrOp::create(b, shared, address);
     Value regs = NVVM::LdMatrixOp::create(
         b, quad, pointer, /*num=*/4, NVVM::MMALayout::row,
-        NVVM::LdStMatrixShapeAttr::get(ctx, 8, 8), NVVM::LdStMatrixEltType::B16);
+        NVVM::LdStMatrixShapeAttr::get(ctx, 8, 8),
+        NVVM::LdStMatrixEltType::B16);
     for (int64_t i = 0; i < 4; ++i)
       words.push_back(LLVM::ExtractValueOp::create(b, regs, i));
   }
@@ -382,6 +425,31 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
   return next;
 }
 
+void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
+                                   Value parity) {
+  // Lane 4 g + q takes word q of row g of matrix m, whose rows lane 8 m + g
+  // of its warp gave.
+  LaneIds ids = laneIds(b, t);
+  Value warpBase = mul(b, ids.warp, 32);
+  for (int64_t step = 0; step < kDepth / 16; ++step)
+    for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step)))
+      for (int64_t m = 0; m < 4; ++m) {
+        Value from = add(b, add(b, warpBase, cst(b, 8 * m)), ids.g);
+        int64_t slot = (step * matrixLoadCount() + c) * 2;
+        Value row =
+            memref::LoadOp::create(b, hostRows, ValueRange{from, cst(b, slot)});
+        Value word = add(b,
+                         memref::LoadOp::create(
+                             b, hostRows, ValueRange{from, cst(b, slot + 1)}),
+                         ids.q);
+        Value value = memref::LoadOp::create(b, load.tile,
+                                             ValueRange{parity, row, word});
+        memref::StoreOp::create(
+            b, value, hostFrag,
+            ValueRange{t, cst(b, step * fragWords() + 4 * c + m)});
+      }
+}
+
 SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                          ValueRange acc) {
   // D = A B + C for every MMA of thread tid's warp, from the fragment
@@ -390,10 +458,8 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
   // half k % 2 of register k / 8 of lane 4 n + (k % 8) / 2. Lane 4 g + q
   // holds D[g | g + 8][2 q | 2 q + 1].
   SmallVector<Value> next(acc.begin(), acc.end());
-  Value warpBase = mul(b, arith::DivUIOp::create(b, tid, cst(b, 32)), 32);
-  Value lane = arith::RemUIOp::create(b, tid, cst(b, 32));
-  Value g = arith::DivUIOp::create(b, lane, cst(b, 4));
-  Value q = arith::RemUIOp::create(b, lane, cst(b, 4));
+  LaneIds ids = laneIds(b, tid);
+  Value warpBase = mul(b, ids.warp, 32), g = ids.g, q = ids.q;
   for (int64_t step = 0; step < kDepth / 16; ++step) {
     int64_t base = step * fragWords();
     for (int64_t w = 0; w < numWeights; ++w)
@@ -439,10 +505,8 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
 
 void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
                          ValueRange acc) {
-  Value warp = arith::DivUIOp::create(b, tid, cst(b, 32));
-  Value lane = arith::RemUIOp::create(b, tid, cst(b, 32));
-  Value g = arith::DivUIOp::create(b, lane, cst(b, 4));
-  Value q = arith::RemUIOp::create(b, lane, cst(b, 4));
+  LaneIds ids = laneIds(b, tid);
+  Value warp = ids.warp, g = ids.g, q = ids.q;
   for (int64_t half = 0; half < 2; ++half) {
     Value local = add(b, add(b, mul(b, warp, 16), g), cst(b, 8 * half));
     Value valid =
@@ -492,11 +556,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
   };
   // The host keeps every thread's accumulators in hostAcc[t, i].
   auto loadAcc = [&](ImplicitLocOpBuilder &tb, Value t) {
-    SmallVector<Value> acc;
-    for (int64_t i = 0; i < accCount(); ++i)
-      acc.push_back(
-          memref::LoadOp::create(tb, hostAcc, ValueRange{t, cst(tb, i)}));
-    return acc;
+    return loadRow(tb, hostAcc, t, accCount());
   };
   scf::IfOp::create(b, any, [&](OpBuilder &nested, Location loc) {
     ImplicitLocOpBuilder ib(loc, nested);
@@ -532,60 +592,26 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
                                               lastStep);
           if (hostLoops) {
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              for (auto [i, word] :
-                   llvm::enumerate(loadStage(tb, t, next, col0)))
-                memref::StoreOp::create(tb, word, hostPrefetch,
-                                        ValueRange{t, cst(tb, i)});
+              storeRow(tb, hostPrefetch, t, loadStage(tb, t, next, col0));
             });
             // ldmatrix: every lane gives its rows (hostRows), then every
             // lane takes its words of the rows its warp gave.
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              int64_t at = 0;
+              SmallVector<Value> rows;
               for (int64_t step = 0; step < kDepth / 16; ++step)
-                for (const MatrixLoad &load : matrixLoads(tb, t, step))
-                  for (Value v : {load.row, load.word})
-                    memref::StoreOp::create(tb, v, hostRows,
-                                            ValueRange{t, cst(tb, at++)});
+                for (const TileWord &load : matrixLoads(tb, t, step))
+                  rows.append({load.row, load.word});
+              storeRow(tb, hostRows, t, rows);
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              Value warpBase =
-                  mul(tb, arith::DivUIOp::create(tb, t, cst(tb, 32)), 32);
-              Value lane = arith::RemUIOp::create(tb, t, cst(tb, 32));
-              Value g = arith::DivUIOp::create(tb, lane, cst(tb, 4));
-              Value q = arith::RemUIOp::create(tb, lane, cst(tb, 4));
-              for (int64_t step = 0; step < kDepth / 16; ++step) {
-                SmallVector<MatrixLoad> loads = matrixLoads(tb, t, step);
-                for (auto [c, load] : llvm::enumerate(loads))
-                  for (int64_t m = 0; m < 4; ++m) {
-                    Value from = add(tb, add(tb, warpBase, cst(tb, 8 * m)), g);
-                    int64_t slot = (step * matrixLoadCount() + c) * 2;
-                    Value row = memref::LoadOp::create(
-                        tb, hostRows, ValueRange{from, cst(tb, slot)});
-                    Value word = add(tb,
-                                     memref::LoadOp::create(
-                                         tb, hostRows,
-                                         ValueRange{from, cst(tb, slot + 1)}),
-                                     q);
-                    Value value = memref::LoadOp::create(
-                        tb, load.tile, ValueRange{parity, row, word});
-                    memref::StoreOp::create(
-                        tb, value, hostFrag,
-                        ValueRange{t, cst(tb, step * fragWords() + 4 * c + m)});
-                  }
-              }
+              emulateMatrixLoads(tb, t, parity);
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              SmallVector<Value> sums = emulateMma(tb, t, loadAcc(tb, t));
-              for (auto [i, v] : llvm::enumerate(sums))
-                memref::StoreOp::create(tb, v, hostAcc,
-                                        ValueRange{t, cst(tb, i)});
+              storeRow(tb, hostAcc, t, emulateMma(tb, t, loadAcc(tb, t)));
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              SmallVector<Value> words;
-              for (int64_t i = 0; i < prefetchWords(); ++i)
-                words.push_back(memref::LoadOp::create(
-                    tb, hostPrefetch, ValueRange{t, cst(tb, i)}));
-              storeStage(tb, t, words, other);
+              storeStage(tb, t, loadRow(tb, hostPrefetch, t, prefetchWords()),
+                         other);
             });
             scf::YieldOp::create(kb);
             return;

@@ -33,7 +33,8 @@ static std::string frontPipelineText(bool fusion, bool checks,
   return std::string("canonicalize,"
                      "moe-decompose{packed-capacity=1},"
                      "canonicalize,") +
-         (fusion ? "moe-fuse-experts," + preLowering : std::string()) + lowering + "," + kernels +
+         (fusion ? "moe-fuse-experts," + preLowering : std::string()) +
+         lowering + "," + kernels +
          "convert-elementwise-to-linalg,"
          "canonicalize,cse,";
 }
