@@ -2,7 +2,8 @@
 //
 // kernelCost counts, on an outlined kernel's IR, the floating-point
 // operations (tensor-core MMAs apart) and the global-memory bytes of one
-// launch; `moe-translate --moe-cost-report` prints them per kernel with the
+// launch; printCostReport (`moe-translate --moe-cost-report`) prints them
+// per kernel with the
 // shared memory, ptxas' register and spill figures, and the time each kernel
 // cannot beat on an H100 SXM and an H200 SXM (their published dense peak
 // rates and memory bandwidths).
@@ -17,11 +18,6 @@
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Utils/StaticValueUtils.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
-#include "mlir/InitAllDialects.h"
-#include "mlir/InitAllExtensions.h"
-#include "mlir/Tools/mlir-translate/Translation.h"
-#include "moe/IR/MoEDialect.h"
-#include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FileUtilities.h"
 #include "llvm/Support/Format.h"
@@ -220,13 +216,10 @@ std::string dims(const std::array<int64_t, 3> &d) {
   return one(d[0]) + "x" + one(d[1]) + "x" + one(d[2]);
 }
 
-llvm::cl::OptionCategory costCategory("moe cost report options");
-llvm::cl::opt<std::string> costChipOpt(
-    "cost-chip", llvm::cl::desc("--moe-cost-report: chip of the kernels "
-                                "(sm_90a)"),
-    llvm::cl::init("sm_90a"), llvm::cl::cat(costCategory));
+} // namespace
 
-void printReport(const GpuProgram &program, llvm::raw_ostream &os) {
+void mlir::moe::printCostReport(const GpuProgram &program,
+                                llvm::raw_ostream &os) {
   const GpuPipelineOptions &options = program.options;
   os << "# moe-cost-report: " << program.funcName << " on " << options.chip
      << ", " << program.launches.size() << " kernel launches\n"
@@ -245,11 +238,9 @@ void printReport(const GpuProgram &program, llvm::raw_ostream &os) {
   double total[2] = {0, 0};
   double tensor = 0, other = 0, bytes = 0;
   for (const KernelLaunch &launch : program.launches) {
-    std::string ptx;
-    for (const KernelBinary &binary : program.binaries)
-      if (binary.module == launch.module)
-        ptx = binary.data;
-    PtxasInfo info = runPtxas(options.toolkit, options.chip, ptx);
+    const KernelBinary *binary = program.binaryFor(launch.module);
+    PtxasInfo info = runPtxas(options.toolkit, options.chip,
+                              binary ? binary->data : std::string());
     const KernelCost &c = launch.cost;
     double us[2];
     for (int m = 0; m < 2; ++m) {
@@ -277,30 +268,3 @@ void printReport(const GpuProgram &program, llvm::raw_ostream &os) {
                      tensor, other, bytes, total[0], total[1]);
 }
 
-} // namespace
-
-void mlir::moe::registerCostReportTranslation() {
-  static TranslateFromMLIRRegistration report(
-      "moe-cost-report",
-      "Compile a moe layer module with moe-gpu-pipeline and print the static "
-      "cost of every kernel launch and the time bound on H100/H200",
-      [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
-        auto module = dyn_cast<ModuleOp>(op);
-        if (!module)
-          return op->emitError("expected a builtin.module");
-        GpuPipelineOptions options;
-        options.chip = costChipOpt;
-        options.format = "isa";
-        FailureOr<GpuProgram> program =
-            compileGpuProgram(module, options, /*withHostIR=*/false);
-        if (failed(program))
-          return failure();
-        printReport(*program, os);
-        return success();
-      },
-      [](DialectRegistry &registry) {
-        registerAllDialects(registry);
-        registerAllExtensions(registry);
-        registry.insert<MoEDialect>();
-      });
-}

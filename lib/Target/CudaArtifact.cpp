@@ -257,6 +257,13 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
   return program;
 }
 
+const KernelBinary *GpuProgram::binaryFor(llvm::StringRef module) const {
+  for (const KernelBinary &binary : binaries)
+    if (binary.module == module)
+      return &binary;
+  return nullptr;
+}
+
 std::string GpuProgram::signature() const {
   std::string text = funcName + "(";
   bool results = false;
@@ -312,10 +319,8 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
   doc["buffers"] = buffers;
   nlohmann::ordered_json kernels = nlohmann::ordered_json::array();
   for (const KernelLaunch &k : program.launches) {
-    size_t bytes = 0;
-    for (const KernelBinary &b : program.binaries)
-      if (b.module == k.module)
-        bytes = b.data.size();
+    const KernelBinary *binary = program.binaryFor(k.module);
+    size_t bytes = binary ? binary->data.size() : 0;
     const KernelCost &c = k.cost;
     kernels.push_back({{"module", k.module},
                        {"kernel", k.kernel},
@@ -366,11 +371,18 @@ void allDialects(DialectRegistry &registry) {
   registry.insert<MoEDialect>();
 }
 
-GpuPipelineOptions optionsFromFlags() {
+/// The layer module `op` compiled with the --gpu-* flags into kernels of
+/// `format`; errors are emitted as diagnostics.
+FailureOr<GpuProgram> compileWithFlags(Operation *op, const std::string &format,
+                                       bool withHostIR) {
+  auto module = dyn_cast<ModuleOp>(op);
+  if (!module)
+    return op->emitError("expected a builtin.module"), failure();
   GpuPipelineOptions options;
   options.chip = chipOpt;
   options.features = featuresOpt;
-  return options;
+  options.format = format;
+  return compileGpuProgram(module, options, withHostIR);
 }
 } // namespace
 
@@ -380,18 +392,13 @@ void mlir::moe::registerGpuTranslations() {
       "Compile a moe layer module with moe-gpu-pipeline and print the PTX of "
       "every kernel module",
       [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
-        auto module = dyn_cast<ModuleOp>(op);
-        if (!module)
-          return op->emitError("expected a builtin.module");
-        GpuPipelineOptions options = optionsFromFlags();
-        options.format = "isa";
         FailureOr<GpuProgram> program =
-            compileGpuProgram(module, options, /*withHostIR=*/false);
+            compileWithFlags(op, "isa", /*withHostIR=*/false);
         if (failed(program))
           return failure();
         for (const KernelBinary &binary : program->binaries)
-          os << "// gpu.module @" << binary.module << " (" << options.chip
-             << ")\n"
+          os << "// gpu.module @" << binary.module << " ("
+             << program->options.chip << ")\n"
              << binary.data << "\n";
         return success();
       },
@@ -402,21 +409,29 @@ void mlir::moe::registerGpuTranslations() {
       "artifact that moe-run --artifact loads (kernels embedded in the host "
       "LLVM IR, buffers, launches)",
       [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
-        auto module = dyn_cast<ModuleOp>(op);
-        if (!module)
-          return op->emitError("expected a builtin.module");
-        GpuPipelineOptions options = optionsFromFlags();
         if (kernelFormatOpt != "bin" && kernelFormatOpt != "isa" &&
             kernelFormatOpt != "auto")
-          return module.emitError(
+          return op->emitError(
                      "--kernel-format must be bin, isa or auto, got '")
                  << kernelFormatOpt << "'";
-        options.format = kernelFormatOpt;
         FailureOr<GpuProgram> program =
-            compileGpuProgram(module, options, /*withHostIR=*/true);
+            compileWithFlags(op, kernelFormatOpt, /*withHostIR=*/true);
         if (failed(program))
           return failure();
         os << cudaArtifactJSON(*program);
+        return success();
+      },
+      allDialects);
+  static TranslateFromMLIRRegistration costReport(
+      "moe-cost-report",
+      "Compile a moe layer module with moe-gpu-pipeline and print the static "
+      "cost of every kernel launch and the time bound on H100/H200",
+      [](Operation *op, llvm::raw_ostream &os) -> LogicalResult {
+        FailureOr<GpuProgram> program =
+            compileWithFlags(op, "isa", /*withHostIR=*/false);
+        if (failed(program))
+          return failure();
+        printCostReport(*program, os);
         return success();
       },
       allDialects);

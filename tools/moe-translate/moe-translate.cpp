@@ -17,7 +17,6 @@ int main(int argc, char **argv) {
   mlir::registerAllTranslations();
   mlir::moe::registerImportTranslations();
   mlir::moe::registerGpuTranslations();
-  mlir::moe::registerCostReportTranslation();
   return mlir::failed(mlir::mlirTranslateMain(
              argc, argv,
              "moe translation driver: JSON imports, GPU code emission "

@@ -90,6 +90,9 @@ struct GpuProgram {
   /// The host code as LLVM IR text (filled when asked for).
   std::string hostLLVMIR;
 
+  /// The binary of gpu.module `module`, or null.
+  const KernelBinary *binaryFor(llvm::StringRef module) const;
+
   /// The layer's call signature, e.g. `moe_layer(f32[8x16],...)->(...)`:
   /// kept in the artifact and, as the string `moe_artifact_signature`, in
   /// the host code, so that a runner can tell host code of another layer.
@@ -109,10 +112,14 @@ std::string cudaArtifactJSON(const GpuProgram &program);
 /// The static cost of kernel `kernel` launched by `launch` (see KernelCost).
 KernelCost kernelCost(gpu::GPUFuncOp kernel, gpu::LaunchFuncOp launch);
 
+/// Prints `--moe-cost-report`'s table for a program compiled to PTX: the
+/// static cost of every launch, ptxas' registers and spills, the H100/H200
+/// bounds.
+void printCostReport(const GpuProgram &program, llvm::raw_ostream &os);
+
 /// Registers `--moe-to-ptx`, `--moe-to-cuda-artifact` and
 /// `--moe-cost-report` with moe-translate.
 void registerGpuTranslations();
-void registerCostReportTranslation();
 
 } // namespace mlir::moe
 
