@@ -3,8 +3,10 @@
 
     kill_rank.py --workdir DIR [--ranks N] [--wait S] -- moe-run ARGS...
 
-Starts `mpirun -np N moe-run ARGS --shards N --bench 1000000` (a run that would last long),
-waits S seconds (default 4) for the ranks to be computing, sends SIGKILL to the moe-run
+Starts `mpirun -np N moe-run ARGS --shards N --bench 1000000` (a run of a few seconds at
+least: moe-run takes at most 10^6 calls, and the test's tiny layer does them in about 3 s on
+the build machines), waits up to S seconds (default 4) until all N ranks run, then half a
+second more for them to be past their start, sends SIGKILL to the moe-run
 process whose command line is the last one started, and waits up to 60 s for mpirun. Prints
 `job ended in T s with status S` (or `job still running after 60 s`), then the launcher's
 stderr lines. Exits 0 when the job ended within 30 s with a non-zero status.
@@ -48,11 +50,19 @@ def main():
         command + ["--shards", str(args.ranks), "--bench", "1000000"]
     job = subprocess.Popen(launcher, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                            text=True)
-    time.sleep(args.wait)
+    deadline = time.time() + args.wait
+    pids = moe_run_pids(args.workdir)
+    while len(pids) < args.ranks and time.time() < deadline and job.poll() is None:
+        time.sleep(0.05)
+        pids = moe_run_pids(args.workdir)
+    time.sleep(0.5)
     pids = moe_run_pids(args.workdir)
     if len(pids) != args.ranks:
+        ended = job.poll()
         job.kill()
-        print(f"expected {args.ranks} moe-run processes, found {len(pids)}")
+        print(f"expected {args.ranks} moe-run processes, found {len(pids)}"
+              + (f" (the job had already ended with status {ended})" if ended is not None
+                 else ""))
         return 1
     os.kill(pids[-1], signal.SIGKILL)
     killed = time.time()
