@@ -25,10 +25,12 @@ using namespace mlir;
 /// out-params.
 static std::string frontPipelineText(bool fusion, bool checks,
                                      const std::string &kernels = "",
-                                     const std::string &preLowering = "") {
+                                     const std::string &preLowering = "",
+                                     bool parallelLoops = false) {
   std::string lowering = "convert-moe-to-linalg";
-  if (!kernels.empty() || checks)
+  if (!kernels.empty() || checks || parallelLoops)
     lowering += std::string("{") + (kernels.empty() ? "" : "cpu-kernels=1 ") +
+                (parallelLoops ? "parallel-loops=1 " : "") +
                 (checks ? "runtime-checks=1" : "") + "}";
   return std::string("canonicalize,"
                      "moe-decompose{packed-capacity=1},"
@@ -98,9 +100,11 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
   // Tensor-core grouped matmuls: onto buffers before bufferization, the
   // kernels after the buffer passes.
   bool tensorCores = options.tensorCores && options.fusion;
+  // The routing step as parallel loops: kernels of their own.
   return frontPipelineText(options.fusion, options.runtimeChecks, "",
                            tensorCores ? "moe-grouped-matmul-to-buffers,"
-                                       : "") +
+                                       : "",
+                           /*parallelLoops=*/true) +
          bufferizePipelineText(options.runtimeChecks) +
          (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
                             (options.hostLoops ? "1" : "0") + "},"
@@ -126,7 +130,9 @@ std::string mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options)
   return ",gpu-map-parallel-loops{mapping-policy=" +
          options.mapping +
          "},"
-         "convert-parallel-loops-to-gpu),"
+         "convert-parallel-loops-to-gpu,"
+         // What the host would still do with buffers: one-thread kernels.
+         "moe-host-to-device),"
          "canonicalize,"
          // Constants and index math used in a launch move into its body, so
          // that kernels see their loop bounds and tile sizes as constants

@@ -3,9 +3,10 @@
 // configurable), allocating through the generic allocation functions that
 // the CUDA runtime backs with managed memory.
 // RUN: moe-opt %s --moe-gpu-pipeline | FileCheck %s
-// RUN: moe-opt %s '--moe-gpu-pipeline=chip=sm_80 features=+ptx75 format=isa' | FileCheck %s --check-prefix=ISA
-// With runtime checks: the host reports through the runtime, the kernels
-// through the device's assert (and the cubin still assembles: format bin).
+// RUN: moe-opt %s '--moe-gpu-pipeline=chip=sm_80 features=+ptx75 format=isa' | FileCheck %s --check-prefixes=ISA,HOST
+// With runtime checks: every check is in a kernel (the host holds no step
+// of the layer) and reports through the device's assert (and the cubin
+// still assembles: format bin).
 // RUN: moe-opt %s '--moe-gpu-pipeline=runtime-checks=1 format=isa' | FileCheck %s --check-prefix=CHECKS
 // RUN: moe-opt %s '--moe-gpu-pipeline=runtime-checks=1' | FileCheck %s --check-prefix=CHECKS-BIN
 
@@ -17,11 +18,23 @@
 // CHECK-LABEL: llvm.func @_mlir_ciface_moe_layer(
 // CHECK: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">, {{.*}}bin = "
 
+// The whole layer on the device: the host function allocates, launches
+// and frees, and touches no element of any buffer (no load, no store, no
+// branch on data): routing, statistics and the expert matmuls are kernels.
+// HOST-LABEL: llvm.func @moe_layer(
+// HOST-NOT: llvm.load
+// HOST-NOT: llvm.store
+// HOST-NOT: llvm.cond_br
+// HOST: gpu.launch_func
+// HOST-NOT: llvm.load
+// HOST-NOT: llvm.store
+// HOST-NOT: llvm.cond_br
+// HOST: llvm.return
+
 // PTX text for another chip when asked.
 // ISA: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_80", features = "+ptx75">, {{.*}}assembly = "
 // ISA-SAME: .target sm_80
-// CHECKS: llvm.func @moe_rt_check_failed(!llvm.ptr)
-// CHECKS: llvm.call @moe_rt_check_failed
+// CHECKS-NOT: llvm.call @moe_rt_check_failed
 // CHECKS: gpu.binary {{.*}}__assertfail
 // CHECKS-BIN: gpu.binary @moe_layer_kernel {{.*}}bin = "
 func.func @moe_layer(%x: tensor<16x32xbf16>, %r: tensor<4x32xf32>, %wi: tensor<4x32x64xbf16>, %wg: tensor<4x32x64xbf16>, %wo: tensor<4x64x32xbf16>)

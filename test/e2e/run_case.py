@@ -131,6 +131,12 @@ CASES = {
         {**_dims(), "top_k": 2, "capacity_factor": 1.0, "group_size": 16,
          "priority": "batch_prioritized"},
         tokens=64, seed=10, expect=("drops", "priority_matters")),
+    "bpr_chunks": Case(
+        "batch_prioritized in two groups of 300, k=2, cf 0.9: on the GPU the ranking positions "
+        "of a group are counted in chunks of 128 (3 per group, the last partial)",
+        {**_dims(), "top_k": 2, "capacity_factor": 0.9, "group_size": 300,
+         "priority": "batch_prioritized"},
+        tokens=600, seed=28, expect=("drops", "priority_matters")),
     "fixed_capacity": Case(
         "expert_capacity 3 overriding capacity_factor 4.0",
         {**_dims(), "top_k": 2, "expert_capacity": 3, "capacity_factor": 4.0},

@@ -36,6 +36,26 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     location): the expert ids of `moe.top_k` / `moe.route_rows` and those
     `moe.assign_slots` / `moe.sort_by_expert` read, the slot and row each
     assignment is given, and the row counts of `moe.exchange_rows`.
+
+    With `parallel-loops` (the GPU pipeline), the steps that the default
+    lowering walks over tokens or rows become buffers written by a fixed
+    sequence of two-dimensional `scf.parallel` loops, (blocks of 32, lane),
+    each of which the GPU mapping makes one kernel, so that no step of a
+    layer call is left to the host. `moe.route_rows`: the top-k of every
+    token; for batch-prioritized routing the ranking key of every token and
+    its position in its group's ranking; clearing the rows; per chunk of 128
+    ranking positions, choice rank and expert the assignments and where
+    they start among the group's; the kept assignments per group and expert
+    and those of earlier groups; the counts; the block-aligned offsets; and
+    each assignment's slot and row (its chunk's start plus the same-expert
+    assignments before it in the chunk). The statistics
+    (`moe.load_balance_loss`, `moe.router_z_loss`, `moe.count_dropped`):
+    partial sums per chunk of 128 in parallel, then one element that adds
+    them. The scatter-add of a `moe.grouped_matmul` left to this lowering:
+    one loop over every element of every row with an atomic add into the
+    token's row. No loop carries a value from one element to the next; the
+    results equal those of the default lowering (sums up to the order of
+    their terms).
   }];
   let options = [
     Option<"cpuKernels", "cpu-kernels", "bool", /*default=*/"false",
@@ -43,7 +63,10 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
            "CPU vector kernels">,
     Option<"runtimeChecks", "runtime-checks", "bool", /*default=*/"false",
            "Check every expert id, slot and row index at run time "
-           "(cf.assert naming the op)">
+           "(cf.assert naming the op)">,
+    Option<"parallelLoops", "parallel-loops", "bool", /*default=*/"false",
+           "Lower moe.route_rows, the statistics and the scatter-add to "
+           "parallel loops over buffers (the GPU pipeline's kernels)">
   ];
   let dependentDialects = [
     "::mlir::moe::MoEDialect", "::mlir::cf::ControlFlowDialect",
@@ -68,6 +91,33 @@ def MoECopiesToLinalg : Pass<"moe-copies-to-linalg"> {
     `memrefCopy` on device data.
   }];
   let dependentDialects = ["::mlir::linalg::LinalgDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def MoEHostToDevice : Pass<"moe-host-to-device"> {
+  let summary = "Run the host code that touches buffers in one-thread "
+                "kernels";
+  let description = [{
+    After the parallel loops have become `gpu.launch` ops: every span of
+    host ops that reads or writes a buffer (loads, stores, loops and
+    conditionals holding them, with the scalar ops among them) becomes the
+    body of a `gpu.launch` of one block of one thread, so that no step of a
+    layer call runs on the host: the host code only allocates, launches,
+    calls the collectives and frees. Spans end at launches, allocations,
+    deallocations and calls, and at loops holding one (a host loop that
+    launches kernels stays a host loop). A span one of whose values is used
+    after it stays on the host (with a remark under `remarks`). The steps the
+    lowering emits as parallel loops are unaffected; what this moves is
+    the sequential remainder (expert-choice and group-limited routing, a
+    constant statistic stored into a result), which then runs on one GPU
+    thread. The GPU pipeline runs it after `convert-parallel-loops-to-gpu`
+    (not with host loops).
+  }];
+  let options = [
+    Option<"remarks", "remarks", "bool", /*default=*/"false",
+           "A remark on every span left on the host and why">
+  ];
+  let dependentDialects = ["::mlir::gpu::GPUDialect",
                            "::mlir::arith::ArithDialect"];
 }
 

@@ -187,19 +187,48 @@ void assertInRange(ImplicitLocOpBuilder &b, Value value, int64_t lo,
 /// as an [E + 1] i64 tensor (the last entry is the total).
 Value exclusiveScan(Emitter &e, Value counts, int64_t experts, int64_t block);
 
+/// The selection key of a probability: NaN ranks as -inf, below every
+/// number (spec §3.7), so that every choice is a valid index.
+Value rankKey(ImplicitLocOpBuilder &b, Value p);
+
+/// One step of an ordered selection (key descending, then index ascending):
+/// the first of `count` candidates after (`prevKey`, `prevIndex`); candidate
+/// c is `at(c)` = (its index, its score). Returns (key, index, score) of the
+/// choice, index -1 when none is left.
+SmallVector<Value> nextInOrder(
+    ImplicitLocOpBuilder &b, int64_t count, Value prevKey, Value prevIndex,
+    llvm::function_ref<std::pair<Value, Value>(ImplicitLocOpBuilder &, Value)>
+        at);
+
+/// for i in [0, n), every i independent: a two-dimensional scf.parallel
+/// over (ceil(n / 32), 32) with a bound check, which the GPU pipeline's
+/// tiling and mapping make one kernel of whole warps.
+void parallelFor(ImplicitLocOpBuilder &b, int64_t n,
+                 llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body);
+
+/// moe.route_rows and the statistics as parallel loops over buffers (the
+/// routing kernels of the GPU pipeline; see LowerRoutingParallel.cpp).
+void populateParallelRoutingPatterns(RewritePatternSet &patterns,
+                                     bool checks = false);
+
 /// Patterns of the lowering files.
 /// `cpuKernels`: the router logits as a one-expert moe.grouped_matmul.
 /// `checks`: runtime checks of the indices each pattern computes or reads.
+/// `parallelLoops`: moe.route_rows and the statistics by
+/// populateParallelRoutingPatterns.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns,
                                   bool cpuKernels = false,
-                                  bool checks = false);
+                                  bool checks = false,
+                                  bool parallelLoops = false);
 void populateLowerExpertPatterns(RewritePatternSet &patterns,
                                  bool checks = false);
 void populateLowerCollectivePatterns(RewritePatternSet &patterns);
 /// `cpuKernels`: grouped matmuls are left for the vector kernels.
+/// `atomicScatter`: their scatter-add is a parallel loop of atomic adds.
 void populateLowerGroupedPatterns(RewritePatternSet &patterns,
                                   bool cpuKernels = false,
-                                  bool checks = false);
+                                  bool checks = false,
+                                  bool atomicScatter = false);
 
 } // namespace mlir::moe::lowering
 

@@ -140,7 +140,11 @@ struct LowerSortByExpert : CheckedPattern<SortByExpertOp> {
 };
 
 struct LowerGroupedMatmul : OpConversionPattern<GroupedMatmulOp> {
-  using OpConversionPattern::OpConversionPattern;
+  LowerGroupedMatmul(MLIRContext *context, bool atomicScatter)
+      : OpConversionPattern(context), atomicScatter(atomicScatter) {}
+  /// The scatter-add as one parallel loop of atomic adds over buffers
+  /// rather than a walk over the rows.
+  bool atomicScatter;
 
   LogicalResult
   matchAndRewrite(GroupedMatmulOp op, OpAdaptor adaptor,
@@ -258,9 +262,46 @@ struct LowerGroupedMatmul : OpConversionPattern<GroupedMatmulOp> {
       return success();
     }
 
+    auto resultType = op.getResult().getType();
+    if (atomicScatter) {
+      // Every element of every owned row at once, added atomically (rows of
+      // one token lie in other experts' parts).
+      Value accBuffer = readOnlyBuffer(b, acc);
+      Value ownerBuffer = readOnlyBuffer(b, owner);
+      Value tokens = readOnlyBuffer(b, adaptor.getScatter());
+      Value scales = readOnlyBuffer(b, adaptor.getScales());
+      Value y = memref::AllocOp::create(
+          b, MemRefType::get(resultType.getShape(), b.getF32Type()));
+      linalg::FillOp::create(b, ValueRange{e.f32(0)}, ValueRange{y});
+      parallelFor(b, rows * cols, [&](ImplicitLocOpBuilder &ib, Value i) {
+        Emitter s(ib.getLoc(), ib);
+        Value row = arith::DivUIOp::create(ib, i, s.index(cols));
+        Value col = arith::RemUIOp::create(ib, i, s.index(cols));
+        Value owned = arith::CmpIOp::create(
+            ib, arith::CmpIPredicate::ne,
+            memref::LoadOp::create(ib, ownerBuffer, ValueRange{row}),
+            s.i32(0));
+        scf::IfOp::create(ib, owned, [&](OpBuilder &nested, Location loc) {
+          ImplicitLocOpBuilder nb(loc, nested);
+          Value token = arith::IndexCastOp::create(
+              nb, nb.getIndexType(),
+              memref::LoadOp::create(nb, tokens, ValueRange{row}));
+          Value v = arith::MulFOp::create(
+              nb, memref::LoadOp::create(nb, scales, ValueRange{row}),
+              memref::LoadOp::create(nb, accBuffer, ValueRange{row, col}));
+          memref::AtomicRMWOp::create(nb, arith::AtomicRMWKind::addf, v, y,
+                                      ValueRange{token, col});
+          scf::YieldOp::create(nb);
+        });
+      });
+      rewriter.replaceOp(op, bufferization::ToTensorOp::create(
+                                 b, resultType, y, /*restrict=*/true,
+                                 /*writable=*/true));
+      return success();
+    }
+
     // Scatter-add: y[indices[r]] += scales[r] · acc[r] for owned rows, one
     // row at a time (rows of one token may follow each other).
-    auto resultType = op.getResult().getType();
     Value y = e.filled(resultType.getShape(), e.f32(0));
     SmallVector<OpFoldResult> unit(2, b.getIndexAttr(1));
     SmallVector<OpFoldResult> rowSizes{b.getIndexAttr(1),
@@ -307,8 +348,9 @@ struct LowerGroupedMatmul : OpConversionPattern<GroupedMatmulOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerGroupedPatterns(
-    RewritePatternSet &patterns, bool cpuKernels, bool checks) {
+    RewritePatternSet &patterns, bool cpuKernels, bool checks,
+    bool atomicScatter) {
   patterns.add<LowerSortByExpert>(patterns.getContext(), checks);
   if (!cpuKernels)
-    patterns.add<LowerGroupedMatmul>(patterns.getContext());
+    patterns.add<LowerGroupedMatmul>(patterns.getContext(), atomicScatter);
 }

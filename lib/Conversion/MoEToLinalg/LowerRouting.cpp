@@ -16,6 +16,51 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::lowering;
 
+/// The selection key of a probability: NaN ranks as -inf, below every
+/// number (spec §3.7), so that every choice is a valid index.
+Value mlir::moe::lowering::rankKey(ImplicitLocOpBuilder &b, Value p) {
+  Emitter s(b.getLoc(), b);
+  Value isNaN = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, p, p);
+  return arith::SelectOp::create(
+      b, isNaN, s.f32(-std::numeric_limits<float>::infinity()), p);
+}
+
+/// One step of an ordered selection (key descending, then index ascending;
+/// a key is the candidate's score with NaN as -inf): the first of `count`
+/// candidates after (`prevKey`, `prevIndex`) in that order. Candidate c is
+/// `at(c)` = (its index, its score). Returns (key, index, score) of the
+/// choice, index -1 when none is left. Keys are never NaN, so the order is
+/// total: k <= count steps from (+inf, -1) always find one each.
+SmallVector<Value> mlir::moe::lowering::nextInOrder(
+    ImplicitLocOpBuilder &b, int64_t count, Value prevKey, Value prevIndex,
+    llvm::function_ref<std::pair<Value, Value>(ImplicitLocOpBuilder &, Value)>
+        at) {
+  Emitter s(b.getLoc(), b);
+  Value none = s.index(-1);
+  return s.loop(
+      count, {s.f32(0), none, s.f32(0)},
+      [&](ImplicitLocOpBuilder &b, Value c, ValueRange m) {
+        auto [index, score] = at(b, c);
+        Value key = rankKey(b, score);
+        Value below =
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, key, prevKey);
+        Value tieAfter = arith::AndIOp::create(
+            b,
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key, prevKey),
+            arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, index,
+                                  prevIndex));
+        Value after = arith::OrIOp::create(b, below, tieAfter);
+        Value better = arith::OrIOp::create(
+            b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m[1], none),
+            arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, m[0]));
+        Value take = arith::AndIOp::create(b, after, better);
+        return SmallVector<Value>{
+            arith::SelectOp::create(b, take, key, m[0]),
+            arith::SelectOp::create(b, take, index, m[1]),
+            arith::SelectOp::create(b, take, score, m[2])};
+      });
+}
+
 namespace {
 
 using utils::IteratorType;
@@ -137,51 +182,6 @@ struct LowerRoute : OpConversionPattern<RouteOp> {
     return success();
   }
 };
-
-/// The selection key of a probability: NaN ranks as -inf, below every
-/// number (spec §3.7), so that every choice is a valid index.
-static Value rankKey(ImplicitLocOpBuilder &b, Value p) {
-  Emitter s(b.getLoc(), b);
-  Value isNaN = arith::CmpFOp::create(b, arith::CmpFPredicate::UNO, p, p);
-  return arith::SelectOp::create(
-      b, isNaN, s.f32(-std::numeric_limits<float>::infinity()), p);
-}
-
-/// One step of an ordered selection (key descending, then index ascending;
-/// a key is the candidate's score with NaN as -inf): the first of `count`
-/// candidates after (`prevKey`, `prevIndex`) in that order. Candidate c is
-/// `at(c)` = (its index, its score). Returns (key, index, score) of the
-/// choice, index -1 when none is left. Keys are never NaN, so the order is
-/// total: k <= count steps from (+inf, -1) always find one each.
-static SmallVector<Value> nextInOrder(
-    ImplicitLocOpBuilder &b, int64_t count, Value prevKey, Value prevIndex,
-    llvm::function_ref<std::pair<Value, Value>(ImplicitLocOpBuilder &, Value)>
-        at) {
-  Emitter s(b.getLoc(), b);
-  Value none = s.index(-1);
-  return s.loop(
-      count, {s.f32(0), none, s.f32(0)},
-      [&](ImplicitLocOpBuilder &b, Value c, ValueRange m) {
-        auto [index, score] = at(b, c);
-        Value key = rankKey(b, score);
-        Value below =
-            arith::CmpFOp::create(b, arith::CmpFPredicate::OLT, key, prevKey);
-        Value tieAfter = arith::AndIOp::create(
-            b,
-            arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key, prevKey),
-            arith::CmpIOp::create(b, arith::CmpIPredicate::sgt, index,
-                                  prevIndex));
-        Value after = arith::OrIOp::create(b, below, tieAfter);
-        Value better = arith::OrIOp::create(
-            b, arith::CmpIOp::create(b, arith::CmpIPredicate::eq, m[1], none),
-            arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, m[0]));
-        Value take = arith::AndIOp::create(b, after, better);
-        return SmallVector<Value>{
-            arith::SelectOp::create(b, take, key, m[0]),
-            arith::SelectOp::create(b, take, index, m[1]),
-            arith::SelectOp::create(b, take, score, m[2])};
-      });
-}
 
 /// How the gates of a top-k choice are formed: read from `source` [T, E]
 /// (the probabilities chosen by, when null), divided by their sum when
@@ -1001,10 +1001,17 @@ struct LowerLoadBalanceLoss : OpConversionPattern<LoadBalanceLossOp> {
 } // namespace
 
 void mlir::moe::lowering::populateLowerRoutingPatterns(
-    RewritePatternSet &patterns, bool cpuKernels, bool checks) {
+    RewritePatternSet &patterns, bool cpuKernels, bool checks,
+    bool parallelLoops) {
   patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
-  patterns.add<LowerTopK, LowerAssignSlots, LowerRouteRows, LowerExpertChoice>(
+  patterns.add<LowerTopK, LowerAssignSlots, LowerExpertChoice>(
       patterns.getContext(), checks);
-  patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss,
-               LowerChoiceScores>(patterns.getContext());
+  patterns.add<LowerChoiceScores>(patterns.getContext());
+  if (parallelLoops) {
+    populateParallelRoutingPatterns(patterns, checks);
+    return;
+  }
+  patterns.add<LowerRouteRows>(patterns.getContext(), checks);
+  patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss>(
+      patterns.getContext());
 }

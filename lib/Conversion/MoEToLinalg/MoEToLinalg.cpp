@@ -31,11 +31,11 @@ struct ConvertMoEToLinalgPass
     RewritePatternSet patterns(context);
     populateDecomposeLayerPatterns(patterns);
     lowering::populateLowerRoutingPatterns(patterns, cpuKernels,
-                                           runtimeChecks);
+                                           runtimeChecks, parallelLoops);
     lowering::populateLowerExpertPatterns(patterns, runtimeChecks);
     lowering::populateLowerCollectivePatterns(patterns);
     lowering::populateLowerGroupedPatterns(patterns, cpuKernels,
-                                           runtimeChecks);
+                                           runtimeChecks, parallelLoops);
 
     ConversionTarget target(*context);
     target.addIllegalDialect<MoEDialect>();

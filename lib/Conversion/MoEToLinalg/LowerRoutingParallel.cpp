@@ -1,0 +1,637 @@
+//===- LowerRoutingParallel.cpp - moe.route_rows as parallel loops --*- C++
+//-*-===//
+//
+// The routing step of the GPU pipeline: moe.route_rows as a fixed sequence
+// of scf.parallel loops over buffers, each of which the GPU mapping turns
+// into one kernel (or, with host loops, into host loops of the same
+// structure). No loop carries state from one element to the next, so the
+// walk that the sequential lowering does in ranking order becomes counting:
+//
+//   choose   [T]          top-k of every token (and its gates)
+//   keys     [T]          batch-prioritized only: the ranking key of every
+//   rank     [T]            token, then its position in its group's ranking
+//                           (the tokens ahead of it), scattered to order[]
+//   clear    [R]          row_token = -1, row_gate = 0
+//   count    [G·nc·k·E]   per chunk of B ranking positions of a group, per
+//                           choice rank j and expert e: the assignments
+//   start    [G·nc·k·E]   where a chunk's (j, e) assignments start among the
+//                           group's assignments to e (every earlier choice
+//                           rank, then earlier chunks)
+//   kept     [G·E]        the assignments of e in group g that hold a slot
+//   earlier  [G·E]        those of the groups before g
+//   counts   [E]          the kept assignments of each expert
+//   offsets  [E + 1]      the block-aligned start of each expert's rows
+//   place    [T·k]        each assignment's slot: its chunk's start plus
+//                           the same-expert assignments before it in its
+//                           chunk; kept ones write their row
+//
+// Every loop is two-dimensional, (blocks of 32, lane), so that the GPU
+// pipeline's tiling gives whole warps. The results equal the sequential
+// lowering's (LowerRouting.cpp) element for element.
+//
+//===----------------------------------------------------------------------===//
+
+#include "Emitter.h"
+#include "moe/IR/MoEOps.h"
+
+#include "mlir/Dialect/Bufferization/IR/Bufferization.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::lowering;
+
+namespace {
+
+/// The inner dimension of every loop (a warp on the GPU).
+constexpr int64_t kLanes = 32;
+/// Ranking positions per counting chunk: `count` and `place` walk at most
+/// this many positions per element.
+constexpr int64_t kChunk = 128;
+
+/// Builds memref code: buffers, loads and stores, and the loops.
+class BufferCode {
+public:
+  explicit BufferCode(ImplicitLocOpBuilder &b) : b(b) {}
+
+  Value index(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
+  Value i64(int64_t v) { return arith::ConstantIntOp::create(b, v, 64); }
+
+  Value alloc(ArrayRef<int64_t> shape, Type elt) {
+    return memref::AllocOp::create(b, MemRefType::get(shape, elt));
+  }
+
+  void parallel(int64_t n,
+                llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body) {
+    parallelFor(b, n, body);
+  }
+
+private:
+  ImplicitLocOpBuilder &b;
+};
+
+/// Σ_{i in [lo, hi)} term(i), accumulated in `accType` (f64 or i64, the
+/// type term returns) in index order.
+Value sumRange(ImplicitLocOpBuilder &b, Value lo, Value hi, Type accType,
+               llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)> term) {
+  bool isFloat = isa<FloatType>(accType);
+  Value zero = isFloat
+                   ? arith::ConstantFloatOp::create(b, cast<FloatType>(accType),
+                                                    APFloat(0.0))
+                         .getResult()
+                   : arith::ConstantIntOp::create(b, accType, 0).getResult();
+  auto loop = scf::ForOp::create(
+      b, lo, hi, arith::ConstantIndexOp::create(b, 1), ValueRange{zero},
+      [&](OpBuilder &nested, Location loc, Value i, ValueRange acc) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        Value v = term(ib, i);
+        Value next = isFloat ? arith::AddFOp::create(ib, acc[0], v).getResult()
+                             : arith::AddIOp::create(ib, acc[0], v).getResult();
+        scf::YieldOp::create(ib, next);
+      });
+  return loop.getResult(0);
+}
+
+Value load(ImplicitLocOpBuilder &b, Value memref, ValueRange indices) {
+  return memref::LoadOp::create(b, memref, indices);
+}
+void store(ImplicitLocOpBuilder &b, Value v, Value memref, ValueRange indices) {
+  memref::StoreOp::create(b, v, memref, indices);
+}
+Value cst(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIndexOp::create(b, v);
+}
+Value add(ImplicitLocOpBuilder &b, Value x, Value y) {
+  return arith::AddIOp::create(b, x, y);
+}
+Value mul(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::MulIOp::create(b, x, cst(b, y));
+}
+Value div(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::DivUIOp::create(b, x, cst(b, y));
+}
+Value rem(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::RemUIOp::create(b, x, cst(b, y));
+}
+Value toIndex(ImplicitLocOpBuilder &b, Value v) {
+  return arith::IndexCastOp::create(b, b.getIndexType(), v);
+}
+/// 1 (i64) when `cond` holds, else 0.
+Value one(ImplicitLocOpBuilder &b, Value cond) {
+  return arith::ExtUIOp::create(b, b.getI64Type(), cond);
+}
+Value eq(ImplicitLocOpBuilder &b, Value x, Value y) {
+  return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, x, y);
+}
+Value lt(ImplicitLocOpBuilder &b, Value x, Value y) {
+  return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
+}
+
+struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
+  using CheckedPattern::CheckedPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteRowsOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    BufferCode code(b);
+    int64_t tokens = op.getProbs().getType().getDimSize(0);
+    int64_t numExperts = op.getProbs().getType().getDimSize(1);
+    int64_t k = op.getK(), groupSize = op.getGroupSize();
+    int64_t groups = tokens / groupSize;
+    int64_t rows = op.getRowToken().getType().getDimSize(0);
+    int64_t block = op.getBlock();
+    std::optional<int64_t> capacity = op.getCapacity();
+    bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+    bool normalize = op.getNormalize();
+    double gateScale = op.getGateScale().convertToDouble();
+    std::string expertCheck = checkMessage(
+        checks, op, "chose an expert outside [0, " + Twine(numExperts) + ")");
+    std::string rowCheck = checkMessage(
+        checks, op,
+        "placed an assignment outside rows [0, " + Twine(rows) + ")");
+
+    Value probs = readOnlyBuffer(b, adaptor.getProbs());
+    Value gateScores = readOnlyBuffer(b, adaptor.getGateScores());
+    Type i32 = b.getI32Type(), i64 = b.getI64Type(), f32 = b.getF32Type();
+    Value experts = code.alloc({tokens, k}, i32);
+    Value gates = code.alloc({tokens, k}, f32);
+    Value keep = code.alloc({tokens, k}, b.getI1Type());
+    Value counts = code.alloc({numExperts}, i64);
+    Value offsets = code.alloc({numExperts + 1}, i64);
+    Value rowToken = code.alloc({rows}, i32);
+    Value rowGate = code.alloc({rows}, f32);
+
+    // choose: the token's k choices in order, then its gates.
+    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+      Emitter s(b.getLoc(), b);
+      SmallVector<Value> chosen = s.loop(
+          k,
+          {s.f32(std::numeric_limits<float>::infinity()), s.index(-1),
+           s.f32(0)},
+          [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
+            Emitter s(b.getLoc(), b);
+            SmallVector<Value> best = nextInOrder(
+                b, numExperts, c[0], c[1],
+                [&](ImplicitLocOpBuilder &b, Value ex) {
+                  return std::make_pair(ex, load(b, probs, {t, ex}));
+                });
+            if (gateScores)
+              best[2] =
+                  load(b, gateScores,
+                       {t, arith::MaxSIOp::create(b, best[1], s.index(0))});
+            assertInRange(b, best[1], 0, numExperts, expertCheck);
+            store(b, arith::IndexCastOp::create(b, b.getI32Type(), best[1]),
+                  experts, {t, j});
+            store(b, best[2], gates, {t, j});
+            return SmallVector<Value>{best[0], best[1],
+                                      arith::AddFOp::create(b, c[2], best[2])};
+          });
+      if (!normalize && gateScale == 1.0)
+        return;
+      forEach(b, s.index(0), s.index(k), [&](ImplicitLocOpBuilder &b, Value j) {
+        Emitter s(b.getLoc(), b);
+        Value v = load(b, gates, {t, j});
+        if (normalize)
+          v = arith::DivFOp::create(b, v, chosen[2]);
+        if (gateScale != 1.0)
+          v = arith::MulFOp::create(b, v, s.f32(float(gateScale)));
+        store(b, v, gates, {t, j});
+      });
+    });
+
+    // The token at ranking position p (its group's tokens by descending
+    // unbiased top-1 score for batch-prioritized routing, else p itself).
+    Value order;
+    if (byProbability) {
+      Value rankScores = gateScores ? gateScores : probs;
+      Value keys = code.alloc({tokens}, f32);
+      code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+        Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
+        store(b, rankKey(b, load(b, rankScores, {t, first})), keys, {t});
+      });
+      order = code.alloc({tokens}, i32);
+      code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+        Value base = mul(b, div(b, t, groupSize), groupSize);
+        Value mine = load(b, keys, {t});
+        Value ahead =
+            sumRange(b, base, add(b, base, cst(b, groupSize)), b.getI64Type(),
+                     [&](ImplicitLocOpBuilder &b, Value u) {
+                       Value other = load(b, keys, {u});
+                       Value before = arith::OrIOp::create(
+                           b,
+                           arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                 other, mine),
+                           arith::AndIOp::create(
+                               b,
+                               arith::CmpFOp::create(
+                                   b, arith::CmpFPredicate::OEQ, other, mine),
+                               lt(b, u, t)));
+                       return one(b, before);
+                     });
+        store(b, arith::IndexCastOp::create(b, b.getI32Type(), t), order,
+              {add(b, base, toIndex(b, ahead))});
+      });
+    }
+    auto tokenAt = [&](ImplicitLocOpBuilder &b, Value pos) -> Value {
+      return order ? toIndex(b, load(b, order, {pos})) : pos;
+    };
+    auto expertAt = [&](ImplicitLocOpBuilder &b, Value pos, Value j) {
+      return toIndex(b, load(b, experts, {tokenAt(b, pos), j}));
+    };
+
+    // clear: rows no assignment takes.
+    code.parallel(rows, [&](ImplicitLocOpBuilder &b, Value r) {
+      Emitter s(b.getLoc(), b);
+      store(b, s.i32(-1), rowToken, {r});
+      store(b, s.f32(0), rowGate, {r});
+    });
+
+    // count and start, per (chunk c of its group g, choice rank j, expert
+    // e), flattened as (c·k + j)·E + e with c = g·nc + the chunk in g.
+    int64_t chunk = std::min(kChunk, groupSize);
+    int64_t chunksPerGroup = (groupSize + chunk - 1) / chunk;
+    int64_t cells = groups * chunksPerGroup * k * numExperts;
+    auto cellOf = [&](ImplicitLocOpBuilder &b, Value c, Value j, Value ex) {
+      return add(b, mul(b, add(b, mul(b, c, k), j), numExperts), ex);
+    };
+    // The ranking positions of global chunk c: [lo, hi).
+    auto chunkBounds = [&](ImplicitLocOpBuilder &b, Value c) {
+      Value g = div(b, c, chunksPerGroup);
+      Value lo = add(b, mul(b, g, groupSize),
+                     mul(b, rem(b, c, chunksPerGroup), chunk));
+      Value end = add(b, mul(b, g, groupSize), cst(b, groupSize));
+      Value hi = arith::MinUIOp::create(b, add(b, lo, cst(b, chunk)), end);
+      return std::make_pair(lo, hi);
+    };
+    Value count = code.alloc({cells}, i64);
+    code.parallel(cells, [&](ImplicitLocOpBuilder &b, Value cell) {
+      Value ex = rem(b, cell, numExperts);
+      Value j = rem(b, div(b, cell, numExperts), k);
+      Value c = div(b, cell, numExperts * k);
+      auto [lo, hi] = chunkBounds(b, c);
+      Value n = sumRange(b, lo, hi, b.getI64Type(),
+                         [&](ImplicitLocOpBuilder &b, Value p) {
+                           return one(b, eq(b, expertAt(b, p, j), ex));
+                         });
+      store(b, n, count, {cell});
+    });
+    Value start = code.alloc({cells}, i64);
+    code.parallel(cells, [&](ImplicitLocOpBuilder &b, Value cell) {
+      Value ex = rem(b, cell, numExperts);
+      Value j = rem(b, div(b, cell, numExperts), k);
+      Value c = div(b, cell, numExperts * k);
+      Value first = mul(b, div(b, c, chunksPerGroup), chunksPerGroup);
+      // Every chunk of the group at earlier choice ranks, then the earlier
+      // chunks at this one.
+      Value n =
+          sumRange(b, cst(b, 0), cst(b, k * chunksPerGroup), b.getI64Type(),
+                   [&](ImplicitLocOpBuilder &b, Value i) {
+                     Value jj = div(b, i, chunksPerGroup);
+                     Value cc = add(b, first, rem(b, i, chunksPerGroup));
+                     Value before = arith::OrIOp::create(
+                         b, lt(b, jj, j),
+                         arith::AndIOp::create(b, eq(b, jj, j), lt(b, cc, c)));
+                     Value n = load(b, count, {cellOf(b, cc, jj, ex)});
+                     return arith::SelectOp::create(b, before, n, code.i64(0))
+                         .getResult();
+                   });
+      store(b, n, start, {cell});
+    });
+
+    // kept, earlier, counts, offsets.
+    Value kept = code.alloc({groups * numExperts}, i64);
+    code.parallel(groups * numExperts, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value ex = rem(b, i, numExperts);
+      Value first = mul(b, div(b, i, numExperts), chunksPerGroup);
+      Value n = sumRange(b, cst(b, 0), cst(b, k * chunksPerGroup),
+                         b.getI64Type(), [&](ImplicitLocOpBuilder &b, Value i) {
+                           Value cc = add(b, first, rem(b, i, chunksPerGroup));
+                           return load(
+                               b, count,
+                               {cellOf(b, cc, div(b, i, chunksPerGroup), ex)});
+                         });
+      if (capacity)
+        n = arith::MinSIOp::create(b, n, code.i64(*capacity));
+      store(b, n, kept, {i});
+    });
+    Value earlier = code.alloc({groups * numExperts}, i64);
+    code.parallel(groups * numExperts, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value ex = rem(b, i, numExperts);
+      Value n =
+          sumRange(b, cst(b, 0), div(b, i, numExperts), b.getI64Type(),
+                   [&](ImplicitLocOpBuilder &b, Value g) {
+                     return load(b, kept, {add(b, mul(b, g, numExperts), ex)});
+                   });
+      store(b, n, earlier, {i});
+    });
+    code.parallel(numExperts, [&](ImplicitLocOpBuilder &b, Value ex) {
+      Value n =
+          sumRange(b, cst(b, 0), cst(b, groups), b.getI64Type(),
+                   [&](ImplicitLocOpBuilder &b, Value g) {
+                     return load(b, kept, {add(b, mul(b, g, numExperts), ex)});
+                   });
+      store(b, n, counts, {ex});
+    });
+    code.parallel(numExperts + 1, [&](ImplicitLocOpBuilder &b, Value ex) {
+      Value n =
+          sumRange(b, cst(b, 0), ex, b.getI64Type(),
+                   [&](ImplicitLocOpBuilder &b, Value before) {
+                     Value n = load(b, counts, {before});
+                     if (block == 1)
+                       return n;
+                     Value blk = arith::ConstantIntOp::create(b, block, 64);
+                     return arith::MulIOp::create(
+                                b, arith::CeilDivUIOp::create(b, n, blk), blk)
+                         .getResult();
+                   });
+      store(b, n, offsets, {ex});
+    });
+
+    // place: assignment (p, j) at ranking position p of token t.
+    code.parallel(tokens * k, [&](ImplicitLocOpBuilder &b, Value i) {
+      Emitter s(b.getLoc(), b);
+      Value p = div(b, i, k), j = rem(b, i, k);
+      Value t = tokenAt(b, p);
+      Value ex = toIndex(b, load(b, experts, {t, j}));
+      Value g = div(b, p, groupSize);
+      Value c = add(b, mul(b, g, chunksPerGroup),
+                    div(b, rem(b, p, groupSize), chunk));
+      Value lo = chunkBounds(b, c).first;
+      Value before = sumRange(b, lo, p, b.getI64Type(),
+                              [&](ImplicitLocOpBuilder &b, Value q) {
+                                return one(b, eq(b, expertAt(b, q, j), ex));
+                              });
+      Value slot = add(b, load(b, start, {cellOf(b, c, j, ex)}), before);
+      Value isKept = capacity
+                         ? arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
+                                                 slot, s.i64(*capacity))
+                               .getResult()
+                         : s.boolean(true);
+      store(b, isKept, keep, {t, j});
+      scf::IfOp::create(b, isKept, [&](OpBuilder &then, Location loc) {
+        ImplicitLocOpBuilder tb(loc, then);
+        Value row =
+            add(tb,
+                add(tb, load(tb, offsets, {ex}),
+                    load(tb, earlier, {add(tb, mul(tb, g, numExperts), ex)})),
+                slot);
+        Value at = toIndex(tb, row);
+        assertInRange(tb, at, 0, rows, rowCheck);
+        store(tb, arith::IndexCastOp::create(tb, tb.getI32Type(), t), rowToken,
+              {at});
+        store(tb, load(tb, gates, {t, j}), rowGate, {at});
+        scf::YieldOp::create(tb);
+      });
+    });
+
+    SmallVector<Value> buffers{experts, gates,    keep,   counts,
+                               offsets, rowToken, rowGate};
+    SmallVector<Value> results;
+    for (auto [buffer, result] : llvm::zip(buffers, op->getResults()))
+      results.push_back(bufferization::ToTensorOp::create(
+          b, result.getType(), buffer, /*restrict=*/true, /*writable=*/true));
+    rewriter.replaceOp(op, results);
+    return success();
+  }
+};
+
+/// Σ_{i in [0, n)} term(i) in `accType` (f64 or i64) as two loops: partial
+/// sums of chunks of kChunk elements in parallel, then one element that
+/// adds the partial sums and stores finish(total) into a new 0-d buffer of
+/// `resultType`'s element type, which it returns.
+Value chunkedSum(
+    ImplicitLocOpBuilder &b, int64_t n, Type accType,
+    llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)> term,
+    Type resultType,
+    llvm::function_ref<Value(ImplicitLocOpBuilder &, Value)> finish) {
+  BufferCode code(b);
+  int64_t chunks = std::max<int64_t>(1, (n + kChunk - 1) / kChunk);
+  Value partial = code.alloc({chunks}, accType);
+  code.parallel(chunks, [&](ImplicitLocOpBuilder &b, Value c) {
+    Value lo = mul(b, c, kChunk);
+    Value hi = arith::MinUIOp::create(b, add(b, lo, cst(b, kChunk)), cst(b, n));
+    store(b, sumRange(b, lo, hi, accType, term), partial, {c});
+  });
+  Value result = memref::AllocOp::create(b, MemRefType::get({}, resultType));
+  code.parallel(1, [&](ImplicitLocOpBuilder &b, Value) {
+    Value total = sumRange(b, cst(b, 0), cst(b, chunks), accType,
+                           [&](ImplicitLocOpBuilder &b, Value c) {
+                             return load(b, partial, {c});
+                           });
+    store(b, finish(b, total), result, {});
+  });
+  return result;
+}
+
+/// The 0-d tensor of `type` holding `buffer`.
+Value asTensor(ImplicitLocOpBuilder &b, Type type, Value buffer) {
+  return bufferization::ToTensorOp::create(b, type, buffer, /*restrict=*/true,
+                                           /*writable=*/true);
+}
+
+/// f64 `total` · factor, rounded to f32.
+Value scaled(ImplicitLocOpBuilder &b, Value total, double factor) {
+  Value f = arith::ConstantFloatOp::create(b, b.getF64Type(), APFloat(factor));
+  return arith::TruncFOp::create(b, b.getF32Type(),
+                                 arith::MulFOp::create(b, total, f));
+}
+
+struct LowerRouterZLossParallel : OpConversionPattern<RouterZLossOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouterZLossOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Value lse = readOnlyBuffer(b, adaptor.getLse());
+    int64_t tokens = op.getLse().getType().getDimSize(0);
+    Type f64 = b.getF64Type();
+    Value sum = chunkedSum(
+        b, tokens, f64,
+        [&](ImplicitLocOpBuilder &b, Value t) -> Value {
+          Value w = arith::ExtFOp::create(b, f64, load(b, lse, {t}));
+          return arith::MulFOp::create(b, w, w);
+        },
+        b.getF32Type(),
+        [&](ImplicitLocOpBuilder &b, Value total) {
+          return scaled(b, total, 1.0 / double(tokens));
+        });
+    rewriter.replaceOp(op, asTensor(b, op.getType(), sum));
+    return success();
+  }
+};
+
+struct LowerCountDroppedParallel : OpConversionPattern<CountDroppedOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(CountDroppedOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    Value keep = readOnlyBuffer(b, adaptor.getKeep());
+    auto shape = op.getKeep().getType().getShape();
+    int64_t k = shape[1];
+    bool perToken = bool(op.getTokens());
+    Type i64 = b.getI64Type();
+    // Dropped assignments, or (per token) tokens with no kept assignment.
+    Value sum = chunkedSum(
+        b, perToken ? shape[0] : shape[0] * k, i64,
+        [&](ImplicitLocOpBuilder &b, Value i) -> Value {
+          Value kept;
+          if (perToken) {
+            Value none = arith::ConstantIntOp::create(b, 0, 1);
+            auto loop = scf::ForOp::create(
+                b, cst(b, 0), cst(b, k), cst(b, 1), ValueRange{none},
+                [&](OpBuilder &nested, Location loc, Value j, ValueRange acc) {
+                  ImplicitLocOpBuilder ib(loc, nested);
+                  scf::YieldOp::create(
+                      ib, ValueRange{arith::OrIOp::create(
+                              ib, acc[0], load(ib, keep, {i, j}))});
+                });
+            kept = loop.getResult(0);
+          } else {
+            kept = load(b, keep, {div(b, i, k), rem(b, i, k)});
+          }
+          Value yes = arith::ConstantIntOp::create(b, 1, 1);
+          return one(b, arith::XOrIOp::create(b, kept, yes));
+        },
+        i64, [](ImplicitLocOpBuilder &, Value total) { return total; });
+    rewriter.replaceOp(op, asTensor(b, op.getType(), sum));
+    return success();
+  }
+};
+
+/// Per group g and expert e, the top-1 count and the probability mass, as
+/// chunk partial sums in parallel; then E · Σ_g Σ_e (count/S)(mass/S) / G.
+struct LowerLoadBalanceLossParallel : OpConversionPattern<LoadBalanceLossOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(LoadBalanceLossOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    BufferCode code(b);
+    Value probs = readOnlyBuffer(b, adaptor.getProbs());
+    Value experts = readOnlyBuffer(b, adaptor.getExperts());
+    int64_t tokens = op.getProbs().getType().getDimSize(0);
+    int64_t numExperts = op.getProbs().getType().getDimSize(1);
+    int64_t groupSize = op.getGroupSize();
+    int64_t groups = tokens / groupSize;
+    Type f64 = b.getF64Type();
+    auto prob = [&](ImplicitLocOpBuilder &b, Value t, Value ex) -> Value {
+      return arith::ExtFOp::create(b, f64, load(b, probs, {t, ex}));
+    };
+    // With `normalize`, each token's scores over their sum (spec §8).
+    Value totals;
+    if (op.getNormalize()) {
+      totals = code.alloc({tokens}, f64);
+      code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+        store(b,
+              sumRange(b, cst(b, 0), cst(b, numExperts), f64,
+                       [&](ImplicitLocOpBuilder &b, Value ex) {
+                         return prob(b, t, ex);
+                       }),
+              totals, {t});
+      });
+    }
+    int64_t chunk = std::min(kChunk, groupSize);
+    int64_t chunksPerGroup = (groupSize + chunk - 1) / chunk;
+    int64_t cells = groups * chunksPerGroup * numExperts;
+    Value countPart = code.alloc({cells}, f64);
+    Value massPart = code.alloc({cells}, f64);
+    code.parallel(cells, [&](ImplicitLocOpBuilder &b, Value cell) {
+      Value ex = rem(b, cell, numExperts);
+      Value c = div(b, cell, numExperts);
+      Value g = div(b, c, chunksPerGroup);
+      Value lo = add(b, mul(b, g, groupSize),
+                     mul(b, rem(b, c, chunksPerGroup), chunk));
+      Value hi = arith::MinUIOp::create(
+          b, add(b, lo, cst(b, chunk)),
+          add(b, mul(b, g, groupSize), cst(b, groupSize)));
+      Value one64 =
+          arith::ConstantFloatOp::create(b, b.getF64Type(), APFloat(1.0));
+      store(
+          b,
+          sumRange(b, lo, hi, f64,
+                   [&](ImplicitLocOpBuilder &b, Value t) -> Value {
+                     Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
+                     return arith::SelectOp::create(
+                         b, eq(b, first, ex), one64,
+                         arith::ConstantFloatOp::create(b, b.getF64Type(),
+                                                        APFloat(0.0)));
+                   }),
+          countPart, {cell});
+      store(b,
+            sumRange(b, lo, hi, f64,
+                     [&](ImplicitLocOpBuilder &b, Value t) -> Value {
+                       Value p = prob(b, t, ex);
+                       if (totals)
+                         p = arith::DivFOp::create(b, p, load(b, totals, {t}));
+                       return p;
+                     }),
+            massPart, {cell});
+    });
+    Value product = code.alloc({groups * numExperts}, f64);
+    code.parallel(groups * numExperts, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value ex = rem(b, i, numExperts);
+      Value first = mul(b, div(b, i, numExperts), chunksPerGroup);
+      auto over = [&](Value part) {
+        return sumRange(
+            b, cst(b, 0), cst(b, chunksPerGroup), f64,
+            [&](ImplicitLocOpBuilder &b, Value c) {
+              return load(b, part,
+                          {add(b, mul(b, add(b, first, c), numExperts), ex)});
+            });
+      };
+      store(b, arith::MulFOp::create(b, over(countPart), over(massPart)),
+            product, {i});
+    });
+    double scale = double(numExperts) /
+                   (double(groupSize) * double(groupSize) * double(groups));
+    Value loss = chunkedSum(
+        b, groups * numExperts, f64,
+        [&](ImplicitLocOpBuilder &b, Value i) { return load(b, product, {i}); },
+        b.getF32Type(),
+        [&](ImplicitLocOpBuilder &b, Value total) {
+          return scaled(b, total, scale);
+        });
+    rewriter.replaceOp(op, asTensor(b, op.getType(), loss));
+    return success();
+  }
+};
+
+} // namespace
+
+void mlir::moe::lowering::parallelFor(
+    ImplicitLocOpBuilder &b, int64_t n,
+    llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body) {
+  int64_t blocks = (n + kLanes - 1) / kLanes;
+  scf::ParallelOp::create(
+      b, ValueRange{cst(b, 0), cst(b, 0)},
+      ValueRange{cst(b, blocks), cst(b, kLanes)},
+      ValueRange{cst(b, 1), cst(b, 1)},
+      [&](OpBuilder &nested, Location loc, ValueRange ivs) {
+        ImplicitLocOpBuilder ib(loc, nested);
+        Value i = arith::AddIOp::create(
+            ib,
+            arith::MulIOp::create(ib, ivs[0],
+                                  arith::ConstantIndexOp::create(ib, kLanes)),
+            ivs[1]);
+        Value inside =
+            arith::CmpIOp::create(ib, arith::CmpIPredicate::ult, i,
+                                  arith::ConstantIndexOp::create(ib, n));
+        scf::IfOp::create(ib, inside, [&](OpBuilder &then, Location loc) {
+          ImplicitLocOpBuilder tb(loc, then);
+          body(tb, i);
+          scf::YieldOp::create(tb);
+        });
+      });
+}
+
+void mlir::moe::lowering::populateParallelRoutingPatterns(
+    RewritePatternSet &patterns, bool checks) {
+  patterns.add<LowerRouteRowsParallel>(patterns.getContext(), checks);
+  patterns.add<LowerRouterZLossParallel, LowerCountDroppedParallel,
+               LowerLoadBalanceLossParallel>(patterns.getContext());
+}

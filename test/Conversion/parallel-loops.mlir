@@ -1,0 +1,80 @@
+// convert-moe-to-linalg{parallel-loops}: the routing step, the statistics
+// and the scatter-add as parallel loops over buffers, (blocks of 32, lane),
+// each of which the GPU pipeline makes one kernel. The numbers these loops
+// compute are checked against the float64 reference by the e2e suite
+// (--backend gpu-loops, e.g. the bpr_chunks case: several chunks per group).
+// RUN: moe-opt %s --convert-moe-to-linalg=parallel-loops=1 --canonicalize | FileCheck %s
+// The default lowering walks the tokens in sequence instead.
+// RUN: moe-opt %s --convert-moe-to-linalg --canonicalize | FileCheck %s --check-prefix=SEQ
+
+// Two groups of 150 tokens: two chunks of ranking positions each.
+// CHECK-LABEL: func.func @route(
+// The results' buffers.
+// CHECK: memref.alloc() : memref<300x2xi32>
+// CHECK: memref.alloc() : memref<600xf32>
+// choose: one element per token (300 = 10 blocks of 32), k rounds of a
+// pass over the E experts.
+// CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%c0, %c0) to (%c10, %c32)
+// CHECK: scf.for
+// CHECK: scf.for
+// keys, then each token's position in its group's ranking.
+// CHECK: memref.alloc() : memref<300xf32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c10, %c32)
+// CHECK: memref.alloc() : memref<300xi32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c10, %c32)
+// clear the 600 rows.
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c19, %c32)
+// count and start: 2 groups x 2 chunks x k 2 x E 4 = 32 cells.
+// CHECK: memref.alloc() : memref<32xi64>
+// CHECK: scf.parallel
+// CHECK: memref.alloc() : memref<32xi64>
+// CHECK: scf.parallel
+// kept and earlier per (group, expert), the counts, the offsets.
+// CHECK: memref.alloc() : memref<8xi64>
+// CHECK: arith.minsi
+// CHECK: memref.alloc() : memref<8xi64>
+// CHECK: scf.parallel
+// CHECK: scf.parallel
+// CHECK: scf.parallel
+// place: one element per assignment (600 = 19 blocks of 32); the kept
+// ones write their row.
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c19, %c32)
+// CHECK: scf.if
+// CHECK: memref.store {{.*}} : memref<600xi32>
+// CHECK: memref.store {{.*}} : memref<600xf32>
+// CHECK: bufferization.to_tensor {{.*}} restrict writable : memref<300x2xi32>
+// Statistics: partial sums per chunk in parallel, then one element.
+// CHECK: memref.alloc() : memref<16xf64>
+// CHECK: memref.alloc() : memref<f32>
+// CHECK: bufferization.to_tensor {{.*}} : memref<f32> to tensor<f32>
+// CHECK: memref.alloc() : memref<3xf64>
+// CHECK: memref.alloc() : memref<i64>
+// CHECK: return
+
+// SEQ-LABEL: func.func @route(
+// SEQ-NOT: scf.parallel
+// SEQ: return
+func.func @route(%probs: tensor<300x4xf32>, %lse: tensor<300xf32>) -> (tensor<300x2xi32>, tensor<300x2xf32>, tensor<300x2xi1>, tensor<4xi64>, tensor<5xi64>, tensor<600xi32>, tensor<600xf32>, tensor<f32>, tensor<f32>, tensor<i64>) {
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate = moe.route_rows %probs k = 2 normalize group_size = 150 capacity = 60 priority = batch_prioritized : tensor<300x4xf32>
+  %lb = moe.load_balance_loss %probs, %experts group_size = 150 : tensor<300x4xf32>, tensor<300x2xi32>
+  %z = moe.router_z_loss %lse : tensor<300xf32>
+  %d = moe.count_dropped %keep : tensor<300x2xi1>
+  return %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate, %lb, %z, %d : tensor<300x2xi32>, tensor<300x2xf32>, tensor<300x2xi1>, tensor<4xi64>, tensor<5xi64>, tensor<600xi32>, tensor<600xf32>, tensor<f32>, tensor<f32>, tensor<i64>
+}
+
+// The scatter-add of a grouped matmul the loop lowering takes: every
+// element of every owned row at once (48 rows x 16 = 24 blocks of 32), an
+// atomic add into the token's row.
+// CHECK-LABEL: func.func @scatter(
+// CHECK: linalg.fill {{.*}} outs(%[[Y:.*]] : memref<24x16xf32>)
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c24, %c32)
+// CHECK: scf.if
+// CHECK: memref.atomic_rmw addf {{.*}}, %[[Y]][
+// CHECK: bufferization.to_tensor %[[Y]] restrict writable
+// SEQ-LABEL: func.func @scatter(
+// SEQ-NOT: memref.atomic_rmw
+// SEQ: return
+func.func @scatter(%h: tensor<48x32xf32>, %w: tensor<4x32x16xf32>, %offsets: tensor<5xi64>, %counts: tensor<4xi64>, %token: tensor<48xi32>, %gate: tensor<48xf32>) -> tensor<24x16xf32> {
+  %y = moe.grouped_matmul %h weight(%w) offsets(%offsets) counts(%counts) scatter(%token, %gate) : tensor<48x32xf32>, tensor<4x32x16xf32>, tensor<5xi64>, tensor<4xi64>, tensor<48xi32>, tensor<48xf32> -> tensor<24x16xf32>
+  return %y : tensor<24x16xf32>
+}
