@@ -263,8 +263,8 @@ void mlir::moe::printCostReport(const GpuProgram &program,
   }
   os << llvm::format("total: tensor-FLOP %.4g, other-FLOP %.4g, compulsory "
                      "bytes %.4g; kernels' bound %.1f us on H100, %.1f us on "
-                     "H200 (launch latency and the host's routing loops "
-                     "between launches not included)\n",
+                     "H200 (launch latency and the synchronisation after "
+                     "each launch not included)\n",
                      tensor, other, bytes, total[0], total[1]);
 }
 
