@@ -78,3 +78,57 @@ func.func @scatter(%h: tensor<48x32xf32>, %w: tensor<4x32x16xf32>, %offsets: ten
   %y = moe.grouped_matmul %h weight(%w) offsets(%offsets) counts(%counts) scatter(%token, %gate) : tensor<48x32xf32>, tensor<4x32x16xf32>, tensor<5xi64>, tensor<4xi64>, tensor<48xi32>, tensor<48xf32> -> tensor<24x16xf32>
   return %y : tensor<24x16xf32>
 }
+
+// Group-limited choice scores: one token per element (40 tokens = 2 blocks
+// of 32); per group, its score and the groups ahead of it (recomputed, no
+// per-thread array), then its experts' scores or -inf.
+// CHECK-LABEL: func.func @groups(
+// CHECK: %[[OUT:.*]] = memref.alloc() : memref<40x8xf32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c2, %c32)
+// CHECK: scf.for {{.*}} to %c4
+// CHECK: scf.for {{.*}} iter_args({{.*}}) -> (i64)
+// CHECK: arith.cmpi slt, {{.*}}, %c2_i64
+// CHECK: memref.store {{.*}}, %[[OUT]]
+// CHECK: bufferization.to_tensor %[[OUT]] restrict writable
+// SEQ-LABEL: func.func @groups(
+// SEQ-NOT: scf.parallel
+// SEQ: return
+func.func @groups(%s: tensor<40x8xf32>, %bias: tensor<8xf32>) -> tensor<40x8xf32> {
+  %c = moe.choice_scores %s bias(%bias) num_groups = 4 keep = 2 group_score top2_sum : tensor<40x8xf32>, tensor<8xf32>
+  return %c : tensor<40x8xf32>
+}
+
+// Expert choice: the results cleared per (token, expert) element, then one
+// (group, expert) per element running its C = 3 rounds over the group's 16
+// tokens and writing its own column.
+// CHECK-LABEL: func.func @ec(
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c4, %c32)
+// CHECK: memref.store %c-1_i32
+// CHECK: scf.parallel
+// CHECK: memref.store %c6_i64
+// CHECK: scf.parallel
+// CHECK: scf.for {{.*}} to %c3
+// CHECK: scf.for {{.*}} to %c16
+// CHECK: memref.store %true
+// SEQ-LABEL: func.func @ec(
+// SEQ-NOT: scf.parallel
+// SEQ: return
+func.func @ec(%p: tensor<32x4xf32>) -> (tensor<32x4xi32>, tensor<32x4xi32>, tensor<32x4xi1>, tensor<32x4xf32>, tensor<4xi64>) {
+  %e, %s, %k, %g, %n = moe.expert_choice %p group_size = 16 capacity = 3 : tensor<32x4xf32>
+  return %e, %s, %k, %g, %n : tensor<32x4xi32>, tensor<32x4xi32>, tensor<32x4xi1>, tensor<32x4xf32>, tensor<4xi64>
+}
+
+// Dispatch into [E, C, D]: one element of one assignment per loop element
+// (16 tokens x k 2 x D 8 = 8 blocks of 32), stored when kept.
+// CHECK-LABEL: func.func @dispatch(
+// CHECK: linalg.fill {{.*}} outs(%[[BUF:.*]] : memref<4x6x8xf32>)
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c8, %c32)
+// CHECK: scf.if
+// CHECK: memref.store {{.*}}, %[[BUF]]
+// SEQ-LABEL: func.func @dispatch(
+// SEQ-NOT: scf.parallel
+// SEQ: return
+func.func @dispatch(%x: tensor<16x8xf32>, %e: tensor<16x2xi32>, %s: tensor<16x2xi32>, %k: tensor<16x2xi1>) -> tensor<4x6x8xf32> {
+  %b = moe.dispatch %x, %e, %s, %k : tensor<16x8xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1> -> tensor<4x6x8xf32>
+  return %b : tensor<4x6x8xf32>
+}

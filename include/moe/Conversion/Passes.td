@@ -53,7 +53,12 @@ def ConvertMoEToLinalg : Pass<"convert-moe-to-linalg"> {
     partial sums per chunk of 128 in parallel, then one element that adds
     them. The scatter-add of a `moe.grouped_matmul` left to this lowering:
     one loop over every element of every row with an atomic add into the
-    token's row. No loop carries a value from one element to the next; the
+    token's row. Group-limited `moe.choice_scores`: one token per element
+    (a group is kept when fewer than `keep` groups rank ahead of it, group
+    scores recomputed rather than held in a per-thread array);
+    `moe.expert_choice`: one (group, expert) per element running its
+    capacity rounds; `moe.dispatch`: one element of one kept row per
+    element. No loop carries a value from one element to the next; the
     results equal those of the default lowering (sums up to the order of
     their terms).
   }];

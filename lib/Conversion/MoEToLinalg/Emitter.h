@@ -168,8 +168,9 @@ Value sigmoid(ImplicitLocOpBuilder &b, Value x);
 
 /// A lowering pattern that may emit runtime checks.
 template <typename Op> struct CheckedPattern : OpConversionPattern<Op> {
-  CheckedPattern(MLIRContext *context, bool checks)
-      : OpConversionPattern<Op>(context), checks(checks) {}
+  CheckedPattern(MLIRContext *context, bool checks,
+                 PatternBenefit benefit = 1)
+      : OpConversionPattern<Op>(context, benefit), checks(checks) {}
   bool checks;
 };
 

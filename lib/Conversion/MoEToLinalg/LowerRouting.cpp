@@ -1004,14 +1004,14 @@ void mlir::moe::lowering::populateLowerRoutingPatterns(
     RewritePatternSet &patterns, bool cpuKernels, bool checks,
     bool parallelLoops) {
   patterns.add<LowerRoute>(patterns.getContext(), cpuKernels);
-  patterns.add<LowerTopK, LowerAssignSlots, LowerExpertChoice>(
-      patterns.getContext(), checks);
+  patterns.add<LowerTopK, LowerAssignSlots>(patterns.getContext(), checks);
   patterns.add<LowerChoiceScores>(patterns.getContext());
   if (parallelLoops) {
     populateParallelRoutingPatterns(patterns, checks);
     return;
   }
-  patterns.add<LowerRouteRows>(patterns.getContext(), checks);
+  patterns.add<LowerRouteRows, LowerExpertChoice>(patterns.getContext(),
+                                                  checks);
   patterns.add<LowerRouterZLoss, LowerCountDropped, LowerLoadBalanceLoss>(
       patterns.getContext());
 }

@@ -92,6 +92,28 @@ Value sumRange(ImplicitLocOpBuilder &b, Value lo, Value hi, Type accType,
   return loop.getResult(0);
 }
 
+/// Whether (key, index) comes before (otherKey, otherIndex) in the order
+/// key descending, then index ascending (keys are never NaN).
+Value comesBefore(ImplicitLocOpBuilder &b, Value key, Value index,
+                  Value otherKey, Value otherIndex) {
+  return arith::OrIOp::create(
+      b, arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, otherKey),
+      arith::AndIOp::create(
+          b, arith::CmpFOp::create(b, arith::CmpFPredicate::OEQ, key, otherKey),
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, index,
+                                otherIndex)));
+}
+
+/// The results of `op` as restrict tensors of `buffers` (one per result).
+SmallVector<Value> asTensors(ImplicitLocOpBuilder &b, Operation *op,
+                             ArrayRef<Value> buffers) {
+  SmallVector<Value> results;
+  for (auto [buffer, result] : llvm::zip(buffers, op->getResults()))
+    results.push_back(bufferization::ToTensorOp::create(
+        b, result.getType(), buffer, /*restrict=*/true, /*writable=*/true));
+  return results;
+}
+
 Value load(ImplicitLocOpBuilder &b, Value memref, ValueRange indices) {
   return memref::LoadOp::create(b, memref, indices);
 }
@@ -214,21 +236,11 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
       code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
         Value base = mul(b, div(b, t, groupSize), groupSize);
         Value mine = load(b, keys, {t});
-        Value ahead =
-            sumRange(b, base, add(b, base, cst(b, groupSize)), b.getI64Type(),
-                     [&](ImplicitLocOpBuilder &b, Value u) {
-                       Value other = load(b, keys, {u});
-                       Value before = arith::OrIOp::create(
-                           b,
-                           arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                 other, mine),
-                           arith::AndIOp::create(
-                               b,
-                               arith::CmpFOp::create(
-                                   b, arith::CmpFPredicate::OEQ, other, mine),
-                               lt(b, u, t)));
-                       return one(b, before);
-                     });
+        Value ahead = sumRange(
+            b, base, add(b, base, cst(b, groupSize)), b.getI64Type(),
+            [&](ImplicitLocOpBuilder &b, Value u) {
+              return one(b, comesBefore(b, load(b, keys, {u}), u, mine, t));
+            });
         store(b, arith::IndexCastOp::create(b, b.getI32Type(), t), order,
               {add(b, base, toIndex(b, ahead))});
       });
@@ -385,13 +397,9 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
       });
     });
 
-    SmallVector<Value> buffers{experts, gates,    keep,   counts,
-                               offsets, rowToken, rowGate};
-    SmallVector<Value> results;
-    for (auto [buffer, result] : llvm::zip(buffers, op->getResults()))
-      results.push_back(bufferization::ToTensorOp::create(
-          b, result.getType(), buffer, /*restrict=*/true, /*writable=*/true));
-    rewriter.replaceOp(op, results);
+    rewriter.replaceOp(op, asTensors(b, op,
+                                     {experts, gates, keep, counts, offsets,
+                                      rowToken, rowGate}));
     return success();
   }
 };
@@ -601,6 +609,219 @@ struct LowerLoadBalanceLossParallel : OpConversionPattern<LoadBalanceLossOp> {
   }
 };
 
+/// Group-limited choice scores (spec §8), one token per element: c = scores
+/// + bias; a group is kept when fewer than `keep` groups come before it in
+/// the order (group score descending, group ascending) that the sequential
+/// lowering's rounds of nextInOrder follow; the other groups' experts get
+/// -inf. Group scores are recomputed rather than held in an array (a
+/// kernel thread has no buffers of its own): G · E work per token.
+struct LowerChoiceScoresParallel : OpConversionPattern<ChoiceScoresOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(ChoiceScoresOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    int64_t groups = op.getNumGroups(), keep = op.getKeep();
+    if (keep >= groups)
+      return failure(); // no mask: the elementwise lowering serves
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    BufferCode code(b);
+    auto type = op.getScores().getType();
+    int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
+    int64_t perGroup = experts / groups;
+    bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
+    Value scores = readOnlyBuffer(b, adaptor.getScores());
+    Value bias = readOnlyBuffer(b, adaptor.getBias());
+    Value out = code.alloc({tokens, experts}, b.getF32Type());
+    Value negInf = arith::ConstantFloatOp::create(
+        b, b.getF32Type(), APFloat(-std::numeric_limits<float>::infinity()));
+    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+      auto choiceScore = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
+        Value c = load(b, scores, {t, ex});
+        if (bias)
+          c = arith::AddFOp::create(b, c, load(b, bias, {ex}));
+        return c;
+      };
+      // The group's score: its largest key, or its two largest summed.
+      auto groupScore = [&](ImplicitLocOpBuilder &b, Value g) -> Value {
+        Emitter s(b.getLoc(), b);
+        Value base = mul(b, g, perGroup);
+        SmallVector<Value> best = s.loop(
+            perGroup, {negInf, negInf},
+            [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
+              Value key = rankKey(b, choiceScore(b, add(b, base, i)));
+              Value first = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                  key, m[0]);
+              Value second = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
+                                                   key, m[1]);
+              Value newSecond = arith::SelectOp::create(
+                  b, first, m[0],
+                  arith::SelectOp::create(b, second, key, m[1]));
+              return SmallVector<Value>{
+                  arith::SelectOp::create(b, first, key, m[0]), newSecond};
+            });
+        return rankKey(
+            b, top2 ? arith::AddFOp::create(b, best[0], best[1]).getResult()
+                    : best[0]);
+      };
+      forEach(
+          b, cst(b, 0), cst(b, groups), [&](ImplicitLocOpBuilder &b, Value g) {
+            Value mine = groupScore(b, g);
+            Value ahead =
+                sumRange(b, cst(b, 0), cst(b, groups), b.getI64Type(),
+                         [&](ImplicitLocOpBuilder &b, Value other) {
+                           return one(b, comesBefore(b, groupScore(b, other),
+                                                     other, mine, g));
+                         });
+            Value kept = arith::CmpIOp::create(
+                b, arith::CmpIPredicate::slt, ahead,
+                arith::ConstantIntOp::create(b, keep, 64));
+            Value base = mul(b, g, perGroup);
+            forEach(b, cst(b, 0), cst(b, perGroup),
+                    [&](ImplicitLocOpBuilder &b, Value i) {
+                      Value ex = add(b, base, i);
+                      store(b,
+                            arith::SelectOp::create(b, kept, choiceScore(b, ex),
+                                                    negInf),
+                            out, {t, ex});
+                    });
+          });
+    });
+    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
+                               b, op.getType(), out, /*restrict=*/true,
+                               /*writable=*/true));
+    return success();
+  }
+};
+
+/// Expert choice (spec §8), one (group, expert) per element: its `capacity`
+/// rounds pick the best token of the group not yet taken (key descending,
+/// token ascending), the r-th into slot g·C + r; each element writes its
+/// own column of its group's rows.
+struct LowerExpertChoiceParallel : CheckedPattern<ExpertChoiceOp> {
+  using CheckedPattern::CheckedPattern;
+
+  LogicalResult
+  matchAndRewrite(ExpertChoiceOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    BufferCode code(b);
+    auto type = op.getProbs().getType();
+    int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
+    int64_t groupSize = op.getGroupSize(), capacity = op.getCapacity();
+    int64_t groups = tokens / groupSize;
+    float scale = float(op.getGateScale().convertToDouble());
+    std::string check = checkMessage(
+        checks, op, "took a token outside [0, " + Twine(tokens) + ")");
+    Value probs = readOnlyBuffer(b, adaptor.getProbs());
+    Value ids = code.alloc({tokens, experts}, b.getI32Type());
+    Value slots = code.alloc({tokens, experts}, b.getI32Type());
+    Value keep = code.alloc({tokens, experts}, b.getI1Type());
+    Value gates = code.alloc({tokens, experts}, b.getF32Type());
+    Value counts = code.alloc({experts}, b.getI64Type());
+    // experts[t, e] = e; the rest starts as "not taken".
+    code.parallel(tokens * experts, [&](ImplicitLocOpBuilder &b, Value i) {
+      Emitter s(b.getLoc(), b);
+      Value t = div(b, i, experts), ex = rem(b, i, experts);
+      store(b, arith::IndexCastOp::create(b, b.getI32Type(), ex), ids, {t, ex});
+      store(b, s.i32(-1), slots, {t, ex});
+      store(b, s.boolean(false), keep, {t, ex});
+      store(b, s.f32(0), gates, {t, ex});
+    });
+    code.parallel(experts, [&](ImplicitLocOpBuilder &b, Value ex) {
+      store(b, code.i64(groups * capacity), counts, {ex});
+    });
+    code.parallel(groups * experts, [&](ImplicitLocOpBuilder &b, Value i) {
+      Emitter s(b.getLoc(), b);
+      Value g = div(b, i, experts), ex = rem(b, i, experts);
+      Value start = mul(b, g, groupSize);
+      s.loop(capacity,
+             {s.f32(std::numeric_limits<float>::infinity()), s.index(-1)},
+             [&](ImplicitLocOpBuilder &b, Value r, ValueRange c) {
+               Emitter s(b.getLoc(), b);
+               SmallVector<Value> best = nextInOrder(
+                   b, groupSize, c[0], c[1],
+                   [&](ImplicitLocOpBuilder &b, Value at) {
+                     Value t = add(b, start, at);
+                     return std::make_pair(t, load(b, probs, {t, ex}));
+                   });
+               Value t = best[1];
+               assertInRange(b, t, 0, tokens, check);
+               Value slot = add(b, mul(b, g, capacity), r);
+               Value gate = best[2];
+               if (scale != 1.0f)
+                 gate = arith::MulFOp::create(b, gate, s.f32(scale));
+               store(b, arith::IndexCastOp::create(b, b.getI32Type(), slot),
+                     slots, {t, ex});
+               store(b, s.boolean(true), keep, {t, ex});
+               store(b, gate, gates, {t, ex});
+               return SmallVector<Value>{best[0], t};
+             });
+    });
+    rewriter.replaceOp(op, asTensors(b, op, {ids, slots, keep, gates, counts}));
+    return success();
+  }
+};
+
+/// moe.dispatch, one element of one kept row per loop element: the
+/// token's element stored into its slot (of its expert's buffer when the
+/// buffer is [E, C, D]); rows nobody takes stay zero.
+struct LowerDispatchParallel : CheckedPattern<DispatchOp> {
+  using CheckedPattern::CheckedPattern;
+
+  LogicalResult
+  matchAndRewrite(DispatchOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    ImplicitLocOpBuilder b(op.getLoc(), rewriter);
+    auto bufferType = op.getBuffer().getType();
+    auto inputType = op.getInput().getType();
+    int64_t tokens = inputType.getDimSize(0), model = inputType.getDimSize(1);
+    int64_t k = op.getExperts().getType().getDimSize(1);
+    bool packed = bufferType.getRank() == 2;
+    int64_t bufferRows = bufferType.getDimSize(bufferType.getRank() - 2);
+    std::string rowCheck = checkMessage(
+        checks, op, "read a slot outside [0, " + Twine(bufferRows) + ")");
+    std::string expertCheck =
+        packed ? ""
+               : checkMessage(checks, op,
+                              "read an expert id outside [0, " +
+                                  Twine(bufferType.getDimSize(0)) + ")");
+    Value input = readOnlyBuffer(b, adaptor.getInput());
+    Value experts = readOnlyBuffer(b, adaptor.getExperts());
+    Value slots = readOnlyBuffer(b, adaptor.getSlots());
+    Value keep = readOnlyBuffer(b, adaptor.getKeep());
+    Type elt = bufferType.getElementType();
+    Value buffer =
+        memref::AllocOp::create(b, MemRefType::get(bufferType.getShape(), elt));
+    Emitter e(b.getLoc(), b);
+    linalg::FillOp::create(b, ValueRange{e.zero(elt)}, ValueRange{buffer});
+    parallelFor(b, tokens * k * model, [&](ImplicitLocOpBuilder &b, Value i) {
+      Value d = rem(b, i, model);
+      Value j = rem(b, div(b, i, model), k);
+      Value t = div(b, i, model * k);
+      scf::IfOp::create(
+          b, load(b, keep, {t, j}), [&](OpBuilder &then, Location loc) {
+            ImplicitLocOpBuilder tb(loc, then);
+            Emitter s(loc, tb);
+            Value slot = toIndex(tb, load(tb, slots, {t, j}));
+            assertInRange(tb, slot, 0, bufferRows, rowCheck);
+            SmallVector<Value> at{slot, d};
+            if (!packed) {
+              Value ex = toIndex(tb, load(tb, experts, {t, j}));
+              assertInRange(tb, ex, 0, bufferType.getDimSize(0), expertCheck);
+              at.insert(at.begin(), ex);
+            }
+            store(tb, s.castFloat(load(tb, input, {t, d}), elt), buffer, at);
+            scf::YieldOp::create(tb);
+          });
+    });
+    rewriter.replaceOp(op, bufferization::ToTensorOp::create(
+                               b, op.getType(), buffer, /*restrict=*/true,
+                               /*writable=*/true));
+    return success();
+  }
+};
+
 } // namespace
 
 void mlir::moe::lowering::parallelFor(
@@ -631,7 +852,14 @@ void mlir::moe::lowering::parallelFor(
 
 void mlir::moe::lowering::populateParallelRoutingPatterns(
     RewritePatternSet &patterns, bool checks) {
-  patterns.add<LowerRouteRowsParallel>(patterns.getContext(), checks);
+  patterns.add<LowerRouteRowsParallel, LowerExpertChoiceParallel>(
+      patterns.getContext(), checks);
+  // Ahead of the elementwise lowering, which takes the unmasked form.
+  patterns.add<LowerChoiceScoresParallel>(patterns.getContext(),
+                                          /*benefit=*/2);
+  // Ahead of the sequential dispatch of LowerExperts.cpp.
+  patterns.add<LowerDispatchParallel>(patterns.getContext(), checks,
+                                      /*benefit=*/2);
   patterns.add<LowerRouterZLossParallel, LowerCountDroppedParallel,
                LowerLoadBalanceLossParallel>(patterns.getContext());
 }
