@@ -126,3 +126,39 @@ struct HostToDevicePass
 };
 
 } // namespace
+
+namespace mlir::moe {
+#define GEN_PASS_DEF_MOEHOISTBUFFERS
+#include "moe/Conversion/Passes.h.inc"
+} // namespace mlir::moe
+
+namespace {
+
+struct HoistBuffersPass
+    : mlir::moe::impl::MoEHoistBuffersBase<HoistBuffersPass> {
+  void runOnOperation() override {
+    func::FuncOp func = getOperation();
+    if (!func.getBody().hasOneBlock())
+      return;
+    Block &body = func.getBody().front();
+    Operation *terminator = body.getTerminator();
+    SmallVector<Operation *> allocs, deallocs;
+    for (Operation &op : body) {
+      if (isa<memref::AllocOp>(op) && op.getNumOperands() == 0)
+        allocs.push_back(&op);
+      else if (isa<memref::DeallocOp>(op))
+        deallocs.push_back(&op);
+    }
+    // In their order, before everything else; after everything else.
+    Operation *first = &body.front();
+    for (Operation *op : allocs)
+      if (op != first)
+        op->moveBefore(first);
+      else
+        first = op->getNextNode();
+    for (Operation *op : deallocs)
+      op->moveBefore(terminator);
+  }
+};
+
+} // namespace

@@ -11,6 +11,8 @@
 #include "moe/Conversion/Passes.h"
 #include "moe/Transforms/Passes.h"
 
+#include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Pass/PassRegistry.h"
 #include "llvm/Support/FileSystem.h"
 
@@ -96,14 +98,14 @@ std::string mlir::moe::cpuPipelineText(const CpuPipelineOptions &options) {
          "reconcile-unrealized-casts";
 }
 
-std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
+std::string
+mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
   // Tensor-core grouped matmuls: onto buffers before bufferization, the
   // kernels after the buffer passes.
   bool tensorCores = options.tensorCores && options.fusion;
   // The routing step as parallel loops: kernels of their own.
   return frontPipelineText(options.fusion, options.runtimeChecks, "",
-                           tensorCores ? "moe-grouped-matmul-to-buffers,"
-                                       : "",
+                           tensorCores ? "moe-grouped-matmul-to-buffers," : "",
                            /*parallelLoops=*/true) +
          bufferizePipelineText(options.runtimeChecks) +
          (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
@@ -123,12 +125,12 @@ std::string mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) 
                             : gpuMappingPipelineText(options));
 }
 
-std::string mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options) {
-  std::string target = "chip=" + options.chip + " features=" +
-                       options.features + " O=" +
-                       std::to_string(options.optLevel);
-  return ",gpu-map-parallel-loops{mapping-policy=" +
-         options.mapping +
+std::string
+mlir::moe::gpuMappingPipelineText(const GpuPipelineOptions &options) {
+  std::string target = "chip=" + options.chip +
+                       " features=" + options.features +
+                       " O=" + std::to_string(options.optLevel);
+  return ",gpu-map-parallel-loops{mapping-policy=" + options.mapping +
          "},"
          "convert-parallel-loops-to-gpu,"
          // What the host would still do with buffers: one-thread kernels.
@@ -151,8 +153,7 @@ std::string mlir::moe::resolvedKernelFormat(const GpuPipelineOptions &options) {
 
 /// The host's scalar code (loops, arith, math, memref, func) to the LLVM
 /// dialect; `allocations` is the finalize-memref-to-llvm option text.
-static std::string hostToLLVMText(const std::string &allocations,
-                                  bool checks) {
+static std::string hostToLLVMText(const std::string &allocations, bool checks) {
   return "convert-scf-to-cf,"
          "expand-strided-metadata,"
          "lower-affine,"
@@ -170,19 +171,27 @@ static std::string hostToLLVMText(const std::string &allocations,
          "convert-ub-to-llvm,";
 }
 
+/// The kernel modules to NVVM (with checks, the kernels' loops become
+/// blocks before their asserts do: the assert lowering splits blocks, which
+/// an scf.for cannot hold).
+static std::string kernelModulesText(const moe::GpuPipelineOptions &options) {
+  return std::string("gpu.module(strip-debuginfo,") +
+         (options.runtimeChecks ? "convert-scf-to-cf," : "") +
+         "convert-gpu-to-nvvm,canonicalize,cse,"
+         "reconcile-unrealized-casts)";
+}
+
 std::string
 mlir::moe::gpuLoweringPipelineText(const GpuPipelineOptions &options) {
   if (options.hostLoops)
     // The tiled parallel loops run on the host, one after the other.
     return hostToLLVMText("", options.runtimeChecks) +
            "reconcile-unrealized-casts";
-  // Kernels: to NVVM.
-  // With checks, the kernels' loops become blocks before their asserts do
-  // (the assert lowering splits blocks, which an scf.for cannot hold).
-  return std::string("gpu.module(strip-debuginfo,") +
-         (options.runtimeChecks ? "convert-scf-to-cf," : "") +
-         "convert-gpu-to-nvvm,canonicalize,cse,"
-         "reconcile-unrealized-casts)," +
+  // Kernels: to NVVM. Host: the buffers allocated first and freed last, so that
+  // the launches form one asynchronous chain on one stream, waited for once at
+  // the end.
+  return "func.func(moe-hoist-buffers,gpu-async-region)," +
+         kernelModulesText(options) + "," +
          // Host: loops to LLVM; allocations through the generic allocation
          // functions, which the CUDA runtime backs with managed memory that
          // both the host loops and the kernels can reach.
@@ -200,6 +209,35 @@ std::string mlir::moe::gpuPipelineText(const GpuPipelineOptions &options) {
          gpuLoweringPipelineText(options);
 }
 
+bool mlir::moe::hostTouchesBuffers(ModuleOp lowered) {
+  bool touches = false;
+  lowered.walk([&](Operation *op) {
+    if (isa<gpu::GPUModuleOp>(op))
+      return WalkResult::skip();
+    // The C-interface wrapper loads the memref descriptors (structs) its
+    // caller passes: host memory, not a buffer.
+    if (auto load = dyn_cast<LLVM::LoadOp>(op))
+      touches |= !isa<LLVM::LLVMStructType>(load.getType());
+    else if (auto store = dyn_cast<LLVM::StoreOp>(op))
+      touches |= !isa<LLVM::LLVMStructType>(store.getValue().getType());
+    else if (isa<LLVM::AtomicRMWOp, LLVM::AtomicCmpXchgOp, LLVM::MemcpyOp,
+                 LLVM::MemmoveOp, LLVM::MemsetOp>(op))
+      touches = true;
+    if (auto call = dyn_cast<LLVM::CallOp>(op)) {
+      // Functions of the module itself are walked too.
+      std::optional<StringRef> callee = call.getCallee();
+      auto defined =
+          callee ? lowered.lookupSymbol<LLVM::LLVMFuncOp>(*callee) : nullptr;
+      if (!callee || !((defined && !defined.isExternal()) ||
+                       callee->starts_with("_mlir_memref_to_llvm_") ||
+                       callee->starts_with("mgpu")))
+        touches = true;
+    }
+    return touches ? WalkResult::interrupt() : WalkResult::advance();
+  });
+  return touches;
+}
+
 LogicalResult mlir::moe::buildGpuPipeline(OpPassManager &pm,
                                           const GpuPipelineOptions &options) {
   return parsePassPipeline(gpuPipelineText(options), pm, llvm::errs());
@@ -215,8 +253,7 @@ const char *const kRuntimeChecksHelp =
     "check expert ids, slots, rows and every memref access at run time; a "
     "failed check ends the program with one error line naming the op";
 
-struct CpuPipelineCLOptions
-    : public PassPipelineOptions<CpuPipelineCLOptions> {
+struct CpuPipelineCLOptions : public PassPipelineOptions<CpuPipelineCLOptions> {
   Option<int64_t> threads{
       *this, "threads",
       llvm::cl::desc("threads of the kernels (0: the OpenMP runtime's "
@@ -241,8 +278,7 @@ struct CpuPipelineCLOptions
                              llvm::cl::init(false)};
 };
 
-struct GpuPipelineCLOptions
-    : public PassPipelineOptions<GpuPipelineCLOptions> {
+struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
   Option<std::string> chip{*this, "chip",
                            llvm::cl::desc("NVIDIA chip of the kernels"),
                            llvm::cl::init("sm_90a")};

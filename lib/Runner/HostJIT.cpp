@@ -95,6 +95,8 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     return stageError(pipeline, "pipeline construction", pipelineError);
   if (failed(pm.run(module)))
     return stageError(pipeline, "lowering", diagnostics);
+  // Kernels only touch the buffers when the host code does not.
+  bool hostAccess = !gpu || gpu->hostLoops || hostTouchesBuffers(module);
   // Which arguments take packed weights, read (and dropped) before the
   // translation to LLVM IR.
   std::vector<std::pair<unsigned, int64_t>> packed;
@@ -143,6 +145,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   exe->engine = std::move(*engine);
   exe->entry = ("_mlir_ciface_" + funcName).str();
   exe->packed = std::move(packed);
+  exe->hostAccess = hostAccess;
   if (auto found = exe->engine->lookupPacked(exe->entry); !found)
     return stageError(pipeline, "symbol lookup",
                       llvm::toString(found.takeError()));

@@ -620,7 +620,16 @@ int run(const ::moe::RunOptions &options) {
                            "%.3f s\n",
                    compiled->packedWeights().size(), secondsSince(packStart));
   }
-  rt::CallArguments call(inputs, results, onGpu);
+  // On the GPU, device memory for every buffer unless the host code
+  // touches some itself (then tokens, results and temporaries in managed
+  // memory).
+  rt::Placement placement = rt::Placement::Host;
+  if (onGpu)
+    placement = (compiled ? !compiled->touchesBuffersOnHost()
+                          : artifact->deviceMemory)
+                    ? rt::Placement::Device
+                    : rt::Placement::Managed;
+  rt::CallArguments call(inputs, results, placement);
 
   auto runOnce = [&] {
     invokeLayer(call.get());

@@ -203,6 +203,12 @@ CudaArtifact readArtifact(std::string_view text) {
   for (size_t i = results + 3; i < a.buffers.size(); ++i)
     expectBuffer(a.buffers[i], i, {}, {"f32"});
 
+  // "device: ..." when every buffer may live in device memory; anything
+  // else (and artifacts written before the field said so) is managed.
+  if (const JSON *memory = fields.find("memory")) {
+    std::string text = readString(*memory, "memory", "a memory description");
+    a.deviceMemory = text.rfind("device:", 0) == 0;
+  }
   const JSON &kernels = fields.require("kernels");
   if (!kernels.is_array() || kernels.empty())
     failField("kernels", "expected a non-empty array, got " +

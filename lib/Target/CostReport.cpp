@@ -167,56 +167,60 @@ double boundSeconds(const KernelCost &c, const Machine &m) {
                   c.argumentBytes / m.bytesPerSecond);
 }
 
-/// ptxas -v's figures for one PTX module: registers, spill bytes.
-struct PtxasInfo {
-  std::string registers = "-", spills = "-";
-};
-
-PtxasInfo runPtxas(const std::string &toolkit, const std::string &chip,
-                   const std::string &ptx) {
-  PtxasInfo info;
-  std::string ptxas = toolkit + "/bin/ptxas";
-  if (!llvm::sys::fs::can_execute(ptxas))
-    return info;
-  llvm::SmallString<128> source, cubin, log;
-  if (llvm::sys::fs::createTemporaryFile("moe-cost", "ptx", source) ||
-      llvm::sys::fs::createTemporaryFile("moe-cost", "cubin", cubin) ||
-      llvm::sys::fs::createTemporaryFile("moe-cost", "log", log))
-    return info;
-  llvm::FileRemover removeSource(source), removeCubin(cubin), removeLog(log);
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(source, ec);
-    if (ec)
-      return info;
-    os << ptx;
-  }
-  std::string arch = "-arch=" + chip;
-  llvm::StringRef args[] = {ptxas, "-v", arch, source, "-o", cubin};
-  std::optional<llvm::StringRef> redirects[] = {std::nullopt, log, log};
-  if (llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects) != 0)
-    return info;
-  auto text = llvm::MemoryBuffer::getFile(log);
-  if (!text)
-    return info;
-  llvm::SmallVector<llvm::StringRef> match;
-  if (llvm::Regex("Used ([0-9]+) registers").match((*text)->getBuffer(), &match))
-    info.registers = match[1].str();
-  llvm::SmallVector<llvm::StringRef> stores, loads;
-  if (llvm::Regex("([0-9]+) bytes spill stores").match((*text)->getBuffer(),
-                                                       &stores) &&
-      llvm::Regex("([0-9]+) bytes spill loads").match((*text)->getBuffer(),
-                                                      &loads))
-    info.spills = stores[1].str() + "/" + loads[1].str();
-  return info;
-}
-
 std::string dims(const std::array<int64_t, 3> &d) {
   auto one = [](int64_t v) { return v < 0 ? std::string("?") : std::to_string(v); };
   return one(d[0]) + "x" + one(d[1]) + "x" + one(d[2]);
 }
 
 } // namespace
+
+PtxasFigures mlir::moe::runPtxas(const std::string &toolkit,
+                                 const std::string &chip,
+                                 const std::string &ptx) {
+  PtxasFigures figures;
+  std::string ptxas = toolkit + "/bin/ptxas";
+  if (ptx.empty() || !llvm::sys::fs::can_execute(ptxas))
+    return figures;
+  llvm::SmallString<128> source, cubin, log;
+  if (llvm::sys::fs::createTemporaryFile("moe-ptxas", "ptx", source) ||
+      llvm::sys::fs::createTemporaryFile("moe-ptxas", "cubin", cubin) ||
+      llvm::sys::fs::createTemporaryFile("moe-ptxas", "log", log))
+    return figures;
+  llvm::FileRemover removeSource(source), removeCubin(cubin), removeLog(log);
+  {
+    std::error_code ec;
+    llvm::raw_fd_ostream os(source, ec);
+    if (ec)
+      return figures;
+    os << ptx;
+  }
+  std::string arch = "-arch=" + chip;
+  llvm::StringRef args[] = {ptxas, "-v", arch, source, "-o", cubin};
+  std::optional<llvm::StringRef> redirects[] = {std::nullopt, log, log};
+  if (llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects) != 0)
+    return figures;
+  auto text = llvm::MemoryBuffer::getFile(log);
+  if (!text)
+    return figures;
+  // The largest figures over the module's kernels.
+  auto most = [&](const char *pattern) {
+    int64_t best = -1;
+    llvm::StringRef rest = (*text)->getBuffer();
+    llvm::SmallVector<llvm::StringRef> match;
+    llvm::Regex regex(pattern);
+    while (regex.match(rest, &match)) {
+      int64_t v = 0;
+      if (!match[1].getAsInteger(10, v))
+        best = std::max(best, v);
+      rest = rest.substr(match[0].data() - rest.data() + match[0].size());
+    }
+    return best;
+  };
+  figures.registers = most("Used ([0-9]+) registers");
+  figures.spillStores = most("([0-9]+) bytes spill stores");
+  figures.spillLoads = most("([0-9]+) bytes spill loads");
+  return figures;
+}
 
 void mlir::moe::printCostReport(const GpuProgram &program,
                                 llvm::raw_ostream &os) {
@@ -239,8 +243,15 @@ void mlir::moe::printCostReport(const GpuProgram &program,
   double tensor = 0, other = 0, bytes = 0;
   for (const KernelLaunch &launch : program.launches) {
     const KernelBinary *binary = program.binaryFor(launch.module);
-    PtxasInfo info = runPtxas(options.toolkit, options.chip,
-                              binary ? binary->data : std::string());
+    PtxasFigures figures = binary ? binary->ptxas : PtxasFigures();
+    auto figure = [](int64_t v) {
+      return v < 0 ? std::string("-") : std::to_string(v);
+    };
+    std::string registers = figure(figures.registers);
+    std::string spills =
+        figures.spillStores >= 0 && figures.spillLoads >= 0
+            ? figure(figures.spillStores) + "/" + figure(figures.spillLoads)
+            : std::string("-");
     const KernelCost &c = launch.cost;
     double us[2];
     for (int m = 0; m < 2; ++m) {
@@ -255,8 +266,8 @@ void mlir::moe::printCostReport(const GpuProgram &program,
                        launch.module.c_str(), dims(launch.grid).c_str(),
                        dims(launch.block).c_str(), c.tensorFlops,
                        c.otherFlops, c.requestedBytes, c.argumentBytes,
-                       (long long)c.sharedBytes, info.registers.c_str(),
-                       info.spills.c_str(), us[0], us[1],
+                       (long long)c.sharedBytes, registers.c_str(),
+                       spills.c_str(), us[0], us[1],
                        c.dynamicLoops ? "  (a loop with a dynamic trip count "
                                         "is counted once)"
                                       : "");

@@ -28,9 +28,12 @@
 #include "llvm/IR/LLVMContext.h"
 #include "llvm/IR/Module.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/raw_ostream.h"
 
 #include <nlohmann/json.hpp>
+
+#include <map>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -230,14 +233,40 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
       k.cost = kernelCost(kernel, launch);
     program.launches.push_back(k);
   });
+  // ptxas -v's figures need PTX: for cubins, the kernel modules of a copy
+  // are serialized to PTX as well.
+  std::map<std::string, std::string> ptx;
+  bool ptxas = llvm::sys::fs::can_execute(options.toolkit + "/bin/ptxas");
+  if (ptxas && resolvedKernelFormat(options) != "isa") {
+    OwningOpRef<ModuleOp> copy(cast<ModuleOp>(module->clone()));
+    GpuPipelineOptions asPtx = options;
+    asPtx.format = "isa";
+    if (failed(runPipeline(*copy, gpuLoweringPipelineText(asPtx))))
+      return failure();
+    for (auto binary : copy->getOps<gpu::BinaryOp>())
+      for (Attribute attr : binary.getObjects())
+        if (auto object = dyn_cast<gpu::ObjectAttr>(attr))
+          ptx[binary.getName().str()] = object.getObject().getValue().str();
+  }
   if (failed(runPipeline(module, gpuLoweringPipelineText(options))))
     return failure();
+  program.hostAccess = hostTouchesBuffers(module);
   for (auto binary : module.getOps<gpu::BinaryOp>())
     for (Attribute attr : binary.getObjects())
-      if (auto object = dyn_cast<gpu::ObjectAttr>(attr))
-        program.binaries.push_back({binary.getName().str(),
-                                    formatName(object.getFormat()),
-                                    object.getObject().getValue().str()});
+      if (auto object = dyn_cast<gpu::ObjectAttr>(attr)) {
+        KernelBinary kernel{binary.getName().str(),
+                            formatName(object.getFormat()),
+                            object.getObject().getValue().str(),
+                            {}};
+        if (ptxas) {
+          auto it = ptx.find(kernel.module);
+          kernel.ptxas = runPtxas(
+              options.toolkit, options.chip,
+              kernel.format == "ptx" ? kernel.data
+                                     : (it != ptx.end() ? it->second : ""));
+        }
+        program.binaries.push_back(std::move(kernel));
+      }
 
   if (withHostIR) {
     llvm::LLVMContext llvmContext;
@@ -322,6 +351,11 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
     const KernelBinary *binary = program.binaryFor(k.module);
     size_t bytes = binary ? binary->data.size() : 0;
     const KernelCost &c = k.cost;
+    // ptxas -v's figures; null without the toolkit.
+    PtxasFigures figures = binary ? binary->ptxas : PtxasFigures();
+    auto figure = [](int64_t v) {
+      return v < 0 ? nlohmann::ordered_json() : nlohmann::ordered_json(v);
+    };
     kernels.push_back({{"module", k.module},
                        {"kernel", k.kernel},
                        {"grid", k.grid},
@@ -333,12 +367,19 @@ std::string mlir::moe::cudaArtifactJSON(const GpuProgram &program) {
                          {"requested_bytes", c.requestedBytes},
                          {"compulsory_bytes", c.argumentBytes},
                          {"shared_bytes", c.sharedBytes},
-                         {"dynamic_loops", c.dynamicLoops}}}});
+                         {"dynamic_loops", c.dynamicLoops},
+                         {"registers", figure(figures.registers)},
+                         {"spill_store_bytes", figure(figures.spillStores)},
+                         {"spill_load_bytes", figure(figures.spillLoads)}}}});
   }
   doc["kernels"] = kernels;
-  doc["memory"] = "managed: host allocations go through "
-                  "_mlir_memref_to_llvm_alloc, which the runtime serves from "
-                  "its pool of CUDA managed memory";
+  doc["memory"] =
+      program.hostAccess
+          ? "managed: the host code reads or writes buffers itself; tokens, "
+            "results and its allocations (_mlir_memref_to_llvm_alloc) live "
+            "in CUDA managed memory"
+          : "device: the host code only allocates, launches and frees; "
+            "every buffer lives in device memory";
   doc["host_abi"] = {"mgpuModuleLoad", "mgpuModuleLoadJIT", "mgpuModuleUnload",
                      "mgpuModuleGetFunction", "mgpuLaunchKernel",
                      "mgpuStreamCreate", "mgpuStreamSynchronize",

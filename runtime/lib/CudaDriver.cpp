@@ -12,6 +12,7 @@
 #include <cuda.h>
 #include <dlfcn.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -35,6 +36,7 @@ struct Driver {
   decltype(&::cuMemAllocManaged) memAllocManaged = nullptr;
   decltype(&::cuMemAlloc) memAlloc = nullptr;
   decltype(&::cuMemcpyHtoD) memcpyHtoD = nullptr;
+  decltype(&::cuMemcpyDtoH) memcpyDtoH = nullptr;
   decltype(&::cuMemGetInfo) memGetInfo = nullptr;
   decltype(&::cuMemFree) memFree = nullptr;
   decltype(&::cuMemcpy) memcpy = nullptr;
@@ -127,6 +129,7 @@ void loadDriver(Driver &cu) {
   find(cu.memAllocManaged, "cuMemAllocManaged");
   find(cu.memAlloc, "cuMemAlloc_v2");
   find(cu.memcpyHtoD, "cuMemcpyHtoD_v2");
+  find(cu.memcpyDtoH, "cuMemcpyDtoH_v2");
   find(cu.memGetInfo, "cuMemGetInfo_v2");
   find(cu.memFree, "cuMemFree_v2");
   find(cu.memcpy, "cuMemcpy");
@@ -251,6 +254,18 @@ void copyToDevice(void *device, const void *host, size_t bytes) {
                               bytes),
         "cuMemcpyHtoD");
 }
+
+void copyToHost(void *host, const void *device, size_t bytes) {
+  check(ready().cu.memcpyDtoH(host, reinterpret_cast<CUdeviceptr>(device),
+                              bytes),
+        "cuMemcpyDtoH");
+}
+
+namespace {
+std::atomic<Memory> scratchMemory{Memory::Managed};
+} // namespace
+
+void setScratchMemory(Memory kind) { scratchMemory = kind; }
 
 void synchronize() {
   check(ready().cu.ctxSynchronize(), "cuCtxSynchronize");
@@ -417,14 +432,17 @@ void mgpuMemcpy(void *dst, void *src, size_t bytes, void * /*stream*/) {
 }
 
 /// memref.alloc / dealloc of the host code (finalize-memref-to-llvm with
-/// use-generic-functions): managed memory, so that kernels can reach it.
+/// use-generic-functions): the scratch memory setScratchMemory chose
+/// (managed, so that host code and kernels both reach it, or device).
 void *_mlir_memref_to_llvm_alloc(size_t bytes) {
-  return cuda::guarded([&] { return cuda::allocate(bytes); });
+  return cuda::guarded(
+      [&] { return cuda::allocate(bytes, cuda::scratchMemory.load()); });
 }
 
 void *_mlir_memref_to_llvm_aligned_alloc(size_t /*alignment*/, size_t bytes) {
-  // Managed allocations are aligned to at least 256 bytes.
-  return cuda::guarded([&] { return cuda::allocate(bytes); });
+  // Driver allocations are aligned to at least 256 bytes.
+  return cuda::guarded(
+      [&] { return cuda::allocate(bytes, cuda::scratchMemory.load()); });
 }
 
 void _mlir_memref_to_llvm_free(void *pointer) {

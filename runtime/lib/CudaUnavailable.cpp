@@ -22,6 +22,8 @@ void initialize(int) { unavailable(); }
 std::string deviceDescription() { unavailable(); }
 void *allocate(size_t, Memory) { unavailable(); }
 void copyToDevice(void *, const void *, size_t) { unavailable(); }
+void copyToHost(void *, const void *, size_t) { unavailable(); }
+void setScratchMemory(Memory) {}
 void release(void *) { unavailable(); }
 void synchronize() { unavailable(); }
 PoolStats poolStats() { return {}; }

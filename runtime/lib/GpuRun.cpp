@@ -160,7 +160,9 @@ int run(const GpuRunOptions &o) {
 
   LayerResults results = LayerResults::zeros(
       activation, artifact.tokens, artifact.dModel, artifact.numExperts);
-  CallArguments call(weights.callInputs(x), results, /*managed=*/true);
+  CallArguments call(weights.callInputs(x), results,
+                     artifact.deviceMemory ? Placement::Device
+                                           : Placement::Managed);
   if (call.get().size() != artifact.buffers.size())
     fail(o.weightsPath, "the weights make " +
                             std::to_string(call.get().size()) +

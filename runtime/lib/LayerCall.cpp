@@ -36,8 +36,13 @@ LayerStats LayerResults::stats(std::optional<int64_t> capacity) const {
 }
 
 CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
-                             LayerResults &results, bool managed)
-    : tensors(inputs), firstResult(inputs.size()), managed(managed) {
+                             LayerResults &results, Placement placement)
+    : tensors(inputs), firstResult(inputs.size()), placement(placement) {
+  bool onGpu = placement != Placement::Host;
+  if (onGpu)
+    cuda::setScratchMemory(placement == Placement::Device
+                               ? cuda::Memory::Device
+                               : cuda::Memory::Managed);
   tensors.insert(tensors.end(),
                  {&results.output, &results.tokensPerExpert, &results.dropped,
                   &results.loadBalanceLoss, &results.routerZLoss});
@@ -45,14 +50,15 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
   for (size_t i = 0; i < tensors.size(); ++i) {
     HostTensor *tensor = tensors[i];
     void *data = tensor->data();
-    if (managed) {
+    if (onGpu) {
       // The weights (inputs after the tokens) are read by kernels only:
-      // plain device memory. Tokens and results are also read and written
-      // by the host code's loops: managed memory.
+      // plain device memory. Tokens and results too unless the host code
+      // reads or writes them: then managed memory.
       bool weight = i > 0 && i < firstResult;
-      data = cuda::allocate(tensor->byteSize(), weight ? cuda::Memory::Device
+      bool device = weight || placement == Placement::Device;
+      data = cuda::allocate(tensor->byteSize(), device ? cuda::Memory::Device
                                                        : cuda::Memory::Managed);
-      if (weight)
+      if (device)
         cuda::copyToDevice(data, tensor->data(), tensor->byteSize());
       else
         std::memcpy(data, tensor->data(), tensor->byteSize());
@@ -68,11 +74,14 @@ CallArguments::~CallArguments() {
 }
 
 void CallArguments::fetchResults() {
-  if (!managed)
+  if (placement == Placement::Host)
     return;
   cuda::synchronize();
   for (size_t i = firstResult; i < tensors.size(); ++i)
-    std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+    if (placement == Placement::Device)
+      cuda::copyToHost(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+    else
+      std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
 }
 
 double moe::runtime::keptExpertFlops(const LayerStats &stats, int64_t dModel,

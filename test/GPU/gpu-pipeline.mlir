@@ -11,9 +11,23 @@
 // RUN: moe-opt %s '--moe-gpu-pipeline=runtime-checks=1' | FileCheck %s --check-prefix=CHECKS-BIN
 
 // CHECK-NOT: moe.
+// The buffers are allocated first; then one stream carries every launch
+// (asynchronous: gpu-async-region), waited for once; then the frees.
 // CHECK-LABEL: llvm.func @moe_layer(
 // CHECK: llvm.call @_mlir_memref_to_llvm_alloc
-// CHECK: gpu.launch_func  @moe_layer_kernel::@moe_layer_kernel blocks in ({{.*}}) threads in ({{.*}})
+// CHECK-NOT: gpu.launch_func
+// CHECK: %[[STREAM:.*]] = llvm.call @mgpuStreamCreate()
+// CHECK-NOT: llvm.call @_mlir_memref_to_llvm
+// CHECK: gpu.launch_func <%[[STREAM]] : !llvm.ptr> @moe_layer_kernel::@moe_layer_kernel blocks in ({{.*}}) threads in ({{.*}})
+// CHECK-NOT: llvm.call @mgpuStreamSynchronize
+// CHECK-NOT: llvm.call @_mlir_memref_to_llvm
+// CHECK: gpu.launch_func <%[[STREAM]] : !llvm.ptr> @moe_layer_kernel_{{[0-9]+}}::@moe_layer_kernel
+// CHECK-NOT: llvm.call @mgpuStreamSynchronize
+// CHECK-NOT: llvm.call @_mlir_memref_to_llvm
+// CHECK: llvm.call @mgpuStreamSynchronize(%[[STREAM]])
+// CHECK-NEXT: llvm.call @mgpuStreamDestroy(%[[STREAM]])
+// CHECK-NOT: gpu.launch_func
+// CHECK-NOT: llvm.call @mgpuStreamSynchronize
 // CHECK: llvm.call @_mlir_memref_to_llvm_free
 // CHECK-LABEL: llvm.func @_mlir_ciface_moe_layer(
 // CHECK: gpu.binary @moe_layer_kernel  [#gpu.object<#nvvm.target<O = 3, chip = "sm_90a", features = "+ptx80">, {{.*}}bin = "

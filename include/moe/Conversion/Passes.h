@@ -110,6 +110,13 @@ std::string gpuLoweringPipelineText(const GpuPipelineOptions &options = {});
 /// resolved to "bin" where `<toolkit>/bin/ptxas` exists and "isa" elsewhere.
 std::string resolvedKernelFormat(const GpuPipelineOptions &options);
 
+/// Whether the host code of a module lowered by moe-gpu-pipeline may read
+/// or write a buffer itself: a load, store, atomic or memory intrinsic in a
+/// host function, or a call of anything but the allocation functions and
+/// the `mgpu*` ABI (a collective, a runtime check). When it may not, the
+/// runtime can keep every buffer of a call in plain device memory.
+bool hostTouchesBuffers(ModuleOp lowered);
+
 /// Appends the GPU pipeline to `pm`.
 LogicalResult buildGpuPipeline(OpPassManager &pm,
                                const GpuPipelineOptions &options = {});

@@ -126,6 +126,23 @@ def MoEHostToDevice : Pass<"moe-host-to-device"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEHoistBuffers : Pass<"moe-hoist-buffers", "::mlir::func::FuncOp"> {
+  let summary = "Allocate a host function's buffers at its entry and free "
+                "them at its exit";
+  let description = [{
+    Moves every `memref.alloc` without operands in the function's body (not
+    in a loop or a kernel) to the start of the body, and every
+    `memref.dealloc` of the body to just before its return. The GPU pipeline
+    runs it after outlining, before `gpu-async-region`: the host's
+    allocation calls have side effects, so `gpu-async-region` would wait for
+    the stream before each one; with the buffers allocated first and freed
+    last, the launches of a layer call form one asynchronous chain on one
+    stream with a single wait at its end. The price is that temporaries
+    are not reused within a call (peak memory: all of them at once).
+  }];
+  let dependentDialects = ["::mlir::memref::MemRefDialect"];
+}
+
 def MoEReductionLoops : Pass<"moe-reduction-loops"> {
   let summary = "Lower linalg reductions on buffers to loops that accumulate "
                 "in registers";

@@ -64,9 +64,15 @@ public:
     return packed;
   }
 
+  /// Whether the host code reads or writes buffers itself (always on the
+  /// CPU; on the GPU, see mlir::moe::hostTouchesBuffers): when it does not,
+  /// a GPU call keeps every buffer in device memory.
+  bool touchesBuffersOnHost() const { return hostAccess; }
+
 private:
   HostExecutable() = default;
   std::unique_ptr<ExecutionEngine> engine;
+  bool hostAccess = true;
   std::string entry;
   std::vector<std::pair<unsigned, int64_t>> packed;
 };

@@ -39,6 +39,9 @@ struct CudaArtifact {
   std::string signature;
   std::string chip;
   std::string kernelFormat; ///< cubin or ptx
+  /// `memory` says "device": the host code touches no buffer, so every
+  /// buffer of a call may live in device memory (else managed memory).
+  bool deviceMemory = false;
   int64_t dModel = 0, dFF = 0, numExperts = 0, tokens = 0;
   bool gated = false;
   std::optional<int64_t> capacity;

@@ -65,12 +65,25 @@ struct KernelLaunch {
   KernelCost cost;
 };
 
+/// What `ptxas -v` reports for one kernel module, the largest over its
+/// kernels: registers per thread, spill stores and loads in bytes (-1
+/// without the toolkit's ptxas).
+struct PtxasFigures {
+  int64_t registers = -1, spillStores = -1, spillLoads = -1;
+};
+
 /// The binary of one gpu.module.
 struct KernelBinary {
   std::string module;
   std::string format; ///< "cubin", "ptx" or "fatbin"
   std::string data;
+  PtxasFigures ptxas;
 };
+
+/// Runs `ptxas -v` of `toolkit` for `chip` on `ptx`; empty figures when
+/// ptxas is not there or fails.
+PtxasFigures runPtxas(const std::string &toolkit, const std::string &chip,
+                      const std::string &ptx);
 
 struct GpuProgram {
   GpuPipelineOptions options;
@@ -87,6 +100,9 @@ struct GpuProgram {
   std::optional<int64_t> capacity;
   std::vector<KernelLaunch> launches;
   std::vector<KernelBinary> binaries;
+  /// Whether the lowered host code reads or writes buffers itself
+  /// (hostTouchesBuffers).
+  bool hostAccess = true;
   /// The host code as LLVM IR text (filled when asked for).
   std::string hostLLVMIR;
 

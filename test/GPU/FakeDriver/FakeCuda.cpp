@@ -14,6 +14,11 @@
 // $FAKE_CUDA_DEVICES sets the device count (default 1) and
 // $FAKE_CUDA_FREE_BYTES the free device memory (default 1 GiB).
 //
+// Device memory (cuMemAlloc) is mapped without access rights, as a GPU's
+// memory is out of the host's reach: host code that reads or writes it
+// (rather than through cuMemcpy*) dies of a segmentation fault. Managed
+// memory is ordinary host memory.
+//
 //===----------------------------------------------------------------------===//
 
 #include <cstdint>
@@ -24,6 +29,8 @@
 #include <set>
 #include <string>
 
+#include <sys/mman.h>
+
 namespace {
 
 constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidImage = 200,
@@ -32,6 +39,8 @@ constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidImage = 200,
 struct Counters {
   std::map<std::string, long> count;
   std::set<void *> live, functions, modules, launched;
+  /// Device allocations (no access rights) and their sizes.
+  std::map<void *, size_t> device;
   std::set<std::string> kernelNames;
   long maxThreads = 0;
 
@@ -151,18 +160,44 @@ int cuMemAllocManaged(unsigned long long *pointer, size_t bytes, unsigned) {
 int cuMemAlloc_v2(unsigned long long *pointer, size_t bytes) {
   if (call("cuMemAlloc_v2"))
     return kLaunchFailed;
-  void *p = std::calloc(1, bytes);
+  void *p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
+                 0);
+  if (p == MAP_FAILED)
+    return kInvalidValue;
+  counters().device[p] = bytes;
   counters().live.insert(p);
   counters().count["bytes_allocated"] += long(bytes);
   *pointer = reinterpret_cast<unsigned long long>(p);
   return kSuccess;
 }
 
+/// Opens a device allocation to the host for one copy (`open`), or closes
+/// it again; other pointers are left as they are.
+static void hostAccess(const void *pointer, bool open) {
+  auto it = counters().device.find(const_cast<void *>(pointer));
+  if (it != counters().device.end())
+    mprotect(it->first, it->second, open ? PROT_READ | PROT_WRITE : PROT_NONE);
+}
+
 int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
   call("cuMemcpyHtoD_v2");
-  if (!counters().live.count(reinterpret_cast<void *>(dst)))
+  void *to = reinterpret_cast<void *>(dst);
+  if (!counters().live.count(to))
     return kInvalidValue;
-  std::memcpy(reinterpret_cast<void *>(dst), src, bytes);
+  hostAccess(to, true);
+  std::memcpy(to, src, bytes);
+  hostAccess(to, false);
+  return kSuccess;
+}
+
+int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
+  call("cuMemcpyDtoH_v2");
+  void *from = reinterpret_cast<void *>(src);
+  if (!counters().live.count(from))
+    return kInvalidValue;
+  hostAccess(from, true);
+  std::memcpy(dst, from, bytes);
+  hostAccess(from, false);
   return kSuccess;
 }
 
@@ -180,14 +215,23 @@ int cuMemFree_v2(unsigned long long pointer) {
   void *p = reinterpret_cast<void *>(pointer);
   if (!counters().live.erase(p))
     return kInvalidValue;
-  std::free(p);
+  if (auto it = counters().device.find(p); it != counters().device.end()) {
+    munmap(p, it->second);
+    counters().device.erase(it);
+  } else {
+    std::free(p);
+  }
   return kSuccess;
 }
 
 int cuMemcpy(unsigned long long dst, unsigned long long src, size_t bytes) {
   call("cuMemcpy");
-  std::memmove(reinterpret_cast<void *>(dst), reinterpret_cast<void *>(src),
-               bytes);
+  void *to = reinterpret_cast<void *>(dst), *from = reinterpret_cast<void *>(src);
+  hostAccess(to, true);
+  hostAccess(from, true);
+  std::memmove(to, from, bytes);
+  hostAccess(to, false);
+  hostAccess(from, false);
   return kSuccess;
 }
 

@@ -53,6 +53,15 @@ void release(void *pointer);
 /// Copies `bytes` from host memory to device (or managed) memory.
 void copyToDevice(void *device, const void *host, size_t bytes);
 
+/// Copies `bytes` from device (or managed) memory to host memory.
+void copyToHost(void *host, const void *device, size_t bytes);
+
+/// The memory the compiled code's own allocations (its temporaries,
+/// through _mlir_memref_to_llvm_alloc) come from: managed memory (the
+/// default) where its host code may touch them, device memory where it
+/// does not (mlir::moe::hostTouchesBuffers).
+void setScratchMemory(Memory kind);
+
 /// Waits for all work on the device.
 void synchronize();
 

@@ -37,16 +37,29 @@ struct LayerResults {
   LayerStats stats(std::optional<int64_t> capacity) const;
 };
 
+/// Where the buffers of a layer call live.
+enum class Placement {
+  /// The host tensors themselves (the CPU backends).
+  Host,
+  /// CUDA: weights in device memory; tokens, results and the compiled
+  /// code's temporaries in managed memory, for host code that touches them.
+  Managed,
+  /// CUDA: every buffer in device memory, the tokens copied in and the
+  /// results copied out once per call (host code that touches no buffer).
+  Device,
+};
+
 /// The buffers a layer function is called with: `inputs` then `results`.
-/// With `managed`, each lives in a copy in the CUDA backend's memory: the
-/// weights (inputs after the first), which only kernels read, in plain
-/// device memory; the tokens and the results in managed memory (kernels and
-/// host code both reach it); fetchResults() copies the results back after a
-/// call.
+/// On the GPU (`placement` Managed or Device) each lives in a copy in the
+/// CUDA backend's memory: the weights (inputs after the first), which only
+/// kernels read, always in plain device memory; the tokens and the results
+/// in managed or device memory as `placement` says, and the compiled code's
+/// temporaries too (cuda::setScratchMemory). fetchResults() copies the
+/// results back after a call.
 class CallArguments {
 public:
   CallArguments(const std::vector<HostTensor *> &inputs,
-                LayerResults &results, bool managed);
+                LayerResults &results, Placement placement);
   ~CallArguments();
   CallArguments(const CallArguments &) = delete;
   CallArguments &operator=(const CallArguments &) = delete;
@@ -60,7 +73,7 @@ public:
 private:
   std::vector<HostTensor *> tensors;
   size_t firstResult;
-  bool managed;
+  Placement placement;
   std::vector<void *> copies;
   std::vector<MemRefDescriptor> descriptors;
   std::vector<void *> pointers;
