@@ -448,7 +448,11 @@ void *_mlir_memref_to_llvm_aligned_alloc(size_t /*alignment*/, size_t bytes) {
 void _mlir_memref_to_llvm_free(void *pointer) {
   cuda::guarded([&] {
     // A kernel still running may read the block: wait before reusing it.
-    cuda::synchronize();
+    // Not needed for device scratch memory: only host code that touches no
+    // buffer gets it, and its frees all follow the wait at the end of its
+    // single stream (moe-hoist-buffers, gpu-async-region).
+    if (cuda::scratchMemory.load() != cuda::Memory::Device)
+      cuda::synchronize();
     cuda::release(pointer);
   });
 }

@@ -70,6 +70,11 @@ def main():
     expect(one.get("cuStreamSynchronize") == 1,
            f"one wait per call: the launches run asynchronously on one stream "
            f"({one.get('cuStreamSynchronize')} stream synchronisations)")
+    expect(one.get("cuCtxSynchronize") == 1 and many.get("cuCtxSynchronize") == calls,
+           f"one context synchronisation per call, before the results are fetched: "
+           f"frees of device scratch memory do not wait "
+           f"({one.get('cuCtxSynchronize')} for one call, "
+           f"{many.get('cuCtxSynchronize')} for {calls})")
     return 1 if failures else 0
 
 
