@@ -3,13 +3,15 @@
 // The moe-grouped-matmul-to-gpu pass: every moe.grouped_matmul whose weights
 // are bf16 or f16 becomes one GPU kernel of warp-level tensor-core MMAs
 // (`mma.sync.m16n8k16`, f32 accumulation): a block per (64-row tile of one
-// expert, 64-column tile), the tile's operand rows gathered through the
-// index into shared memory while they are converted to the weights' type,
-// the weight tile staged beside them (k-pairs packed in 32-bit words, the
-// layout the MMA's fragments read), and the epilogue (activation, or gate
-// scale and scatter-add) on the accumulator fragments. With `host-loops` the
-// same blocks, tiles, index math, staging, fragment loads and epilogue run
-// as host loops, and only the warp's MMA is replaced by a host computation
+// expert, 64-column tile), the weight tile and the tile's operand rows
+// (gathered through the index) copied into shared memory by cp.async in a
+// three-stage pipeline (operand rows that need a conversion to the
+// weights' type go through registers), fragments by ldmatrix (.trans for
+// the weights' k rows), and the epilogue (activation, or gate scale and
+// scatter-add) on the accumulator fragments. With `host-loops` the same
+// blocks, tiles, index math, staging, fragment loads and epilogue run as
+// host loops (a copy stores its words at once), and only the warp's MMA is
+// replaced by a host computation
 // of D = A B + C from the fragment registers of the warp's 32 lanes (the
 // PTX ISA's m16n8k16 layout, written independently of the fragment loads).
 //
@@ -42,16 +44,31 @@ namespace {
 constexpr int64_t kRows = 64, kCols = 64, kDepth = 32, kWarps = 4;
 constexpr int64_t kThreads = 32 * kWarps;
 constexpr int64_t kNTiles = kCols / 8;
-// Shared tiles hold k-pairs as 32-bit words: kWords per row, rows kPitch
-// words apart (4 words of padding keep a fragment load free of bank
-// conflicts: the 8 row groups × 4 threads of a warp hit 32 distinct banks).
+// Reduction steps in flight: kStages shared buffers of each tile, filled
+// kStages - 1 steps ahead of the MMAs.
+constexpr int64_t kStages = 3;
+// Shared tiles hold pairs of elements as 32-bit words. The operand tile:
+// kRows rows of the step's kDepth elements (kWords words), kPitch words
+// apart; the weight tiles: kDepth rows (k) of kCols elements (kBWords words,
+// the weights' own layout), kBPitch words apart. The 4 words of padding put
+// the 8 rows of an ldmatrix matrix in 8 distinct groups of 4 banks.
 constexpr int64_t kWords = kDepth / 2, kPitch = kWords + 4;
-constexpr int64_t kTileBytes = kRows * kPitch * 4;
-// Words each thread stages per step: of the operand tile, of each weight.
-constexpr int64_t kPrefetchA = kRows * kWords / kThreads,
-                  kPrefetchB = kCols * kWords / kThreads;
+constexpr int64_t kBWords = kCols / 2, kBPitch = kBWords + 4;
+constexpr int64_t kATileBytes = kRows * kPitch * 4,
+                  kBTileBytes = kDepth * kBPitch * 4;
+// An asynchronous copy moves 16 bytes: kChunk elements of 16 bits. Copies
+// per thread and step: of the operand tile, of each weight tile.
+constexpr int64_t kChunk = 8;
+constexpr int64_t kCopiesA = kRows * kDepth / kChunk / kThreads,
+                  kCopiesB = kDepth * kCols / kChunk / kThreads;
+// Words each thread stages per step through its registers when the operand
+// rows need a conversion (f32 tokens).
+constexpr int64_t kPrefetchA = kRows * kWords / kThreads;
 static_assert(kRows == 16 * kWarps && kCols == kRows,
               "one 16-row MMA band per warp; A and B tiles share a shape");
+static_assert(kCopiesA * kThreads * kChunk == kRows * kDepth &&
+                  kCopiesB * kThreads * kChunk == kDepth * kCols,
+              "whole copies per thread");
 
 class MmaKernel {
 public:
@@ -82,6 +99,10 @@ private:
   /// Two elements of the weights' type packed into a word, `lo` in the low
   /// half (the lower k of an MMA fragment register).
   Value pack(ImplicitLocOpBuilder &b, Value lo, Value hi);
+  /// Two 16-bit values packed into a word, `lo` in the low half.
+  Value packBits(ImplicitLocOpBuilder &b, Value lo, Value hi);
+  /// The 16 bits of half `high` (an i32 0 or 1) of a word.
+  Value halfBits(ImplicitLocOpBuilder &b, Value word, Value high);
   /// Element `high` (0 or 1) of a packed word, as f32.
   Value unpack(ImplicitLocOpBuilder &b, Value word, int high);
   /// A value of any float type in the weights' type.
@@ -99,36 +120,57 @@ private:
   struct TileWord {
     Value tile, row, word;
   };
-  /// The shared words thread `tid` stages each step, with the loads of
-  /// neighbouring threads contiguous: kPrefetchA of the operand tile (pairs
-  /// of neighbouring words of one row), then kPrefetchB of each weight tile
-  /// (row = column of the step's weight tile, word = k-pair).
+  /// An asynchronous copy of kChunk elements: from `source` at `at` (the
+  /// last index the first element's) to the shared words at `to`; with
+  /// `valid` false (a row past the tile's), zeros.
+  struct Copy {
+    TileWord to;
+    Value source;
+    SmallVector<Value> at;
+    Value valid;
+  };
+  /// Thread `tid`'s copies for reduction step `k0`: kCopiesA of the operand
+  /// tile (when its rows need no conversion), then kCopiesB of each weight
+  /// tile, neighbouring threads copying neighbouring 16 bytes.
+  SmallVector<Copy> copies(ImplicitLocOpBuilder &b, Value tid, Value k0,
+                           Value col0);
+  /// Issues thread `tid`'s copies of step `k0` into buffer `stage`:
+  /// `cp.async.cg` (16 bytes, zero-filled for rows past the tile), or on the
+  /// host the same words stored at once.
+  void issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0,
+                   Value stage);
+  /// The shared address of a tile's word in buffer `stage`.
+  Value sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
+                      Value stage);
+  /// The global address of element `at` of a buffer of 16-bit elements.
+  Value globalAddress(ImplicitLocOpBuilder &b, Value buffer, ValueRange at);
+  /// Without asynchronous operand copies (f32 tokens): the operand words
+  /// thread `tid` stages each step through registers, with the loads of
+  /// neighbouring threads contiguous (pairs of neighbouring words of one
+  /// row); loadStage converts and packs them for step `k0`, storeStage
+  /// stores them into buffer `stage`.
   SmallVector<TileWord> stageWords(ImplicitLocOpBuilder &b, Value tid);
-  /// Thread `tid`'s loads for reduction step `k0`, converted and packed, in
-  /// the order of stageWords.
-  SmallVector<Value> loadStage(ImplicitLocOpBuilder &b, Value tid, Value k0,
-                               Value col0);
-  /// Stores what loadStage returned into shared buffer `parity`.
+  SmallVector<Value> loadStage(ImplicitLocOpBuilder &b, Value tid, Value k0);
   void storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
-                  Value parity);
-  int64_t prefetchWords() const { return kPrefetchA + numWeights * kPrefetchB; }
+                  Value stage);
   /// Thread `tid`'s ldmatrix.x4 rows for k16 step `step` (where the row it
   /// gives its warp starts): one for A, then one per (weight, pair of
-  /// column tiles).
+  /// column tiles), these transposing (`.trans`: the weight tiles hold k
+  /// rows, the MMA's B fragments k-pairs of one column).
   SmallVector<TileWord> matrixLoads(ImplicitLocOpBuilder &b, Value tid,
                                     int64_t step);
   int64_t matrixLoadCount() const { return 1 + numWeights * kNTiles / 2; }
   /// Thread `tid`'s MMA operand registers of k16 step `step` from buffer
-  /// `parity`, by ldmatrix, as 32-bit words: A's 4, then 2 per (weight,
+  /// `stage`, by ldmatrix, as 32-bit words: A's 4, then 2 per (weight,
   /// column tile).
-  SmallVector<Value> fragments(ImplicitLocOpBuilder &b, Value tid,
-                               int64_t step, Value parity);
+  SmallVector<Value> fragments(ImplicitLocOpBuilder &b, Value tid, int64_t step,
+                               Value stage);
   /// One reduction step of thread `tid`'s accumulators: the warp's MMAs.
   SmallVector<Value> contract(ImplicitLocOpBuilder &b, Value tid,
-                              ValueRange acc, Value parity);
+                              ValueRange acc, Value stage);
   /// The host's ldmatrix: thread `t`'s words of the rows its warp's lanes
-  /// gave (in hostRows), from buffer `parity`, into hostFrag.
-  void emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t, Value parity);
+  /// gave (in hostRows), from buffer `stage`, into hostFrag.
+  void emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t, Value stage);
   /// The host's warp MMAs, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
@@ -143,8 +185,7 @@ private:
     return (w * kNTiles + j) * 4 + i;
   }
   /// Activation, then store or scaled scatter-add of the fragments.
-  void epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
-                ValueRange acc);
+  void epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0, ValueRange acc);
   /// The block at (bx, by): locate, reduction steps, epilogue.
   void block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid);
 
@@ -159,6 +200,9 @@ private:
   Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch, hostRows;
   Value expert, tileStart, tileRows;
   Type mmaType;
+  // Whether the operand rows are copied asynchronously (tokens in the
+  // weights' type) rather than converted through registers.
+  bool asyncA = false;
   int64_t numWeights = 1, depth = 0, cols = 0, experts = 0;
 };
 
@@ -186,22 +230,31 @@ Value MmaKernel::toMmaType(ImplicitLocOpBuilder &b, Value v) {
   return arith::TruncFOp::create(b, mmaType, v);
 }
 
+Value MmaKernel::packBits(ImplicitLocOpBuilder &b, Value lo, Value hi) {
+  Value high =
+      arith::ShLIOp::create(b, arith::ExtUIOp::create(b, b.getI32Type(), hi),
+                            arith::ConstantIntOp::create(b, 16, 32));
+  return arith::OrIOp::create(b, arith::ExtUIOp::create(b, b.getI32Type(), lo),
+                              high);
+}
+
 Value MmaKernel::pack(ImplicitLocOpBuilder &b, Value lo, Value hi) {
-  auto word = [&](Value v) -> Value {
-    return arith::ExtUIOp::create(
-        b, b.getI32Type(), arith::BitcastOp::create(b, b.getI16Type(), v));
+  auto bits = [&](Value v) -> Value {
+    return arith::BitcastOp::create(b, b.getI16Type(), v);
   };
-  Value high = arith::ShLIOp::create(
-      b, word(hi), arith::ConstantIntOp::create(b, 16, 32));
-  return arith::OrIOp::create(b, word(lo), high);
+  return packBits(b, bits(lo), bits(hi));
+}
+
+Value MmaKernel::halfBits(ImplicitLocOpBuilder &b, Value word, Value high) {
+  Value shift =
+      arith::MulIOp::create(b, high, arith::ConstantIntOp::create(b, 16, 32));
+  return arith::TruncIOp::create(b, b.getI16Type(),
+                                 arith::ShRUIOp::create(b, word, shift));
 }
 
 Value MmaKernel::unpack(ImplicitLocOpBuilder &b, Value word, int high) {
-  if (high)
-    word = arith::ShRUIOp::create(b, word,
-                                  arith::ConstantIntOp::create(b, 16, 32));
-  Value half = arith::TruncIOp::create(b, b.getI16Type(), word);
-  Value element = arith::BitcastOp::create(b, mmaType, half);
+  Value bits = halfBits(b, word, arith::ConstantIntOp::create(b, high, 32));
+  Value element = arith::BitcastOp::create(b, mmaType, bits);
   return arith::ExtFOp::create(b, b.getF32Type(), element);
 }
 
@@ -217,14 +270,12 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
         Value tileBase = acc[0], packedStart = acc[1];
         Value count = loadIndex(lb, counts, {e});
         Value tiles = arith::CeilDivUIOp::create(lb, count, cst(lb, kRows));
-        Value start =
-            offsets ? loadIndex(lb, offsets, {e}) : packedStart;
+        Value start = offsets ? loadIndex(lb, offsets, {e}) : packedStart;
         Value nextBase = add(lb, tileBase, tiles);
         Value hit = arith::AndIOp::create(
             lb,
             arith::CmpIOp::create(lb, arith::CmpIPredicate::ule, tileBase, by),
-            arith::CmpIOp::create(lb, arith::CmpIPredicate::ult, by,
-                                  nextBase));
+            arith::CmpIOp::create(lb, arith::CmpIPredicate::ult, by, nextBase));
         Value first = mul(lb, arith::SubIOp::create(lb, by, tileBase), kRows);
         Value rows = arith::MinUIOp::create(
             lb, arith::SubIOp::create(lb, count, first), cst(lb, kRows));
@@ -249,42 +300,133 @@ MmaKernel::LaneIds MmaKernel::laneIds(ImplicitLocOpBuilder &b, Value tid) {
   return ids;
 }
 
-SmallVector<MmaKernel::TileWord>
-MmaKernel::stageWords(ImplicitLocOpBuilder &b, Value tid) {
+SmallVector<MmaKernel::Copy>
+MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
+  SmallVector<Copy> result;
+  if (asyncA) {
+    // kDepth / kChunk neighbouring threads copy one operand row (gathered
+    // through the index; zeros past the tile's rows).
+    constexpr int64_t perRow = kDepth / kChunk;
+    for (int64_t p = 0; p < kCopiesA; ++p) {
+      Value c = add(b, tid, cst(b, p * kThreads));
+      Value row = arith::DivUIOp::create(b, c, cst(b, perRow));
+      Value chunk = arith::RemUIOp::create(b, c, cst(b, perRow));
+      Value valid =
+          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
+      Value at =
+          arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
+      Value source = gather ? loadIndex(b, gather, {at}) : at;
+      result.push_back({{tileA, row, mul(b, chunk, kChunk / 2)},
+                        input,
+                        {source, add(b, k0, mul(b, chunk, kChunk))},
+                        valid});
+    }
+  }
+  // kCols / kChunk neighbouring threads copy one k row of a weight tile.
+  constexpr int64_t perRow = kCols / kChunk;
+  for (int64_t w = 0; w < numWeights; ++w)
+    for (int64_t p = 0; p < kCopiesB; ++p) {
+      Value c = add(b, tid, cst(b, p * kThreads));
+      Value k = arith::DivUIOp::create(b, c, cst(b, perRow));
+      Value chunk = arith::RemUIOp::create(b, c, cst(b, perRow));
+      result.push_back(
+          {{tileB[w], k, mul(b, chunk, kChunk / 2)},
+           weights[w],
+           {expert, add(b, k0, k), add(b, col0, mul(b, chunk, kChunk))},
+           Value()});
+    }
+  return result;
+}
+
+Value MmaKernel::sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
+                               Value stage) {
+  auto type = cast<MemRefType>(word.tile.getType());
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, word.tile);
+  Value element =
+      add(b,
+          mul(b, add(b, mul(b, stage, type.getDimSize(1)), word.row),
+              type.getDimSize(2)),
+          word.word);
+  Value address = arith::IndexCastOp::create(b, b.getI64Type(),
+                                             add(b, base, mul(b, element, 4)));
+  return LLVM::IntToPtrOp::create(
+      b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
+}
+
+Value MmaKernel::globalAddress(ImplicitLocOpBuilder &b, Value buffer,
+                               ValueRange at) {
+  auto metadata = memref::ExtractStridedMetadataOp::create(b, buffer);
+  Value element = metadata.getOffset();
+  for (auto [index, stride] : llvm::zip_equal(at, metadata.getStrides()))
+    element = add(b, element, arith::MulIOp::create(b, index, stride));
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, buffer);
+  Value address = arith::IndexCastOp::create(b, b.getI64Type(),
+                                             add(b, base, mul(b, element, 2)));
+  return LLVM::IntToPtrOp::create(
+      b, LLVM::LLVMPointerType::get(b.getContext(), 1), address);
+}
+
+void MmaKernel::issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0,
+                            Value col0, Value stage) {
+  for (const Copy &copy : copies(b, tid, k0, col0)) {
+    if (!hostLoops) {
+      // 16 bytes through L2 only; `valid` false reads none and fills zeros.
+      Value bytes;
+      if (copy.valid)
+        bytes = arith::SelectOp::create(b, copy.valid,
+                                        arith::ConstantIntOp::create(b, 16, 32),
+                                        arith::ConstantIntOp::create(b, 0, 32));
+      NVVM::CpAsyncOp::create(b, sharedAddress(b, copy.to, stage),
+                              globalAddress(b, copy.source, copy.at),
+                              /*size=*/16, NVVM::LoadCacheModifierKind::CG,
+                              bytes);
+      continue;
+    }
+    Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
+    for (int64_t i = 0; i < kChunk / 2; ++i) {
+      SmallVector<Value> at(copy.at);
+      Value &k = at.back();
+      k = add(b, k, cst(b, 2 * i));
+      Value lo = memref::LoadOp::create(b, copy.source, at);
+      k = add(b, k, cst(b, 1));
+      Value hi = memref::LoadOp::create(b, copy.source, at);
+      Value word = pack(b, lo, hi);
+      if (copy.valid)
+        word = arith::SelectOp::create(b, copy.valid, word, zeroWord);
+      memref::StoreOp::create(
+          b, word, copy.to.tile,
+          ValueRange{stage, copy.to.row, add(b, copy.to.word, cst(b, i))});
+    }
+  }
+}
+
+SmallVector<MmaKernel::TileWord> MmaKernel::stageWords(ImplicitLocOpBuilder &b,
+                                                       Value tid) {
   SmallVector<TileWord> slots;
-  // Operand rows: in each of 4 passes, 8 neighbouring threads cover the 16
-  // words (32 elements) of one row: tile row 16 pass + tid / 8, words
-  // 2 (tid % 8) and the next.
+  // In each of 4 passes, 8 neighbouring threads cover the 16 words (32
+  // elements) of one row: tile row 16 pass + tid / 8, words 2 (tid % 8)
+  // and the next.
   Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
   Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
   for (int64_t pass = 0; pass < kRows / 16; ++pass)
     for (int64_t w = 0; w < 2; ++w)
       slots.push_back({tileA, add(b, rowInPass, cst(b, 16 * pass)),
                        add(b, firstWord, cst(b, w))});
-  // Weights, transposed into tile rows: thread tid takes column tid % 64
-  // and k-pairs [8 (tid / 64), + 8), so a warp reads 32 contiguous
-  // elements of a weight row per load.
-  Value n = arith::RemUIOp::create(b, tid, cst(b, kCols));
-  Value firstPair =
-      mul(b, arith::DivUIOp::create(b, tid, cst(b, kCols)), kPrefetchB);
-  for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t p = 0; p < kPrefetchB; ++p)
-      slots.push_back({tileB[w], n, add(b, firstPair, cst(b, p))});
   return slots;
 }
 
 SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
-                                        Value k0, Value col0) {
+                                        Value k0) {
   SmallVector<TileWord> slots = stageWords(b, tid);
   SmallVector<Value> words;
-  // Operand words, pairs of one gathered row (zeros past the tile's rows).
+  // Pairs of words of one gathered row (zeros past the tile's rows).
   Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
   for (int64_t i = 0; i < kPrefetchA; i += 2) {
     Value row = slots[i].row;
     Value valid =
         arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
-    Value at = arith::SelectOp::create(b, valid, add(b, tileStart, row),
-                                       tileStart);
+    Value at =
+        arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
     Value source = gather ? loadIndex(b, gather, {at}) : at;
     for (int64_t w = i; w < i + 2; ++w) {
       Value k = add(b, k0, mul(b, slots[w].word, 2));
@@ -295,26 +437,14 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
           b, valid, pack(b, toMmaType(b, lo), toMmaType(b, hi)), zeroWord));
     }
   }
-  // Weight k-pairs of the slot's column.
-  for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t p = 0; p < kPrefetchB; ++p) {
-      const TileWord &slot = slots[kPrefetchA + w * kPrefetchB + p];
-      Value col = add(b, col0, slot.row);
-      Value k = add(b, k0, mul(b, slot.word, 2));
-      Value lo = memref::LoadOp::create(b, weights[w],
-                                        ValueRange{expert, k, col});
-      Value hi = memref::LoadOp::create(
-          b, weights[w], ValueRange{expert, add(b, k, cst(b, 1)), col});
-      words.push_back(pack(b, lo, hi));
-    }
   return words;
 }
 
-void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid,
-                           ValueRange words, Value parity) {
+void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
+                           Value stage) {
   for (auto [slot, word] : llvm::zip_equal(stageWords(b, tid), words))
     memref::StoreOp::create(b, word, slot.tile,
-                            ValueRange{parity, slot.row, slot.word});
+                            ValueRange{stage, slot.row, slot.word});
 }
 
 SmallVector<Value> MmaKernel::loadRow(ImplicitLocOpBuilder &b, Value buffer,
@@ -334,50 +464,42 @@ void MmaKernel::storeRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
 
 SmallVector<MmaKernel::TileWord>
 MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
-  // ldmatrix.x4 gives lane 4 g + q word (g, q) of each of four 8 x 8 b16
-  // matrices (8 rows of 4 words); lane l gives the start of row l % 8 of
-  // matrix l / 8. A's fragment registers (row g | g + 8, word q | q + 4 of
-  // the k16 step) are matrices (rows 0-7 | 8-15) x (words 0-3 | 4-7) of the
-  // warp's 16 rows; B's (column g of an 8-column tile, word q | q + 4) for
-  // two column tiles are their 8 rows of tileB x (words 0-3 | 4-7).
+  // ldmatrix.x4 reads four 8 x 8 b16 matrices (8 rows of 4 words); lane l
+  // gives the start of row l % 8 of matrix l / 8. Without .trans, lane
+  // 4 g + q receives word (g, q) of each; with .trans, the elements
+  // (2 q, g) and (2 q + 1, g) as one word.
+  // A's fragment registers (row g | g + 8, word q | q + 4 of the k16 step)
+  // are matrices (rows 0-7 | 8-15) x (words 0-3 | 4-7) of the warp's 16
+  // rows. B's (k-pair q | q + 4 of column g) for column tiles j and j + 1
+  // are the transposed matrices (k rows 0-7 | 8-15 of the step) x (the
+  // tile's 8 columns, 4 words).
   LaneIds ids = laneIds(b, tid);
   Value matrix = arith::DivUIOp::create(b, ids.lane, cst(b, 8));
   Value rowInMatrix = arith::RemUIOp::create(b, ids.lane, cst(b, 8));
   Value low = arith::RemUIOp::create(b, matrix, cst(b, 2));
   Value high = arith::DivUIOp::create(b, matrix, cst(b, 2));
-  Value stepWord = cst(b, step * 8);
   SmallVector<TileWord> loads;
-  loads.push_back({tileA,
-                   add(b, add(b, mul(b, ids.warp, 16), rowInMatrix),
-                       mul(b, low, 8)),
-                   add(b, stepWord, mul(b, high, 4))});
+  loads.push_back(
+      {tileA, add(b, add(b, mul(b, ids.warp, 16), rowInMatrix), mul(b, low, 8)),
+       add(b, cst(b, step * 8), mul(b, high, 4))});
+  Value kRow = add(b, add(b, cst(b, step * 16), mul(b, low, 8)), rowInMatrix);
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t j = 0; j < kNTiles; j += 2)
-      loads.push_back({tileB[w],
-                       add(b, add(b, cst(b, 8 * j), mul(b, high, 8)),
-                           rowInMatrix),
-                       add(b, stepWord, mul(b, low, 4))});
+      loads.push_back({tileB[w], kRow, mul(b, add(b, high, cst(b, j)), 4)});
   return loads;
 }
 
 SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
-                                        int64_t step, Value parity) {
+                                        int64_t step, Value stage) {
   MLIRContext *ctx = b.getContext();
   Type i32 = b.getI32Type();
   auto quad = LLVM::LLVMStructType::getLiteral(ctx, {i32, i32, i32, i32});
-  auto shared = LLVM::LLVMPointerType::get(ctx, 3);
   SmallVector<Value> words;
-  for (const TileWord &load : matrixLoads(b, tid, step)) {
-    // The row's address: the tile's base plus 4 bytes per word.
-    Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, load.tile);
-    Value element =
-        add(b, mul(b, add(b, mul(b, parity, kRows), load.row), kPitch),
-            load.word);
-    Value address = arith::IndexCastOp::create(
-        b, b.getI64Type(), add(b, base, mul(b, element, 4)));
-    Value pointer = LLVM::IntToPtrOp::create(b, shared, address);
+  for (auto [c, load] : llvm::enumerate(matrixLoads(b, tid, step))) {
+    // The weight tiles' matrices are transposed (layout col = .trans).
     Value regs = NVVM::LdMatrixOp::create(
-        b, quad, pointer, /*num=*/4, NVVM::MMALayout::row,
+        b, quad, sharedAddress(b, load, stage), /*num=*/4,
+        c == 0 ? NVVM::MMALayout::row : NVVM::MMALayout::col,
         NVVM::LdStMatrixShapeAttr::get(ctx, 8, 8),
         NVVM::LdStMatrixEltType::B16);
     for (int64_t i = 0; i < 4; ++i)
@@ -387,7 +509,7 @@ SmallVector<Value> MmaKernel::fragments(ImplicitLocOpBuilder &b, Value tid,
 }
 
 SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
-                                       ValueRange acc, Value parity) {
+                                       ValueRange acc, Value stage) {
   SmallVector<Value> next(acc.begin(), acc.end());
   MLIRContext *ctx = b.getContext();
   Type f32 = b.getF32Type();
@@ -401,7 +523,7 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
     return LLVM::BitcastOp::create(b, VectorType::get({2}, mmaType), word);
   };
   for (int64_t step = 0; step < kDepth / 16; ++step) {
-    SmallVector<Value> words = fragments(b, tid, step, parity);
+    SmallVector<Value> words = fragments(b, tid, step, stage);
     SmallVector<Value> a;
     for (int64_t r = 0; r < 4; ++r)
       a.push_back(operand(words[r]));
@@ -413,9 +535,8 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
         for (int64_t i = 0; i < 4; ++i)
           c.push_back(next[accAt(w, j, i)]);
         Value d = NVVM::MmaOp::create(
-            b, resultType, a, bw, c, ArrayRef<int64_t>{16, 8, 16},
-            std::nullopt, std::nullopt,
-            std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
+            b, resultType, a, bw, c, ArrayRef<int64_t>{16, 8, 16}, std::nullopt,
+            std::nullopt, std::array<NVVM::MMATypes, 2>{ptxType, ptxType},
             std::array<NVVM::MMALayout, 2>{NVVM::MMALayout::row,
                                            NVVM::MMALayout::col});
         for (int64_t i = 0; i < 4; ++i)
@@ -426,28 +547,44 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
 }
 
 void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
-                                   Value parity) {
-  // Lane 4 g + q takes word q of row g of matrix m, whose rows lane 8 m + g
-  // of its warp gave.
+                                   Value stage) {
+  // Lane 4 g + q reads row g (or, transposing, rows 2 q and 2 q + 1) of
+  // matrix m, whose rows lanes 8 m + r of its warp gave.
   LaneIds ids = laneIds(b, t);
   Value warpBase = mul(b, ids.warp, 32);
+  Value gHalf = arith::IndexCastOp::create(
+      b, b.getI32Type(), arith::RemUIOp::create(b, ids.g, cst(b, 2)));
+  Value gWord = arith::DivUIOp::create(b, ids.g, cst(b, 2));
   for (int64_t step = 0; step < kDepth / 16; ++step)
-    for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step)))
-      for (int64_t m = 0; m < 4; ++m) {
-        Value from = add(b, add(b, warpBase, cst(b, 8 * m)), ids.g);
-        int64_t slot = (step * matrixLoadCount() + c) * 2;
+    for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step))) {
+      int64_t slot = (step * matrixLoadCount() + c) * 2;
+      // Word `offset` past the start of the row lane 8 m + r gave.
+      auto rowWord = [&](int64_t m, Value r, Value offset) -> Value {
+        Value from = add(b, add(b, warpBase, cst(b, 8 * m)), r);
         Value row =
             memref::LoadOp::create(b, hostRows, ValueRange{from, cst(b, slot)});
         Value word = add(b,
                          memref::LoadOp::create(
                              b, hostRows, ValueRange{from, cst(b, slot + 1)}),
-                         ids.q);
-        Value value = memref::LoadOp::create(b, load.tile,
-                                             ValueRange{parity, row, word});
+                         offset);
+        return memref::LoadOp::create(b, load.tile,
+                                      ValueRange{stage, row, word});
+      };
+      for (int64_t m = 0; m < 4; ++m) {
+        Value value;
+        if (c == 0) {
+          value = rowWord(m, ids.g, ids.q);
+        } else {
+          Value twoQ = mul(b, ids.q, 2);
+          value = packBits(
+              b, halfBits(b, rowWord(m, twoQ, gWord), gHalf),
+              halfBits(b, rowWord(m, add(b, twoQ, cst(b, 1)), gWord), gHalf));
+        }
         memref::StoreOp::create(
             b, value, hostFrag,
             ValueRange{t, cst(b, step * fragWords() + 4 * c + m)});
       }
+    }
 }
 
 SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
@@ -479,19 +616,18 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
                     lb, lb.getI32Type(),
                     arith::RemUIOp::create(lb, k, cst(lb, 2)));
                 Value laneA = add(lb, add(lb, warpBase, mul(lb, g, 4)), kPair);
-                Value regA = add(lb, mul(lb, kHigh, 2),
-                                 cst(lb, base + rowHigh));
-                Value laneB = add(lb, add(lb, warpBase, mul(lb, col, 4)),
-                                  kPair);
-                Value regB = add(lb, kHigh,
-                                 cst(lb, base + 4 + (w * kNTiles + j) * 2));
+                Value regA =
+                    add(lb, mul(lb, kHigh, 2), cst(lb, base + rowHigh));
+                Value laneB =
+                    add(lb, add(lb, warpBase, mul(lb, col, 4)), kPair);
+                Value regB =
+                    add(lb, kHigh, cst(lb, base + 4 + (w * kNTiles + j) * 2));
                 auto element = [&](Value lane, Value reg) {
                   Value word = memref::LoadOp::create(lb, hostFrag,
                                                       ValueRange{lane, reg});
                   Value shift = arith::MulIOp::create(
                       lb, half, arith::ConstantIntOp::create(lb, 16, 32));
-                  return unpack(lb, arith::ShRUIOp::create(lb, word, shift),
-                                0);
+                  return unpack(lb, arith::ShRUIOp::create(lb, word, shift), 0);
                 };
                 Value s = math::FmaOp::create(lb, element(laneA, regA),
                                               element(laneB, regB), sum[0]);
@@ -524,17 +660,16 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
           int64_t at = j * 4 + 2 * half + i;
           Value value = acc[at];
           if (std::optional<Activation> act = op.getActivation())
-            value = lowering::activate(
-                eb, *act, value,
-                numWeights == 2 ? acc[kNTiles * 4 + at] : Value());
+            value = lowering::activate(eb, *act, value,
+                                       numWeights == 2 ? acc[kNTiles * 4 + at]
+                                                       : Value());
           Value col = add(eb, add(eb, col0, cst(eb, 8 * j + i)), mul(eb, q, 2));
           if (scatter) {
             // Rows of one token sit in other experts' blocks: the adds of
             // concurrent blocks are atomic.
-            memref::AtomicRMWOp::create(
-                eb, arith::AtomicRMWKind::addf,
-                arith::MulFOp::create(eb, scale, value), out,
-                ValueRange{target, col});
+            memref::AtomicRMWOp::create(eb, arith::AtomicRMWKind::addf,
+                                        arith::MulFOp::create(eb, scale, value),
+                                        out, ValueRange{target, col});
           } else {
             memref::StoreOp::create(eb, value, out, ValueRange{target, col});
           }
@@ -544,11 +679,10 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
   }
 }
 
-void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
-                      Value tid) {
+void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
   locate(b, by);
-  Value any = arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, tileRows,
-                                    cst(b, 0));
+  Value any =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, tileRows, cst(b, 0));
   Value col0 = mul(b, bx, kCols);
   auto forThreads = [&](ImplicitLocOpBuilder &ib,
                         function_ref<void(ImplicitLocOpBuilder &, Value)> fn) {
@@ -563,36 +697,49 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
     Value zero = arith::ConstantOp::create(ib, ib.getF32FloatAttr(0));
     if (hostLoops)
       linalg::FillOp::create(ib, ValueRange{zero}, ValueRange{hostAcc});
-    // Software pipeline over two shared buffers: step i's MMAs read buffer
-    // i % 2 while its threads hold step i + 1's words in registers (loaded
-    // before the MMAs, stored into the other buffer after them); one
-    // barrier per step. Buffer (i + 1) % 2 was last read in step i - 1,
-    // which every thread finished before that step's barrier. The last
-    // step loads (and stores) its own words again instead of branching.
+    // Software pipeline over kStages shared buffers: step i's MMAs read
+    // buffer i % kStages while the copies of step i + kStages - 1 fill
+    // buffer (i - 1) % kStages, which every thread finished reading in step
+    // i - 1, before step i's barrier. Each step's copies form one cp.async
+    // group: waiting for all but the newest kStages - 2 groups, then the
+    // barrier, makes step i's tiles complete and visible. Operand rows that
+    // need a conversion go through registers: loaded before the MMAs,
+    // stored after them into the same buffer. Steps past the last copy the
+    // last step again (into a buffer no later step reads) instead of
+    // branching.
     Value lastStep = cst(ib, depth - kDepth);
-    Value zeroParity = cst(ib, 0);
-    if (hostLoops) {
-      forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
-        storeStage(tb, t, loadStage(tb, t, cst(tb, 0), col0), zeroParity);
-      });
-    } else {
-      storeStage(ib, tid, loadStage(ib, tid, cst(ib, 0), col0), zeroParity);
-      gpu::BarrierOp::create(ib);
+    auto fill = [&](ImplicitLocOpBuilder &tb, Value t, Value k, Value stage) {
+      issueCopies(tb, t, k, col0, stage);
+      if (!asyncA)
+        storeStage(tb, t, loadStage(tb, t, k), stage);
+    };
+    for (int64_t s = 0; s + 1 < kStages; ++s) {
+      Value k = cst(ib, std::min(s * kDepth, depth - kDepth));
+      if (hostLoops) {
+        forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
+          fill(tb, t, k, cst(tb, s));
+        });
+      } else {
+        fill(ib, tid, k, cst(ib, s));
+        NVVM::CpAsyncCommitGroupOp::create(ib);
+      }
     }
     SmallVector<Value> inits(hostLoops ? 0 : accCount(), zero);
     auto loop = scf::ForOp::create(
         ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, kDepth), inits,
         [&](OpBuilder &nested, Location loc, Value k0, ValueRange acc) {
           ImplicitLocOpBuilder kb(loc, nested);
-          Value parity = arith::RemUIOp::create(
-              kb, arith::DivUIOp::create(kb, k0, cst(kb, kDepth)),
-              cst(kb, 2));
-          Value other = arith::SubIOp::create(kb, cst(kb, 1), parity);
-          Value next = arith::MinUIOp::create(kb, add(kb, k0, cst(kb, kDepth)),
-                                              lastStep);
+          Value i = arith::DivUIOp::create(kb, k0, cst(kb, kDepth));
+          Value stage = arith::RemUIOp::create(kb, i, cst(kb, kStages));
+          Value ahead = arith::RemUIOp::create(
+              kb, add(kb, i, cst(kb, kStages - 1)), cst(kb, kStages));
+          Value next = arith::MinUIOp::create(
+              kb, add(kb, k0, cst(kb, (kStages - 1) * kDepth)), lastStep);
           if (hostLoops) {
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              storeRow(tb, hostPrefetch, t, loadStage(tb, t, next, col0));
+              issueCopies(tb, t, next, col0, ahead);
+              if (!asyncA)
+                storeRow(tb, hostPrefetch, t, loadStage(tb, t, next));
             });
             // ldmatrix: every lane gives its rows (hostRows), then every
             // lane takes its words of the rows its warp gave.
@@ -604,30 +751,40 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by,
               storeRow(tb, hostRows, t, rows);
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              emulateMatrixLoads(tb, t, parity);
+              emulateMatrixLoads(tb, t, stage);
             });
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
               storeRow(tb, hostAcc, t, emulateMma(tb, t, loadAcc(tb, t)));
             });
-            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              storeStage(tb, t, loadRow(tb, hostPrefetch, t, prefetchWords()),
-                         other);
-            });
+            if (!asyncA)
+              forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+                storeStage(tb, t, loadRow(tb, hostPrefetch, t, kPrefetchA),
+                           ahead);
+              });
             scf::YieldOp::create(kb);
             return;
           }
-          SmallVector<Value> words = loadStage(kb, tid, next, col0);
-          SmallVector<Value> sums = contract(kb, tid, acc, parity);
-          storeStage(kb, tid, words, other);
+          NVVM::CpAsyncWaitGroupOp::create(kb, kStages - 2);
           gpu::BarrierOp::create(kb);
+          SmallVector<Value> words;
+          if (!asyncA)
+            words = loadStage(kb, tid, next);
+          issueCopies(kb, tid, next, col0, ahead);
+          NVVM::CpAsyncCommitGroupOp::create(kb);
+          SmallVector<Value> sums = contract(kb, tid, acc, stage);
+          if (!asyncA)
+            storeStage(kb, tid, words, ahead);
           scf::YieldOp::create(kb, sums);
         });
-    if (hostLoops)
+    if (hostLoops) {
       forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
         epilogue(tb, t, col0, loadAcc(tb, t));
       });
-    else
+    } else {
+      // No copy outlives the kernel.
+      NVVM::CpAsyncWaitGroupOp::create(ib, 0);
       epilogue(ib, tid, col0, loop.getResults());
+    }
     scf::YieldOp::create(ib);
   });
 }
@@ -640,6 +797,7 @@ void MmaKernel::build(OpBuilder &builder) {
   cols = weightType.getDimSize(2);
   mmaType = weightType.getElementType();
   input = op.getInput();
+  asyncA = cast<ShapedType>(input.getType()).getElementType() == mmaType;
   gather = op.getGather();
   weights[0] = op.getWeight();
   if (op.getGateWeight()) {
@@ -656,33 +814,37 @@ void MmaKernel::build(OpBuilder &builder) {
   // number at most ceil(R / kRows) + E.
   int64_t gridX = cols / kCols;
   int64_t gridY = (op.getNumRows() + kRows - 1) / kRows + experts;
-  // Two buffers of each tile (the software pipeline's).
-  auto tileType = [&](Attribute space) {
-    return MemRefType::get({2, kRows, kPitch}, b.getI32Type(),
+  // kStages buffers of each tile (the software pipeline's).
+  auto tileType = [&](int64_t rows, int64_t pitch, Attribute space) {
+    return MemRefType::get({kStages, rows, pitch}, b.getI32Type(),
                            MemRefLayoutAttrInterface(), space);
   };
+  auto aType = [&](Attribute space) { return tileType(kRows, kPitch, space); };
+  auto bType = [&](Attribute space) {
+    return tileType(kDepth, kBPitch, space);
+  };
   if (hostLoops) {
-    tileA = memref::AllocOp::create(b, tileType(Attribute()));
+    tileA = memref::AllocOp::create(b, aType(Attribute()));
     for (int64_t w = 0; w < numWeights; ++w)
-      tileB[w] = memref::AllocOp::create(b, tileType(Attribute()));
+      tileB[w] = memref::AllocOp::create(b, bType(Attribute()));
     hostAcc = memref::AllocOp::create(
         b, MemRefType::get({kThreads, accCount()}, b.getF32Type()));
     hostFrag = memref::AllocOp::create(
-        b, MemRefType::get({kThreads, kDepth / 16 * fragWords()},
-                           b.getI32Type()));
-    hostPrefetch = memref::AllocOp::create(
-        b, MemRefType::get({kThreads, prefetchWords()}, b.getI32Type()));
+        b,
+        MemRefType::get({kThreads, kDepth / 16 * fragWords()}, b.getI32Type()));
+    if (!asyncA)
+      hostPrefetch = memref::AllocOp::create(
+          b, MemRefType::get({kThreads, kPrefetchA}, b.getI32Type()));
     hostRows = memref::AllocOp::create(
         b, MemRefType::get({kThreads, kDepth / 16 * matrixLoadCount() * 2},
                            b.getIndexType()));
-    lowering::forEach(b, cst(b, 0), cst(b, gridY),
-                      [&](ImplicitLocOpBuilder &yb, Value by) {
-                        lowering::forEach(
-                            yb, cst(yb, 0), cst(yb, gridX),
+    lowering::forEach(
+        b, cst(b, 0), cst(b, gridY), [&](ImplicitLocOpBuilder &yb, Value by) {
+          lowering::forEach(yb, cst(yb, 0), cst(yb, gridX),
                             [&](ImplicitLocOpBuilder &xb, Value bx) {
                               block(xb, bx, by, Value());
                             });
-                      });
+        });
     // After the buffer passes: the host buffers are freed here.
     for (Value buffer :
          {tileA, tileB[0], tileB[1], hostAcc, hostFrag, hostPrefetch, hostRows})
@@ -690,7 +852,7 @@ void MmaKernel::build(OpBuilder &builder) {
         memref::DeallocOp::create(b, buffer);
   } else {
     Value one = cst(b, 1);
-    int64_t sharedBytes = 2 * (1 + numWeights) * kTileBytes;
+    int64_t sharedBytes = kStages * (kATileBytes + numWeights * kBTileBytes);
     auto launch = gpu::LaunchOp::create(
         b, cst(b, gridX), cst(b, gridY), one, cst(b, kThreads), one, one,
         arith::ConstantIntOp::create(b, sharedBytes, 32));
@@ -701,14 +863,13 @@ void MmaKernel::build(OpBuilder &builder) {
     Value shared = gpu::DynamicSharedMemoryOp::create(
         b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                            MemRefLayoutAttrInterface(), space));
-    auto view = [&](int64_t index) -> Value {
-      return memref::ViewOp::create(b, tileType(space), shared,
-                                    cst(b, 2 * index * kTileBytes),
+    auto view = [&](MemRefType type, int64_t byteShift) -> Value {
+      return memref::ViewOp::create(b, type, shared, cst(b, byteShift),
                                     ValueRange{});
     };
-    tileA = view(0);
+    tileA = view(aType(space), 0);
     for (int64_t w = 0; w < numWeights; ++w)
-      tileB[w] = view(1 + w);
+      tileB[w] = view(bType(space), kStages * (kATileBytes + w * kBTileBytes));
     block(b, launch.getBlockIds().x, launch.getBlockIds().y,
           launch.getThreadIds().x);
     gpu::TerminatorOp::create(b);
@@ -737,11 +898,10 @@ struct GroupedMatmulToBuffersPass
       ImplicitLocOpBuilder b(op.getLoc(), builder);
       // The operands' buffers, in operand order.
       SmallVector<Value> buffers;
-      for (Value tensor :
-           {Value(op.getInput()), Value(op.getGather()), Value(op.getWeight()),
-            Value(op.getGateWeight()), Value(op.getOffsets()),
-            Value(op.getCounts()), Value(op.getScatter()),
-            Value(op.getScales())})
+      for (Value tensor : {Value(op.getInput()), Value(op.getGather()),
+                           Value(op.getWeight()), Value(op.getGateWeight()),
+                           Value(op.getOffsets()), Value(op.getCounts()),
+                           Value(op.getScatter()), Value(op.getScales())})
         buffers.push_back(lowering::readOnlyBuffer(b, tensor));
       auto resultType = op.getResult().getType();
       Value out = memref::AllocOp::create(
@@ -750,10 +910,9 @@ struct GroupedMatmulToBuffersPass
       // adds) are zero.
       Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0));
       linalg::FillOp::create(b, ValueRange{zero}, ValueRange{out});
-      GroupedMatmulBuffersOp::create(b, buffers[0], buffers[1], buffers[2],
-                                     buffers[3], buffers[4], buffers[5],
-                                     buffers[6], buffers[7], out,
-                                     op.getActivationAttr());
+      GroupedMatmulBuffersOp::create(
+          b, buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
+          buffers[5], buffers[6], buffers[7], out, op.getActivationAttr());
       Value result = bufferization::ToTensorOp::create(
           b, resultType, out, /*restrict=*/true, /*writable=*/true);
       op.getResult().replaceAllUsesWith(result);

@@ -61,8 +61,8 @@ void countOp(Operation &op, double weight, KernelCost &cost) {
           arith::MaximumFOp, arith::MinimumFOp, arith::MaxNumFOp,
           arith::MinNumFOp>(op) ||
       (isa<math::MathDialect>(op.getDialect()) && !isa<math::FmaOp>(op))) {
-    if (op.getNumResults() == 1 && isa<FloatType>(getElementTypeOrSelf(
-                                       op.getResult(0).getType())))
+    if (op.getNumResults() == 1 &&
+        isa<FloatType>(getElementTypeOrSelf(op.getResult(0).getType())))
       cost.otherFlops += weight * lanes(op.getResult(0).getType());
     return;
   }
@@ -70,7 +70,11 @@ void countOp(Operation &op, double weight, KernelCost &cost) {
     cost.otherFlops += 2 * weight * lanes(op.getResult(0).getType());
     return;
   }
-  if (auto load = dyn_cast<memref::LoadOp>(op)) {
+  if (auto copy = dyn_cast<NVVM::CpAsyncOp>(op)) {
+    // A global-to-shared copy of `size` bytes (a zero-filling one counted
+    // as a full one).
+    cost.requestedBytes += weight * copy.getSize();
+  } else if (auto load = dyn_cast<memref::LoadOp>(op)) {
     if (isGlobal(load.getMemRef()))
       cost.requestedBytes += weight * bytesOf(load.getType());
   } else if (auto store = dyn_cast<memref::StoreOp>(op)) {
@@ -85,7 +89,8 @@ void countOp(Operation &op, double weight, KernelCost &cost) {
       cost.requestedBytes += weight * bytesOf(load.getType());
   } else if (auto store = dyn_cast<vector::StoreOp>(op)) {
     if (isGlobal(store.getBase()))
-      cost.requestedBytes += weight * bytesOf(store.getValueToStore().getType());
+      cost.requestedBytes +=
+          weight * bytesOf(store.getValueToStore().getType());
   }
 }
 
@@ -112,9 +117,8 @@ void countRegion(Region &region, double weight, KernelCost &cost) {
       if (auto loop = dyn_cast<scf::ForOp>(op))
         scale(loop.getLowerBound(), loop.getUpperBound(), loop.getStep());
       else if (auto loop = dyn_cast<scf::ParallelOp>(op))
-        for (auto [lo, hi, step] : llvm::zip(loop.getLowerBound(),
-                                             loop.getUpperBound(),
-                                             loop.getStep()))
+        for (auto [lo, hi, step] : llvm::zip(
+                 loop.getLowerBound(), loop.getUpperBound(), loop.getStep()))
           scale(lo, hi, step);
       for (Region &nested : op.getRegions())
         countRegion(nested, inner, cost);
@@ -168,7 +172,9 @@ double boundSeconds(const KernelCost &c, const Machine &m) {
 }
 
 std::string dims(const std::array<int64_t, 3> &d) {
-  auto one = [](int64_t v) { return v < 0 ? std::string("?") : std::to_string(v); };
+  auto one = [](int64_t v) {
+    return v < 0 ? std::string("?") : std::to_string(v);
+  };
   return one(d[0]) + "x" + one(d[1]) + "x" + one(d[2]);
 }
 
@@ -264,8 +270,8 @@ void mlir::moe::printCostReport(const GpuProgram &program,
     os << llvm::format("%-22s %-12s %-9s %11.3g %11.3g %11.3g %11.3g %6lld "
                        "%5s %7s %10.2f %10.2f%s\n",
                        launch.module.c_str(), dims(launch.grid).c_str(),
-                       dims(launch.block).c_str(), c.tensorFlops,
-                       c.otherFlops, c.requestedBytes, c.argumentBytes,
+                       dims(launch.block).c_str(), c.tensorFlops, c.otherFlops,
+                       c.requestedBytes, c.argumentBytes,
                        (long long)c.sharedBytes, registers.c_str(),
                        spills.c_str(), us[0], us[1],
                        c.dynamicLoops ? "  (a loop with a dynamic trip count "
@@ -278,4 +284,3 @@ void mlir::moe::printCostReport(const GpuProgram &program,
                      "each launch not included)\n",
                      tensor, other, bytes, total[0], total[1]);
 }
-

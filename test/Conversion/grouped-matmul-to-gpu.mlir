@@ -33,54 +33,71 @@
 // CHECK: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
 // CHECK: linalg.fill {{.*}} outs(%[[OUT]]
 // Grid: 128 / 64 column tiles x (ceil(200 / 64) + 4 experts) row tiles; 128
-// threads; shared memory for two buffers of the operand tile and of the two
-// weight tiles, each 64 x 20 words.
+// threads; shared memory for three buffers of the operand tile (64 rows x 20
+// words) and of the two weight tiles (32 k rows x 36 words): 43008 bytes.
 // CHECK-DAG: %[[GX:.*]] = arith.constant 2 : index
 // CHECK-DAG: %[[GY:.*]] = arith.constant 8 : index
 // CHECK-DAG: %[[NT:.*]] = arith.constant 128 : index
-// CHECK-DAG: %[[SMEM:.*]] = arith.constant 30720 : i32
+// CHECK-DAG: %[[SMEM:.*]] = arith.constant 43008 : i32
 // CHECK: gpu.launch blocks(%[[BX:.*]], %[[BY:.*]], %{{.*}}) in (%{{.*}} = %[[GX]], %{{.*}} = %[[GY]], %{{.*}} = %{{.*}}) threads(%[[TID:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[NT]], %{{.*}}, %{{.*}}) dynamic_shared_memory_size %[[SMEM]]
 // CHECK: %[[SH:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
-// CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<2x64x20xi32, #gpu.address_space<workgroup>>
-// CHECK: %[[TW:.*]] = memref.view %[[SH]]
-// CHECK: %[[TG:.*]] = memref.view %[[SH]]
+// CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x64x20xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[TW:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x32x36xi32, #gpu.address_space<workgroup>>
+// CHECK: %[[TG:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x32x36xi32, #gpu.address_space<workgroup>>
 // The block's tile: a scan of the experts' counts, starts from the offsets.
 // CHECK: scf.for %[[E:.*]] = {{.*}} iter_args
 // CHECK: memref.load %[[CB]][%[[E]]]
 // CHECK: memref.load %[[OB]][%[[E]]]
 // CHECK: scf.if
-// Prologue: step 0 staged into buffer 0. The operand rows come through the
-// gather index (no dispatch copy), rounded to bf16 and packed in pairs.
+// Prologue: steps 0 and 1 into buffers 0 and 1, one cp.async group each. The
+// weight rows are copied asynchronously, 16 bytes at a time through L2, from
+// their global addresses (offset and strides of the buffer); the operand rows
+// come through the gather index (no dispatch copy), rounded to bf16 and
+// packed in pairs in registers, then stored. No barrier before the loop.
+// CHECK: memref.extract_strided_metadata %[[WB]]
+// CHECK: memref.extract_aligned_pointer_as_index %[[WB]]
+// CHECK: llvm.inttoptr %{{.*}} : i64 to !llvm.ptr<1>
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache = cg : !llvm.ptr<3>, !llvm.ptr<1>
+// CHECK: memref.extract_strided_metadata %[[WGB]]
+// CHECK: nvvm.cp.async.shared.global
 // CHECK: %[[SRC:.*]] = memref.load %[[TB]][
 // CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
 // CHECK: %[[A0:.*]] = memref.load %[[XB]][%[[SRCI]], %{{.*}}]
 // CHECK: arith.truncf %[[A0]] : f32 to bf16
-// CHECK: memref.load %[[WB]][
-// CHECK: memref.load %[[WGB]][
 // CHECK: memref.store %{{.*}}, %[[TA]][%c0{{(_[0-9]+)?}},
-// CHECK: memref.store %{{.*}}, %[[TW]][%c0{{(_[0-9]+)?}},
-// CHECK: memref.store %{{.*}}, %[[TG]][%c0{{(_[0-9]+)?}},
-// CHECK: gpu.barrier
-// Each step: the next step's words loaded into registers, the MMAs on buffer
-// `parity`, the words stored into the other buffer, one barrier.
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: memref.store %{{.*}}, %[[TA]][%c1{{(_[0-9]+)?}},
+// CHECK: nvvm.cp.async.commit.group
+// CHECK-NOT: gpu.barrier
+// Step i: wait until step i's group is complete (at most one newer one
+// pending), one barrier; the operand words of step i + 2 loaded into
+// registers; the weight copies of step i + 2 into buffer (i + 2) % 3; the
+// MMAs on buffer i % 3 (A fragments by ldmatrix, B fragments by
+// ldmatrix.trans from the k rows); the operand words stored into buffer
+// (i + 2) % 3.
 // CHECK: scf.for %[[K0:.*]] = %{{.*}} to %{{.*}} step %{{.*}} iter_args({{.*}}) -> (f32,
-// CHECK: %[[PAR:.*]] = arith.remui
-// CHECK: %[[OTHER:.*]] = arith.subi %c1{{.*}}, %[[PAR]]
+// CHECK: %[[I:.*]] = arith.divui %[[K0]]
+// CHECK: %[[STAGE:.*]] = arith.remui %[[I]], %c3
+// CHECK: %[[AHEAD:.*]] = arith.remui %{{.*}}, %c3
+// CHECK: nvvm.cp.async.wait.group 1
+// CHECK-NEXT: gpu.barrier
 // CHECK: memref.load %[[XB]]
-// CHECK: memref.load %[[WB]]
-// Fragments by ldmatrix.x4 from the rows the lanes give in buffer `parity`.
+// CHECK: arith.muli %[[AHEAD]], %c32
+// CHECK: nvvm.cp.async.shared.global
+// CHECK: nvvm.cp.async.commit.group
 // CHECK: memref.extract_aligned_pointer_as_index %[[TA]]
-// CHECK: llvm.inttoptr %{{.*}} : i64 to !llvm.ptr<3>
+// CHECK: arith.muli %[[STAGE]], %c64
 // CHECK: nvvm.ldmatrix %{{.*}} {eltType = #nvvm.ld_st_matrix_elt_type<b16>, layout = #nvvm.mma_layout<row>, num = 4 : i32, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>} : (!llvm.ptr<3>) -> !llvm.struct<(i32, i32, i32, i32)>
-// Two k16 steps of 8 MMA tiles per weight.
 // CHECK: memref.extract_aligned_pointer_as_index %[[TW]]
+// CHECK: nvvm.ldmatrix %{{.*}} {eltType = #nvvm.ld_st_matrix_elt_type<b16>, layout = #nvvm.mma_layout<col>, num = 4 : i32, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>} : (!llvm.ptr<3>) -> !llvm.struct<(i32, i32, i32, i32)>
 // CHECK: nvvm.mma.sync A[{{.*}}] B[{{.*}}] C[{{.*}}] {layoutA = #nvvm.mma_layout<row>, layoutB = #nvvm.mma_layout<col>, multiplicandAPtxType = #nvvm.mma_type<bf16>, multiplicandBPtxType = #nvvm.mma_type<bf16>, shape = #nvvm.shape<m = 16, n = 8, k = 16>} : (i32, i32, f32) -> !llvm.struct<(f32, f32, f32, f32)>
 // CHECK-COUNT-31: nvvm.mma.sync
 // CHECK-NOT: nvvm.mma.sync
-// CHECK: memref.store %{{.*}}, %[[TA]][%[[OTHER]],
-// CHECK: gpu.barrier
+// CHECK: memref.store %{{.*}}, %[[TA]][%[[AHEAD]],
 // CHECK-NOT: gpu.barrier
-// Epilogue: silu(gate) * in, stored at the row.
+// After the loop no copy is pending; the epilogue: the activation, stores.
+// CHECK: nvvm.cp.async.wait.group 0
 // CHECK: scf.if
 // CHECK: math.exp
 // CHECK: memref.store %{{.*}}, %[[OUT]][
@@ -91,39 +108,45 @@
 // HOST-NOT: gpu.launch
 // HOST-NOT: nvvm
 // HOST: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
-// HOST: memref.alloc() : memref<2x64x20xi32>
-// HOST: memref.alloc() : memref<2x64x20xi32>
-// HOST: memref.alloc() : memref<2x64x20xi32>
+// HOST: memref.alloc() : memref<3x64x20xi32>
+// HOST: memref.alloc() : memref<3x32x36xi32>
+// HOST: memref.alloc() : memref<3x32x36xi32>
 // HOST: memref.alloc() : memref<128x64xf32>
 // Every thread's MMA registers: 2 k16 steps x (4 A + 2 x 8 x 2 B) words.
 // HOST: memref.alloc() : memref<128x72xi32>
-// Every thread's prefetch registers: 8 operand and 2 x 8 weight words.
-// HOST: memref.alloc() : memref<128x24xi32>
+// Every thread's prefetch registers: 8 operand words.
+// HOST: memref.alloc() : memref<128x8xi32>
 // The rows each thread gives its warp's ldmatrix: 2 k16 steps x (1 + 2 x 4)
 // loads x (row, word).
 // HOST: memref.alloc() : memref<128x36xindex>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c8
 // HOST: scf.for %{{.*}} = %{{.*}} to %c2
 // HOST: linalg.fill
-// The prologue's staging by all 128 threads, then per step: their prefetch
-// loads into the prefetch registers, the rows each gives its warp's ldmatrix,
-// the words each takes of the rows its warp gave (into the register file),
-// their MMAs from the registers of the warp's lanes (halves unpacked to
-// f32), their stores into the other buffer; then the epilogue of all threads.
+// The prologue's two steps by all 128 threads (the weight copies stored at
+// once, the operand words converted), then per step: the copies of step
+// i + 2 and the operand words into the prefetch registers, the rows each
+// thread gives its warp's ldmatrix, the words each takes of the rows its
+// warp gave (transposing for B: halves of two rows' words), their MMAs
+// from the registers of the warp's lanes (halves unpacked to f32), the
+// prefetched words stored; then the epilogue of all threads.
 // HOST: scf.for %{{.*}} = %{{.*}} to %c128
+// HOST: memref.store {{.*}} : memref<3x32x36xi32>
 // HOST: arith.truncf
-// HOST: memref.store {{.*}} : memref<2x64x20xi32>
+// HOST: memref.store {{.*}} : memref<3x64x20xi32>
+// HOST: scf.for %{{.*}} = %{{.*}} to %c128
 // HOST: scf.for %{{.*}} = %{{.*}} to %c64{{.*}} step %c32
-// HOST: memref.store {{.*}} : memref<128x24xi32>
+// HOST: memref.store {{.*}} : memref<3x32x36xi32>
+// HOST: memref.store {{.*}} : memref<128x8xi32>
 // HOST: memref.store {{.*}} : memref<128x36xindex>
 // HOST: memref.load {{.*}} : memref<128x36xindex>
+// HOST: arith.shrui
 // HOST: memref.store {{.*}} : memref<128x72xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c16
 // HOST: memref.load {{.*}} : memref<128x72xi32>
 // HOST: arith.shrui
 // HOST: math.fma
-// HOST: memref.load {{.*}} : memref<128x24xi32>
-// HOST: memref.store {{.*}} : memref<2x64x20xi32>
+// HOST: memref.load {{.*}} : memref<128x8xi32>
+// HOST: memref.store {{.*}} : memref<3x64x20xi32>
 // HOST: math.exp
 // The kernel runs after the buffer passes: its own buffers are freed.
 // HOST-COUNT-7: memref.dealloc
@@ -134,6 +157,48 @@ func.func @up(%x: tensor<100x64xf32>, %t: tensor<200xi32>, %w: tensor<4x64x128xb
       counts(%c) activation swiglu
       : tensor<100x64xf32>, tensor<200xi32>, tensor<4x64x128xbf16>, tensor<4x64x128xbf16>,
         tensor<5xi64>, tensor<4xi64> -> tensor<200x128xf32>
+  return %h : tensor<200x128xf32>
+}
+
+// -----
+
+// Tokens already in the weights' type: the operand rows are copied
+// asynchronously too, straight from the gathered token rows (no conversion,
+// no registers), rows past the tile's filled with zeros (source size 0).
+// CHECK-LABEL: func @up_bf16
+// CHECK-SAME: (%[[X:.*]]: tensor<100x64xbf16>, %[[T:.*]]: tensor<200xi32>
+// CHECK-DAG: %[[XB:.*]] = bufferization.to_buffer %[[X]] read_only
+// CHECK-DAG: %[[TB:.*]] = bufferization.to_buffer %[[T]] read_only
+// CHECK: gpu.launch
+// CHECK: scf.if
+// CHECK-NOT: arith.truncf
+// CHECK: %[[VALID:[0-9a-z_]+]] = arith.cmpi ult
+// CHECK: %[[SRC:.*]] = memref.load %[[TB]][
+// CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
+// CHECK: %[[BYTES:.*]] = arith.select %[[VALID]], %c16_i32{{.*}}, %c0_i32
+// CHECK: memref.extract_strided_metadata %[[XB]]
+// CHECK: arith.muli %[[SRCI]]
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache = cg, %[[BYTES]] : !llvm.ptr<3>, !llvm.ptr<1>, i32
+// CHECK-NOT: arith.truncf
+// CHECK: nvvm.cp.async.commit.group
+// CHECK: scf.for
+// CHECK-NOT: memref.load %[[XB]]
+// CHECK-NOT: arith.truncf
+// CHECK: nvvm.mma.sync
+// CHECK-NOT: memref.store {{.*}} #gpu.address_space<workgroup>>
+// CHECK: gpu.terminator
+// HOST-LABEL: func @up_bf16
+// HOST-NOT: memref<128x8xi32>
+// HOST: memref.alloc() : memref<128x20xindex>
+// HOST: arith.select
+// HOST: memref.store {{.*}} : memref<3x64x20xi32>
+// HOST-COUNT-5: memref.dealloc
+// HOST: bufferization.to_tensor
+func.func @up_bf16(%x: tensor<100x64xbf16>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
+                   %o: tensor<5xi64>, %c: tensor<4xi64>) -> tensor<200x128xf32> {
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) offsets(%o) counts(%c) activation relu
+      : tensor<100x64xbf16>, tensor<200xi32>, tensor<4x64x128xbf16>, tensor<5xi64>,
+        tensor<4xi64> -> tensor<200x128xf32>
   return %h : tensor<200x128xf32>
 }
 

@@ -270,16 +270,22 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     last tile do nothing). 128 threads: warp w computes rows [16w, 16w + 16)
     of the tile, all 64 columns, as 8 MMA tiles per weight (both weights of
     a gated activation in the same reduction loop). Each reduction step of
-    32 stages the tile's operand rows, read through the `gather` index from
-    the token matrix and converted to the weights' type (no dispatch
-    buffer), and the weight tiles into dynamic shared memory as 32-bit words
-    holding k-pairs, rows padded to 20 words (fragment loads without bank
-    conflicts for the fragment loads: `ldmatrix.x4`, one for A and one per
-    weight and pair of column tiles per k16 step), with coalesced global
-    loads. The steps are software
-    pipelined over two shared buffers: a step's threads load the next
-    step's words into registers, run the MMAs on the current buffer, then
-    store the words into the other one; one barrier per step. The epilogue works on
+    32 stages the weight tiles (32 k rows of 64 columns, the weights' own
+    layout) into dynamic shared memory with `cp.async.cg` (16 bytes per
+    copy, through L2, no registers), and the tile's operand rows, read
+    through the `gather` index from the token matrix (no dispatch buffer):
+    with `cp.async` too when the tokens are in the weights' type (rows past
+    the tile's are zero-filled: source size 0), otherwise through registers,
+    converted to the weights' type. Rows are padded by 4 words so that the
+    fragment loads meet no bank conflicts: `ldmatrix.x4` for A,
+    `ldmatrix.x4.trans` for B (the k-pairs of one column from two k rows),
+    one per weight and pair of column tiles per k16 step. The steps are
+    software pipelined over three shared buffers: each step's copies form
+    one cp.async group, issued two steps ahead; a step waits for its group
+    (`cp.async.wait_group 1`), passes one barrier, issues the copies of the
+    step two ahead into the buffer the previous step read, and runs its MMAs
+    (register-staged operand words are loaded before the MMAs and stored
+    after them). The epilogue works on
     the accumulator fragments: the activation (with the gate product for
     `geglu` / `swiglu`) and a store, or with `scatter` the gate scale and an
     atomic f32 add into the token's output row (the rows of one token lie in
@@ -290,10 +296,11 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
 
     With `host-loops` the kernel's blocks, threads, tiles, index math,
     staging, fragment loads and epilogue become host loops in the kernel's
-    order (per reduction step: the prefetch loads of all threads into a
-    register file, the rows each lane gives its warp's ldmatrix, the words
-    each lane takes of the rows its warp gave, the MMAs, the stores into
-    the other buffer), and only the warp MMA
+    order (per reduction step: the copies of all threads, stored at once,
+    and their register-staged loads into a register file, the rows each lane
+    gives its warp's ldmatrix, the words each lane takes of the rows its
+    warp gave (for `.trans`, halves of two rows' words), the MMAs, the
+    register-staged stores), and only the warp MMA
     is replaced by host code that computes D = A B + C of each lane from the
     registers of its warp's 32 lanes, by the PTX ISA's m16n8k16 fragment
     layout: the GPU kernel's structure, its fragment index math included,
