@@ -12,6 +12,9 @@
 #   bench/<shape>/               the benchmark shapes of tools/bench/gpu_bench.py
 #                                compiled with bf16 tokens and weights
 #                                (tools/gpu_package.sh --no-runner);
+#   bench/<shape>-warp/          the same with warp MMAs (--gpu-mma warp), which
+#                                gpu_bench.py measures beside the default
+#                                (warpgroup MMAs on sm_90a);
 #   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed);
 # and DIR.tgz, the same compressed (about 17 MB instead of 100: the artifacts'
 # host code carries the kernels as text), to carry to the GPU machine.
@@ -26,7 +29,7 @@ while [ $# -gt 0 ]; do
     -o) out="${2:?}"; shift 2 ;;
     --shapes) shapes="${2:?}"; shift 2 ;;
     --gpu-chip) chip="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -48,9 +51,14 @@ spec_of() {
 IFS=, read -r -a list <<< "$shapes"
 for shape in "${list[@]}"; do
   read -r spec tokens <<< "$(spec_of "$shape")"
-  echo "gpu_prepare.sh: benchmark shape $shape (T $tokens) -> $out/bench/$shape"
-  "$root/tools/gpu_package.sh" --spec "$spec" --tokens "$tokens" --act-dtype bf16 \
-    --weight-dtype bf16 --gpu-chip "$chip" --no-runner -o "$out/bench/$shape" >/dev/null
+  for mma in auto warp; do
+    folder="$out/bench/$shape"
+    [ "$mma" = auto ] || folder="$folder-$mma"
+    echo "gpu_prepare.sh: benchmark shape $shape (T $tokens, $mma MMA) -> $folder"
+    "$root/tools/gpu_package.sh" --spec "$spec" --tokens "$tokens" --act-dtype bf16 \
+      --weight-dtype bf16 --gpu-chip "$chip" --gpu-mma "$mma" --no-runner \
+      -o "$folder" >/dev/null
+  done
 done
 cp "$build/bin/moe-gpu-run" "$out/bench/moe-gpu-run"
 tar czf "$out.tgz" -C "$(dirname "$out")" "$(basename "$out")"

@@ -1,8 +1,10 @@
 //===- GroupedMatmulToGpu.cpp - Grouped matmuls on tensor cores ----------===//
 //
 // The moe-grouped-matmul-to-gpu pass: every moe.grouped_matmul whose weights
-// are bf16 or f16 becomes one GPU kernel of warp-level tensor-core MMAs
-// (`mma.sync.m16n8k16`, f32 accumulation): a block per (64-row tile of one
+// are bf16 or f16 becomes one GPU kernel of tensor-core MMAs with f32
+// accumulation, warp-level (`mma.sync.m16n8k16`) or, for sm_90a,
+// warpgroup-level (`wgmma.mma_async` m64n64k16 on descriptor-addressed
+// shared tiles): a block per (64-row tile of one
 // expert, 64-column tile), the weight tile and the tile's operand rows
 // (gathered through the index) copied into shared memory by cp.async in a
 // three-stage pipeline (operand rows that need a conversion to the
@@ -35,6 +37,7 @@ namespace mlir::moe {
 
 using namespace mlir;
 using namespace mlir::moe;
+using namespace mlir::moe::lowering::ix;
 
 namespace {
 
@@ -56,6 +59,10 @@ constexpr int64_t kWords = kDepth / 2, kPitch = kWords + 4;
 constexpr int64_t kBWords = kCols / 2, kBPitch = kBWords + 4;
 constexpr int64_t kATileBytes = kRows * kPitch * 4,
                   kBTileBytes = kDepth * kBPitch * 4;
+// The warpgroup MMA's tiles: core matrices of 8 rows x 16 bytes (32 words),
+// kCore of them per tile and buffer (kRows x kDepth and kDepth x kCols).
+constexpr int64_t kCore = kRows * kDepth / 64, kCoreBytes = kCore * 128;
+static_assert(kRows * kDepth == kDepth * kCols, "tiles of one core count");
 // An asynchronous copy moves 16 bytes: kChunk elements of 16 bits. Copies
 // per thread and step: of the operand tile, of each weight tile.
 constexpr int64_t kChunk = 8;
@@ -72,8 +79,8 @@ static_assert(kCopiesA * kThreads * kChunk == kRows * kDepth &&
 
 class MmaKernel {
 public:
-  MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops)
-      : op(op), hostLoops(hostLoops) {}
+  MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops, bool warpgroup)
+      : op(op), hostLoops(hostLoops), warpgroup(warpgroup) {}
 
   /// Why a grouped matmul with these weights cannot use the kernel (empty
   /// when it can).
@@ -83,15 +90,6 @@ public:
   void build(OpBuilder &builder);
 
 private:
-  Value cst(ImplicitLocOpBuilder &b, int64_t v) {
-    return arith::ConstantIndexOp::create(b, v);
-  }
-  Value add(ImplicitLocOpBuilder &b, Value x, Value y) {
-    return arith::AddIOp::create(b, x, y);
-  }
-  Value mul(ImplicitLocOpBuilder &b, Value x, int64_t y) {
-    return arith::MulIOp::create(b, x, cst(b, y));
-  }
   Value loadIndex(ImplicitLocOpBuilder &b, Value memref, ValueRange at) {
     return arith::IndexCastOp::create(b, b.getIndexType(),
                                       memref::LoadOp::create(b, memref, at));
@@ -139,16 +137,59 @@ private:
   /// host the same words stored at once.
   void issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0,
                    Value stage);
+  /// Where word `word` of operand row `row` (of k row `k` of weight tile
+  /// `tile`) lies: rows `kPitch` (`kBPitch`) words apart for the warp MMA;
+  /// for the warpgroup MMA, the canonical layouts without swizzling: core
+  /// matrices of 8 rows x 16 bytes (128 contiguous bytes), the operand's
+  /// K-major (8 tile rows x 8 k; core matrices along k adjacent, kDepth / 8
+  /// per 8 rows), the weights' N-major (8 k rows x 8 columns; along the
+  /// columns adjacent, kCols / 8 per 8 k rows).
+  TileWord operandWord(ImplicitLocOpBuilder &b, Value row, Value word);
+  /// Word `word` of row `row` of a core-matrix tile whose rows of 8 hold
+  /// `coresPerRows` core matrices.
+  TileWord coreWord(ImplicitLocOpBuilder &b, Value tile, Value row, Value word,
+                    int64_t coresPerRows);
+  TileWord weightWord(ImplicitLocOpBuilder &b, Value tile, Value k, Value word);
+  /// The byte address of a tile's word in buffer `stage` as an i64: in the
+  /// shared window on the GPU, from the tile's start with `fromTile` (the
+  /// host's descriptors).
+  Value tileByte(ImplicitLocOpBuilder &b, const TileWord &word, Value stage,
+                 bool fromTile);
   /// The shared address of a tile's word in buffer `stage`.
   Value sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
                       Value stage);
+  /// A wgmma shared-memory matrix descriptor (no swizzling): start address,
+  /// and the byte distances of core matrices adjacent along k (`alongK`)
+  /// and along the rows or columns (`alongMN`).
+  Value descriptor(ImplicitLocOpBuilder &b, Value start, int64_t alongK,
+                   int64_t alongMN);
+  /// Thread `tid`'s warpgroup MMA descriptors of k16 step `step` in buffer
+  /// `stage`: the operand tile's, then each weight tile's.
+  SmallVector<Value> descriptors(ImplicitLocOpBuilder &b, int64_t step,
+                                 Value stage);
+  /// One reduction step of the accumulators by warpgroup MMAs
+  /// (m64n64k16, operands from shared memory through descriptors).
+  SmallVector<Value> contractWarpgroup(ImplicitLocOpBuilder &b, ValueRange acc,
+                                       Value stage);
+  /// The warpgroup kernel's mbarriers: `full` of buffer `stage` completes a
+  /// phase when the step's tiles have landed (every thread's copies, and
+  /// stores), `empty` when every thread's MMAs of the step are done with it.
+  Value barrierAddress(ImplicitLocOpBuilder &b, Value stage, bool empty);
+  /// Waits until the phase of `barrier` that step `step` (of the steps
+  /// using its buffer, one phase each) completes.
+  void waitForStep(ImplicitLocOpBuilder &b, Value barrier, Value step);
+  /// The host's warpgroup MMAs for thread `tid`: its accumulator elements
+  /// (the m64nNk16 fragment layout) from the tiles, read through the
+  /// decoded descriptors.
+  SmallVector<Value> emulateWarpgroupMma(ImplicitLocOpBuilder &b, Value tid,
+                                         ValueRange acc, Value stage);
   /// The global address of element `at` of a buffer of 16-bit elements.
   Value globalAddress(ImplicitLocOpBuilder &b, Value buffer, ValueRange at);
   /// Without asynchronous operand copies (f32 tokens): the operand words
-  /// thread `tid` stages each step through registers, with the loads of
-  /// neighbouring threads contiguous (pairs of neighbouring words of one
-  /// row); loadStage converts and packs them for step `k0`, storeStage
-  /// stores them into buffer `stage`.
+  /// (row, word of the row) thread `tid` stages each step through registers,
+  /// with the loads of neighbouring threads contiguous (pairs of neighbouring
+  /// words of one row); loadStage converts and packs them for step `k0`,
+  /// storeStage stores them into buffer `stage`.
   SmallVector<TileWord> stageWords(ImplicitLocOpBuilder &b, Value tid);
   SmallVector<Value> loadStage(ImplicitLocOpBuilder &b, Value tid, Value k0);
   void storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
@@ -193,11 +234,15 @@ private:
 
   GroupedMatmulBuffersOp op;
   bool hostLoops;
+  // wgmma (sm_90a) instead of mma.sync.
+  bool warpgroup;
   Value input, gather, weights[2], offsets, counts, scatter, scales, out;
   // Shared tiles (workgroup memory, or host buffers), and on the host the
   // accumulators ([kThreads, accCount]), MMA operand registers
   // ([kThreads, 2 fragWords]) and prefetch registers of every thread.
   Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch, hostRows;
+  // The warpgroup kernel's 2 kStages mbarriers (full, then empty).
+  Value barriers;
   Value expert, tileStart, tileRows;
   Type mmaType;
   // Whether the operand rows are copied asynchronously (tokens in the
@@ -293,10 +338,10 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
 
 MmaKernel::LaneIds MmaKernel::laneIds(ImplicitLocOpBuilder &b, Value tid) {
   LaneIds ids;
-  ids.warp = arith::DivUIOp::create(b, tid, cst(b, 32));
-  ids.lane = arith::RemUIOp::create(b, tid, cst(b, 32));
-  ids.g = arith::DivUIOp::create(b, ids.lane, cst(b, 4));
-  ids.q = arith::RemUIOp::create(b, ids.lane, cst(b, 4));
+  ids.warp = div(b, tid, 32);
+  ids.lane = rem(b, tid, 32);
+  ids.g = div(b, ids.lane, 4);
+  ids.q = rem(b, ids.lane, 4);
   return ids;
 }
 
@@ -309,14 +354,14 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
     constexpr int64_t perRow = kDepth / kChunk;
     for (int64_t p = 0; p < kCopiesA; ++p) {
       Value c = add(b, tid, cst(b, p * kThreads));
-      Value row = arith::DivUIOp::create(b, c, cst(b, perRow));
-      Value chunk = arith::RemUIOp::create(b, c, cst(b, perRow));
+      Value row = div(b, c, perRow);
+      Value chunk = rem(b, c, perRow);
       Value valid =
           arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
       Value at =
           arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
       Value source = gather ? loadIndex(b, gather, {at}) : at;
-      result.push_back({{tileA, row, mul(b, chunk, kChunk / 2)},
+      result.push_back({operandWord(b, row, mul(b, chunk, kChunk / 2)),
                         input,
                         {source, add(b, k0, mul(b, chunk, kChunk))},
                         valid});
@@ -327,10 +372,10 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t p = 0; p < kCopiesB; ++p) {
       Value c = add(b, tid, cst(b, p * kThreads));
-      Value k = arith::DivUIOp::create(b, c, cst(b, perRow));
-      Value chunk = arith::RemUIOp::create(b, c, cst(b, perRow));
+      Value k = div(b, c, perRow);
+      Value chunk = rem(b, c, perRow);
       result.push_back(
-          {{tileB[w], k, mul(b, chunk, kChunk / 2)},
+          {weightWord(b, tileB[w], k, mul(b, chunk, kChunk / 2)),
            weights[w],
            {expert, add(b, k0, k), add(b, col0, mul(b, chunk, kChunk))},
            Value()});
@@ -338,19 +383,234 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
   return result;
 }
 
-Value MmaKernel::sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
-                               Value stage) {
+MmaKernel::TileWord MmaKernel::coreWord(ImplicitLocOpBuilder &b, Value tile,
+                                        Value row, Value word,
+                                        int64_t coresPerRows) {
+  // Core matrix (row / 8, word / 4), its row row % 8.
+  Value core = add(b, mul(b, div(b, row, 8), coresPerRows), div(b, word, 4));
+  return {tile, core, add(b, mul(b, rem(b, row, 8), 4), rem(b, word, 4))};
+}
+
+MmaKernel::TileWord MmaKernel::operandWord(ImplicitLocOpBuilder &b, Value row,
+                                           Value word) {
+  if (!warpgroup)
+    return {tileA, row, word};
+  return coreWord(b, tileA, row, word, kDepth / 8);
+}
+
+MmaKernel::TileWord MmaKernel::weightWord(ImplicitLocOpBuilder &b, Value tile,
+                                          Value k, Value word) {
+  if (!warpgroup)
+    return {tile, k, word};
+  return coreWord(b, tile, k, word, kCols / 8);
+}
+
+Value MmaKernel::tileByte(ImplicitLocOpBuilder &b, const TileWord &word,
+                          Value stage, bool fromTile) {
   auto type = cast<MemRefType>(word.tile.getType());
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, word.tile);
   Value element =
       add(b,
           mul(b, add(b, mul(b, stage, type.getDimSize(1)), word.row),
               type.getDimSize(2)),
           word.word);
+  Value bytes = mul(b, element, 4);
+  if (!fromTile)
+    bytes = add(b, memref::ExtractAlignedPointerAsIndexOp::create(b, word.tile),
+                bytes);
+  return arith::IndexCastOp::create(b, b.getI64Type(), bytes);
+}
+
+Value MmaKernel::sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
+                               Value stage) {
+  return LLVM::IntToPtrOp::create(b,
+                                  LLVM::LLVMPointerType::get(b.getContext(), 3),
+                                  tileByte(b, word, stage, /*fromTile=*/false));
+}
+
+Value MmaKernel::descriptor(ImplicitLocOpBuilder &b, Value start,
+                            int64_t alongK, int64_t alongMN) {
+  // Bits 0-13: the start address, 16-29: the leading (k) byte offset,
+  // 32-45: the stride (row or column) byte offset, each as (x & 0x3FFFF)
+  // >> 4; base offset 0 and layout type 0 (no swizzling) above.
+  auto i64 = [&](int64_t v) -> Value {
+    return arith::ConstantIntOp::create(b, v, 64);
+  };
+  auto field = [&](int64_t bytes, int64_t shift) {
+    return ((bytes & 0x3FFFF) >> 4) << shift;
+  };
+  Value startField = arith::ShRUIOp::create(
+      b, arith::AndIOp::create(b, start, i64(0x3FFFF)), i64(4));
+  return arith::OrIOp::create(b, startField,
+                              i64(field(alongK, 16) | field(alongMN, 32)));
+}
+
+SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, int64_t step,
+                                          Value stage) {
+  // Step `step` reads k [16 step, 16 step + 16): the operand tile's core
+  // matrices from column 2 step (128 bytes apart along k, kDepth / 8 x 128
+  // along the rows), each weight tile's from k row 16 step (kCols / 8 x 128
+  // bytes apart along k, 128 along the columns).
+  Value zero = cst(b, 0);
+  SmallVector<Value> result;
+  result.push_back(descriptor(
+      b, tileByte(b, {tileA, cst(b, 2 * step), zero}, stage, hostLoops), 128,
+      kDepth / 8 * 128));
+  for (int64_t w = 0; w < numWeights; ++w)
+    result.push_back(
+        descriptor(b,
+                   tileByte(b, {tileB[w], cst(b, 2 * step * kCols / 8), zero},
+                            stage, hostLoops),
+                   kCols / 8 * 128, 128));
+  return result;
+}
+
+SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
+                                                ValueRange acc, Value stage) {
+  MLIRContext *ctx = b.getContext();
+  int64_t perWeight = kNTiles * 4;
+  auto structType = LLVM::LLVMStructType::getLiteral(
+      ctx, SmallVector<Type>(perWeight, b.getF32Type()));
+  // The accumulators as the MMA's registers (element 4 j + i: column tile
+  // j, fragment element i, as for the warp MMA).
+  NVVM::WgmmaFenceAlignedOp::create(b);
+  SmallVector<Value> regs;
+  for (int64_t w = 0; w < numWeights; ++w) {
+    Value packed = LLVM::UndefOp::create(b, structType);
+    for (int64_t i = 0; i < perWeight; ++i)
+      packed = LLVM::InsertValueOp::create(b, packed, acc[w * perWeight + i],
+                                           ArrayRef<int64_t>{i});
+    regs.push_back(packed);
+  }
+  NVVM::WGMMATypes type =
+      mmaType.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
+  for (int64_t step = 0; step < kDepth / 16; ++step) {
+    SmallVector<Value> desc = descriptors(b, step, stage);
+    // A K-major (layout row), B N-major (layout row: transposed).
+    for (int64_t w = 0; w < numWeights; ++w)
+      regs[w] = NVVM::WgmmaMmaAsyncOp::create(
+          b, structType, regs[w], desc[0], desc[1 + w],
+          NVVM::MMAShapeAttr::get(ctx, 64, kCols, 16), type, type,
+          NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
+          NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
+          NVVM::MMALayout::row, NVVM::MMALayout::row,
+          NVVM::MMAIntOverflowAttr());
+  }
+  // The step's MMAs complete before the buffer is refilled.
+  NVVM::WgmmaGroupSyncAlignedOp::create(b);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, 0);
+  SmallVector<Value> next;
+  for (int64_t w = 0; w < numWeights; ++w)
+    for (int64_t i = 0; i < perWeight; ++i)
+      next.push_back(LLVM::ExtractValueOp::create(b, regs[w], i));
+  return next;
+}
+
+Value MmaKernel::barrierAddress(ImplicitLocOpBuilder &b, Value stage,
+                                bool empty) {
+  Value index = empty ? add(b, stage, cst(b, kStages)) : stage;
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, barriers);
   Value address = arith::IndexCastOp::create(b, b.getI64Type(),
-                                             add(b, base, mul(b, element, 4)));
+                                             add(b, base, mul(b, index, 8)));
   return LLVM::IntToPtrOp::create(
       b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
+}
+
+void MmaKernel::waitForStep(ImplicitLocOpBuilder &b, Value barrier,
+                            Value step) {
+  Value phase = arith::RemUIOp::create(b, div(b, step, kStages), cst(b, 2));
+  // A suspend-time hint of 10 ms per try (the op loops until the phase
+  // completes).
+  NVVM::MBarrierTryWaitParityOp::create(
+      b, barrier, arith::IndexCastOp::create(b, b.getI32Type(), phase),
+      arith::ConstantIntOp::create(b, 10000000, 32));
+}
+
+SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
+                                                  Value tid, ValueRange acc,
+                                                  Value stage) {
+  // Thread 32 w + 4 g + q holds D[16 w + g + 8 h][8 j + 2 q + c] as
+  // register 4 j + 2 h + c. A[r][k] lies at byte start + (r / 8) SBO +
+  // (r % 8) 16 + (k / 8) LBO + (k % 8) 2 of the operand tile (K-major);
+  // B[k][n] at start + (n / 8) SBO + (n % 8) 2 + (k / 8) LBO + (k % 8) 16 of
+  // the weight tile (N-major); the fields decoded from the descriptors.
+  SmallVector<Value> next(acc.begin(), acc.end());
+  LaneIds ids = laneIds(b, tid);
+  Type i64 = b.getI64Type();
+  auto c64 = [](ImplicitLocOpBuilder &lb, int64_t v) -> Value {
+    return arith::ConstantIntOp::create(lb, v, 64);
+  };
+  auto fieldOf = [&](ImplicitLocOpBuilder &lb, Value desc,
+                     int64_t shift) -> Value {
+    Value bits = arith::AndIOp::create(
+        lb, arith::ShRUIOp::create(lb, desc, c64(lb, shift)), c64(lb, 0x3FFF));
+    return arith::ShLIOp::create(lb, bits, c64(lb, 4));
+  };
+  auto asI64 = [&](ImplicitLocOpBuilder &lb, Value index) -> Value {
+    return arith::IndexCastOp::create(lb, i64, index);
+  };
+  // The element at byte `byte` of a tile, as f32.
+  auto element = [&](ImplicitLocOpBuilder &lb, Value tile,
+                     Value byte) -> Value {
+    auto type = cast<MemRefType>(tile.getType());
+    int64_t rows = type.getDimSize(1), rowWords = type.getDimSize(2);
+    Value at = arith::IndexCastOp::create(
+        lb, lb.getIndexType(), arith::DivUIOp::create(lb, byte, c64(lb, 4)));
+    Value row = div(lb, at, rowWords);
+    Value word = memref::LoadOp::create(lb, tile,
+                                        ValueRange{div(lb, row, rows),
+                                                   rem(lb, row, rows),
+                                                   rem(lb, at, rowWords)});
+    Value half = arith::TruncIOp::create(
+        lb, lb.getI32Type(),
+        arith::RemUIOp::create(lb, arith::DivUIOp::create(lb, byte, c64(lb, 2)),
+                               c64(lb, 2)));
+    Value bits = halfBits(lb, word, half);
+    Value value = arith::BitcastOp::create(lb, mmaType, bits);
+    return arith::ExtFOp::create(lb, lb.getF32Type(), value);
+  };
+  for (int64_t step = 0; step < kDepth / 16; ++step) {
+    SmallVector<Value> desc = descriptors(b, step, stage);
+    for (int64_t w = 0; w < numWeights; ++w)
+      for (int64_t j = 0; j < kNTiles; ++j)
+        for (int64_t i = 0; i < 4; ++i) {
+          Value row = asI64(b, add(b, add(b, mul(b, ids.warp, 16), ids.g),
+                                   cst(b, 8 * (i / 2))));
+          Value col = asI64(b, add(b, mul(b, ids.q, 2), cst(b, 8 * j + i % 2)));
+          auto loop = scf::ForOp::create(
+              b, b.getLoc(), cst(b, 0), cst(b, 16), cst(b, 1),
+              ValueRange{next[accAt(w, j, i)]},
+              [&](OpBuilder &nested, Location loc, Value kIndex,
+                  ValueRange sum) {
+                ImplicitLocOpBuilder lb(loc, nested);
+                Value k = asI64(lb, kIndex);
+                // start + (x / 8) * stride8 + (x % 8) * bytes + ...
+                auto address = [&](Value desc, Value x, int64_t xBytes, Value y,
+                                   int64_t yBytes) -> Value {
+                  Value sum = fieldOf(lb, desc, 0);
+                  auto part = [&](Value v, Value stride8, int64_t bytes) {
+                    Value high = arith::MulIOp::create(
+                        lb, arith::DivUIOp::create(lb, v, c64(lb, 8)), stride8);
+                    Value low = arith::MulIOp::create(
+                        lb, arith::RemUIOp::create(lb, v, c64(lb, 8)),
+                        c64(lb, bytes));
+                    sum = arith::AddIOp::create(
+                        lb, sum, arith::AddIOp::create(lb, high, low));
+                  };
+                  // x along the rows or columns (SBO), y along k (LBO).
+                  part(x, fieldOf(lb, desc, 32), xBytes);
+                  part(y, fieldOf(lb, desc, 16), yBytes);
+                  return sum;
+                };
+                Value a = element(lb, tileA, address(desc[0], row, 16, k, 2));
+                Value bv =
+                    element(lb, tileB[w], address(desc[1 + w], col, 2, k, 16));
+                scf::YieldOp::create(
+                    lb, ValueRange{math::FmaOp::create(lb, a, bv, sum[0])});
+              });
+          next[accAt(w, j, i)] = loop.getResult(0);
+        }
+  }
+  return next;
 }
 
 Value MmaKernel::globalAddress(ImplicitLocOpBuilder &b, Value buffer,
@@ -406,8 +666,8 @@ SmallVector<MmaKernel::TileWord> MmaKernel::stageWords(ImplicitLocOpBuilder &b,
   // In each of 4 passes, 8 neighbouring threads cover the 16 words (32
   // elements) of one row: tile row 16 pass + tid / 8, words 2 (tid % 8)
   // and the next.
-  Value rowInPass = arith::DivUIOp::create(b, tid, cst(b, 8));
-  Value firstWord = mul(b, arith::RemUIOp::create(b, tid, cst(b, 8)), 2);
+  Value rowInPass = div(b, tid, 8);
+  Value firstWord = mul(b, rem(b, tid, 8), 2);
   for (int64_t pass = 0; pass < kRows / 16; ++pass)
     for (int64_t w = 0; w < 2; ++w)
       slots.push_back({tileA, add(b, rowInPass, cst(b, 16 * pass)),
@@ -442,9 +702,11 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
 
 void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
                            Value stage) {
-  for (auto [slot, word] : llvm::zip_equal(stageWords(b, tid), words))
-    memref::StoreOp::create(b, word, slot.tile,
-                            ValueRange{stage, slot.row, slot.word});
+  for (auto [slot, word] : llvm::zip_equal(stageWords(b, tid), words)) {
+    TileWord to = operandWord(b, slot.row, slot.word);
+    memref::StoreOp::create(b, word, to.tile,
+                            ValueRange{stage, to.row, to.word});
+  }
 }
 
 SmallVector<Value> MmaKernel::loadRow(ImplicitLocOpBuilder &b, Value buffer,
@@ -474,10 +736,10 @@ MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
   // are the transposed matrices (k rows 0-7 | 8-15 of the step) x (the
   // tile's 8 columns, 4 words).
   LaneIds ids = laneIds(b, tid);
-  Value matrix = arith::DivUIOp::create(b, ids.lane, cst(b, 8));
-  Value rowInMatrix = arith::RemUIOp::create(b, ids.lane, cst(b, 8));
-  Value low = arith::RemUIOp::create(b, matrix, cst(b, 2));
-  Value high = arith::DivUIOp::create(b, matrix, cst(b, 2));
+  Value matrix = div(b, ids.lane, 8);
+  Value rowInMatrix = rem(b, ids.lane, 8);
+  Value low = rem(b, matrix, 2);
+  Value high = div(b, matrix, 2);
   SmallVector<TileWord> loads;
   loads.push_back(
       {tileA, add(b, add(b, mul(b, ids.warp, 16), rowInMatrix), mul(b, low, 8)),
@@ -552,9 +814,8 @@ void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
   // matrix m, whose rows lanes 8 m + r of its warp gave.
   LaneIds ids = laneIds(b, t);
   Value warpBase = mul(b, ids.warp, 32);
-  Value gHalf = arith::IndexCastOp::create(
-      b, b.getI32Type(), arith::RemUIOp::create(b, ids.g, cst(b, 2)));
-  Value gWord = arith::DivUIOp::create(b, ids.g, cst(b, 2));
+  Value gHalf = arith::IndexCastOp::create(b, b.getI32Type(), rem(b, ids.g, 2));
+  Value gWord = div(b, ids.g, 2);
   for (int64_t step = 0; step < kDepth / 16; ++step)
     for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step))) {
       int64_t slot = (step * matrixLoadCount() + c) * 2;
@@ -609,12 +870,11 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
               ValueRange{next[accAt(w, j, i)]},
               [&](OpBuilder &nested, Location loc, Value k, ValueRange sum) {
                 ImplicitLocOpBuilder lb(loc, nested);
-                Value kHigh = arith::DivUIOp::create(lb, k, cst(lb, 8));
-                Value kPair = arith::DivUIOp::create(
-                    lb, arith::RemUIOp::create(lb, k, cst(lb, 8)), cst(lb, 2));
-                Value half = arith::IndexCastOp::create(
-                    lb, lb.getI32Type(),
-                    arith::RemUIOp::create(lb, k, cst(lb, 2)));
+                Value kHigh = div(lb, k, 8);
+                Value kPair =
+                    arith::DivUIOp::create(lb, rem(lb, k, 8), cst(lb, 2));
+                Value half = arith::IndexCastOp::create(lb, lb.getI32Type(),
+                                                        rem(lb, k, 2));
                 Value laneA = add(lb, add(lb, warpBase, mul(lb, g, 4)), kPair);
                 Value regA =
                     add(lb, mul(lb, kHigh, 2), cst(lb, base + rowHigh));
@@ -699,14 +959,42 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
       linalg::FillOp::create(ib, ValueRange{zero}, ValueRange{hostAcc});
     // Software pipeline over kStages shared buffers: step i's MMAs read
     // buffer i % kStages while the copies of step i + kStages - 1 fill
-    // buffer (i - 1) % kStages, which every thread finished reading in step
-    // i - 1, before step i's barrier. Each step's copies form one cp.async
-    // group: waiting for all but the newest kStages - 2 groups, then the
-    // barrier, makes step i's tiles complete and visible. Operand rows that
+    // buffer (i - 1) % kStages, which step i - 1 read. Operand rows that
     // need a conversion go through registers: loaded before the MMAs,
     // stored after them into the same buffer. Steps past the last copy the
     // last step again (into a buffer no later step reads) instead of
     // branching.
+    // Warp MMAs: each step's copies form one cp.async group; waiting for
+    // all but the newest kStages - 2 groups, then a barrier, makes step i's
+    // tiles complete and visible, and every thread done with step i - 1.
+    // Warpgroup MMAs: no barrier in the loop. A buffer's `full` mbarrier
+    // counts each thread's copies (cp.async.mbarrier.arrive.noinc: when they
+    // land) and register stores (an arrive), its `empty` mbarrier each
+    // thread's arrive after its MMAs of the step completed; step i waits for
+    // full (i % kStages), and before refilling buffer (i - 1) % kStages for
+    // empty of step i - 1.
+    bool mbarriers = warpgroup && !hostLoops;
+    if (mbarriers) {
+      Value first =
+          arith::CmpIOp::create(ib, arith::CmpIPredicate::eq, tid, cst(ib, 0));
+      int64_t arrivals = asyncA ? kThreads : 2 * kThreads;
+      for (int64_t s = 0; s < kStages; ++s)
+        for (bool empty : {false, true})
+          NVVM::MBarrierInitOp::create(
+              ib, barrierAddress(ib, cst(ib, s), empty),
+              arith::ConstantIntOp::create(ib, empty ? kThreads : arrivals, 32),
+              first);
+      NVVM::FenceMbarrierInitOp::create(ib);
+      gpu::BarrierOp::create(ib);
+    }
+    // After a thread's copies (and stores) into buffer `stage`.
+    auto arriveFull = [&](ImplicitLocOpBuilder &tb, Value stage, bool stored) {
+      Value full = barrierAddress(tb, stage, /*empty=*/false);
+      if (!stored)
+        NVVM::CpAsyncMBarrierArriveOp::create(tb, full, /*noinc=*/true);
+      else
+        NVVM::MBarrierArriveOp::create(tb, Type(), full, Value());
+    };
     Value lastStep = cst(ib, depth - kDepth);
     auto fill = [&](ImplicitLocOpBuilder &tb, Value t, Value k, Value stage) {
       issueCopies(tb, t, k, col0, stage);
@@ -721,7 +1009,13 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
         });
       } else {
         fill(ib, tid, k, cst(ib, s));
-        NVVM::CpAsyncCommitGroupOp::create(ib);
+        if (mbarriers) {
+          arriveFull(ib, cst(ib, s), /*stored=*/false);
+          if (!asyncA)
+            arriveFull(ib, cst(ib, s), /*stored=*/true);
+        } else {
+          NVVM::CpAsyncCommitGroupOp::create(ib);
+        }
       }
     }
     SmallVector<Value> inits(hostLoops ? 0 : accCount(), zero);
@@ -729,8 +1023,8 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
         ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, kDepth), inits,
         [&](OpBuilder &nested, Location loc, Value k0, ValueRange acc) {
           ImplicitLocOpBuilder kb(loc, nested);
-          Value i = arith::DivUIOp::create(kb, k0, cst(kb, kDepth));
-          Value stage = arith::RemUIOp::create(kb, i, cst(kb, kStages));
+          Value i = div(kb, k0, kDepth);
+          Value stage = rem(kb, i, kStages);
           Value ahead = arith::RemUIOp::create(
               kb, add(kb, i, cst(kb, kStages - 1)), cst(kb, kStages));
           Value next = arith::MinUIOp::create(
@@ -741,27 +1035,69 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
               if (!asyncA)
                 storeRow(tb, hostPrefetch, t, loadStage(tb, t, next));
             });
-            // ldmatrix: every lane gives its rows (hostRows), then every
-            // lane takes its words of the rows its warp gave.
-            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              SmallVector<Value> rows;
-              for (int64_t step = 0; step < kDepth / 16; ++step)
-                for (const TileWord &load : matrixLoads(tb, t, step))
-                  rows.append({load.row, load.word});
-              storeRow(tb, hostRows, t, rows);
-            });
-            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              emulateMatrixLoads(tb, t, stage);
-            });
-            forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-              storeRow(tb, hostAcc, t, emulateMma(tb, t, loadAcc(tb, t)));
-            });
+            if (warpgroup) {
+              // The warpgroup's MMAs: each thread's accumulators from the
+              // tiles, through the descriptors.
+              forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+                storeRow(tb, hostAcc, t,
+                         emulateWarpgroupMma(tb, t, loadAcc(tb, t), stage));
+              });
+            } else {
+              // ldmatrix: every lane gives its rows (hostRows), then every
+              // lane takes its words of the rows its warp gave.
+              forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+                SmallVector<Value> rows;
+                for (int64_t step = 0; step < kDepth / 16; ++step)
+                  for (const TileWord &load : matrixLoads(tb, t, step))
+                    rows.append({load.row, load.word});
+                storeRow(tb, hostRows, t, rows);
+              });
+              forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+                emulateMatrixLoads(tb, t, stage);
+              });
+              forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
+                storeRow(tb, hostAcc, t, emulateMma(tb, t, loadAcc(tb, t)));
+              });
+            }
             if (!asyncA)
               forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
                 storeStage(tb, t, loadRow(tb, hostPrefetch, t, kPrefetchA),
                            ahead);
               });
             scf::YieldOp::create(kb);
+            return;
+          }
+          if (mbarriers) {
+            SmallVector<Value> words;
+            waitForStep(kb, barrierAddress(kb, stage, /*empty=*/false), i);
+            // The warpgroup MMA reads shared memory through the async
+            // proxy: the tiles (generic-proxy writes, now visible to this
+            // thread) are fenced for it.
+            NVVM::FenceProxyOp::create(
+                kb, NVVM::ProxyKind::async_shared,
+                NVVM::SharedSpaceAttr::get(kb.getContext(),
+                                           NVVM::SharedSpace::shared_cta));
+            if (!asyncA)
+              words = loadStage(kb, tid, next);
+            // Buffer `ahead` last held step i - 1 (none before step 1).
+            Value later = arith::CmpIOp::create(kb, arith::CmpIPredicate::ugt,
+                                                i, cst(kb, 0));
+            scf::IfOp::create(kb, later, [&](OpBuilder &nested, Location loc) {
+              ImplicitLocOpBuilder wb(loc, nested);
+              waitForStep(wb, barrierAddress(wb, ahead, /*empty=*/true),
+                          arith::SubIOp::create(wb, i, cst(wb, 1)));
+              scf::YieldOp::create(wb);
+            });
+            issueCopies(kb, tid, next, col0, ahead);
+            arriveFull(kb, ahead, /*stored=*/false);
+            SmallVector<Value> sums = contractWarpgroup(kb, acc, stage);
+            NVVM::MBarrierArriveOp::create(
+                kb, Type(), barrierAddress(kb, stage, /*empty=*/true), Value());
+            if (!asyncA) {
+              storeStage(kb, tid, words, ahead);
+              arriveFull(kb, ahead, /*stored=*/true);
+            }
+            scf::YieldOp::create(kb, sums);
             return;
           }
           NVVM::CpAsyncWaitGroupOp::create(kb, kStages - 2);
@@ -782,6 +1118,8 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
       });
     } else {
       // No copy outlives the kernel.
+      if (mbarriers)
+        NVVM::CpAsyncCommitGroupOp::create(ib);
       NVVM::CpAsyncWaitGroupOp::create(ib, 0);
       epilogue(ib, tid, col0, loop.getResults());
     }
@@ -819,25 +1157,35 @@ void MmaKernel::build(OpBuilder &builder) {
     return MemRefType::get({kStages, rows, pitch}, b.getI32Type(),
                            MemRefLayoutAttrInterface(), space);
   };
-  auto aType = [&](Attribute space) { return tileType(kRows, kPitch, space); };
-  auto bType = [&](Attribute space) {
-    return tileType(kDepth, kBPitch, space);
+  // The warpgroup MMA's tiles: kCore core matrices of 32 words each.
+  auto aType = [&](Attribute space) {
+    return warpgroup ? tileType(kCore, 32, space)
+                     : tileType(kRows, kPitch, space);
   };
+  auto bType = [&](Attribute space) {
+    return warpgroup ? tileType(kCore, 32, space)
+                     : tileType(kDepth, kBPitch, space);
+  };
+  int64_t aBytes = warpgroup ? kCoreBytes : kATileBytes,
+          bBytes = warpgroup ? kCoreBytes : kBTileBytes;
   if (hostLoops) {
     tileA = memref::AllocOp::create(b, aType(Attribute()));
     for (int64_t w = 0; w < numWeights; ++w)
       tileB[w] = memref::AllocOp::create(b, bType(Attribute()));
     hostAcc = memref::AllocOp::create(
         b, MemRefType::get({kThreads, accCount()}, b.getF32Type()));
-    hostFrag = memref::AllocOp::create(
-        b,
-        MemRefType::get({kThreads, kDepth / 16 * fragWords()}, b.getI32Type()));
+    // The warp MMA's operand registers and ldmatrix rows of every thread.
+    if (!warpgroup) {
+      hostFrag = memref::AllocOp::create(
+          b, MemRefType::get({kThreads, kDepth / 16 * fragWords()},
+                             b.getI32Type()));
+      hostRows = memref::AllocOp::create(
+          b, MemRefType::get({kThreads, kDepth / 16 * matrixLoadCount() * 2},
+                             b.getIndexType()));
+    }
     if (!asyncA)
       hostPrefetch = memref::AllocOp::create(
           b, MemRefType::get({kThreads, kPrefetchA}, b.getI32Type()));
-    hostRows = memref::AllocOp::create(
-        b, MemRefType::get({kThreads, kDepth / 16 * matrixLoadCount() * 2},
-                           b.getIndexType()));
     lowering::forEach(
         b, cst(b, 0), cst(b, gridY), [&](ImplicitLocOpBuilder &yb, Value by) {
           lowering::forEach(yb, cst(yb, 0), cst(yb, gridX),
@@ -847,12 +1195,13 @@ void MmaKernel::build(OpBuilder &builder) {
         });
     // After the buffer passes: the host buffers are freed here.
     for (Value buffer :
-         {tileA, tileB[0], tileB[1], hostAcc, hostFrag, hostPrefetch, hostRows})
+         {tileA, tileB[0], tileB[1], hostAcc, hostPrefetch, hostFrag, hostRows})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   } else {
     Value one = cst(b, 1);
-    int64_t sharedBytes = kStages * (kATileBytes + numWeights * kBTileBytes);
+    int64_t tileBytes = kStages * (aBytes + numWeights * bBytes);
+    int64_t sharedBytes = tileBytes + (warpgroup ? 2 * kStages * 8 : 0);
     auto launch = gpu::LaunchOp::create(
         b, cst(b, gridX), cst(b, gridY), one, cst(b, kThreads), one, one,
         arith::ConstantIntOp::create(b, sharedBytes, 32));
@@ -869,7 +1218,11 @@ void MmaKernel::build(OpBuilder &builder) {
     };
     tileA = view(aType(space), 0);
     for (int64_t w = 0; w < numWeights; ++w)
-      tileB[w] = view(bType(space), kStages * (kATileBytes + w * kBTileBytes));
+      tileB[w] = view(bType(space), kStages * (aBytes + w * bBytes));
+    if (warpgroup)
+      barriers = view(MemRefType::get({2 * kStages}, b.getI64Type(),
+                                      MemRefLayoutAttrInterface(), space),
+                      tileBytes);
     block(b, launch.getBlockIds().x, launch.getBlockIds().y,
           launch.getThreadIds().x);
     gpu::TerminatorOp::create(b);
@@ -938,7 +1291,7 @@ struct GroupedMatmulToGpuPass
         return signalPassFailure();
       }
       OpBuilder builder(op);
-      MmaKernel(op, hostLoops).build(builder);
+      MmaKernel(op, hostLoops, warpgroup).build(builder);
       op.erase();
     }
   }

@@ -109,7 +109,8 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
                            /*parallelLoops=*/true) +
          bufferizePipelineText(options.runtimeChecks) +
          (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
-                            (options.hostLoops ? "1" : "0") + "},"
+                            (options.hostLoops ? "1" : "0") + " warpgroup=" +
+                            (options.warpgroupMma() ? "1" : "0") + "},"
                       : std::string()) +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
@@ -177,7 +178,9 @@ static std::string hostToLLVMText(const std::string &allocations, bool checks) {
 static std::string kernelModulesText(const moe::GpuPipelineOptions &options) {
   return std::string("gpu.module(strip-debuginfo,") +
          (options.runtimeChecks ? "convert-scf-to-cf," : "") +
-         "convert-gpu-to-nvvm,canonicalize,cse,"
+         "convert-gpu-to-nvvm,"
+         // Ops without an LLVM intrinsic (wgmma) as inline PTX.
+         "convert-nvvm-to-llvm,canonicalize,cse,"
          "reconcile-unrealized-casts)";
 }
 
@@ -319,6 +322,16 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
       llvm::cl::desc("grouped matmuls with bf16/f16 weights as tensor-core "
                      "kernels (moe-grouped-matmul-to-gpu; needs fusion)"),
       llvm::cl::init(true)};
+  Option<moe::TensorCoreMma> mma{
+      *this, "mma",
+      llvm::cl::desc("tensor-core MMA of the grouped matmul kernels"),
+      llvm::cl::init(moe::TensorCoreMma::Auto),
+      llvm::cl::values(
+          clEnumValN(moe::TensorCoreMma::Auto, "auto",
+                     "warpgroup on sm_90a, warp elsewhere"),
+          clEnumValN(moe::TensorCoreMma::Warp, "warp", "mma.sync (sm_80+)"),
+          clEnumValN(moe::TensorCoreMma::Warpgroup, "warpgroup",
+                     "wgmma.mma_async (sm_90a)"))};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -346,6 +359,7 @@ void mlir::moe::registerMoEPipelines() {
         options.optLevel = cl.optLevel;
         options.fusion = cl.fusion;
         options.tensorCores = cl.tensorCores;
+        options.mma = cl.mma;
         options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -14,8 +14,8 @@
 #include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/CudaDriver.h"
 #include "moe/Runtime/EntryPoints.h"
-#include "moe/Runtime/LayerCall.h"
 #include "moe/Runtime/Error.h"
+#include "moe/Runtime/LayerCall.h"
 #include "moe/Runtime/MemRef.h"
 #include "moe/Runtime/Npy.h"
 #include "moe/Runtime/SafeTensors.h"
@@ -409,10 +409,10 @@ int run(const ::moe::RunOptions &options) {
       rt::SafeTensorsFile::open(options.weightsPath);
   LayerInfo info;
   OwningOpRef<ModuleOp> module;
-  const std::string &layerSource =
-      fromArtifact                 ? options.artifactPath
-      : options.specPath.empty() ? options.modulePath
-                                   : options.specPath;
+  const std::string &layerSource = fromArtifact ? options.artifactPath
+                                   : options.specPath.empty()
+                                       ? options.modulePath
+                                       : options.specPath;
   std::optional<spec::CudaArtifact> artifact;
   if (fromArtifact) {
     artifact = readArtifact(options.artifactPath);
@@ -561,10 +561,11 @@ int run(const ::moe::RunOptions &options) {
   gpu.hostLoops = gpuLoops;
   gpu.fusion = options.fusion;
   gpu.runtimeChecks = options.runtimeChecks;
+  // gpu-loops emulates the kernels of this chip (its tensor-core MMA).
+  gpu.chip = options.gpuChip;
   if (onGpu) {
     auto driver = rt::cuda::entryPoints();
     symbols.insert(symbols.end(), driver.begin(), driver.end());
-    gpu.chip = options.gpuChip;
   }
   // The layer as a call on descriptors: JIT-compiled from the module, or
   // the artifact's host code loaded as it is.
@@ -616,8 +617,9 @@ int run(const ::moe::RunOptions &options) {
       *inputs[argument] = inputs[argument]->packPanels(panel);
     }
     if (options.verbose && !compiled->packedWeights().empty())
-      std::fprintf(stderr, "moe-run: packed %zu weights into kernel panels in "
-                           "%.3f s\n",
+      std::fprintf(stderr,
+                   "moe-run: packed %zu weights into kernel panels in "
+                   "%.3f s\n",
                    compiled->packedWeights().size(), secondsSince(packStart));
   }
   // On the GPU, device memory for every buffer unless the host code
@@ -625,10 +627,10 @@ int run(const ::moe::RunOptions &options) {
   // memory).
   rt::Placement placement = rt::Placement::Host;
   if (onGpu)
-    placement = (compiled ? !compiled->touchesBuffersOnHost()
-                          : artifact->deviceMemory)
-                    ? rt::Placement::Device
-                    : rt::Placement::Managed;
+    placement =
+        (compiled ? !compiled->touchesBuffersOnHost() : artifact->deviceMemory)
+            ? rt::Placement::Device
+            : rt::Placement::Managed;
   rt::CallArguments call(inputs, results, placement);
 
   auto runOnce = [&] {
@@ -659,9 +661,8 @@ int run(const ::moe::RunOptions &options) {
   if (options.benchIterations > 0) {
     std::vector<double> times =
         rt::timeCalls(options.benchIterations, runOnce, onGpu);
-    double flops =
-        rt::keptExpertFlops(stats, info.spec.dModel, info.spec.dFF,
-                            spec::isGated(info.spec.activation));
+    double flops = rt::keptExpertFlops(stats, info.spec.dModel, info.spec.dFF,
+                                       spec::isGated(info.spec.activation));
     if (rank == 0)
       llvm::outs() << rt::benchLine(backend, globalTokens, world, times,
                                     compileSeconds, flops)

@@ -399,6 +399,17 @@ llvm::cl::opt<std::string> featuresOpt("gpu-features",
                                        llvm::cl::desc("PTX features (+ptx80)"),
                                        llvm::cl::init("+ptx80"),
                                        llvm::cl::cat(gpuCategory));
+llvm::cl::opt<TensorCoreMma> mmaOpt(
+    "gpu-mma",
+    llvm::cl::desc("tensor-core MMA of the grouped matmul kernels"),
+    llvm::cl::init(TensorCoreMma::Auto),
+    llvm::cl::values(clEnumValN(TensorCoreMma::Auto, "auto",
+                                "warpgroup on sm_90a, warp elsewhere"),
+                     clEnumValN(TensorCoreMma::Warp, "warp",
+                                "mma.sync (sm_80 and later)"),
+                     clEnumValN(TensorCoreMma::Warpgroup, "warpgroup",
+                                "wgmma.mma_async (sm_90a)")),
+    llvm::cl::cat(gpuCategory));
 llvm::cl::opt<std::string> kernelFormatOpt(
     "kernel-format",
     llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas), isa "
@@ -422,6 +433,7 @@ FailureOr<GpuProgram> compileWithFlags(Operation *op, const std::string &format,
   GpuPipelineOptions options;
   options.chip = chipOpt;
   options.features = featuresOpt;
+  options.mma = mmaOpt;
   options.format = format;
   return compileGpuProgram(module, options, withHostIR);
 }

@@ -11,6 +11,94 @@
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu | FileCheck %s --enable-var-scope
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=host-loops=1 | FileCheck %s --enable-var-scope --check-prefix=HOST
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers=remarks=1 2>&1 | FileCheck %s --check-prefix=REMARK
+// With warpgroup=1 (sm_90a): wgmma from descriptor-addressed tiles (SM90); the
+// host emulation reads each thread's fragment through the descriptors (SM90HOST).
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=warpgroup=1 | FileCheck %s --check-prefix=SM90
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1" | FileCheck %s --check-prefix=SM90HOST
+
+// SM90-LABEL: func @up
+// Tiles of 32 core matrices (8 rows x 16 bytes) per buffer, no padding: 3 x
+// (4096 + 2 x 4096) bytes, then 2 x 3 mbarriers of 8 bytes.
+// SM90: arith.constant 36912 : i32
+// SM90: memref.view {{.*}} to memref<3x32x32xi32, #gpu.address_space<workgroup>>
+// SM90: memref.view {{.*}} to memref<3x32x32xi32, #gpu.address_space<workgroup>>
+// SM90: memref.view {{.*}} to memref<3x32x32xi32, #gpu.address_space<workgroup>>
+// SM90: %[[BARS:.*]] = memref.view {{.*}} to memref<6xi64, #gpu.address_space<workgroup>>
+// Thread 0 initialises each buffer's `full` mbarrier (2 arrivals per thread:
+// copies and register stores) and `empty` one (1), then one block barrier.
+// SM90: %[[FIRST:.*]] = arith.cmpi eq, %{{.*}}, %c0
+// SM90: memref.extract_aligned_pointer_as_index %[[BARS]]
+// SM90: nvvm.mbarrier.init %{{.*}}, %c256_i32, predicate = %[[FIRST]]
+// SM90: nvvm.mbarrier.init %{{.*}}, %c128_i32{{.*}}, predicate = %[[FIRST]]
+// SM90: nvvm.fence.mbarrier.init
+// SM90-NEXT: gpu.barrier
+// The prologue's two steps: copies, their arrival (when they land), the
+// stores' arrival.
+// SM90: nvvm.cp.async.shared.global
+// SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true} : !llvm.ptr<3>
+// SM90: nvvm.mbarrier.arrive %{{.*}} : !llvm.ptr<3>
+// SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true} : !llvm.ptr<3>
+// SM90: nvvm.mbarrier.arrive %{{.*}} : !llvm.ptr<3>
+// Each step: the wait for its buffer's `full` phase, the proxy fence (the
+// tiles are generic-proxy writes, wgmma reads through the async proxy); from
+// step 1 on the wait for `empty` of the step before (whose buffer the copies
+// refill); the copies and their arrival; the MMAs. No block barrier.
+// SM90: scf.for
+// SM90-NOT: gpu.barrier
+// SM90: nvvm.mbarrier.try_wait.parity %{{.*}}, %{{.*}}, %c10000000_i32 : !llvm.ptr<3>, i32, i32
+// SM90-NEXT: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
+// SM90: %[[LATER:.*]] = arith.cmpi ugt
+// SM90-NEXT: scf.if %[[LATER]]
+// SM90: nvvm.mbarrier.try_wait.parity
+// SM90: nvvm.cp.async.shared.global
+// SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true}
+// SM90-NEXT: nvvm.wgmma.fence.aligned
+// Descriptors: the start address (& 0x3FFFF) >> 4, then for the operand tile
+// LBO 128 bytes (k) and SBO 512 (rows): (32 << 32) | (8 << 16); for a weight
+// tile LBO 1024 (k rows) and SBO 128 (columns): (8 << 32) | (64 << 16).
+// SM90: %[[ADDR:.*]] = arith.andi %{{.*}}, %c262143_i64
+// SM90-NEXT: %[[START:.*]] = arith.shrui %[[ADDR]], %c4_i64
+// SM90-NEXT: arith.constant 137439477760 : i64
+// SM90-NEXT: %[[DA:.*]] = arith.ori %[[START]]
+// SM90: arith.constant 34363932672 : i64
+// SM90-NEXT: %[[DW:.*]] = arith.ori
+// SM90: arith.constant 34363932672 : i64
+// SM90-NEXT: %[[DG:.*]] = arith.ori
+// A K-major, B N-major (layout row: transposed), f32 accumulators.
+// SM90-NEXT: nvvm.wgmma.mma_async %[[DA]], %[[DW]], %{{.*}}, <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <row>] : !llvm.struct<(f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)>
+// SM90-NEXT: nvvm.wgmma.mma_async %[[DA]], %[[DG]]
+// SM90-COUNT-2: nvvm.wgmma.mma_async
+// SM90-NEXT: nvvm.wgmma.commit.group.sync.aligned
+// SM90-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
+// After the MMAs: the arrival on the buffer's `empty`, then the converted
+// words' stores into the buffer two steps ahead and their arrival.
+// SM90: nvvm.mbarrier.arrive
+// SM90: memref.store
+// SM90: nvvm.mbarrier.arrive
+// SM90-NOT: gpu.barrier
+// SM90: scf.yield
+// SM90: nvvm.cp.async.commit.group
+// SM90-NEXT: nvvm.cp.async.wait.group 0
+// SM90-NOT: nvvm.ldmatrix
+// SM90-NOT: nvvm.mma.sync
+// SM90: gpu.terminator
+
+// SM90HOST-LABEL: func @up
+// SM90HOST-NOT: nvvm
+// SM90HOST: memref.alloc() : memref<3x32x32xi32>
+// SM90HOST: memref.alloc() : memref<3x32x32xi32>
+// SM90HOST: memref.alloc() : memref<3x32x32xi32>
+// SM90HOST: memref.alloc() : memref<128x64xf32>
+// SM90HOST: memref.alloc() : memref<128x8xi32>
+// No fragment registers or ldmatrix rows: each thread's accumulators come
+// from the tiles, element addresses decoded from the descriptors' fields.
+// SM90HOST-NOT: memref<128x72xi32>
+// SM90HOST-NOT: index>
+// SM90HOST: scf.for %{{.*}} = %{{.*}} to %c16
+// SM90HOST: arith.shrui %{{.*}}, %c32_i64
+// SM90HOST: math.fma
+// SM90HOST-COUNT-5: memref.dealloc
+// SM90HOST: bufferization.to_tensor
 
 // BUF-LABEL: func @up
 // BUF: %[[OUT:.*]] = memref.alloc() : memref<200x128xf32>
@@ -86,8 +174,8 @@
 // CHECK: arith.muli %[[AHEAD]], %c32
 // CHECK: nvvm.cp.async.shared.global
 // CHECK: nvvm.cp.async.commit.group
-// CHECK: memref.extract_aligned_pointer_as_index %[[TA]]
 // CHECK: arith.muli %[[STAGE]], %c64
+// CHECK: memref.extract_aligned_pointer_as_index %[[TA]]
 // CHECK: nvvm.ldmatrix %{{.*}} {eltType = #nvvm.ld_st_matrix_elt_type<b16>, layout = #nvvm.mma_layout<row>, num = 4 : i32, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>} : (!llvm.ptr<3>) -> !llvm.struct<(i32, i32, i32, i32)>
 // CHECK: memref.extract_aligned_pointer_as_index %[[TW]]
 // CHECK: nvvm.ldmatrix %{{.*}} {eltType = #nvvm.ld_st_matrix_elt_type<b16>, layout = #nvvm.mma_layout<col>, num = 4 : i32, shape = #nvvm.ld_st_matrix_shape<m = 8, n = 8>} : (!llvm.ptr<3>) -> !llvm.struct<(i32, i32, i32, i32)>
@@ -114,11 +202,11 @@
 // HOST: memref.alloc() : memref<128x64xf32>
 // Every thread's MMA registers: 2 k16 steps x (4 A + 2 x 8 x 2 B) words.
 // HOST: memref.alloc() : memref<128x72xi32>
-// Every thread's prefetch registers: 8 operand words.
-// HOST: memref.alloc() : memref<128x8xi32>
 // The rows each thread gives its warp's ldmatrix: 2 k16 steps x (1 + 2 x 4)
 // loads x (row, word).
 // HOST: memref.alloc() : memref<128x36xindex>
+// Every thread's prefetch registers: 8 operand words.
+// HOST: memref.alloc() : memref<128x8xi32>
 // HOST: scf.for %{{.*}} = %{{.*}} to %c8
 // HOST: scf.for %{{.*}} = %{{.*}} to %c2
 // HOST: linalg.fill

@@ -3,11 +3,11 @@ report what the machine code holds. The PTX is split at its
 `// gpu.module @NAME (CHIP)` markers; every module with an `mma.sync` is
 assembled by ptxas -v for its chip and disassembled by nvdisasm, and one line
 per module gives the counts of its tensor-core, shared-memory (ldmatrix and plain loads),
-asynchronous global-to-shared copy (LDGSTS), barrier,
+asynchronous global-to-shared copy (LDGSTS), barrier, mbarrier (arrivals of copies, phase checks),
 reduction and local-memory instructions and ptxas' register and spill
 figures:
 
-  NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 RED x0 registers 128 spill-stores 0 spill-loads 0
+  NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 ARRIVES.LDGSTSBAR x0 SYNCS.PHASECHK x0 RED x0 registers 128 spill-stores 0 spill-loads 0
 
 Usage: sass_check.py PTX [--ptxas PATH] [--nvdisasm PATH]. Exits non-zero when
 ptxas rejects a module or no module has an MMA."""
@@ -26,11 +26,15 @@ def counts(sass):
     (`@!PT LDS RZ, [RZ]`)."""
     sass = "\n".join(line for line in sass.splitlines() if "@!PT" not in line)
     result = {}
-    hmma = re.findall(r"\bHMMA\.[0-9A-Z.]+", sass)
-    for op in sorted(set(hmma)):
-        result[op] = hmma.count(op)
+    mma = re.findall(r"\bH(?:G)?MMA\.[0-9A-Za-z.]+", sass)
+    for op in sorted(set(mma)):
+        result[op] = mma.count(op)
     for op in ("LDSM", "LDS", "LDGSTS", "BAR.SYNC", "LDL", "STL"):
         result[op] = len(re.findall(r"\b" + re.escape(op) + r"\b", sass))
+    # mbarriers: arrivals when a thread's asynchronous copies land, and
+    # phase checks (the waits).
+    result["ARRIVES.LDGSTSBAR"] = len(re.findall(r"\bARRIVES\.LDGSTSBAR\b", sass))
+    result["SYNCS.PHASECHK"] = len(re.findall(r"\bSYNCS\.PHASECHK\b", sass))
     # Global reductions: RED (sm_80) or REDG (sm_90).
     result["RED"] = len(re.findall(r"\bREDG?\.E\.ADD\.F32", sass))
     return result
@@ -52,7 +56,7 @@ def main():
     found = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, chip, ptx in modules:
-            if "mma.sync" not in ptx:
+            if "mma.sync" not in ptx and "wgmma.mma_async" not in ptx:
                 continue
             found += 1
             source = os.path.join(tmp, name + ".ptx")
@@ -75,7 +79,7 @@ def main():
                   f" spill-stores {stores.group(1) if stores else '?'}"
                   f" spill-loads {loads.group(1) if loads else '?'}")
     if not found:
-        print("sass_check: no module with mma.sync in the input")
+        print("sass_check: no module with mma.sync or wgmma in the input")
         return 1
     return 0
 

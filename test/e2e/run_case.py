@@ -705,7 +705,7 @@ def run_prepared(name, case, workdir, timeout):
 
 
 def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype="f32",
-            replicas=1, fusion=None, runtime_checks=False):
+            replicas=1, fusion=None, runtime_checks=False, gpu_chip=None):
     """Run one case; return (passed, summary line). With shards > 1 (or replicas > 1) the
     tool runs under mpirun with --shards (and --replicas), and its output must also match
     the unsharded run's to 1e-6 relative, with identical statistics."""
@@ -739,6 +739,8 @@ def run_one(name, case, moe_run, workdir, backend, timeout, shards=1, act_dtype=
             command += ["--fusion", fusion]
         if runtime_checks:
             command += ["--runtime-checks"]
+        if gpu_chip:
+            command += ["--gpu-chip", gpu_chip]
         if ranks > 1:
             command = ["mpirun", "--allow-run-as-root", "--oversubscribe", "-np",
                        str(ranks)] + command + ["--shards", str(ranks // replicas)]
@@ -817,7 +819,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moe-run", help="path of the moe-run tool")
     parser.add_argument("--workdir", help="folder for the generated files (one per case)")
-    parser.add_argument("--case", help="a case name, or 'all'")
+    parser.add_argument("--case", help="a case name, names separated by commas, or 'all'")
     parser.add_argument("--backend", help="passed to moe-run as --backend")
     parser.add_argument("--timeout", type=float, default=300.0,
                         help="seconds one moe-run call may take (default 300)")
@@ -835,6 +837,9 @@ def main(argv=None):
     parser.add_argument("--runtime-checks", action="store_true",
                         help="run moe-run with --runtime-checks (index and memory-access "
                              "checks compiled in)")
+    parser.add_argument("--gpu-chip",
+                        help="passed to moe-run as --gpu-chip (which chip's kernels the cuda "
+                             "backend builds and gpu-loops emulates)")
     parser.add_argument("--prepare-gpu", metavar="BUILD",
                         help="instead of running: write each case and compile it for the "
                              "GPU with tools/gpu_package.sh and the tools of BUILD, for "
@@ -855,10 +860,11 @@ def main(argv=None):
         parser.error("--moe-run is required to run cases")
     if args.case == "all":
         names = list(CASES)
-    elif args.case in CASES:
-        names = [args.case]
     else:
-        parser.error(f"unknown case '{args.case}' (see --list)")
+        names = args.case.split(",")
+        unknown = [name for name in names if name not in CASES]
+        if unknown:
+            parser.error(f"unknown case '{unknown[0]}' (see --list)")
 
     if args.prepare_gpu:
         os.makedirs(args.workdir, exist_ok=True)
@@ -874,7 +880,8 @@ def main(argv=None):
         else:
             passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
                                    args.backend, args.timeout, args.shards, args.act_dtype,
-                                   args.replicas, args.fusion, args.runtime_checks)
+                                   args.replicas, args.fusion, args.runtime_checks,
+                                   args.gpu_chip)
         print(line, flush=True)
         failures += not passed
     return 1 if failures else 0

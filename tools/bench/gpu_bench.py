@@ -9,7 +9,9 @@ once to a safetensors file for our runner) and random tokens, then measures, int
 rounds (ours, eager, grouped; ours, eager, grouped; ...):
 
   * ours: the packages of tools/gpu_prepare.sh (moe-gpu-run, no LLVM needed on the GPU
-    machine; --packages DIR, DIR/<shape>), or moe-run --backend cuda (--moe-run);
+    machine; --packages DIR, DIR/<shape>), or moe-run --backend cuda (--moe-run); where
+    DIR/<shape>-warp exists too, "ours (warp MMA)": the same layer with mma.sync kernels
+    instead of the default (warpgroup MMAs on sm_90a);
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation, index_add);
   * PyTorch grouped: the same routing, tokens sorted by expert once, then torch._grouped_mm
     for the up (and gate) and the down projections, and one index_add;
@@ -216,13 +218,14 @@ def grouped_layer(torch, spec, w, x):
     return layer
 
 
-def run_ours(args, name, paths, folder):
-    """One process of moe-gpu-run (or moe-run --backend cuda) timing --runs calls."""
+def run_ours(args, name, paths, folder, variant=""):
+    """One process of moe-gpu-run (or moe-run --backend cuda) timing --runs calls;
+    `variant` names another package of the shape (DIR/<shape><variant>)."""
     out, stats = os.path.join(folder, "y.npy"), os.path.join(folder, "stats.json")
     if args.self_test:
         cmd = [args.moe_run, "--act-dtype", "bf16", "--spec", paths["spec"]]
     elif args.packages:
-        package = os.path.join(args.packages, name)
+        package = os.path.join(args.packages, name + variant)
         runner = os.path.join(args.packages, "moe-gpu-run")
         if not os.path.exists(runner):
             runner = os.path.join(package, "moe-gpu-run")
@@ -254,7 +257,7 @@ def main():
     parser.add_argument("--workdir", default="/tmp/moe-gpu-bench")
     parser.add_argument("--shapes", default="switch,mixtral,deepseek")
     parser.add_argument("--rounds", type=int, default=5,
-                        help="interleaved rounds of the three contenders")
+                        help="interleaved rounds of the contenders")
     parser.add_argument("--runs", type=int, default=10, help="timed calls per round")
     parser.add_argument("--self-test", action="store_true",
                         help="no GPU: check the weights file, both PyTorch peers and our layer "
@@ -279,7 +282,7 @@ def main():
     print(f"# device {device}, torch {torch.__version__}: {peak * 1e-12:.1f} TFLOP/s bf16 "
           f"matmul, {bandwidth * 1e-9:.0f} GB/s copy (measured in this run); medians over "
           f"{args.rounds} interleaved rounds of {args.runs} calls, spread = min/max vs median")
-    print(f"{'shape':8} {'T':>6} | {'who':15} {'ms':>9} {'spread':>13} {'tok/s':>10} "
+    print(f"{'shape':8} {'T':>6} | {'who':17} {'ms':>9} {'spread':>13} {'tok/s':>10} "
           f"{'TFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/eager':>7} {'/grouped':>8}")
     for name in args.shapes.split(","):
         spec_file, tokens = SHAPES[name]
@@ -288,14 +291,22 @@ def main():
         folder = os.path.join(args.workdir, name)
         log(f"{name}: T={tokens} {spec}")
         paths, w, x = make_inputs(torch, spec, tokens, folder)
-        contenders = {"ours": None, "PyTorch eager": eager_layer(torch, spec, w, x),
-                      "PyTorch grouped": grouped_layer(torch, spec, w, x)}
+        # Our packages: the default one, and where gpu_prepare.sh made it the
+        # warp-MMA one (on sm_90a the default uses warpgroup MMAs).
+        ours = {"ours": ""}
+        if args.packages and os.path.isdir(os.path.join(args.packages, name + "-warp")):
+            ours["ours (warp MMA)"] = "-warp"
+        contenders = {who: None for who in ours}
+        contenders.update({"PyTorch eager": eager_layer(torch, spec, w, x),
+                           "PyTorch grouped": grouped_layer(torch, spec, w, x)})
         times = {who: [] for who in contenders}
+        outputs = {}
         for r in range(args.rounds):
             log(f"  round {r + 1}/{args.rounds}")
             for who, fn in contenders.items():
                 if fn is None:
-                    seconds, stats, y = run_ours(args, name, paths, folder)
+                    seconds, stats, outputs[who] = run_ours(args, name, paths, folder,
+                                                            ours[who])
                     times[who].append(seconds)
                 else:
                     times[who].append(median(event_times(torch, fn, args.runs)))
@@ -310,13 +321,14 @@ def main():
         grouped_s = median(times["PyTorch grouped"])
         for who in contenders:
             m, lo, hi = summary(times[who])
-            print(f"{name:8} {tokens:6d} | {who:15} {m * 1e3:9.3f} {lo:+6.1%}..{hi:+5.1%} "
+            print(f"{name:8} {tokens:6d} | {who:17} {m * 1e3:9.3f} {lo:+6.1%}..{hi:+5.1%} "
                   f"{tokens / m:10.0f} {flops * 1e-12 / m:8.2f} {moved * 1e-9 / m:7.0f} "
                   f"{roof / m:8.3f} {m / eager_s:7.2f} {m / grouped_s:8.2f}")
         for who in ("PyTorch eager", "PyTorch grouped"):
             peer = contenders[who]().float().cpu().numpy()
-            diff = float(np.linalg.norm(y - peer) / max(np.linalg.norm(peer), 1e-30))
-            print(f"{name:8} output of ours vs {who}: relative difference {diff:.2e}")
+            for mine, y in outputs.items():
+                diff = float(np.linalg.norm(y - peer) / max(np.linalg.norm(peer), 1e-30))
+                print(f"{name:8} output of {mine} vs {who}: relative difference {diff:.2e}")
         del contenders, w, x
         torch.cuda.empty_cache()
 

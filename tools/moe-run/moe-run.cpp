@@ -44,7 +44,8 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            cuda compiles with
                            moe-gpu-pipeline and runs the kernels through
                            the CUDA driver (needs an NVIDIA GPU and driver)
-  --gpu-chip SM            chip of the cuda kernels (default: sm_90a)
+  --gpu-chip SM            chip of the cuda kernels, and whose kernels gpu-loops
+                           emulates (default: sm_90a: warpgroup MMAs; sm_80: warp MMAs)
   --act-dtype f32|bf16     element type of the activations with --spec
                            (default: f32); X and Y stay float32 files
   --shards N               expert-parallel ranks: start as

@@ -63,6 +63,16 @@ LogicalResult buildCpuPipeline(OpPassManager &pm,
                                const CpuPipelineOptions &options = {});
 
 /// What the GPU pipeline targets and how it maps loops to threads.
+/// The tensor-core instructions of the grouped matmul kernels.
+enum class TensorCoreMma {
+  /// Warpgroup MMA on sm_90a, warp MMA elsewhere.
+  Auto,
+  /// mma.sync (sm_80 and later).
+  Warp,
+  /// wgmma.mma_async (sm_90a only).
+  Warpgroup,
+};
+
 struct GpuPipelineOptions {
   std::string chip = "sm_90a";
   std::string features = "+ptx80";
@@ -87,6 +97,13 @@ struct GpuPipelineOptions {
   /// With fusion: grouped matmuls with bf16/f16 weights become tensor-core
   /// kernels (moe-grouped-matmul-to-gpu), host loops with `hostLoops`.
   bool tensorCores = true;
+  /// Which tensor-core MMA the grouped matmul kernels use.
+  TensorCoreMma mma = TensorCoreMma::Auto;
+  /// Whether they use the warpgroup MMA (the chip's choice for Auto).
+  bool warpgroupMma() const {
+    return mma == TensorCoreMma::Warpgroup ||
+           (mma == TensorCoreMma::Auto && chip == "sm_90a");
+  }
   /// As CpuPipelineOptions::runtimeChecks; in kernels on a GPU the asserts
   /// are the device's (__assertfail).
   bool runtimeChecks = false;

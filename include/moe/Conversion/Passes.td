@@ -291,6 +291,26 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     atomic f32 add into the token's output row (the rows of one token lie in
     other experts' blocks).
 
+    With `warpgroup` (sm_90a; `moe-gpu-pipeline` sets it for that chip)
+    the 128 threads are one warpgroup and each k16 step is one
+    `nvvm.wgmma.mma_async` m64n64k16 per weight (f32 accumulators, the same
+    fragment layout, so the epilogue is shared), its operands read from
+    shared memory through 64-bit matrix descriptors: the tiles are stored
+    in the canonical layouts without swizzling, core matrices of 8 rows x
+    16 bytes (each 16-byte copy is one core-matrix row), A K-major (LBO
+    128 bytes along k, SBO 512 along the rows), B N-major, i.e. transposed
+    (the weights' k rows: LBO 1024 along k, SBO 128 along the columns); no
+    ldmatrix, no padding. The pipeline has no block barrier: mbarriers in
+    shared memory (initialised by thread 0, then one barrier) track each
+    buffer: `full` expects one arrival per thread for its copies
+    (`cp.async.mbarrier.arrive.noinc`, when they land) and one for its
+    register stores (f32 tokens), `empty` one per thread after its MMAs of
+    the step (one wgmma group, waited for). Step i waits for `full` of its
+    buffer (phase parity (i / 3) % 2), fences the tiles for the async proxy
+    (`fence.proxy.async.shared::cta`: the copies and stores are
+    generic-proxy writes), and before refilling the buffer of step i - 1
+    waits for that step's `empty`.
+
     The operand rows are rounded to the weights' type, so results follow
     the spec's bf16 tolerance rather than the f32 one.
 
@@ -304,12 +324,17 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     is replaced by host code that computes D = A B + C of each lane from the
     registers of its warp's 32 lanes, by the PTX ISA's m16n8k16 fragment
     layout: the GPU kernel's structure, its fragment index math included,
-    checked numerically without a GPU. Its buffers are allocated and freed
-    around the loops.
+    checked numerically without a GPU. With `warpgroup` each thread's
+    accumulator elements are computed from the tiles at the addresses its
+    descriptors' fields give (decoded from the 64-bit values). Its buffers
+    are allocated and freed around the loops.
   }];
   let options = [
     Option<"hostLoops", "host-loops", "bool", /*default=*/"false",
-           "Emit the kernel as host loops with a host MMA">
+           "Emit the kernel as host loops with a host MMA">,
+    Option<"warpgroup", "warpgroup", "bool", /*default=*/"false",
+           "Warpgroup MMAs (wgmma, sm_90a) from descriptor-addressed tiles "
+           "instead of warp MMAs (mma.sync)">
   ];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::gpu::GPUDialect",

@@ -159,8 +159,9 @@ Value readOnlyBuffer(ImplicitLocOpBuilder &b, Value tensor);
 
 /// scf.for %i = lo to hi step 1 with no carried values; `body` emits the
 /// loop's body at %i (the yield is added).
-scf::ForOp forEach(ImplicitLocOpBuilder &b, Value lo, Value hi,
-                   llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body);
+scf::ForOp
+forEach(ImplicitLocOpBuilder &b, Value lo, Value hi,
+        llvm::function_ref<void(ImplicitLocOpBuilder &, Value)> body);
 
 /// σ(x) = 1 / (1 + e^-x) on an f32 scalar: 0 for very negative x (e^-x =
 /// +inf), 1 for very positive ones.
@@ -168,8 +169,7 @@ Value sigmoid(ImplicitLocOpBuilder &b, Value x);
 
 /// A lowering pattern that may emit runtime checks.
 template <typename Op> struct CheckedPattern : OpConversionPattern<Op> {
-  CheckedPattern(MLIRContext *context, bool checks,
-                 PatternBenefit benefit = 1)
+  CheckedPattern(MLIRContext *context, bool checks, PatternBenefit benefit = 1)
       : OpConversionPattern<Op>(context, benefit), checks(checks) {}
   bool checks;
 };
@@ -181,8 +181,8 @@ std::string checkMessage(bool enabled, Operation *op, const Twine &what);
 
 /// cf.assert(lo <= value < hi) for an integer or index `value`, with
 /// `message`; nothing when the message is empty.
-void assertInRange(ImplicitLocOpBuilder &b, Value value, int64_t lo,
-                   int64_t hi, const std::string &message);
+void assertInRange(ImplicitLocOpBuilder &b, Value value, int64_t lo, int64_t hi,
+                   const std::string &message);
 
 /// starts[e] = Σ_{e' < e} counts[e'] rounded up to a multiple of `block`,
 /// as an [E + 1] i64 tensor (the last entry is the total).
@@ -201,6 +201,25 @@ SmallVector<Value> nextInOrder(
     llvm::function_ref<std::pair<Value, Value>(ImplicitLocOpBuilder &, Value)>
         at);
 
+/// Index arithmetic shorthands for the builders of loops over buffers.
+namespace ix {
+inline Value cst(ImplicitLocOpBuilder &b, int64_t v) {
+  return arith::ConstantIndexOp::create(b, v);
+}
+inline Value add(ImplicitLocOpBuilder &b, Value x, Value y) {
+  return arith::AddIOp::create(b, x, y);
+}
+inline Value mul(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::MulIOp::create(b, x, cst(b, y));
+}
+inline Value div(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::DivUIOp::create(b, x, cst(b, y));
+}
+inline Value rem(ImplicitLocOpBuilder &b, Value x, int64_t y) {
+  return arith::RemUIOp::create(b, x, cst(b, y));
+}
+} // namespace ix
+
 /// for i in [0, n), every i independent: a two-dimensional scf.parallel
 /// over (ceil(n / 32), 32) with a bound check, which the GPU pipeline's
 /// tiling and mapping make one kernel of whole warps.
@@ -218,8 +237,7 @@ void populateParallelRoutingPatterns(RewritePatternSet &patterns,
 /// `parallelLoops`: moe.route_rows and the statistics by
 /// populateParallelRoutingPatterns.
 void populateLowerRoutingPatterns(RewritePatternSet &patterns,
-                                  bool cpuKernels = false,
-                                  bool checks = false,
+                                  bool cpuKernels = false, bool checks = false,
                                   bool parallelLoops = false);
 void populateLowerExpertPatterns(RewritePatternSet &patterns,
                                  bool checks = false);
@@ -227,8 +245,7 @@ void populateLowerCollectivePatterns(RewritePatternSet &patterns);
 /// `cpuKernels`: grouped matmuls are left for the vector kernels.
 /// `atomicScatter`: their scatter-add is a parallel loop of atomic adds.
 void populateLowerGroupedPatterns(RewritePatternSet &patterns,
-                                  bool cpuKernels = false,
-                                  bool checks = false,
+                                  bool cpuKernels = false, bool checks = false,
                                   bool atomicScatter = false);
 
 } // namespace mlir::moe::lowering

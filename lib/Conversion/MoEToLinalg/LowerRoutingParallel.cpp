@@ -40,6 +40,7 @@
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::lowering;
+using namespace mlir::moe::lowering::ix;
 
 namespace {
 
@@ -119,21 +120,6 @@ Value load(ImplicitLocOpBuilder &b, Value memref, ValueRange indices) {
 }
 void store(ImplicitLocOpBuilder &b, Value v, Value memref, ValueRange indices) {
   memref::StoreOp::create(b, v, memref, indices);
-}
-Value cst(ImplicitLocOpBuilder &b, int64_t v) {
-  return arith::ConstantIndexOp::create(b, v);
-}
-Value add(ImplicitLocOpBuilder &b, Value x, Value y) {
-  return arith::AddIOp::create(b, x, y);
-}
-Value mul(ImplicitLocOpBuilder &b, Value x, int64_t y) {
-  return arith::MulIOp::create(b, x, cst(b, y));
-}
-Value div(ImplicitLocOpBuilder &b, Value x, int64_t y) {
-  return arith::DivUIOp::create(b, x, cst(b, y));
-}
-Value rem(ImplicitLocOpBuilder &b, Value x, int64_t y) {
-  return arith::RemUIOp::create(b, x, cst(b, y));
 }
 Value toIndex(ImplicitLocOpBuilder &b, Value v) {
   return arith::IndexCastOp::create(b, b.getIndexType(), v);
