@@ -931,6 +931,9 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
                                         arith::MulFOp::create(eb, scale, value),
                                         out, ValueRange{target, col});
           } else {
+            Type outType = cast<MemRefType>(out.getType()).getElementType();
+            if (outType != value.getType())
+              value = arith::TruncFOp::create(eb, outType, value);
             memref::StoreOp::create(eb, value, out, ValueRange{target, col});
           }
         }
@@ -1256,12 +1259,28 @@ struct GroupedMatmulToBuffersPass
                            Value(op.getOffsets()), Value(op.getCounts()),
                            Value(op.getScatter()), Value(op.getScales())})
         buffers.push_back(lowering::readOnlyBuffer(b, tensor));
-      auto resultType = op.getResult().getType();
+      // Rows that only a tensor-core grouped matmul with weights of this
+      // type reads (the hidden rows between the projections) are stored in
+      // that type: it rounds them so when it loads them, and they move
+      // half the bytes (and can be copied asynchronously).
+      Type outType = b.getF32Type();
+      Type weightType = op.getWeight().getType().getElementType();
+      if (!op.getScatter() && op.getResult().hasOneUse())
+        if (auto next = dyn_cast<GroupedMatmulOp>(*op.getResult().user_begin()))
+          if (next.getInput() == op.getResult() &&
+              next.getWeight().getType().getElementType() == weightType &&
+              MmaKernel::unsupported(next.getWeight().getType(),
+                                     next.getGateWeight())
+                  .empty())
+            outType = weightType;
+      auto resultType =
+          RankedTensorType::get(op.getResult().getType().getShape(), outType);
       Value out = memref::AllocOp::create(
-          b, MemRefType::get(resultType.getShape(), b.getF32Type()));
+          b, MemRefType::get(resultType.getShape(), outType));
       // Rows no expert owns (and, for a scatter, every row before the
       // adds) are zero.
-      Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0));
+      Value zero =
+          arith::ConstantOp::create(b, outType, b.getFloatAttr(outType, 0));
       linalg::FillOp::create(b, ValueRange{zero}, ValueRange{out});
       GroupedMatmulBuffersOp::create(
           b, buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],

@@ -338,3 +338,55 @@ func.func @kept(%x: tensor<8x64xf32>, %w: tensor<2x64x64xf32>, %x48: tensor<8x48
       : tensor<8x64xf32>, tensor<2x64x96xbf16>, tensor<2xi64> -> tensor<8x96xf32>
   return %a, %b, %d : tensor<8x64xf32>, tensor<8x64xf32>, tensor<8x96xf32>
 }
+
+// -----
+
+// The hidden rows between an up and a down projection that are both
+// tensor-core kernels with bf16 weights are stored in bf16 (the down
+// projection rounds its operand rows so anyway): the up projection's
+// epilogue rounds them, the down projection copies them asynchronously. A
+// result with another user stays f32.
+// BUF-LABEL: func @chain
+// BUF: %[[H:.*]] = memref.alloc() : memref<200x128xbf16>
+// BUF: linalg.fill ins(%{{.*}} : bf16) outs(%[[H]]
+// BUF: moe.grouped_matmul_buffers {{.*}} out(%[[H]]) activation relu
+// BUF: %[[HT:.*]] = bufferization.to_tensor %[[H]] restrict writable : memref<200x128xbf16> to tensor<200x128xbf16>
+// BUF: moe.grouped_matmul_buffers {{.*}} scatter(
+// BUF-SAME: memref<200x128xbf16
+// BUF-SAME: memref<100x64xf32>
+// BUF-LABEL: func @shared_hidden
+// BUF: memref.alloc() : memref<200x128xf32>
+// CHECK-LABEL: func @chain
+// CHECK: gpu.launch
+// CHECK: arith.maximumf
+// CHECK: %[[R:.*]] = arith.truncf %{{.*}} : f32 to bf16
+// CHECK: memref.store %[[R]], %{{.*}} : memref<200x128xbf16>
+// CHECK: gpu.terminator
+// CHECK: gpu.launch
+// CHECK-NOT: arith.truncf
+// CHECK: %[[BYTES:.*]] = arith.select %{{.*}}, %c16_i32{{.*}}, %c0_i32
+// CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache = cg, %[[BYTES]]
+// CHECK: memref.atomic_rmw addf
+func.func @chain(%x: tensor<100x64xbf16>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
+                 %w2: tensor<4x128x64xbf16>, %o: tensor<5xi64>, %c: tensor<4xi64>,
+                 %s: tensor<200xf32>) -> tensor<100x64xf32> {
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) offsets(%o) counts(%c) activation relu
+      : tensor<100x64xbf16>, tensor<200xi32>, tensor<4x64x128xbf16>, tensor<5xi64>,
+        tensor<4xi64> -> tensor<200x128xf32>
+  %y = moe.grouped_matmul %h weight(%w2) offsets(%o) counts(%c) scatter(%t, %s)
+      : tensor<200x128xf32>, tensor<4x128x64xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<200xi32>, tensor<200xf32> -> tensor<100x64xf32>
+  return %y : tensor<100x64xf32>
+}
+
+func.func @shared_hidden(%x: tensor<100x64xbf16>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
+                         %w2: tensor<4x128x64xbf16>, %o: tensor<5xi64>, %c: tensor<4xi64>,
+                         %s: tensor<200xf32>) -> (tensor<100x64xf32>, tensor<200x128xf32>) {
+  %h = moe.grouped_matmul %x gather(%t) weight(%w) offsets(%o) counts(%c) activation relu
+      : tensor<100x64xbf16>, tensor<200xi32>, tensor<4x64x128xbf16>, tensor<5xi64>,
+        tensor<4xi64> -> tensor<200x128xf32>
+  %y = moe.grouped_matmul %h weight(%w2) offsets(%o) counts(%c) scatter(%t, %s)
+      : tensor<200x128xf32>, tensor<4x128x64xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<200xi32>, tensor<200xf32> -> tensor<100x64xf32>
+  return %y, %h : tensor<100x64xf32>, tensor<200x128xf32>
+}

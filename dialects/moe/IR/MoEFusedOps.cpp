@@ -20,10 +20,9 @@ LogicalResult SortByExpertOp::verify() {
   if (failed(verifyStaticShapes(*this)))
     return failure();
   auto experts = getExperts().getType();
-  for (auto [name, value] :
-       {std::pair<StringRef, Value>{"slots", getSlots()},
-        std::pair<StringRef, Value>{"keep", getKeep()},
-        std::pair<StringRef, Value>{"gates", getGates()}})
+  for (auto [name, value] : {std::pair<StringRef, Value>{"slots", getSlots()},
+                             std::pair<StringRef, Value>{"keep", getKeep()},
+                             std::pair<StringRef, Value>{"gates", getGates()}})
     if (failed(expectShape(*this, name, value.getType(), experts.getShape(),
                            "T, k, as 'experts'")))
       return failure();
@@ -69,12 +68,12 @@ LogicalResult RouteRowsOp::inferReturnTypes(MLIRContext *context,
                              "number of experts (",
                              experts, "), got ", k.getInt());
   if (block < 1)
-    return emitOptionalError(location,
-                             "'moe.route_rows' 'block' must be positive, got ",
-                             block);
+    return emitOptionalError(
+        location, "'moe.route_rows' 'block' must be positive, got ", block);
   if (ShapedType::isDynamic(tokens) || ShapedType::isDynamic(experts))
-    return emitOptionalError(location, "'moe.route_rows' needs static "
-                                       "probabilities, got ",
+    return emitOptionalError(location,
+                             "'moe.route_rows' needs static "
+                             "probabilities, got ",
                              shapeStr(probs.getShape()));
   Builder b(context);
   SmallVector<int64_t, 2> choice{tokens, k.getInt()};
@@ -117,8 +116,9 @@ static LogicalResult verifyGroupedMatmul(OpT op, ShapedType result) {
           cols = weight.getDimSize(2);
   auto input = cast<ShapedType>(op.getInput().getType());
   if (input.getDimSize(1) != depth)
-    return op.emitOpError() << "'input' rows must have the weight's depth K = "
-                         << depth << ", got " << input.getDimSize(1);
+    return op.emitOpError()
+           << "'input' rows must have the weight's depth K = " << depth
+           << ", got " << input.getDimSize(1);
   if (Value gateWeight = op.getGateWeight()) {
     if (failed(expectShape(op, "gate_weight", gateWeight.getType(),
                            weight.getShape(), "E, K, N, as 'weight'")))
@@ -126,29 +126,31 @@ static LogicalResult verifyGroupedMatmul(OpT op, ShapedType result) {
     Type elt = cast<ShapedType>(gateWeight.getType()).getElementType();
     if (elt != weight.getElementType())
       return op.emitOpError() << "'gate_weight' element type " << elt
-                           << " differs from the 'weight' element type "
-                           << weight.getElementType();
+                              << " differs from the 'weight' element type "
+                              << weight.getElementType();
   }
   std::optional<Activation> activation = op.getActivation();
   bool gated = activation && isGated(*activation);
   if (gated && !op.getGateWeight())
-    return op.emitOpError() << "activation '" << stringifyActivation(*activation)
-                         << "' is gated and needs a 'gate_weight' operand";
+    return op.emitOpError()
+           << "activation '" << stringifyActivation(*activation)
+           << "' is gated and needs a 'gate_weight' operand";
   if (!gated && op.getGateWeight())
     return op.emitOpError("'gate_weight' needs a gated activation (geglu, "
-                       "swiglu)");
+                          "swiglu)");
   if (failed(expectShape(op, "counts", op.getCounts().getType(), {numExperts},
                          "E")))
     return failure();
   if (Value offsets = op.getOffsets())
-    if (failed(expectShape(op, "offsets", offsets.getType(),
-                           {numExperts + 1}, "E + 1")))
+    if (failed(expectShape(op, "offsets", offsets.getType(), {numExperts + 1},
+                           "E + 1")))
       return failure();
   int64_t rows = op.getNumRows();
   if (rows < 1)
     return op.emitOpError("needs at least one row");
   if (!op.getScatter() != !op.getScales())
-    return op.emitOpError("'scatter' needs both the row indices and the scales");
+    return op.emitOpError(
+        "'scatter' needs both the row indices and the scales");
   if (Value scatter = op.getScatter()) {
     if (failed(expectShape(op, "scatter indices", scatter.getType(), {rows},
                            "the rows R")) ||
@@ -156,8 +158,9 @@ static LogicalResult verifyGroupedMatmul(OpT op, ShapedType result) {
                            "the rows R")))
       return failure();
     if (result.getDimSize(1) != cols)
-      return op.emitOpError() << "result rows must have the weight's N = " << cols
-                           << " columns, got " << result.getDimSize(1);
+      return op.emitOpError()
+             << "result rows must have the weight's N = " << cols
+             << " columns, got " << result.getDimSize(1);
     return success();
   }
   return expectShape(op, "result", result, {rows, cols}, "R, N");
@@ -177,5 +180,12 @@ LogicalResult GroupedMatmulBuffersOp::verify() {
   for (Value operand : getOperands())
     if (!cast<MemRefType>(operand.getType()).hasStaticShape())
       return emitOpError() << "needs static shapes, got " << operand.getType();
+  Type out = getOut().getType().getElementType();
+  if (!out.isF32() &&
+      (getScatter() || out != getWeight().getType().getElementType()))
+    return emitOpError() << "output must be f32"
+                         << (getScatter() ? " (the scatter adds into it)"
+                                          : " or the weights' type")
+                         << ", got " << out;
   return verifyGroupedMatmul(*this, getOut().getType());
 }

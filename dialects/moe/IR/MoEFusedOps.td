@@ -219,6 +219,11 @@ def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
     op to a tensor-core kernel (whose barriers and MMAs the deallocation
     pass does not accept).
 
+    `out` is f32, or without `scatter` the weights' type: the rows are then
+    rounded to it (round to nearest even) when stored, which is what a
+    following grouped matmul with weights of that type does to its operand
+    rows anyway.
+
     ```mlir
     moe.grouped_matmul_buffers %x gather(%rows) weight(%w) counts(%c)
         out(%h) activation relu
@@ -236,7 +241,7 @@ def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
     Arg<MemRefRankOf<[I64], [1]>, "counts", [MemRead]>:$counts,
     Arg<Optional<MemRefRankOf<[I32], [1]>>, "scatter", [MemRead]>:$scatter,
     Arg<Optional<MemRefRankOf<[F32], [1]>>, "scales", [MemRead]>:$scales,
-    Arg<MemRefRankOf<[F32], [2]>, "output", [MemRead, MemWrite]>:$out,
+    Arg<MemRefRankOf<MoE_FloatElts, [2]>, "output", [MemRead, MemWrite]>:$out,
     OptionalAttr<MoE_ActivationAttr>:$activation
   );
   let assemblyFormat = [{

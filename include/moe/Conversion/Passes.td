@@ -241,6 +241,13 @@ def MoEGroupedMatmulToBuffers : Pass<"moe-grouped-matmul-to-buffers"> {
     pipeline runs it before `convert-moe-to-linalg` (which lowers the other
     grouped matmuls to loops) and `moe-grouped-matmul-to-gpu` after the
     buffer passes. `remarks=1` says which grouped matmuls stay and why.
+
+    A result whose only user is another such grouped matmul with weights of
+    the same type, as its token rows (the hidden rows between the up and
+    the down projection), is written in that type (bf16 or f16, rounded to
+    nearest even): the consumer's kernel rounds its operand rows to the
+    weights' type anyway, so the numbers are the same, the rows move half
+    the bytes, and the consumer copies them asynchronously.
   }];
   let options = [
     Option<"remarks", "remarks", "bool", /*default=*/"false",
