@@ -819,6 +819,7 @@ void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
   for (int64_t step = 0; step < kDepth / 16; ++step)
     for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step))) {
       int64_t slot = (step * matrixLoadCount() + c) * 2;
+      Value tile = load.tile;
       // Word `offset` past the start of the row lane 8 m + r gave.
       auto rowWord = [&](int64_t m, Value r, Value offset) -> Value {
         Value from = add(b, add(b, warpBase, cst(b, 8 * m)), r);
@@ -828,8 +829,7 @@ void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
                          memref::LoadOp::create(
                              b, hostRows, ValueRange{from, cst(b, slot + 1)}),
                          offset);
-        return memref::LoadOp::create(b, load.tile,
-                                      ValueRange{stage, row, word});
+        return memref::LoadOp::create(b, tile, ValueRange{stage, row, word});
       };
       for (int64_t m = 0; m < 4; ++m) {
         Value value;
