@@ -158,6 +158,14 @@ private:
   /// The shared address of a tile's word in buffer `stage`.
   Value sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
                       Value stage);
+  /// The address `bytes` (an index) past the start of `buffer`, as an i64.
+  Value bufferByte(ImplicitLocOpBuilder &b, Value buffer, Value bytes);
+  /// An i64 address as a pointer into address space `space`.
+  Value pointer(ImplicitLocOpBuilder &b, Value address, unsigned space);
+  /// Whether operand tile row `row` holds a row (`valid`), and the token
+  /// row it reads (through the gather index; the tile's first row for rows
+  /// past its end, which read zeros).
+  std::pair<Value, Value> operandSource(ImplicitLocOpBuilder &b, Value row);
   /// A wgmma shared-memory matrix descriptor (no swizzling): start address,
   /// and the byte distances of core matrices adjacent along k (`alongK`)
   /// and along the rows or columns (`alongMN`).
@@ -356,11 +364,7 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
       Value c = add(b, tid, cst(b, p * kThreads));
       Value row = div(b, c, perRow);
       Value chunk = rem(b, c, perRow);
-      Value valid =
-          arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
-      Value at =
-          arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
-      Value source = gather ? loadIndex(b, gather, {at}) : at;
+      auto [valid, source] = operandSource(b, row);
       result.push_back({operandWord(b, row, mul(b, chunk, kChunk / 2)),
                         input,
                         {source, add(b, k0, mul(b, chunk, kChunk))},
@@ -414,17 +418,35 @@ Value MmaKernel::tileByte(ImplicitLocOpBuilder &b, const TileWord &word,
               type.getDimSize(2)),
           word.word);
   Value bytes = mul(b, element, 4);
-  if (!fromTile)
-    bytes = add(b, memref::ExtractAlignedPointerAsIndexOp::create(b, word.tile),
-                bytes);
-  return arith::IndexCastOp::create(b, b.getI64Type(), bytes);
+  if (fromTile)
+    return arith::IndexCastOp::create(b, b.getI64Type(), bytes);
+  return bufferByte(b, word.tile, bytes);
 }
 
 Value MmaKernel::sharedAddress(ImplicitLocOpBuilder &b, const TileWord &word,
                                Value stage) {
-  return LLVM::IntToPtrOp::create(b,
-                                  LLVM::LLVMPointerType::get(b.getContext(), 3),
-                                  tileByte(b, word, stage, /*fromTile=*/false));
+  return pointer(b, tileByte(b, word, stage, /*fromTile=*/false), 3);
+}
+
+Value MmaKernel::bufferByte(ImplicitLocOpBuilder &b, Value buffer,
+                            Value bytes) {
+  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, buffer);
+  return arith::IndexCastOp::create(b, b.getI64Type(), add(b, base, bytes));
+}
+
+Value MmaKernel::pointer(ImplicitLocOpBuilder &b, Value address,
+                         unsigned space) {
+  return LLVM::IntToPtrOp::create(
+      b, LLVM::LLVMPointerType::get(b.getContext(), space), address);
+}
+
+std::pair<Value, Value> MmaKernel::operandSource(ImplicitLocOpBuilder &b,
+                                                 Value row) {
+  Value valid =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
+  Value at =
+      arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
+  return {valid, gather ? loadIndex(b, gather, {at}) : at};
 }
 
 Value MmaKernel::descriptor(ImplicitLocOpBuilder &b, Value start,
@@ -508,11 +530,7 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
 Value MmaKernel::barrierAddress(ImplicitLocOpBuilder &b, Value stage,
                                 bool empty) {
   Value index = empty ? add(b, stage, cst(b, kStages)) : stage;
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, barriers);
-  Value address = arith::IndexCastOp::create(b, b.getI64Type(),
-                                             add(b, base, mul(b, index, 8)));
-  return LLVM::IntToPtrOp::create(
-      b, LLVM::LLVMPointerType::get(b.getContext(), 3), address);
+  return pointer(b, bufferByte(b, barriers, mul(b, index, 8)), 3);
 }
 
 void MmaKernel::waitForStep(ImplicitLocOpBuilder &b, Value barrier,
@@ -568,8 +586,16 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
     Value value = arith::BitcastOp::create(lb, mmaType, bits);
     return arith::ExtFOp::create(lb, lb.getF32Type(), value);
   };
+  // A descriptor's fields: start, stride along k (LBO), along the rows or
+  // columns (SBO).
+  struct Fields {
+    Value start, alongK, alongMN;
+  };
   for (int64_t step = 0; step < kDepth / 16; ++step) {
-    SmallVector<Value> desc = descriptors(b, step, stage);
+    SmallVector<Fields> fields;
+    for (Value desc : descriptors(b, step, stage))
+      fields.push_back(
+          {fieldOf(b, desc, 0), fieldOf(b, desc, 16), fieldOf(b, desc, 32)});
     for (int64_t w = 0; w < numWeights; ++w)
       for (int64_t j = 0; j < kNTiles; ++j)
         for (int64_t i = 0; i < 4; ++i) {
@@ -584,9 +610,9 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
                 ImplicitLocOpBuilder lb(loc, nested);
                 Value k = asI64(lb, kIndex);
                 // start + (x / 8) * stride8 + (x % 8) * bytes + ...
-                auto address = [&](Value desc, Value x, int64_t xBytes, Value y,
-                                   int64_t yBytes) -> Value {
-                  Value sum = fieldOf(lb, desc, 0);
+                auto address = [&](const Fields &f, Value x, int64_t xBytes,
+                                   Value y, int64_t yBytes) -> Value {
+                  Value sum = f.start;
                   auto part = [&](Value v, Value stride8, int64_t bytes) {
                     Value high = arith::MulIOp::create(
                         lb, arith::DivUIOp::create(lb, v, c64(lb, 8)), stride8);
@@ -597,13 +623,13 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
                         lb, sum, arith::AddIOp::create(lb, high, low));
                   };
                   // x along the rows or columns (SBO), y along k (LBO).
-                  part(x, fieldOf(lb, desc, 32), xBytes);
-                  part(y, fieldOf(lb, desc, 16), yBytes);
+                  part(x, f.alongMN, xBytes);
+                  part(y, f.alongK, yBytes);
                   return sum;
                 };
-                Value a = element(lb, tileA, address(desc[0], row, 16, k, 2));
-                Value bv =
-                    element(lb, tileB[w], address(desc[1 + w], col, 2, k, 16));
+                Value a = element(lb, tileA, address(fields[0], row, 16, k, 2));
+                Value bv = element(lb, tileB[w],
+                                   address(fields[1 + w], col, 2, k, 16));
                 scf::YieldOp::create(
                     lb, ValueRange{math::FmaOp::create(lb, a, bv, sum[0])});
               });
@@ -619,11 +645,7 @@ Value MmaKernel::globalAddress(ImplicitLocOpBuilder &b, Value buffer,
   Value element = metadata.getOffset();
   for (auto [index, stride] : llvm::zip_equal(at, metadata.getStrides()))
     element = add(b, element, arith::MulIOp::create(b, index, stride));
-  Value base = memref::ExtractAlignedPointerAsIndexOp::create(b, buffer);
-  Value address = arith::IndexCastOp::create(b, b.getI64Type(),
-                                             add(b, base, mul(b, element, 2)));
-  return LLVM::IntToPtrOp::create(
-      b, LLVM::LLVMPointerType::get(b.getContext(), 1), address);
+  return pointer(b, bufferByte(b, buffer, mul(b, element, 2)), 1);
 }
 
 void MmaKernel::issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0,
@@ -682,12 +704,7 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
   // Pairs of words of one gathered row (zeros past the tile's rows).
   Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
   for (int64_t i = 0; i < kPrefetchA; i += 2) {
-    Value row = slots[i].row;
-    Value valid =
-        arith::CmpIOp::create(b, arith::CmpIPredicate::ult, row, tileRows);
-    Value at =
-        arith::SelectOp::create(b, valid, add(b, tileStart, row), tileStart);
-    Value source = gather ? loadIndex(b, gather, {at}) : at;
+    auto [valid, source] = operandSource(b, slots[i].row);
     for (int64_t w = i; w < i + 2; ++w) {
       Value k = add(b, k0, mul(b, slots[w].word, 2));
       Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});

@@ -179,26 +179,28 @@ static void hostAccess(const void *pointer, bool open) {
     mprotect(it->first, it->second, open ? PROT_READ | PROT_WRITE : PROT_NONE);
 }
 
+/// A copy between host memory and the live allocation `device` (the source
+/// or the destination), opened to the host for the copy only.
+static int copyWithDevice(void *device, void *to, const void *from,
+                          size_t bytes) {
+  if (!counters().live.count(device))
+    return kInvalidValue;
+  hostAccess(device, true);
+  std::memcpy(to, from, bytes);
+  hostAccess(device, false);
+  return kSuccess;
+}
+
 int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
   call("cuMemcpyHtoD_v2");
   void *to = reinterpret_cast<void *>(dst);
-  if (!counters().live.count(to))
-    return kInvalidValue;
-  hostAccess(to, true);
-  std::memcpy(to, src, bytes);
-  hostAccess(to, false);
-  return kSuccess;
+  return copyWithDevice(to, to, src, bytes);
 }
 
 int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
   call("cuMemcpyDtoH_v2");
   void *from = reinterpret_cast<void *>(src);
-  if (!counters().live.count(from))
-    return kInvalidValue;
-  hostAccess(from, true);
-  std::memcpy(dst, from, bytes);
-  hostAccess(from, false);
-  return kSuccess;
+  return copyWithDevice(from, dst, from, bytes);
 }
 
 int cuMemGetInfo_v2(size_t *free, size_t *total) {
