@@ -69,14 +69,27 @@ if "ptxas" not in config.available_features:
     lit_config.note("GPU code emission tests skipped (UNSUPPORTED): no "
                     "/usr/local/cuda/bin/ptxas")
 
-# Debian's python3-torch (not installed by tools/setup.sh: large, and only the
-# benchmarks' peers need it) enables the benchmark self-tests.
+# Debian's python3-torch (tools/setup.sh installs it) enables the PyTorch op
+# test and the benchmark self-tests.
 if subprocess.run(["/usr/bin/python3", "-c", "import torch"],
                   capture_output=True).returncode == 0:
     config.available_features.add("torch")
+# Debian's python3-matplotlib draws the benchmarks' plots (tools/bench/plot.py).
+if subprocess.run(["/usr/bin/python3", "-c", "import matplotlib"],
+                  capture_output=True).returncode == 0:
+    config.available_features.add("matplotlib")
 
 # A sanitized build (-DMOE_SANITIZE=...): tests that check how a binary is
 # linked do not hold (the sanitizer runtimes bring libstdc++ and their own
 # libraries).
 if getattr(config, "moe_sanitize", ""):
     config.available_features.add("sanitized")
+
+# The moe Python package, where the build made it (pybind11-dev and
+# python3-dev were found).
+if os.path.exists(os.path.join(config.moe_obj_root, "python", "moe", "__init__.py")):
+    config.available_features.add("python-package")
+
+# util-linux's `script` runs a command on a pseudo-terminal (progress lines).
+if shutil.which("script"):
+    config.available_features.add("script")

@@ -14,6 +14,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   python3-numpy libomp-22-dev
   clang-22 libclang-rt-22-dev
+  pybind11-dev python3-dev python3-torch python3-matplotlib
 )
 
 missing=()

@@ -25,6 +25,8 @@
 #include "mlir/Target/LLVMIR/Dialect/LLVMIR/LLVMToLLVMIRTranslation.h"
 #include "mlir/Target/LLVMIR/Dialect/OpenMP/OpenMPToLLVMIRTranslation.h"
 #include "llvm/ExecutionEngine/Orc/Mangling.h"
+#include "moe/Runtime/Error.h"
+#include "llvm/Support/FileSystem.h"
 #include "llvm/Support/TargetSelect.h"
 
 using namespace mlir;
@@ -55,7 +57,7 @@ llvm::Expected<std::unique_ptr<HostExecutable>>
 HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
                         unsigned optLevel, llvm::ArrayRef<Symbol> symbols,
                         const CpuPipelineOptions &cpu,
-                        const GpuPipelineOptions *gpu) {
+                        const GpuPipelineOptions *gpu, bool keepObject) {
   // The pipeline is parsed from text: its passes must be registered.
   static bool ready = [] {
     llvm::InitializeNativeTarget();
@@ -122,6 +124,7 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
   llvm::StringRef libraries[] = {MOE_C_RUNNER_UTILS, MOE_OPENMP_RUNTIME};
   options.sharedLibPaths = libraries;
   options.jitCodeGenOptLevel = static_cast<llvm::CodeGenOptLevel>(optLevel);
+  options.enableObjectDump = keepObject;
   auto engine = ExecutionEngine::create(module, options);
   if (!engine) {
     std::string detail = llvm::toString(engine.takeError());
@@ -150,6 +153,12 @@ HostExecutable::compile(ModuleOp module, llvm::StringRef funcName,
     return stageError(pipeline, "symbol lookup",
                       llvm::toString(found.takeError()));
   return exe;
+}
+
+void HostExecutable::dumpObject(const std::string &path) {
+  engine->dumpToObjectFile(path);
+  if (!llvm::sys::fs::exists(path))
+    throw ::moe::runtime::Error(path, "no object code to write");
 }
 
 llvm::Error HostExecutable::invoke(llvm::ArrayRef<void *> descriptors) {

@@ -36,27 +36,15 @@ static llvm::Error loadError(llvm::StringRef source, const llvm::Twine &what) {
                                  (source + ": error: " + what).str());
 }
 
-llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
-LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
-                       llvm::StringRef entry, size_t numArguments,
-                       llvm::ArrayRef<HostExecutable::Symbol> symbols) {
-  if (numArguments < ::moe::runtime::kMinLayerArguments ||
-      numArguments > ::moe::runtime::kMaxLayerArguments)
-    return loadError(source, "a layer entry takes " +
-                               llvm::Twine(::moe::runtime::kMinLayerArguments) +
-                               " to " +
-                               llvm::Twine(::moe::runtime::kMaxLayerArguments) +
-                               " buffers, not " + llvm::Twine(numArguments));
+namespace {
+
+/// An LLJIT whose main library resolves `symbols`, then `libraries`, then
+/// the process.
+llvm::Expected<std::unique_ptr<llvm::orc::LLJIT>>
+makeJIT(llvm::ArrayRef<HostExecutable::Symbol> symbols,
+        llvm::ArrayRef<const char *> libraries) {
   llvm::InitializeNativeTarget();
   llvm::InitializeNativeTargetAsmPrinter();
-  auto context = std::make_unique<llvm::LLVMContext>();
-  llvm::SMDiagnostic diagnostic;
-  std::unique_ptr<llvm::Module> module = llvm::parseIR(
-      llvm::MemoryBufferRef(ir, source), diagnostic, *context);
-  if (!module)
-    return loadError(source, "host_llvm_ir: line " +
-                               llvm::Twine(diagnostic.getLineNo()) + ": " +
-                               diagnostic.getMessage());
   auto jit = llvm::orc::LLJITBuilder().create();
   if (!jit)
     return jit.takeError();
@@ -70,22 +58,41 @@ LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
   if (llvm::Error err = main.define(llvm::orc::absoluteSymbols(map)))
     return err;
   char prefix = (*jit)->getDataLayout().getGlobalPrefix();
-  auto utils = llvm::orc::DynamicLibrarySearchGenerator::Load(
-      MOE_C_RUNNER_UTILS, prefix);
-  if (!utils)
-    return utils.takeError();
-  main.addGenerator(std::move(*utils));
+  for (const char *library : libraries) {
+    auto generator =
+        llvm::orc::DynamicLibrarySearchGenerator::Load(library, prefix);
+    if (!generator)
+      return generator.takeError();
+    main.addGenerator(std::move(*generator));
+  }
   auto process =
       llvm::orc::DynamicLibrarySearchGenerator::GetForCurrentProcess(prefix);
   if (!process)
     return process.takeError();
   main.addGenerator(std::move(*process));
-  if (llvm::Error err = (*jit)->addIRModule(llvm::orc::ThreadSafeModule(
-          std::move(module), std::move(context))))
+  return jit;
+}
+
+llvm::Error checkArguments(llvm::StringRef source, size_t numArguments) {
+  if (numArguments < ::moe::runtime::kMinLayerArguments ||
+      numArguments > ::moe::runtime::kMaxLayerArguments)
+    return loadError(source, "a layer entry takes " +
+                               llvm::Twine(::moe::runtime::kMinLayerArguments) +
+                               " to " +
+                               llvm::Twine(::moe::runtime::kMaxLayerArguments) +
+                               " buffers, not " + llvm::Twine(numArguments));
+  return llvm::Error::success();
+}
+
+} // namespace
+
+llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+LLVMIRExecutable::finish(std::unique_ptr<llvm::orc::LLJIT> jit,
+                         llvm::StringRef source, llvm::StringRef entry,
+                         size_t numArguments) {
+  if (llvm::Error err = jit->initialize(jit->getMainJITDylib()))
     return err;
-  if (llvm::Error err = (*jit)->initialize(main))
-    return err;
-  auto address = (*jit)->lookup(entry);
+  auto address = jit->lookup(entry);
   if (!address)
     return loadError(source, "the host code has no entry '" + entry + "': " +
                                llvm::toString(address.takeError()));
@@ -93,8 +100,46 @@ LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
   exe->impl = std::make_unique<Impl>();
   exe->impl->entry = address->toPtr<void *>();
   exe->impl->numArguments = numArguments;
-  exe->impl->jit = std::move(*jit);
+  exe->impl->jit = std::move(jit);
   return exe;
+}
+
+llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+LLVMIRExecutable::load(llvm::StringRef ir, llvm::StringRef source,
+                       llvm::StringRef entry, size_t numArguments,
+                       llvm::ArrayRef<HostExecutable::Symbol> symbols) {
+  if (llvm::Error err = checkArguments(source, numArguments))
+    return err;
+  auto jit = makeJIT(symbols, {MOE_C_RUNNER_UTILS});
+  if (!jit)
+    return jit.takeError();
+  auto context = std::make_unique<llvm::LLVMContext>();
+  llvm::SMDiagnostic diagnostic;
+  std::unique_ptr<llvm::Module> module = llvm::parseIR(
+      llvm::MemoryBufferRef(ir, source), diagnostic, *context);
+  if (!module)
+    return loadError(source, "host_llvm_ir: line " +
+                               llvm::Twine(diagnostic.getLineNo()) + ": " +
+                               diagnostic.getMessage());
+  if (llvm::Error err = (*jit)->addIRModule(llvm::orc::ThreadSafeModule(
+          std::move(module), std::move(context))))
+    return err;
+  return finish(std::move(*jit), source, entry, numArguments);
+}
+
+llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+LLVMIRExecutable::loadObject(std::unique_ptr<llvm::MemoryBuffer> object,
+                             llvm::StringRef source, llvm::StringRef entry,
+                             size_t numArguments,
+                             llvm::ArrayRef<HostExecutable::Symbol> symbols) {
+  if (llvm::Error err = checkArguments(source, numArguments))
+    return err;
+  auto jit = makeJIT(symbols, {MOE_C_RUNNER_UTILS, MOE_OPENMP_RUNTIME});
+  if (!jit)
+    return jit.takeError();
+  if (llvm::Error err = (*jit)->addObjectFile(std::move(object)))
+    return err;
+  return finish(std::move(*jit), source, entry, numArguments);
 }
 
 void LLVMIRExecutable::invoke(llvm::ArrayRef<void *> d) {

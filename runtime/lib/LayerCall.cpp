@@ -6,6 +6,7 @@
 
 #include "moe/Runtime/LayerCall.h"
 #include "moe/Runtime/CudaDriver.h"
+#include "moe/Runtime/Error.h"
 #include "moe/Runtime/FileIO.h"
 #include "moe/Runtime/Npy.h"
 
@@ -35,8 +36,22 @@ LayerStats LayerResults::stats(std::optional<int64_t> capacity) const {
   return stats;
 }
 
+DeviceWeights::DeviceWeights(const std::vector<HostTensor *> &weights) {
+  for (HostTensor *weight : weights) {
+    void *copy = cuda::allocate(weight->byteSize(), cuda::Memory::Device);
+    copies.push_back(copy);
+    cuda::copyToDevice(copy, weight->data(), weight->byteSize());
+  }
+}
+
+DeviceWeights::~DeviceWeights() {
+  for (void *copy : copies)
+    cuda::release(copy);
+}
+
 CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
-                             LayerResults &results, Placement placement)
+                             LayerResults &results, Placement placement,
+                             const DeviceWeights *resident)
     : tensors(inputs), firstResult(inputs.size()), placement(placement) {
   bool onGpu = placement != Placement::Host;
   if (onGpu)
@@ -46,15 +61,24 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
   tensors.insert(tensors.end(),
                  {&results.output, &results.tokensPerExpert, &results.dropped,
                   &results.loadBalanceLoss, &results.routerZLoss});
+  if (resident && onGpu && resident->size() + 1 != firstResult)
+    throw Error("moe-runtime", "the bound layer has " +
+                                   std::to_string(resident->size()) +
+                                   " weights, the call passes " +
+                                   std::to_string(firstResult - 1));
   descriptors.reserve(tensors.size());
   for (size_t i = 0; i < tensors.size(); ++i) {
     HostTensor *tensor = tensors[i];
     void *data = tensor->data();
-    if (onGpu) {
-      // The weights (inputs after the tokens) are read by kernels only:
-      // plain device memory. Tokens and results too unless the host code
-      // reads or writes them: then managed memory.
-      bool weight = i > 0 && i < firstResult;
+    // The weights (inputs after the tokens) are read by kernels only:
+    // plain device memory. Tokens and results too unless the host code
+    // reads or writes them: then managed memory.
+    bool weight = i > 0 && i < firstResult;
+    if (onGpu && weight && resident) {
+      data = resident->at(i - 1);
+      deviceData.push_back(data);
+      owned.push_back(false);
+    } else if (onGpu) {
       bool device = weight || placement == Placement::Device;
       data = cuda::allocate(tensor->byteSize(), device ? cuda::Memory::Device
                                                        : cuda::Memory::Managed);
@@ -62,15 +86,17 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
         cuda::copyToDevice(data, tensor->data(), tensor->byteSize());
       else
         std::memcpy(data, tensor->data(), tensor->byteSize());
-      copies.push_back(data);
+      deviceData.push_back(data);
+      owned.push_back(true);
     }
     pointers.push_back(descriptors.emplace_back(data, tensor->shape()).get());
   }
 }
 
 CallArguments::~CallArguments() {
-  for (void *copy : copies)
-    cuda::release(copy);
+  for (size_t i = 0; i < deviceData.size(); ++i)
+    if (owned[i])
+      cuda::release(deviceData[i]);
 }
 
 void CallArguments::fetchResults() {
@@ -79,9 +105,10 @@ void CallArguments::fetchResults() {
   cuda::synchronize();
   for (size_t i = firstResult; i < tensors.size(); ++i)
     if (placement == Placement::Device)
-      cuda::copyToHost(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+      cuda::copyToHost(tensors[i]->data(), deviceData[i],
+                       tensors[i]->byteSize());
     else
-      std::memcpy(tensors[i]->data(), copies[i], tensors[i]->byteSize());
+      std::memcpy(tensors[i]->data(), deviceData[i], tensors[i]->byteSize());
 }
 
 double moe::runtime::keptExpertFlops(const LayerStats &stats, int64_t dModel,

@@ -135,7 +135,8 @@ float moe::runtime::f16ToF32(uint16_t value) {
 }
 
 void HostTensor::AlignedFree::operator()(std::byte *pointer) const {
-  std::free(pointer);
+  if (owns)
+    std::free(pointer);
 }
 
 std::optional<std::size_t>
@@ -148,16 +149,23 @@ moe::runtime::byteSizeOf(std::size_t elementBytes,
   return static_cast<std::size_t>(bytes);
 }
 
-HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
+/// The bytes of a `dtype` tensor of `shape`; throws `Error` for a negative
+/// dimension or a size past INT64_MAX bytes.
+static std::size_t checkedByteSize(DType dtype,
+                                   const std::vector<int64_t> &shape) {
   for (int64_t extent : shape)
     if (extent < 0)
       throw Error(kTensorSource,
                   "negative dimension in shape " + formatShape(shape));
-  // At most INT64_MAX bytes: the alignment round-up below cannot overflow.
   std::optional<std::size_t> size = byteSizeOf(elementSize(dtype), shape);
   if (!size)
     throw Error(kTensorSource, "shape " + formatShape(shape) + " is too big");
-  std::size_t bytes = *size;
+  return *size;
+}
+
+HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
+  // At most INT64_MAX bytes: the alignment round-up below cannot overflow.
+  std::size_t bytes = checkedByteSize(dtype, shape);
   int64_t count = static_cast<int64_t>(bytes / elementSize(dtype));
 
   // aligned_alloc wants a multiple of the alignment; keep at least one block
@@ -178,6 +186,22 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
   tensor.count = count;
   tensor.bytes = bytes;
   tensor.storage.reset(memory);
+  return tensor;
+}
+
+HostTensor HostTensor::view(DType dtype, std::vector<int64_t> shape,
+                            void *data) {
+  if (!data)
+    throw Error(kTensorSource,
+                "a view of a " + formatShape(shape) + " tensor at null");
+  std::size_t size = checkedByteSize(dtype, shape);
+  HostTensor tensor;
+  tensor.type = dtype;
+  tensor.dims = std::move(shape);
+  tensor.bytes = size;
+  tensor.count = static_cast<int64_t>(size / elementSize(dtype));
+  tensor.storage = std::unique_ptr<std::byte[], AlignedFree>(
+      static_cast<std::byte *>(data), AlignedFree(/*owns=*/false));
   return tensor;
 }
 
@@ -218,6 +242,20 @@ HostTensor HostTensor::clone() const {
   if (isNull())
     return HostTensor();
   return fromBytes(type, dims, data());
+}
+
+HostTensor HostTensor::rows(int64_t first, int64_t count) const {
+  if (dims.empty() || first < 0 || count < 0 || first + count > dims[0])
+    throw Error(kTensorSource, "rows [" + std::to_string(first) + ", " +
+                                   std::to_string(first + count) + ") of a " +
+                                   formatShape(dims) + " tensor");
+  std::vector<int64_t> shape = dims;
+  shape[0] = count;
+  size_t rowBytes = dims[0] ? bytes / static_cast<size_t>(dims[0]) : 0;
+  return fromBytes(type, shape,
+                   data() ? static_cast<const std::byte *>(data()) +
+                                static_cast<size_t>(first) * rowBytes
+                          : nullptr);
 }
 
 HostTensor HostTensor::reshaped(std::vector<int64_t> shape) && {

@@ -117,6 +117,10 @@ public:
                                    info.dtypeName +
                                    "; expected F32, BF16, F16 or F64");
     HostTensor tensor = file.get(fullName);
+    ++tensorsRead;
+    bytesRead += tensor.byteSize();
+    if (progress)
+      progress(tensorsRead, bytesRead);
     if (tensor.dtype() == dtype)
       return tensor;
     return tensor.castTo(dtype);
@@ -306,6 +310,14 @@ private:
   const LayerSpec &spec;
   DType target;
   std::string prefix;
+
+public:
+  LoadProgress progress;
+
+private:
+  /// What load() has read so far (for `progress`).
+  mutable int64_t tensorsRead = 0;
+  mutable uint64_t bytesRead = 0;
 };
 
 } // namespace
@@ -383,13 +395,15 @@ WeightLocation moe::runtime::locateLayerWeights(const SafeTensorsFile &file,
 
 LayerWeights moe::runtime::loadLayerWeights(const SafeTensorsFile &file,
                                             const LayerSpec &spec, DType target,
-                                            const std::string &prefix) {
+                                            const std::string &prefix,
+                                            const LoadProgress &progress) {
   if (target != DType::F32 && target != DType::BF16 && target != DType::F16)
     throw Error(file.path(), "cannot load weights as " +
                                  std::string(dtypeName(target)) +
                                  " (expected f32, bf16 or f16)");
   WeightLocation location = locateLayerWeights(file, prefix);
   Loader loader(file, spec, target, location.prefix);
+  loader.progress = progress;
   switch (location.layout) {
   case WeightLayout::Ours:
     return loader.loadOurs();
@@ -439,4 +453,67 @@ void moe::runtime::requireFiniteWeights(const LayerWeights &weights,
                               std::string(bad->kind) + " at " +
                               formatShape(bad->index) + contractNote(optOut));
   }
+}
+
+LayerWeights moe::runtime::layerWeightsFromNamed(
+    std::map<std::string, HostTensor> named, const LayerSpec &spec,
+    DType target, const std::string &source) {
+  int64_t e = spec.numExperts, d = spec.dModel, f = spec.dFF,
+          fs = spec.sharedDFF;
+  bool gated = moe::spec::isGated(spec.activation);
+  LayerWeights weights;
+  struct Slot {
+    const char *name;
+    HostTensor *into;
+    std::vector<int64_t> shape;
+    const char *dims;
+    DType dtype;
+    bool needed;
+  };
+  Slot slots[] = {
+      {"router", &weights.router, {e, d}, "[E, D]", DType::F32, true},
+      {"score_bias", &weights.scoreBias, {e}, "[E]", DType::F32,
+       spec.scoreBias},
+      {"w_in", &weights.wIn, {e, d, f}, "[E, D, F]", target, true},
+      {"w_gate", &weights.wGate, {e, d, f}, "[E, D, F]", target, gated},
+      {"w_out", &weights.wOut, {e, f, d}, "[E, F, D]", target, true},
+      {"shared_w_in", &weights.sharedWIn, {d, fs}, "[D, shared_d_ff]", target,
+       fs > 0},
+      {"shared_w_gate", &weights.sharedWGate, {d, fs}, "[D, shared_d_ff]",
+       target, fs > 0 && gated},
+      {"shared_w_out", &weights.sharedWOut, {fs, d}, "[shared_d_ff, D]",
+       target, fs > 0},
+      {"shared_gate", &weights.sharedGate, {d}, "[D]", target,
+       spec.sharedGate},
+  };
+  for (Slot &slot : slots) {
+    auto found = named.find(slot.name);
+    if (found == named.end()) {
+      if (slot.needed)
+        throw Error(source, "missing weight " + quoteName(slot.name));
+      continue;
+    }
+    HostTensor tensor = std::move(found->second);
+    named.erase(found);
+    if (!slot.needed)
+      throw Error(source, "weight " + quoteName(slot.name) +
+                              " is given but the layer does not use it");
+    if (tensor.shape() != slot.shape)
+      throw Error(source, "weight " + quoteName(slot.name) + " has shape " +
+                              formatShape(tensor.shape()) + ", expected " +
+                              formatShape(slot.shape) + " (" + slot.dims +
+                              " from the spec)");
+    if (!isFloatingPoint(tensor.dtype()))
+      throw Error(source, "weight " + quoteName(slot.name) + " has dtype " +
+                              std::string(dtypeName(tensor.dtype())) +
+                              "; expected a floating-point type");
+    *slot.into = tensor.dtype() == slot.dtype ? std::move(tensor)
+                                              : tensor.castTo(slot.dtype);
+  }
+  if (!named.empty())
+    throw Error(source, "unknown weight " + quoteName(named.begin()->first) +
+                            " (our names: router, score_bias, w_in, w_gate, "
+                            "w_out, shared_w_in, shared_w_gate, shared_w_out, "
+                            "shared_gate)");
+  return weights;
 }

@@ -24,11 +24,14 @@ table gives the median over all timed calls, the spread (min..max of the
 per-round medians, relative to the median), throughput, the GFLOP/s of the
 expert GEMMs, and the ratios to the GEMM-only median of the same thread count
 (the machine's GEMM rate measured in the same run) and to PyTorch's. The
-header names the CPU model and its vector features. Usage:
+header names the CPU model and its vector features. With --plot (or --json
+OUT.json: OUT.png beside it) it also draws the table (tools/bench/plot.py, with
+Debian's python3-matplotlib): tokens/s per shape and thread count for each
+contender, and each one's expert GFLOP/s as a fraction of GEMM-only's. Usage:
 
   tools/bench/cpu_bench.py [--moe-run build/bin/moe-run] [--workdir DIR]
       [--shapes switch,mixtral,deepseek,qwen3] [--threads 1,N] [--runs 3]
-      [--rounds 3] [--json OUT.json]
+      [--rounds 3] [--json OUT.json] [--plot OUT.png]
 """
 
 import argparse
@@ -43,6 +46,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "test", "e2e"))
 import moe_io  # noqa: E402
+import plot  # noqa: E402  (tools/bench/plot.py, beside this script)
 
 SPECS = os.path.join(ROOT, "test", "Examples", "specs")
 SHAPES = {
@@ -56,6 +60,7 @@ SHAPES = {
                "capacity_factor": None}, 1024),
 }
 GATED = ("geglu", "swiglu")
+GEMM_WHO = "GEMM-only (OpenBLAS)"
 
 
 def log(msg):
@@ -245,13 +250,22 @@ def main():
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--no-unfused", action="store_true", help="skip moe-run --fusion off")
     parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--plot", help="also draw the table into this PNG (default with "
+                        "--json OUT.json: OUT.png)")
     args = parser.parse_args()
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        if args.plot is None:
+            args.plot = os.path.splitext(args.json)[0] + ".png"
 
     blas = numpy_blas()
     torch_ok = have_torch()
     if not torch_ok:
         log("PyTorch is not installed (apt-get install python3-torch): no eager peer")
     thread_counts = [int(t) for t in args.threads.split(",")]
+    title = (f"CPU: {cpu_model()}\nmedian of {args.rounds} interleaved rounds x {args.runs} "
+             f"timed calls; GEMM-only: numpy on OpenBLAS, same FLOPs, same threads")
+    rate_label = "expert GFLOP/s / GEMM-only GFLOP/s\n(same run, same threads)"
     results = []
     for name in args.shapes.split(","):
         if name not in SHAPES:
@@ -274,7 +288,7 @@ def main():
             if not args.no_unfused:
                 contenders.append(("moe-run unfused", lambda: run_moe(
                     args.moe_run, paths, folder, args.runs, threads, "off")[0]))
-            contenders.append(("GEMM-only (OpenBLAS)", lambda: run_peer(
+            contenders.append((GEMM_WHO, lambda: run_peer(
                 [GEMM_PEER, str(kept), str(spec["d_model"]), str(spec["d_ff"]), str(mats),
                  str(args.runs)], threads)))
             if torch_ok:
@@ -289,6 +303,10 @@ def main():
             for who, values in samples.items():
                 results.append({"shape": name, "tokens": tokens, "rows": kept, "flops": flops,
                                 "threads": threads, "who": who, "samples_s": values})
+        if args.json:  # after each shape: a later shape that fails keeps the earlier ones
+            with open(args.json, "w") as f:
+                json.dump({"cpu": cpu_model(), "title": title, "reference": GEMM_WHO,
+                           "rate_label": rate_label, "results": results}, f, indent=1)
 
     print(f"# CPU: {cpu_model()}")
     print(f"# GEMM peer: numpy on {blas}")
@@ -300,16 +318,15 @@ def main():
         med, (lo, hi) = summary(row["samples_s"])
         peers = {r["who"]: summary(r["samples_s"])[0] for r in results
                  if r["shape"] == row["shape"] and r["threads"] == row["threads"]}
-        gemm = peers.get("GEMM-only (OpenBLAS)")
+        gemm = peers.get(GEMM_WHO)
         torch_s = peers.get("PyTorch eager loop")
         print(f"{row['shape']:9} {row['tokens']:5d} {row['rows']:5d} {row['flops'] * 1e-9:6.1f} "
               f"{row['threads']:3d} | {row['who']:22} {med * 1e3:9.1f} "
               f"{f'{lo * 100:+.0f}%..{hi * 100:+.0f}%':>13} {row['tokens'] / med:8.0f} "
               f"{row['flops'] * 1e-9 / med:8.1f} {med / gemm:6.2f} "
               f"{(med / torch_s if torch_s else float('nan')):6.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"cpu": cpu_model(), "results": results}, f, indent=1)
+    if args.plot:
+        plot.try_draw(args.plot, results, title, reference=GEMM_WHO, rate_label=rate_label)
 
 
 if __name__ == "__main__":

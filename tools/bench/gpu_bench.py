@@ -23,9 +23,12 @@ GB/s (weights read once, tokens in and out), the fraction of the roofline
 (max(FLOPs / measured peak, bytes / measured bandwidth) / time) and the ratio to each
 PyTorch peer; then how far each output is from ours. The PyTorch peers do not drop tokens
 (Switch's capacity is not modelled), so for Switch the difference includes the drops.
+--json writes every measurement; --plot (default with --json OUT.json: OUT.png) draws them
+(tools/bench/plot.py, with matplotlib): tokens/s per shape for each contender, and each
+one's expert TFLOP/s as a fraction of the measured bf16 matmul rate.
 
   tools/bench/gpu_bench.py --packages DIR [--shapes switch,mixtral,deepseek] [--rounds 5]
-                           [--runs 10] [--workdir DIR]
+                           [--runs 10] [--workdir DIR] [--json OUT.json] [--plot OUT.png]
   tools/bench/gpu_bench.py --moe-run build/bin/moe-run ...
 
 It needs a GPU, PyTorch with CUDA and numpy, and says which is missing otherwise.
@@ -39,6 +42,8 @@ import subprocess
 import sys
 
 import numpy as np
+
+import plot  # tools/bench/plot.py, beside this script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SPECS = os.path.join(ROOT, "test", "Examples", "specs")
@@ -263,7 +268,14 @@ def main():
                         help="no GPU: check the weights file, both PyTorch peers and our layer "
                         "(moe-run on the CPU) against each other on a small shape; exits 1 "
                         "when an output differs by more than 2e-2")
+    parser.add_argument("--json", help="also write every measurement to this file")
+    parser.add_argument("--plot", help="also draw the table into this PNG (default with "
+                        "--json OUT.json: OUT.png)")
     args = parser.parse_args()
+    if args.json:
+        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
+        if args.plot is None:
+            args.plot = os.path.splitext(args.json)[0] + ".png"
     if args.self_test:
         return self_test(args)
     unknown = [s for s in args.shapes.split(",") if s not in SHAPES]
@@ -284,6 +296,11 @@ def main():
           f"{args.rounds} interleaved rounds of {args.runs} calls, spread = min/max vs median")
     print(f"{'shape':8} {'T':>6} | {'who':17} {'ms':>9} {'spread':>13} {'tok/s':>10} "
           f"{'TFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/eager':>7} {'/grouped':>8}")
+    title = (f"GPU: {device}, torch {torch.__version__}; bf16 matmul {peak * 1e-12:.1f} "
+             f"TFLOP/s, copy {bandwidth * 1e-9:.0f} GB/s (measured in this run)\n"
+             f"median of {args.rounds} interleaved rounds of {args.runs} calls")
+    rate_label = f"expert TFLOP/s / bf16 matmul\n({peak * 1e-12:.1f} TFLOP/s, 8192^3)"
+    results = []
     for name in args.shapes.split(","):
         spec_file, tokens = SHAPES[name]
         with open(spec_file) as f:
@@ -324,6 +341,8 @@ def main():
             print(f"{name:8} {tokens:6d} | {who:17} {m * 1e3:9.3f} {lo:+6.1%}..{hi:+5.1%} "
                   f"{tokens / m:10.0f} {flops * 1e-12 / m:8.2f} {moved * 1e-9 / m:7.0f} "
                   f"{roof / m:8.3f} {m / eager_s:7.2f} {m / grouped_s:8.2f}")
+            results.append({"shape": name, "tokens": tokens, "rows": kept, "flops": flops,
+                            "bytes": moved, "who": who, "samples_s": times[who]})
         for who in ("PyTorch eager", "PyTorch grouped"):
             peer = contenders[who]().float().cpu().numpy()
             for mine, y in outputs.items():
@@ -331,6 +350,14 @@ def main():
                 print(f"{name:8} output of {mine} vs {who}: relative difference {diff:.2e}")
         del contenders, w, x
         torch.cuda.empty_cache()
+        if args.json:  # after each shape: a later shape that fails keeps the earlier ones
+            with open(args.json, "w") as f:
+                json.dump({"device": device, "torch": torch.__version__, "title": title,
+                           "peak_flops": peak, "bandwidth_bytes_s": bandwidth,
+                           "rate_label": rate_label, "results": results}, f, indent=1)
+
+    if args.plot:
+        plot.try_draw(args.plot, results, title, peak_flops=peak, rate_label=rate_label)
 
 
 def self_test(args):

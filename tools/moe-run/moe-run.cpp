@@ -80,6 +80,12 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            print a BENCH line
   -v                       print stage timings to stderr
   --help                   this text
+
+environment:
+  MOE_CACHE_DIR=D          cache compiled code in directory D (cpu and
+                           gpu-loops backends): a later run of the same layer
+                           with the same options loads it instead of compiling
+On a terminal, compiling and loading weights show a progress line on stderr.
 )";
 
 } // namespace

@@ -150,7 +150,7 @@ static ParseResult parseRoutingFamily(OpAsmParser &parser, RoutingAttr &routing,
   auto parseInt = [&](StringRef keyword, IntegerAttr &attr) -> ParseResult {
     if (failed(parser.parseOptionalKeyword(keyword)))
       return success();
-    int64_t value;
+    int64_t value = 0;
     if (parser.parseInteger(value))
       return failure();
     attr = IntegerAttr::get(i64, value);

@@ -21,6 +21,13 @@
 #include <utility>
 #include <vector>
 
+namespace llvm {
+class MemoryBuffer;
+namespace orc {
+class LLJIT;
+} // namespace orc
+} // namespace llvm
+
 namespace mlir {
 class Diagnostic;
 class ExecutionEngine;
@@ -49,7 +56,14 @@ public:
   compile(ModuleOp module, llvm::StringRef funcName, unsigned optLevel = 3,
           llvm::ArrayRef<Symbol> symbols = {},
           const CpuPipelineOptions &cpu = {},
-          const GpuPipelineOptions *gpu = nullptr);
+          const GpuPipelineOptions *gpu = nullptr, bool keepObject = false);
+
+  /// Writes the object code to `path` (compiled with `keepObject`); throws
+  /// runtime::Error when there is none.
+  void dumpObject(const std::string &path);
+
+  /// The C-interface entry: `_mlir_ciface_<function>`.
+  const std::string &entryName() const { return entry; }
 
   /// Calls the function. `descriptors[i]` points at the memref descriptor of
   /// argument i: inputs first, then the out-params for the results, in the
@@ -91,11 +105,23 @@ public:
   load(llvm::StringRef ir, llvm::StringRef source, llvm::StringRef entry,
        size_t numArguments, llvm::ArrayRef<HostExecutable::Symbol> symbols);
 
+  /// Object code the JIT produced (a compiled-code cache entry): linked
+  /// against `symbols`, MLIR's C runner utils, the OpenMP runtime and the
+  /// process; `entry` as for load().
+  static llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+  loadObject(std::unique_ptr<llvm::MemoryBuffer> object, llvm::StringRef source,
+             llvm::StringRef entry, size_t numArguments,
+             llvm::ArrayRef<HostExecutable::Symbol> symbols);
+
   /// Calls the entry with one memref descriptor pointer per argument.
   void invoke(llvm::ArrayRef<void *> descriptors);
 
 private:
   LLVMIRExecutable() = default;
+  /// Runs the global constructors and finds the entry.
+  static llvm::Expected<std::unique_ptr<LLVMIRExecutable>>
+  finish(std::unique_ptr<llvm::orc::LLJIT> jit, llvm::StringRef source,
+         llvm::StringRef entry, size_t numArguments);
   struct Impl;
   std::unique_ptr<Impl> impl;
 };

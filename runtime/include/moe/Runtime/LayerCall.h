@@ -49,6 +49,24 @@ enum class Placement {
   Device,
 };
 
+/// The weights of a bound layer (the call inputs after the tokens) in the
+/// CUDA backend's plain device memory, copied there once; calls read them
+/// through CallArguments instead of copying them again.
+class DeviceWeights {
+public:
+  explicit DeviceWeights(const std::vector<HostTensor *> &weights);
+  ~DeviceWeights();
+  DeviceWeights(const DeviceWeights &) = delete;
+  DeviceWeights &operator=(const DeviceWeights &) = delete;
+
+  /// The device copy of weight `index` (call input index + 1).
+  void *at(size_t index) const { return copies.at(index); }
+  size_t size() const { return copies.size(); }
+
+private:
+  std::vector<void *> copies;
+};
+
 /// The buffers a layer function is called with: `inputs` then `results`.
 /// On the GPU (`placement` Managed or Device) each lives in a copy in the
 /// CUDA backend's memory: the weights (inputs after the first), which only
@@ -58,8 +76,11 @@ enum class Placement {
 /// results back after a call.
 class CallArguments {
 public:
+  /// With `resident`, the weights' device copies are those (on the GPU;
+  /// unused on the host) and only the tokens and results are copied.
   CallArguments(const std::vector<HostTensor *> &inputs,
-                LayerResults &results, Placement placement);
+                LayerResults &results, Placement placement,
+                const DeviceWeights *resident = nullptr);
   ~CallArguments();
   CallArguments(const CallArguments &) = delete;
   CallArguments &operator=(const CallArguments &) = delete;
@@ -74,7 +95,10 @@ private:
   std::vector<HostTensor *> tensors;
   size_t firstResult;
   Placement placement;
-  std::vector<void *> copies;
+  /// The device (or managed) memory of each argument on the GPU, and
+  /// whether this call allocated it.
+  std::vector<void *> deviceData;
+  std::vector<bool> owned;
   std::vector<MemRefDescriptor> descriptors;
   std::vector<void *> pointers;
 };

@@ -100,6 +100,14 @@ public:
   /// An F32 tensor holding `values`, whose count must match the shape.
   static HostTensor fromF32(std::vector<int64_t> shape,
                             const std::vector<float> &values);
+  /// A tensor over `numElements * elementSize(dtype)` bytes of memory that
+  /// the caller owns and keeps alive (and writable, if anything writes the
+  /// tensor) for the tensor's lifetime: no copy, nothing freed. Throws
+  /// `Error` for a null `data`, a negative dimension or a size that
+  /// overflows.
+  static HostTensor view(DType dtype, std::vector<int64_t> shape, void *data);
+  /// Whether the tensor is a view() of memory it does not own.
+  bool isView() const { return storage && !storage.get_deleter().owns; }
 
   /// True for a default-constructed (or moved-from) tensor.
   bool isNull() const { return !storage; }
@@ -135,6 +143,9 @@ public:
 
   /// A deep copy.
   HostTensor clone() const;
+  /// A copy of rows [first, first + count) along dimension 0. Throws `Error`
+  /// for a scalar or rows out of range.
+  HostTensor rows(int64_t first, int64_t count) const;
   /// The same elements under another shape with as many elements; the
   /// storage moves into the result. Throws `Error` when the counts differ.
   HostTensor reshaped(std::vector<int64_t> shape) &&;
@@ -165,6 +176,10 @@ public:
 
 private:
   struct AlignedFree {
+    AlignedFree() noexcept {}
+    explicit AlignedFree(bool owns) noexcept : owns(owns) {}
+    /// False for a view(): the memory is the caller's.
+    bool owns = true;
     void operator()(std::byte *pointer) const;
   };
 

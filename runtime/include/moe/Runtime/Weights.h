@@ -17,6 +17,8 @@
 
 #include <string>
 #include <string_view>
+#include <functional>
+#include <map>
 #include <vector>
 
 namespace moe::runtime {
@@ -108,9 +110,25 @@ WeightLocation locateLayerWeights(const SafeTensorsFile &file,
 /// which spec dimensions it expected), a gate weight that contradicts the
 /// activation, or a non-floating-point weight. Unrelated tensors are
 /// ignored.
+/// `progress`, when set, is called after each tensor read with the count
+/// of tensors and bytes read so far.
+using LoadProgress = std::function<void(int64_t tensors, uint64_t bytes)>;
 LayerWeights loadLayerWeights(const SafeTensorsFile &file,
                               const moe::spec::LayerSpec &spec, DType target,
-                              const std::string &prefix = "");
+                              const std::string &prefix = "",
+                              const LoadProgress &progress = {});
+
+/// The weights of the layer `spec` describes from tensors given by our
+/// names (`router`, `score_bias`, `w_in`, `w_gate`, `w_out`, `shared_w_in`,
+/// `shared_w_gate`, `shared_w_out`, `shared_gate`) in our layouts: the
+/// expert and shared-expert weights converted to `target`, the router and
+/// score bias to F32 (tensors already of that type are taken as they are).
+/// Throws `Error` naming `source` and the weight for a weight the spec needs
+/// but `named` lacks, a name the spec does not use, a shape that
+/// contradicts the spec, or a non-floating-point tensor.
+LayerWeights layerWeightsFromNamed(std::map<std::string, HostTensor> named,
+                                   const moe::spec::LayerSpec &spec,
+                                   DType target, const std::string &source);
 
 /// Spec §3.7: throws `Error` naming `source`, the tensor and the first
 /// element that is NaN or ±infinity among the tokens `x` [T, D] ("token t
