@@ -414,7 +414,12 @@ struct CompiledLayer::Impl {
     cpu.fusion = o.fusion;
     cpu.runtimeChecks = o.runtimeChecks;
     bool gpuPipeline = o.backend != "cpu";
-    traffic = staticTraffic(module.lookupSymbol<func::FuncOp>(o.funcName));
+    auto func = module.lookupSymbol<func::FuncOp>(o.funcName);
+    traffic = staticTraffic(func);
+    // Before lowering: the descriptors the entry takes, for the cache.
+    size_t numArguments =
+        func ? func.getNumArguments() + func.getNumResults() : 0;
+    std::vector<mlir::moe::HostExecutable::Symbol> resolved = symbols();
 
     Progress progress(o.progress);
     std::string what = description.source + " for " + o.backend;
@@ -432,7 +437,7 @@ struct CompiledLayer::Impl {
                          : mlir::moe::cpuPipelineText(cpu));
       key = cache->keyOf(text);
       progress.say("loading " + what + " from the cache");
-      if (auto hit = cache->load(key, symbols())) {
+      if (auto hit = cache->load(key, resolved)) {
         loaded = std::move(hit->executable);
         packed = std::move(hit->packed);
         hostAccess = hit->hostAccess;
@@ -441,12 +446,9 @@ struct CompiledLayer::Impl {
         return;
       }
     }
-    auto func = module.lookupSymbol<func::FuncOp>(o.funcName);
-    size_t numArguments =
-        func ? func.getNumArguments() + func.getNumResults() : 0;
     progress.say("compiling " + what + " (lowering and JIT)");
     auto exe = mlir::moe::HostExecutable::compile(
-        module, o.funcName, o.optLevel, symbols(), cpu,
+        module, o.funcName, o.optLevel, resolved, cpu,
         gpuPipeline ? &gpu : nullptr, /*keepObject=*/cache.has_value());
     if (!exe)
       throw rt::Error("moe-run: error: " + description.source + ": " +
@@ -462,10 +464,10 @@ struct CompiledLayer::Impl {
 
 namespace {
 
-/// Imports the spec (already checked) as a module for `tokens` tokens.
-CompiledLayer::Impl &describeSpec(CompiledLayer::Impl &impl,
-                                  const spec::LayerSpec &layer,
-                                  int64_t tokens) {
+/// Describes the layer of a spec (already checked) compiled for `tokens`
+/// tokens (the whole batch's).
+void describeSpec(CompiledLayer::Impl &impl, const spec::LayerSpec &layer,
+                  int64_t tokens) {
   LayerDescription &d = impl.description;
   d.spec = layer;
   d.globalTokens = tokens;
@@ -474,7 +476,6 @@ CompiledLayer::Impl &describeSpec(CompiledLayer::Impl &impl,
   d.activationType =
       dtypeNamed(impl.options.activationType, "activation type");
   d.weightType = dtypeNamed(impl.options.weightType, "weight type");
-  return impl;
 }
 
 } // namespace
@@ -656,11 +657,6 @@ BoundLayer CompiledLayer::bindLoaded(rt::LayerWeights weights,
       if (*w)
         *w = w->rows((o.rank % o.shards) * local, local);
   }
-  // Views of caller memory become the bound layer's own: calls may come
-  // long after the caller's arrays are gone.
-  for (auto [name, weight] : weights.named())
-    if (*weight && weight->isView())
-      *const_cast<rt::HostTensor *>(weight) = weight->clone();
   auto bound = std::make_shared<BoundLayer::Impl>();
   bound->layer = impl;
   bound->weights = std::move(weights);
@@ -673,6 +669,12 @@ BoundLayer CompiledLayer::bindLoaded(rt::LayerWeights weights,
                       std::to_string(inputs.size()));
     *inputs[argument] = inputs[argument]->packPanels(panel);
   }
+  // Views of caller memory that are still views (not packed, sliced or
+  // converted) become the bound layer's own: calls may come long after
+  // the caller's arrays are gone.
+  for (rt::HostTensor *weight : inputs)
+    if (weight->isView())
+      *weight = weight->clone();
   if (impl->onGpu()) {
     bound->placement = impl->hostAccess ? rt::Placement::Managed
                                         : rt::Placement::Device;
@@ -732,28 +734,7 @@ const LayerDescription &BoundLayer::description() const {
 bool BoundLayer::onGpu() const { return impl->layer->onGpu(); }
 
 std::string(::moe::weightTypeOf)(const std::string &safetensorsPath,
-                              const std::string &prefix) {
-  rt::SafeTensorsFile file = rt::SafeTensorsFile::open(safetensorsPath);
-  rt::WeightLocation where = rt::locateLayerWeights(file, prefix);
-  std::string name = where.prefix;
-  switch (where.layout) {
-  case rt::WeightLayout::Ours:
-    name += "w_in";
-    break;
-  case rt::WeightLayout::Switch:
-    name += "experts.expert_0.wi.weight";
-    break;
-  case rt::WeightLayout::Mixtral:
-    name += "experts.0.w3.weight";
-    break;
-  case rt::WeightLayout::Projections:
-    name += "experts.0.up_proj.weight";
-    break;
-  }
-  if (!file.has(name) || !file.info(name).dtype)
-    return "f32";
-  rt::DType stored = *file.info(name).dtype;
-  return stored == rt::DType::BF16 ? "bf16"
-         : stored == rt::DType::F16 ? "f16"
-                                    : "f32";
+                                 const std::string &prefix) {
+  return std::string(rt::dtypeName(rt::storedExpertType(
+      rt::SafeTensorsFile::open(safetensorsPath), prefix)));
 }

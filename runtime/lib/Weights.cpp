@@ -393,6 +393,18 @@ WeightLocation moe::runtime::locateLayerWeights(const SafeTensorsFile &file,
                                "(--weight-prefix)");
 }
 
+DType moe::runtime::storedExpertType(const SafeTensorsFile &file,
+                                     const std::string &prefix) {
+  WeightLocation where = locateLayerWeights(file, prefix);
+  std::string name =
+      where.prefix +
+      std::string(kLayouts[static_cast<int>(where.layout)].firstExpert);
+  if (!file.has(name) || !file.info(name).dtype)
+    return DType::F32;
+  DType stored = *file.info(name).dtype;
+  return stored == DType::BF16 || stored == DType::F16 ? stored : DType::F32;
+}
+
 LayerWeights moe::runtime::loadLayerWeights(const SafeTensorsFile &file,
                                             const LayerSpec &spec, DType target,
                                             const std::string &prefix,

@@ -102,6 +102,14 @@ std::string_view toString(WeightLayout layout);
 WeightLocation locateLayerWeights(const SafeTensorsFile &file,
                                   const std::string &prefix = "");
 
+/// The element type the layer's expert weights are stored in (that of the
+/// layout's first expert weight, as `locateLayerWeights` finds the layer):
+/// BF16 or F16 when stored so, F32 otherwise (also when it cannot tell;
+/// loading then reports what is missing). Throws `Error` as
+/// `locateLayerWeights` does.
+DType storedExpertType(const SafeTensorsFile &file,
+                       const std::string &prefix = "");
+
 /// Loads and checks the weights of the layer `spec` describes, the expert
 /// weights converted to `target` (F32, BF16 or F16) and the router to F32,
 /// transposed from Hugging Face layouts into
