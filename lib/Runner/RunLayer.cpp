@@ -79,6 +79,7 @@ std::unique_ptr<rt::Collectives> openCollectives(int64_t ranks,
                                      const std::string &backend) {
   ::moe::CompileOptions compile;
   compile.backend = backend;
+  compile.tool = "moe-run";
   compile.gpuChip = options.gpuChip;
   compile.activationType = options.activationType;
   compile.funcName = options.funcName;
@@ -138,8 +139,7 @@ std::unique_ptr<rt::Collectives> openGpu(rt::Collectives *comm, int64_t rank,
     }
     rt::cuda::initialize(device);
   } catch (const rt::Error &e) {
-    throw rt::Error(std::string("moe-run: error: --backend cuda: ") +
-                    e.what());
+    throw rt::Error(std::string("moe-run: error: --backend cuda: ") + e.what());
   }
   std::unique_ptr<rt::Collectives> gpuComm;
   if (comm) {
@@ -201,155 +201,196 @@ communicationReport(const std::vector<uint64_t> &traffic,
           {"measured_bytes_received", received}};
 }
 
-int run(const ::moe::RunOptions &options) {
-  bool fromArtifact = !options.artifactPath.empty();
-  std::string backend = options.backend.empty()
-                            ? (fromArtifact ? "cuda" : "cpu")
-                            : options.backend;
-  bool onGpu = backend == "cuda";
-  ::moe::CompileOptions compile = compileOptions(options, backend);
-  checkFlags(options, compile);
+/// The ranks of a run: its MPI collectives (none with one rank), the
+/// expert-parallel group of this rank when replicas split the ranks, and the
+/// GPU's engine. World = N expert-parallel ranks times R data-parallel
+/// replicas; rank r is in replica r / N and holds expert block r mod N.
+struct Ranks {
+  std::unique_ptr<rt::Collectives> comm, group, gpuComm;
+  int64_t rank = 0, world = 1;
 
-  // World = N expert-parallel ranks times R data-parallel replicas; rank r
-  // is in replica r / N and holds expert block r mod N.
-  int64_t shards = options.shards, replicas = options.replicas;
-  int64_t world = shards * replicas;
-  std::string shardFlags = "--shards " + std::to_string(shards);
-  if (replicas > 1)
-    shardFlags += " --replicas " + std::to_string(replicas);
-  std::unique_ptr<rt::Collectives> comm = openCollectives(world, shardFlags);
-  int64_t rank = comm ? comm->rank() : 0;
-  // The expert-parallel group of this rank, when replicas split the ranks.
-  std::unique_ptr<rt::Collectives> group;
-  if (comm && replicas > 1)
-    group = comm->split(static_cast<int>(rank / shards));
+  /// The engine the compiled code's exchanges run on.
+  rt::Collectives *engine() const {
+    return gpuComm ? gpuComm.get() : comm.get();
+  }
+};
 
+Ranks openRanks(const ::moe::RunOptions &options) {
+  Ranks ranks;
+  ranks.world = options.shards * options.replicas;
+  std::string shardFlags = "--shards " + std::to_string(options.shards);
+  if (options.replicas > 1)
+    shardFlags += " --replicas " + std::to_string(options.replicas);
+  ranks.comm = openCollectives(ranks.world, shardFlags);
+  ranks.rank = ranks.comm ? ranks.comm->rank() : 0;
+  if (ranks.comm && options.replicas > 1)
+    ranks.group =
+        ranks.comm->split(static_cast<int>(ranks.rank / options.shards));
+  return ranks;
+}
+
+/// The whole batch's tokens of --input, checked.
+rt::HostTensor readTokens(const ::moe::RunOptions &options, int64_t world) {
   rt::HostTensor x = rt::readNpyAs(options.inputPath, rt::DType::F32, 2);
   if (!options.allowNonFinite)
     rt::requireFiniteTokens(x, options.inputPath, kAllowNonFinite);
-  int64_t globalTokens = x.dim(0), width = x.dim(1);
-  if (globalTokens < 1)
+  if (x.dim(0) < 1)
     throw rt::Error(options.inputPath, "the input holds no tokens");
-  if (globalTokens % world != 0)
+  if (x.dim(0) % world != 0)
     throw rt::Error(options.inputPath,
-                    std::to_string(globalTokens) +
+                    std::to_string(x.dim(0)) +
                         " tokens cannot be split evenly over " +
                         std::to_string(world) + " ranks");
+  return x;
+}
 
-  // A sharded GPU run picks the rank's device before compiling (the kernels
-  // load onto it); a single-rank one lets compiling (or reading the
-  // artifact) report bad input first.
-  std::unique_ptr<rt::Collectives> gpuComm;
-  if (onGpu && comm)
-    gpuComm = openGpu(comm.get(), rank, options.verbose);
-  compile.rank = rank;
-  compile.progress = rank == 0;
-  std::optional<::moe::CompiledLayer> layer;
-  if (fromArtifact) {
-    layer = ::moe::CompiledLayer::fromArtifact(options.artifactPath, compile);
-  } else if (!options.specPath.empty()) {
-    compile.weightType =
-        ::moe::weightTypeOf(options.weightsPath, options.weightPrefix);
-    layer =
-        ::moe::CompiledLayer::fromSpec(options.specPath, globalTokens, compile);
-  } else {
-    layer = ::moe::CompiledLayer::fromModule(options.modulePath, compile);
-  }
-  const ::moe::LayerDescription &info = layer->description();
-  // From here on, the rank's own tokens.
-  int64_t tokens = globalTokens / world;
-  if (world > 1)
-    x = x.rows(rank * tokens, tokens);
+/// The layer of --spec, --module or --artifact, for `globalTokens` tokens.
+::moe::CompiledLayer compileLayer(const ::moe::RunOptions &options,
+                                  ::moe::CompileOptions compile,
+                                  int64_t globalTokens) {
+  if (!options.artifactPath.empty())
+    return ::moe::CompiledLayer::fromArtifact(options.artifactPath, compile);
+  if (options.specPath.empty())
+    return ::moe::CompiledLayer::fromModule(options.modulePath, compile);
+  compile.weightType =
+      ::moe::weightTypeOf(options.weightsPath, options.weightPrefix);
+  return ::moe::CompiledLayer::fromSpec(options.specPath, globalTokens,
+                                        compile);
+}
+
+/// The rank's rows of the whole batch's tokens `x`, checked against the
+/// layer and in its activation type.
+rt::HostTensor rankTokens(rt::HostTensor x, const ::moe::RunOptions &options,
+                          const ::moe::LayerDescription &info,
+                          const Ranks &ranks) {
+  int64_t tokens = x.dim(0) / ranks.world, width = x.dim(1);
+  if (ranks.world > 1)
+    x = x.rows(ranks.rank * tokens, tokens);
   if (width != info.spec.dModel)
-    throw rt::Error(options.inputPath,
-                    "input has width " + std::to_string(width) +
-                        ", expected d_model = " +
-                        std::to_string(info.spec.dModel) + " (from " +
-                        info.source + ")");
+    throw rt::Error(
+        options.inputPath,
+        "input has width " + std::to_string(width) + ", expected d_model = " +
+            std::to_string(info.spec.dModel) + " (from " + info.source + ")");
   if (info.tokens != tokens)
     throw rt::Error(options.inputPath,
                     "input has " + std::to_string(tokens) + " tokens, " +
-                        (fromArtifact ? "the artifact takes "
-                                      : "the module's @" + options.funcName +
-                                            " takes ") +
+                        (options.artifactPath.empty()
+                             ? "the module's @" + options.funcName + " takes "
+                             : std::string("the artifact takes ")) +
                         std::to_string(info.tokens));
-  auto bindStart = Clock::now();
-  ::moe::BoundLayer bound = layer->bind(
+  return x.dtype() == info.activationType ? std::move(x)
+                                          : x.castTo(info.activationType);
+}
+
+/// Binds --weights and makes the rank's engine the one of the compiled
+/// code's exchanges.
+::moe::BoundLayer bindWeights(const ::moe::RunOptions &options,
+                              const ::moe::CompiledLayer &layer, Ranks &ranks,
+                              bool onGpu) {
+  auto start = Clock::now();
+  ::moe::BoundLayer bound = layer.bind(
       options.weightsPath, options.weightPrefix, options.allowNonFinite);
   // (Binding loaded an artifact's host code, which started the driver.)
-  if (onGpu && !comm)
-    gpuComm = openGpu(nullptr, rank, options.verbose);
-  rt::Collectives *engine = gpuComm ? gpuComm.get() : comm.get();
-  rt::setActiveCollectives(engine, group.get());
-  if (options.verbose && rank == 0) {
+  if (onGpu && !ranks.comm)
+    ranks.gpuComm = openGpu(nullptr, ranks.rank, options.verbose);
+  rt::setActiveCollectives(ranks.engine(), ranks.group.get());
+  if (options.verbose && ranks.rank == 0) {
     std::fprintf(stderr, "moe-run: bound the weights in %.3f s\n",
-                 secondsSince(bindStart));
-    if (size_t packed = layer->packedWeightCount())
+                 secondsSince(start));
+    if (size_t packed = layer.packedWeightCount())
       std::fprintf(stderr,
                    "moe-run: packed %zu weights into kernel panels in "
                    "binding them\n",
                    packed);
   }
+  return bound;
+}
 
-  if (x.dtype() != info.activationType)
-    x = x.castTo(info.activationType);
-  rt::HostTensor out =
-      rt::HostTensor::zeros(info.activationType, {tokens, width});
-  rt::LayerStats stats;
-  auto runOnce = [&] { stats = bound(x, out, /*allowNonFinite=*/true); };
-  auto runStart = Clock::now();
-  runOnce();
-  double firstSeconds = secondsSince(runStart);
+/// What the last call moved between ranks, as measured on every rank: sent
+/// and received bytes of rank r at 2r and 2r + 1 (all zero with one rank).
+std::vector<uint64_t> measuredTraffic(const Ranks &ranks) {
+  std::vector<uint64_t> traffic(2 * static_cast<size_t>(ranks.world), 0);
+  if (!ranks.comm)
+    return traffic;
+  // The exchanges run in the expert-parallel group (statistics sums, on all
+  // ranks, are not counted).
+  rt::Collectives *exchanges = ranks.group ? ranks.group.get() : ranks.engine();
+  uint64_t mine[2] = {exchanges->counters().bytesSent,
+                      exchanges->counters().bytesReceived};
+  ranks.comm->allGather(mine, traffic.data(), sizeof(mine));
+  return traffic;
+}
 
-  // What the first call moved between ranks, as measured on every rank.
-  std::vector<uint64_t> traffic(2 * static_cast<size_t>(world), 0);
-  if (comm) {
-    // The exchanges run in the expert-parallel group (statistics sums, on
-    // all ranks, are not counted).
-    rt::Collectives *exchanges = group ? group.get() : engine;
-    uint64_t mine[2] = {exchanges->counters().bytesSent,
-                        exchanges->counters().bytesReceived};
-    comm->allGather(mine, traffic.data(), sizeof(mine));
+/// Writes --output (float32, the whole batch's, from rank 0) and --stats
+/// (with a sharded run's communication report).
+void writeOutputs(const ::moe::RunOptions &options, const Ranks &ranks,
+                  rt::HostTensor out, const rt::LayerStats &stats,
+                  const ::moe::CompiledLayer &layer,
+                  const std::vector<uint64_t> &traffic) {
+  rt::HostTensor y = out.dtype() == rt::DType::F32 ? std::move(out)
+                                                   : out.castTo(rt::DType::F32);
+  std::string statsText = rt::statsToJSON(stats);
+  if (ranks.comm) {
+    rt::HostTensor full = rt::HostTensor::zeros(
+        rt::DType::F32, {y.dim(0) * ranks.world, y.dim(1)});
+    ranks.comm->allGather(y.data(), full.data(), y.byteSize());
+    y = std::move(full);
+    if (ranks.rank != 0)
+      return;
+    nlohmann::ordered_json report = nlohmann::ordered_json::parse(statsText);
+    report["communication"] =
+        communicationReport(traffic, options, layer.exchangeTraffic());
+    statsText = report.dump(2) + "\n";
   }
-  if (options.verbose && rank == 0)
+  rt::writeLayerOutputs(options.outputPath, y, options.statsPath, statsText);
+}
+
+int run(const ::moe::RunOptions &options) {
+  std::string backend = options.backend.empty()
+                            ? (options.artifactPath.empty() ? "cpu" : "cuda")
+                            : options.backend;
+  bool onGpu = backend == "cuda";
+  ::moe::CompileOptions compile = compileOptions(options, backend);
+  checkFlags(options, compile);
+  Ranks ranks = openRanks(options);
+  rt::HostTensor x = readTokens(options, ranks.world);
+  int64_t globalTokens = x.dim(0);
+
+  // A sharded GPU run picks the rank's device before compiling (the kernels
+  // load onto it); a single-rank one lets compiling (or reading the
+  // artifact) report bad input first.
+  if (onGpu && ranks.comm)
+    ranks.gpuComm = openGpu(ranks.comm.get(), ranks.rank, options.verbose);
+  compile.rank = ranks.rank;
+  compile.progress = ranks.rank == 0;
+  ::moe::CompiledLayer layer = compileLayer(options, compile, globalTokens);
+  const ::moe::LayerDescription &info = layer.description();
+  x = rankTokens(std::move(x), options, info, ranks);
+  ::moe::BoundLayer bound = bindWeights(options, layer, ranks, onGpu);
+
+  rt::HostTensor out =
+      rt::HostTensor::zeros(info.activationType, {info.tokens, x.dim(1)});
+  auto runStart = Clock::now();
+  rt::LayerStats stats = bound(x, out, /*allowNonFinite=*/true);
+  double firstSeconds = secondsSince(runStart);
+  std::vector<uint64_t> traffic = measuredTraffic(ranks);
+  if (options.verbose && ranks.rank == 0)
     llvm::errs() << llvm::format(
         "moe-run: compiled in %.2f s%s, ran in %.3f s\n",
-        layer->compileSeconds(), layer->fromCache() ? " (from the cache)" : "",
+        layer.compileSeconds(), layer.fromCache() ? " (from the cache)" : "",
         firstSeconds);
 
   if (options.benchIterations > 0) {
-    rt::LayerStats first = stats;
     std::vector<double> times =
-        rt::timeCalls(options.benchIterations, runOnce, onGpu);
-    stats = first;
+        bound.timeCalls(x, out, options.benchIterations);
     double flops = rt::keptExpertFlops(stats, info.spec.dModel, info.spec.dFF,
                                        spec::isGated(info.spec.activation));
-    if (rank == 0)
-      llvm::outs() << rt::benchLine(backend, globalTokens, world, times,
-                                    layer->compileSeconds(), flops)
+    if (ranks.rank == 0)
+      llvm::outs() << rt::benchLine(backend, globalTokens, ranks.world, times,
+                                    layer.compileSeconds(), flops)
                    << "\n";
   }
-
-  // Y is written as float32 whatever the activations were.
-  rt::HostTensor y = out.dtype() == rt::DType::F32
-                         ? std::move(out)
-                         : out.castTo(rt::DType::F32);
-  std::string statsText = rt::statsToJSON(stats);
-  if (comm) {
-    // Rank 0 writes the whole output and the global statistics.
-    rt::HostTensor full =
-        rt::HostTensor::zeros(rt::DType::F32, {globalTokens, width});
-    comm->allGather(y.data(), full.data(), y.byteSize());
-    y = std::move(full);
-    if (rank != 0)
-      return 0;
-    nlohmann::ordered_json report = nlohmann::ordered_json::parse(statsText);
-    report["communication"] =
-        communicationReport(traffic, options, layer->exchangeTraffic());
-    statsText = report.dump(2) + "\n";
-  }
-
-  rt::writeLayerOutputs(options.outputPath, y, options.statsPath, statsText);
+  writeOutputs(options, ranks, std::move(out), stats, layer, traffic);
   return 0;
 }
 

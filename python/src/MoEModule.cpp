@@ -13,7 +13,6 @@
 #include "moe/Runtime/Error.h"
 
 #include <pybind11/numpy.h>
-#include <chrono>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -110,16 +109,8 @@ PYBIND11_MODULE(_moe, m) {
              int64_t runs) {
             rt::HostTensor in = viewOf(x, "the input");
             rt::HostTensor out = viewOf(y, "the output");
-            std::vector<double> seconds;
             py::gil_scoped_release release;
-            for (int64_t i = 0; i < runs; ++i) {
-              auto start = std::chrono::steady_clock::now();
-              layer(in, out, /*allowNonFinite=*/true);
-              seconds.push_back(std::chrono::duration<double>(
-                                    std::chrono::steady_clock::now() - start)
-                                    .count());
-            }
-            return seconds;
+            return layer.timeCalls(in, out, runs);
           },
           py::arg("x"), py::arg("y"), py::arg("runs"),
           "Seconds of each of `runs` calls made in a C++ loop (no Python "

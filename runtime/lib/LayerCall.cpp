@@ -25,6 +25,12 @@ LayerResults LayerResults::zeros(DType activation, int64_t tokens,
           HostTensor::zeros(DType::F32, {})};
 }
 
+LayerResults LayerResults::into(HostTensor output, int64_t experts) {
+  return {std::move(output), HostTensor::zeros(DType::I64, {experts}),
+          HostTensor::zeros(DType::I64, {}), HostTensor::zeros(DType::F32, {}),
+          HostTensor::zeros(DType::F32, {})};
+}
+
 LayerStats LayerResults::stats(std::optional<int64_t> capacity) const {
   LayerStats stats;
   stats.capacity = capacity;
@@ -51,9 +57,13 @@ DeviceWeights::~DeviceWeights() {
 
 CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
                              LayerResults &results, Placement placement,
-                             const DeviceWeights *resident)
-    : tensors(inputs), firstResult(inputs.size()), placement(placement) {
+                             const DeviceWeights *resident, bool ioOnDevice)
+    : tensors(inputs), firstResult(inputs.size()), placement(placement),
+      ioOnDevice(ioOnDevice) {
   bool onGpu = placement != Placement::Host;
+  if (ioOnDevice && placement != Placement::Device)
+    throw Error("moe-runtime", "tokens and output in device memory need a "
+                               "layer whose host code touches no buffer");
   if (onGpu)
     cuda::setScratchMemory(placement == Placement::Device
                                ? cuda::Memory::Device
@@ -74,7 +84,11 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
     // plain device memory. Tokens and results too unless the host code
     // reads or writes them: then managed memory.
     bool weight = i > 0 && i < firstResult;
-    if (onGpu && weight && resident) {
+    bool io = i == 0 || i == firstResult;
+    if (ioOnDevice && io) {
+      deviceData.push_back(data);
+      owned.push_back(false);
+    } else if (onGpu && weight && resident) {
       data = resident->at(i - 1);
       deviceData.push_back(data);
       owned.push_back(false);
@@ -103,7 +117,7 @@ void CallArguments::fetchResults() {
   if (placement == Placement::Host)
     return;
   cuda::synchronize();
-  for (size_t i = firstResult; i < tensors.size(); ++i)
+  for (size_t i = firstResult + (ioOnDevice ? 1 : 0); i < tensors.size(); ++i)
     if (placement == Placement::Device)
       cuda::copyToHost(tensors[i]->data(), deviceData[i],
                        tensors[i]->byteSize());
@@ -146,15 +160,16 @@ std::string moe::runtime::benchLine(const std::string &backend, int64_t tokens,
   std::sort(times.begin(), times.end());
   double median = times[times.size() / 2];
   char line[512];
-  std::snprintf(line, sizeof(line),
-                "BENCH {\"backend\": \"%s\", \"tokens\": %lld, \"ranks\": "
-                "%lld, \"runs\": %zu, \"compile_s\": %.4f, \"median_s\": "
-                "%.6f, \"min_s\": %.6f, \"max_s\": %.6f, \"tokens_per_s\": %.1f, "
-                "\"expert_gflop\": %.4f, \"expert_gflops\": %.2f}",
-                backend.c_str(), static_cast<long long>(tokens),
-                static_cast<long long>(ranks), times.size(), compileSeconds,
-                median, times.front(), times.back(), double(tokens) / median,
-                expertFlops * 1e-9, expertFlops * 1e-9 / median);
+  std::snprintf(
+      line, sizeof(line),
+      "BENCH {\"backend\": \"%s\", \"tokens\": %lld, \"ranks\": "
+      "%lld, \"runs\": %zu, \"compile_s\": %.4f, \"median_s\": "
+      "%.6f, \"min_s\": %.6f, \"max_s\": %.6f, \"tokens_per_s\": %.1f, "
+      "\"expert_gflop\": %.4f, \"expert_gflops\": %.2f}",
+      backend.c_str(), static_cast<long long>(tokens),
+      static_cast<long long>(ranks), times.size(), compileSeconds, median,
+      times.front(), times.back(), double(tokens) / median, expertFlops * 1e-9,
+      expertFlops * 1e-9 / median);
   return line;
 }
 

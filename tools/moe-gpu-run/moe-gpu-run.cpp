@@ -3,12 +3,12 @@
 //   moe-gpu-run --artifact A.json --host A.host.so --weights W.safetensors
 //               --input X.npy --output Y.npy [--stats ST.json]
 //
-// Flag parsing only; the work is in the runtime (moe/Runtime/GpuRun.h).
+// Flag parsing only; the work is in moe/Runner/GpuRun.h, over the C++ API.
 //
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runtime/CommandLine.h"
-#include "moe/Runtime/GpuRun.h"
+#include "moe/Runner/GpuRun.h"
 
 #include <optional>
 #include <string>
@@ -34,7 +34,8 @@ LLVM nor MPI, only an NVIDIA GPU and its driver (libcuda.so.1).
   --stats ST.json          statistics
   --device N               CUDA device (default: 0)
   --bench N                after the run, time N (1 to 10^6) more runs with
-                           CUDA events and print a BENCH line
+                           CUDA events, tokens and output kept in device
+                           memory, and print a BENCH line
   --allow-non-finite       run even when the tokens or weights hold NaN or
                            +-inf (by default an error naming the tensor and
                            the first such element, spec section 3.7)
@@ -45,7 +46,7 @@ LLVM nor MPI, only an NVIDIA GPU and its driver (libcuda.so.1).
 } // namespace
 
 int main(int argc, char **argv) {
-  moe::runtime::GpuRunOptions options;
+  moe::GpuRunOptions options;
   std::string bench, device;
   moe::runtime::FlagParser flags;
   flags.tool = "moe-gpu-run";
@@ -73,5 +74,5 @@ int main(int argc, char **argv) {
       return flags.bad("--device needs a device number, got '" + device +
                        "'");
   }
-  return moe::runtime::runGpuArtifact(options);
+  return moe::runGpuArtifact(options);
 }

@@ -77,7 +77,8 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            debugging and tests)
   -O0 .. -O3               LLVM optimisation level (default: -O3)
   --bench N                after the run, time N (1 to 10^6) more runs and
-                           print a BENCH line
+                           print a BENCH line (cuda: CUDA events, tokens and
+                           output kept in device memory where possible)
   -v                       print stage timings to stderr
   --help                   this text
 

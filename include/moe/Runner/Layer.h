@@ -43,6 +43,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace moe {
 
@@ -79,6 +80,11 @@ struct CompileOptions {
   /// Progress lines on stderr while compiling and loading, when stderr is a
   /// terminal (nothing otherwise).
   bool progress = true;
+  /// The CUDA device of the cuda backend (a process uses one device: the
+  /// first layer to start the driver picks it).
+  int64_t gpuDevice = 0;
+  /// The program named at the start of error lines ("<tool>: error: ...").
+  std::string tool = "moe";
 };
 
 /// Throws runtime::Error with one line naming the option at fault unless
@@ -131,6 +137,15 @@ public:
   /// when weights are first bound. The backend must be cuda.
   static CompiledLayer fromArtifact(const std::string &path,
                                     const CompileOptions &options);
+  /// The same with the artifact's host code compiled ahead of time into a
+  /// shared object (tools/gpu_package.sh), opened at the first bind: no
+  /// MLIR or LLVM is involved (libMoELayer.a holds this path alone, which
+  /// is how moe-gpu-run starts on machines with only a GPU driver). The
+  /// program must export the runtime's `mgpu*` functions to it
+  /// (ENABLE_EXPORTS / -rdynamic).
+  static CompiledLayer fromArtifact(const std::string &path,
+                                    const std::string &hostLibrary,
+                                    const CompileOptions &options);
 
   const LayerDescription &description() const;
   /// Seconds spent compiling (or loading from the cache).
@@ -178,9 +193,26 @@ public:
                                  runtime::HostTensor &y,
                                  bool allowNonFinite = false) const;
 
+  /// One call on device memory (cuda backend): `x` and `y` are CUDA
+  /// device pointers of [tokens, d_model] in the activation type; nothing
+  /// is copied but the statistics, and the call returns when the layer is
+  /// done. Only for code whose host part touches no buffer
+  /// (callsOnDevice()); the tokens' finiteness is not checked.
+  runtime::LayerStats callOnDevice(const void *x, void *y) const;
+
+  /// Seconds of each of `runs` calls on `x` into `y` (tensors as for a
+  /// call; finiteness not checked), made in a C++ loop. On the GPU, CUDA
+  /// events time each call's device work, with the tokens and the output
+  /// kept in device memory (copied there once) when callsOnDevice().
+  std::vector<double> timeCalls(const runtime::HostTensor &x,
+                                runtime::HostTensor &y, int64_t runs) const;
+
   const LayerDescription &description() const;
   /// Whether this is a GPU call (the results are on the host after it).
   bool onGpu() const;
+  /// Whether callOnDevice() is possible: cuda code whose buffers all live
+  /// in device memory.
+  bool callsOnDevice() const;
 
   struct Impl;
 

@@ -32,6 +32,9 @@ struct LayerResults {
   /// `activation` type and `experts` experts.
   static LayerResults zeros(DType activation, int64_t tokens, int64_t width,
                             int64_t experts);
+  /// Results whose output is `output` itself (caller memory, e.g. a view)
+  /// and whose statistics are zeroed, for a layer of `experts` experts.
+  static LayerResults into(HostTensor output, int64_t experts);
 
   /// The statistics the results hold (`capacity` from the layer).
   LayerStats stats(std::optional<int64_t> capacity) const;
@@ -77,10 +80,14 @@ private:
 class CallArguments {
 public:
   /// With `resident`, the weights' device copies are those (on the GPU;
-  /// unused on the host) and only the tokens and results are copied.
+  /// unused on the host) and only the tokens and results are copied. With
+  /// `ioOnDevice` (Placement::Device only) the tokens and the output tensor
+  /// hold device memory already: they are passed as they are, neither
+  /// copied in nor fetched (the statistics still are).
   CallArguments(const std::vector<HostTensor *> &inputs,
                 LayerResults &results, Placement placement,
-                const DeviceWeights *resident = nullptr);
+                const DeviceWeights *resident = nullptr,
+                bool ioOnDevice = false);
   ~CallArguments();
   CallArguments(const CallArguments &) = delete;
   CallArguments &operator=(const CallArguments &) = delete;
@@ -95,6 +102,7 @@ private:
   std::vector<HostTensor *> tensors;
   size_t firstResult;
   Placement placement;
+  bool ioOnDevice;
   /// The device (or managed) memory of each argument on the GPU, and
   /// whether this call allocated it.
   std::vector<void *> deviceData;

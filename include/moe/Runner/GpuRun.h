@@ -1,20 +1,22 @@
 //===- GpuRun.h - Run a CUDA artifact with host code built ahead of time -*- C++ -*-===//
 //
-// What moe-gpu-run does: the layer of a CUDA artifact (moe-translate
-// --moe-to-cuda-artifact) whose host code was compiled ahead of time into a
-// shared object (tools/gpu_package.sh), run on real weights and tokens with
-// the CUDA driver backend. No compiler, MLIR, LLVM or MPI is involved, so the
-// program starts on any machine with an NVIDIA driver.
+// What moe-gpu-run does, as a shell over the C++ API (moe/Runner/Layer.h,
+// CompiledLayer::fromArtifact with a host library): the layer of a CUDA
+// artifact (moe-translate --moe-to-cuda-artifact) whose host code was
+// compiled ahead of time into a shared object (tools/gpu_package.sh), bound
+// to real weights and run on real tokens with the CUDA driver backend. No
+// compiler, MLIR, LLVM or MPI is involved, so the program starts on any
+// machine with an NVIDIA driver.
 //
 //===----------------------------------------------------------------------===//
 
-#ifndef MOE_RUNTIME_GPURUN_H
-#define MOE_RUNTIME_GPURUN_H
+#ifndef MOE_RUNNER_GPURUN_H
+#define MOE_RUNNER_GPURUN_H
 
 #include <cstdint>
 #include <string>
 
-namespace moe::runtime {
+namespace moe {
 
 struct GpuRunOptions {
   std::string artifactPath; ///< --artifact: the CUDA artifact JSON
@@ -25,6 +27,8 @@ struct GpuRunOptions {
   std::string outputPath;   ///< --output: float32 [T, d_model]
   std::string statsPath;    ///< --stats
   int64_t device = 0;       ///< --device: CUDA device ordinal
+  /// --bench: calls timed after the first, with tokens and output resident
+  /// in device memory (BoundLayer::callOnDevice) where the code allows.
   int64_t benchIterations = 0;
   bool verbose = false;
   /// --allow-non-finite: skip the spec §3.7 finiteness checks.
@@ -36,6 +40,6 @@ struct GpuRunOptions {
 /// outputs are written atomically, only on success.
 int runGpuArtifact(const GpuRunOptions &options);
 
-} // namespace moe::runtime
+} // namespace moe
 
-#endif // MOE_RUNTIME_GPURUN_H
+#endif // MOE_RUNNER_GPURUN_H
