@@ -11,6 +11,7 @@
 #include "LayerImpl.h"
 #include "moe/IR/MoEOps.h"
 #include "moe/Import/Import.h"
+#include "moe/Conversion/Passes.h"
 #include "moe/Runner/HostJIT.h"
 #include "moe/Runtime/Error.h"
 #include "moe/Spec/CudaArtifact.h"

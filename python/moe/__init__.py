@@ -5,8 +5,11 @@
     bound = layer.bind_weights("switch-base-8.safetensors")   # or a dict of arrays
     y, stats = bound(np.random.randn(1024, 768).astype(np.float32))
 
-Tokens and outputs are float32 [tokens, d_model] numpy arrays or CPU torch
-tensors; they are passed to the compiled code without a copy. Weights are
+Tokens and outputs are [tokens, d_model] numpy arrays or CPU torch tensors
+of the layer's activation type (float32 by default; bfloat16 with
+compile(..., activation_dtype="bf16"): torch.bfloat16 tensors, or numpy
+uint16 arrays holding bfloat16 bits); they are passed to the compiled code
+without a copy. Weights are
 given as a safetensors file (our names or Hugging Face names) or a dict of
 arrays/tensors under our names (router [E, D], w_in [E, D, F], w_gate
 [E, D, F] when gated, w_out [E, F, D], ...), converted and packed once when
@@ -37,7 +40,11 @@ def _numpy_of(value, name, writable=False):
                         "layer takes CPU tensors")
         if value.requires_grad and writable:
             raise Error(f"moe: error: {name} requires grad")
-        return value.detach().numpy()
+        value = value.detach()
+        if str(value.dtype) == "torch.bfloat16":  # numpy has no bfloat16
+            import torch
+            return value.view(torch.int16).numpy().view(np.uint16)
+        return value.numpy()
     raise Error(f"moe: error: {name} is a {type(value).__name__}; expected a "
                 "numpy array or a torch tensor")
 
@@ -50,8 +57,8 @@ class BoundLayer:
         self.layer = layer
 
     def __call__(self, x, out=None, allow_non_finite=False):
-        """y, stats = layer(x): x float32 [tokens, d_model] (numpy or CPU
-        torch); y of the same kind, newly allocated unless `out` is given;
+        """y, stats = layer(x): x [tokens, d_model] in the activation type
+        (numpy or CPU torch); y of the same kind, newly allocated unless `out` is given;
         stats a dict (capacity, tokens_per_expert, dropped,
         load_balance_loss, router_z_loss)."""
         if out is None:
@@ -108,13 +115,15 @@ class CompiledLayer:
 
 
 def compile(spec, tokens, backend="cpu", *, fusion=True, threads=0,
-            opt_level=3, weights_dtype="f32", runtime_checks=False,
-            cache_dir=None, progress=True, gpu_chip="sm_90a"):
+            opt_level=3, activation_dtype="f32", weights_dtype="f32",
+            runtime_checks=False, cache_dir=None, progress=True,
+            gpu_chip="sm_90a"):
     """Compiles a layer for calls of `tokens` tokens.
 
     spec: a layer-spec JSON path, its text, or a dict of its fields.
-    backend: cpu (default) or gpu-loops. weights_dtype: the expert weights'
-    type in the compiled code (f32, bf16, f16; moe.weights_dtype_of(path)
+    backend: cpu (default) or gpu-loops. activation_dtype: the tokens' and
+    the output's type with a spec (f32 or bf16; a module fixes its own).
+    weights_dtype: the expert weights' type in the compiled code (f32, bf16, f16; moe.weights_dtype_of(path)
     reads a file's). cache_dir: the compiled-code cache (default:
     $MOE_CACHE_DIR, none when unset): a later process compiling the same
     layer with the same options loads the code instead.
@@ -124,6 +133,7 @@ def compile(spec, tokens, backend="cpu", *, fusion=True, threads=0,
     options.fusion = fusion
     options.threads = threads
     options.opt_level = opt_level
+    options.activation_dtype = activation_dtype
     options.weights_dtype = weights_dtype
     options.runtime_checks = runtime_checks
     options.cache_dir = cache_dir or ""

@@ -5,7 +5,8 @@
     model.layers[0].block_sparse_moe = block       # forward: hidden -> hidden
 
 `torch.ops.moe.layer(x, handle)` is a PyTorch custom op (torch.library,
-CPU, with a Meta kernel for shape inference): x float32 [tokens, d_model], `handle` the id of a bound layer
+CPU, with a Meta kernel for shape inference): x [tokens, d_model] in the
+layer's activation type (float32 or bfloat16), `handle` the id of a bound layer
 registered with `register(bound)`; it returns the layer's output. CompiledMoE
 is an nn.Module that compiles its layer once per token count (and binds the
 weights once), then calls the op; build it from a layer spec and weights in
@@ -72,9 +73,11 @@ class CompiledMoE(torch.nn.Module):
 
     spec: the layer-spec dict; weights: tensors in our names and layouts
     (router [E, D], w_in [E, D, F], [w_gate [E, D, F],] w_out [E, F, D]).
-    forward(hidden [..., d_model]) -> [..., d_model], float32 on the CPU.
-    Compile options (backend, fusion, threads, cache_dir, ...) are passed to
-    moe.compile.
+    forward(hidden [..., d_model]) -> [..., d_model] on the CPU, in
+    hidden's type; computed in float32, or in bfloat16 (tokens, output and
+    expert weights) with activation_dtype="bf16". Compile options (backend,
+    fusion, threads, activation_dtype, weights_dtype, cache_dir, ...) are
+    passed to moe.compile.
     """
 
     def __init__(self, spec, weights, **compile_options):
@@ -83,6 +86,8 @@ class CompiledMoE(torch.nn.Module):
         self.weights = {name: w.detach().to(torch.float32).contiguous()
                         for name, w in weights.items()}
         self.compile_options = compile_options
+        self.compute_dtype = (torch.bfloat16 if compile_options.get(
+            "activation_dtype", "f32") == "bf16" else torch.float32)
         self._handles = {}
 
     def _handle(self, tokens):
@@ -95,7 +100,7 @@ class CompiledMoE(torch.nn.Module):
 
     def forward(self, hidden_states):
         shape = hidden_states.shape
-        x = hidden_states.reshape(-1, shape[-1]).to(torch.float32)
+        x = hidden_states.reshape(-1, shape[-1]).to(self.compute_dtype)
         y = torch.ops.moe.layer(x, self._handle(x.shape[0]))
         return y.reshape(shape).to(hidden_states.dtype)
 

@@ -22,7 +22,7 @@ namespace rt = ::moe::runtime;
 namespace {
 
 /// The runtime type of a numpy array's elements, for the float types the
-/// layer takes.
+/// layer takes (uint16: bfloat16 bit patterns).
 rt::DType dtypeOf(const py::array &array, const std::string &name) {
   py::dtype type = array.dtype();
   if (type.is(py::dtype::of<float>()))
@@ -31,9 +31,14 @@ rt::DType dtypeOf(const py::array &array, const std::string &name) {
     return rt::DType::F64;
   if (type.kind() == 'f' && type.itemsize() == 2)
     return rt::DType::F16;
+  // numpy has no bfloat16: its bit patterns come as uint16 (moe's Python
+  // side passes torch.bfloat16 tensors so).
+  if (type.kind() == 'u' && type.itemsize() == 2)
+    return rt::DType::BF16;
   throw rt::Error("moe: error: " + name + " has numpy dtype " +
                   std::string(py::str(type)) +
-                  "; expected float32, float64 or float16");
+                  "; expected float32, float64, float16 or uint16 (bfloat16 "
+                  "bits)");
 }
 
 /// A view of a C-contiguous numpy array (no copy).

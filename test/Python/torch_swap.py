@@ -141,6 +141,24 @@ def main():
         print("FAIL meta: wrong shape or device")
         sys.exit(1)
     print(f"PASS op: rel_err={err:.2e}, meta shape {tuple(meta.shape)}")
+    # bfloat16 tokens, output and expert weights (torch.bfloat16 tensors
+    # passed as their bits), against the eager block in float64 on the same
+    # bfloat16-rounded tokens and weights.
+    block = MixtralBlock(d, f, 8, 2)
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
+    compiled = mt.CompiledMoE.from_mixtral_block(
+        block, threads=1, activation_dtype="bf16", weights_dtype="bf16")
+    hb = torch.randn(48, d).to(torch.bfloat16)
+    with torch.no_grad():
+        y = compiled(hb)
+        want = block.double()(hb.double().reshape(1, 48, d)).reshape(48, d)
+    err = ((y.double() - want).abs().max() / want.abs().max()).item()
+    if y.dtype != torch.bfloat16 or not err <= 2e-2:
+        print(f"FAIL bf16: {y.dtype}, rel_err {err:.3g}")
+        sys.exit(1)
+    print(f"PASS bf16: rel_err={err:.2e} (bfloat16 output)")
     try:
         torch.ops.moe.layer(h, 999999)
     except Exception as e:  # the op wraps moe.Error in a RuntimeError

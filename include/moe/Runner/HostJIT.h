@@ -11,7 +11,7 @@
 #ifndef MOE_RUNNER_HOSTJIT_H
 #define MOE_RUNNER_HOSTJIT_H
 
-#include "moe/Conversion/Passes.h"
+#include "moe/Conversion/PipelineOptions.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "llvm/Support/Error.h"
