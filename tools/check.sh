@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up, builds, and runs every test (CTest, which runs
 # the lit + FileCheck suite), then the sanitized tree's tests
-# (tools/sanitize.sh: clang, ASan + UBSan) and each libFuzzer target for 30 s
+# (tools/sanitize.sh: clang, ASan + UBSan) and each libFuzzer target for 20 s
 # (tools/fuzz.sh). MOE_CHECK_QUICK=1 stops after CTest (for local runs).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -13,4 +13,4 @@ if [ "${MOE_CHECK_QUICK:-0}" = 1 ]; then
   exit 0
 fi
 "$root/tools/sanitize.sh"
-"$root/tools/fuzz.sh" --no-build --seconds 30
+"$root/tools/fuzz.sh" --no-build --seconds 20

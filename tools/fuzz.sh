@@ -4,7 +4,7 @@
 #
 #   tools/fuzz.sh [--seconds N] [--targets a,b,...] [--no-build]
 #
-# --seconds: time per target (default 30; the test command uses 30, a long
+# --seconds: time per target (default 30; the test command uses 20, a long
 # run e.g. 3600). Targets: npy, safetensors, layer-spec, hf-config,
 # cuda-artifact, dialect (default: all). The working corpora grow under
 # build-san/fuzz/corpus/<name> and are kept between runs; a crash leaves its

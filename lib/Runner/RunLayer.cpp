@@ -24,8 +24,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 namespace rt = ::moe::runtime;
@@ -258,6 +262,106 @@ rt::HostTensor readTokens(const ::moe::RunOptions &options, int64_t world) {
                                         compile);
 }
 
+/// A directory of its own under $TMPDIR, removed with everything in it when
+/// this goes.
+class PrivateDirectory {
+public:
+  PrivateDirectory() {
+    std::string pattern =
+        (std::filesystem::temp_directory_path() / "moe-compile-XXXXXX")
+            .string();
+    if (!::mkdtemp(pattern.data()))
+      throw rt::Error("moe-run: error: cannot create a directory under " +
+                      std::filesystem::temp_directory_path().string() + ": " +
+                      std::strerror(errno));
+    path = pattern;
+  }
+  ~PrivateDirectory() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path, ignored);
+  }
+  PrivateDirectory(const PrivateDirectory &) = delete;
+  PrivateDirectory &operator=(const PrivateDirectory &) = delete;
+  std::string path;
+};
+
+/// Gives every rank the files of rank 0's `dir` (names and contents), each
+/// writing them into its own `dir`.
+void shareFiles(rt::Collectives &comm, const std::string &dir) {
+  std::string blob;
+  if (comm.rank() == 0)
+    for (const auto &entry : std::filesystem::directory_iterator(dir)) {
+      std::ifstream in(entry.path(), std::ios::binary);
+      std::string data((std::istreambuf_iterator<char>(in)), {});
+      std::string name = entry.path().filename().string();
+      uint64_t sizes[2] = {name.size(), data.size()};
+      blob.append(reinterpret_cast<const char *>(sizes), sizeof(sizes));
+      blob += name + data;
+    }
+  std::vector<uint64_t> sizes(comm.size());
+  uint64_t mine = blob.size();
+  comm.allGather(&mine, sizes.data(), sizeof(mine));
+  blob.resize(sizes[0]);
+  std::string all(sizes[0] * comm.size(), '\0');
+  comm.allGather(blob.data(), all.data(), sizes[0]);
+  if (comm.rank() == 0)
+    return;
+  for (size_t at = 0; at + 16 <= sizes[0];) {
+    uint64_t lengths[2];
+    std::memcpy(lengths, all.data() + at, sizeof(lengths));
+    at += sizeof(lengths);
+    std::string name = all.substr(at, lengths[0]);
+    std::ofstream out(std::filesystem::path(dir) / name, std::ios::binary);
+    out.write(all.data() + at + lengths[0], lengths[1]);
+    at += lengths[0] + lengths[1];
+  }
+}
+
+/// The layer, compiled once per job in a sharded CPU (or gpu-loops) run:
+/// every rank's program is the same, so rank 0 compiles it and the others
+/// load its object code from the compiled-code cache: the user's
+/// (MOE_CACHE_DIR), after rank 0 is done, or else a private one per rank
+/// into which rank 0's entry is copied over the collectives. A rank whose
+/// CPU differs from rank 0's (another key) compiles for itself.
+::moe::CompiledLayer compileOnce(const ::moe::RunOptions &options,
+                                 ::moe::CompileOptions compile,
+                                 int64_t globalTokens, const Ranks &ranks) {
+  if (!ranks.comm || compile.backend == "cuda")
+    return compileLayer(options, compile, globalTokens);
+  std::optional<PrivateDirectory> own;
+  if (compile.cacheDir.empty() && !std::getenv("MOE_CACHE_DIR")) {
+    own.emplace();
+    compile.cacheDir = own->path;
+  }
+  std::optional<::moe::CompiledLayer> layer;
+  std::exception_ptr failure;
+  if (ranks.rank == 0) {
+    try {
+      layer = compileLayer(options, compile, globalTokens);
+    } catch (...) {
+      // The others compile, and meet the same error themselves.
+      failure = std::current_exception();
+    }
+  }
+  if (own)
+    shareFiles(*ranks.comm, own->path);
+  else
+    ranks.comm->barrier();
+  if (failure)
+    std::rethrow_exception(failure);
+  if (layer)
+    return *layer;
+  layer = compileLayer(options, compile, globalTokens);
+  if (options.verbose)
+    std::fprintf(stderr, "moe-run: rank %lld: %s in %.2f s\n",
+                 static_cast<long long>(ranks.rank),
+                 layer->fromCache() ? "loaded the code rank 0 compiled"
+                                    : "compiled the layer itself (rank 0's "
+                                      "code is not for this CPU)",
+                 layer->compileSeconds());
+  return *layer;
+}
+
 /// The rank's rows of the whole batch's tokens `x`, checked against the
 /// layer and in its activation type.
 rt::HostTensor rankTokens(rt::HostTensor x, const ::moe::RunOptions &options,
@@ -306,17 +410,26 @@ rt::HostTensor rankTokens(rt::HostTensor x, const ::moe::RunOptions &options,
   return bound;
 }
 
-/// What the last call moved between ranks, as measured on every rank: sent
-/// and received bytes of rank r at 2r and 2r + 1 (all zero with one rank).
-std::vector<uint64_t> measuredTraffic(const Ranks &ranks) {
-  std::vector<uint64_t> traffic(2 * static_cast<size_t>(ranks.world), 0);
+/// The counters of the engine of the compiled code's exchanges: they run in
+/// the expert-parallel group (statistics sums, on all ranks, are not
+/// counted). Null with one rank.
+const rt::CommCounters *exchangeCounters(const Ranks &ranks) {
   if (!ranks.comm)
+    return nullptr;
+  return &(ranks.group ? ranks.group.get() : ranks.engine())->counters();
+}
+
+/// What the call since `before` (the counters then) moved between ranks, as
+/// measured on every rank: sent and received bytes of rank r at 2r and
+/// 2r + 1 (all zero with one rank).
+std::vector<uint64_t> measuredTraffic(const Ranks &ranks,
+                                      const rt::CommCounters &before) {
+  std::vector<uint64_t> traffic(2 * static_cast<size_t>(ranks.world), 0);
+  const rt::CommCounters *now = exchangeCounters(ranks);
+  if (!now)
     return traffic;
-  // The exchanges run in the expert-parallel group (statistics sums, on all
-  // ranks, are not counted).
-  rt::Collectives *exchanges = ranks.group ? ranks.group.get() : ranks.engine();
-  uint64_t mine[2] = {exchanges->counters().bytesSent,
-                      exchanges->counters().bytesReceived};
+  uint64_t mine[2] = {now->bytesSent - before.bytesSent,
+                      now->bytesReceived - before.bytesReceived};
   ranks.comm->allGather(mine, traffic.data(), sizeof(mine));
   return traffic;
 }
@@ -363,17 +476,22 @@ int run(const ::moe::RunOptions &options) {
     ranks.gpuComm = openGpu(ranks.comm.get(), ranks.rank, options.verbose);
   compile.rank = ranks.rank;
   compile.progress = ranks.rank == 0;
-  ::moe::CompiledLayer layer = compileLayer(options, compile, globalTokens);
+  ::moe::CompiledLayer layer =
+      compileOnce(options, compile, globalTokens, ranks);
   const ::moe::LayerDescription &info = layer.description();
   x = rankTokens(std::move(x), options, info, ranks);
   ::moe::BoundLayer bound = bindWeights(options, layer, ranks, onGpu);
 
   rt::HostTensor out =
       rt::HostTensor::zeros(info.activationType, {info.tokens, x.dim(1)});
+  // (Compiling once per job exchanged the code over the same engine.)
+  rt::CommCounters before;
+  if (const rt::CommCounters *counters = exchangeCounters(ranks))
+    before = *counters;
   auto runStart = Clock::now();
   rt::LayerStats stats = bound(x, out, /*allowNonFinite=*/true);
   double firstSeconds = secondsSince(runStart);
-  std::vector<uint64_t> traffic = measuredTraffic(ranks);
+  std::vector<uint64_t> traffic = measuredTraffic(ranks, before);
   if (options.verbose && ranks.rank == 0)
     llvm::errs() << llvm::format(
         "moe-run: compiled in %.2f s%s, ran in %.3f s\n",
