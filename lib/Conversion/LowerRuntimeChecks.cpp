@@ -10,6 +10,7 @@
 #include "moe/Conversion/Passes.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
+#include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOELOWERRUNTIMECHECKS
