@@ -9,9 +9,9 @@
 
 #include "CompileCache.h"
 #include "LayerImpl.h"
+#include "moe/Conversion/Passes.h"
 #include "moe/IR/MoEOps.h"
 #include "moe/Import/Import.h"
-#include "moe/Conversion/Passes.h"
 #include "moe/Runner/HostJIT.h"
 #include "moe/Runtime/Error.h"
 #include "moe/Spec/CudaArtifact.h"

@@ -8,6 +8,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runner/GpuRun.h"
+#include "LayerImpl.h"
 #include "moe/Runner/Layer.h"
 #include "moe/Runtime/CudaDriver.h"
 #include "moe/Runtime/Error.h"
@@ -29,17 +30,7 @@ rt::HostTensor readTokens(const moe::GpuRunOptions &o,
   rt::HostTensor x = rt::readNpyAs(o.inputPath, rt::DType::F32, 2);
   if (!o.allowNonFinite)
     rt::requireFiniteTokens(x, o.inputPath, "--allow-non-finite");
-  if (x.dim(1) != d.spec.dModel)
-    throw rt::Error(o.inputPath, "input has width " + std::to_string(x.dim(1)) +
-                                     ", expected d_model = " +
-                                     std::to_string(d.spec.dModel) + " (from " +
-                                     o.artifactPath + ")");
-  if (x.dim(0) != d.tokens)
-    throw rt::Error(o.inputPath, "input has " + std::to_string(x.dim(0)) +
-                                     " tokens, the artifact takes " +
-                                     std::to_string(d.tokens));
-  return x.dtype() == d.activationType ? std::move(x)
-                                       : x.castTo(d.activationType);
+  return moe::detail::layerTokens(std::move(x), o.inputPath, d, "the artifact");
 }
 
 int run(const moe::GpuRunOptions &o) {

@@ -1,5 +1,4 @@
-//===- Layer.cpp - A compiled MoE layer as a library
-//-----------------------===//
+//===- Layer.cpp - A compiled MoE layer as a library ----------------------===//
 //
 // See moe/Runner/Layer.h. This half needs no MLIR or LLVM (moe-gpu-run links
 // it on machines that have neither): options, progress lines, CUDA
@@ -115,6 +114,23 @@ void moe::detail::requireOwnActivationType(const CompileOptions &options) {
                     ": error: --act-dtype applies to --spec; the "
                     "input type of a --module or --artifact gives its "
                     "activations");
+}
+
+rt::HostTensor moe::detail::layerTokens(rt::HostTensor x,
+                                        const std::string &path,
+                                        const LayerDescription &d,
+                                        const std::string &taker) {
+  if (x.dim(1) != d.spec.dModel)
+    throw rt::Error(
+        path, "input has width " + std::to_string(x.dim(1)) +
+                  ", expected d_model = " + std::to_string(d.spec.dModel) +
+                  " (from " + d.source + ")");
+  if (x.dim(0) != d.tokens)
+    throw rt::Error(path, "input has " + std::to_string(x.dim(0)) +
+                              " tokens, " + taker + " takes " +
+                              std::to_string(d.tokens));
+  return x.dtype() == d.activationType ? std::move(x)
+                                       : x.castTo(d.activationType);
 }
 
 std::vector<std::pair<std::string, void *>>
@@ -306,10 +322,9 @@ struct BoundLayer::Impl {
   /// GPU calls share the driver's state (scratch memory, the stream).
   std::mutex gpuCall;
 
-  /// The shape of the tokens and the output, [tokens, d_model]; an error
-  /// unless `x` and `y` have it and the activation type.
-  std::vector<int64_t> checkTensors(const rt::HostTensor &x,
-                                    const rt::HostTensor &y) const {
+  /// An error unless the tokens `x` and the output `y` are [tokens,
+  /// d_model] of the activation type.
+  void checkTensors(const rt::HostTensor &x, const rt::HostTensor &y) const {
     const LayerDescription &d = layer->description;
     std::vector<int64_t> shape{d.tokens, d.spec.dModel};
     for (const auto &[tensor, name] :
@@ -322,12 +337,11 @@ struct BoundLayer::Impl {
                         ", the layer takes " +
                         std::string(rt::dtypeName(d.activationType)) +
                         rt::formatShape(shape));
-    return shape;
   }
 
-  /// One call on `input`, into `results` (whose output is the caller's).
-  rt::LayerStats call(rt::HostTensor &input, rt::LayerResults &results,
-                      bool ioOnDevice);
+  /// One call on tokens `x` into the output `y` ([tokens, d_model] of the
+  /// activation type; device memory with `ioOnDevice`).
+  rt::LayerStats call(const void *x, void *y, bool ioOnDevice);
 };
 
 BoundLayer CompiledLayer::bind(const std::string &safetensorsPath,
@@ -415,17 +429,10 @@ rt::LayerStats BoundLayer::operator()(const void *x, void *y,
 rt::LayerStats BoundLayer::operator()(const rt::HostTensor &x,
                                       rt::HostTensor &y,
                                       bool allowNonFinite) const {
-  const LayerDescription &d = impl->layer->description;
-  std::vector<int64_t> shape = impl->checkTensors(x, y);
+  impl->checkTensors(x, y);
   if (!allowNonFinite)
     rt::requireFiniteTokens(x, "<input>", "allow_non_finite");
-  // The output is the caller's memory itself.
-  rt::LayerResults results = rt::LayerResults::into(
-      rt::HostTensor::view(d.activationType, shape, y.data()),
-      d.spec.numExperts);
-  rt::HostTensor input = rt::HostTensor::view(d.activationType, shape,
-                                              const_cast<void *>(x.data()));
-  return impl->call(input, results, false);
+  return impl->call(x.data(), y.data(), false);
 }
 
 rt::LayerStats BoundLayer::callOnDevice(const void *x, void *y) const {
@@ -437,17 +444,17 @@ rt::LayerStats BoundLayer::callOnDevice(const void *x, void *y) const {
                            "it on host memory"
                          : "a layer compiled for " + d.backend +
                                " takes host memory, not device memory"));
+  return impl->call(x, y, true);
+}
+
+rt::LayerStats BoundLayer::Impl::call(const void *x, void *y, bool ioOnDevice) {
+  const LayerDescription &d = layer->description;
   std::vector<int64_t> shape{d.tokens, d.spec.dModel};
+  // The output is the caller's memory itself.
   rt::LayerResults results = rt::LayerResults::into(
       rt::HostTensor::view(d.activationType, shape, y), d.spec.numExperts);
   rt::HostTensor input =
       rt::HostTensor::view(d.activationType, shape, const_cast<void *>(x));
-  return impl->call(input, results, true);
-}
-
-rt::LayerStats BoundLayer::Impl::call(rt::HostTensor &input,
-                                      rt::LayerResults &results,
-                                      bool ioOnDevice) {
   std::vector<rt::HostTensor *> inputs = weights.callInputs(input);
   std::unique_lock<std::mutex> lock(gpuCall, std::defer_lock);
   if (placement != rt::Placement::Host)
@@ -458,20 +465,6 @@ rt::LayerStats BoundLayer::Impl::call(rt::HostTensor &input,
   return results.stats(layer->description.capacity);
 }
 
-namespace {
-/// Device memory of the CUDA backend's pool holding a copy of a tensor.
-struct DeviceCopy {
-  explicit DeviceCopy(const rt::HostTensor &from)
-      : data(rt::cuda::allocate(from.byteSize(), rt::cuda::Memory::Device)) {
-    rt::cuda::copyToDevice(data, from.data(), from.byteSize());
-  }
-  ~DeviceCopy() { rt::cuda::release(data); }
-  DeviceCopy(const DeviceCopy &) = delete;
-  DeviceCopy &operator=(const DeviceCopy &) = delete;
-  void *data;
-};
-} // namespace
-
 std::vector<double> BoundLayer::timeCalls(const rt::HostTensor &x,
                                           rt::HostTensor &y,
                                           int64_t runs) const {
@@ -479,9 +472,13 @@ std::vector<double> BoundLayer::timeCalls(const rt::HostTensor &x,
     return rt::timeCalls(
         runs, [&] { (*this)(x, y, /*allowNonFinite=*/true); }, onGpu());
   impl->checkTensors(x, y);
-  DeviceCopy xOnDevice(x), yOnDevice(y);
+  // Copied to device memory once (DeviceWeights only reads the views).
+  rt::HostTensor input =
+      rt::HostTensor::view(x.dtype(), x.shape(), const_cast<void *>(x.data()));
+  rt::HostTensor output = rt::HostTensor::view(y.dtype(), y.shape(), y.data());
+  rt::DeviceWeights onDevice({&input, &output});
   return rt::timeCalls(
-      runs, [&] { callOnDevice(xOnDevice.data, yOnDevice.data); }, true);
+      runs, [&] { callOnDevice(onDevice.at(0), onDevice.at(1)); }, true);
 }
 
 bool BoundLayer::callsOnDevice() const {

@@ -76,6 +76,13 @@ std::string readTextFile(const std::string &path, const std::string &what);
 /// `options` leave it at its default.
 void requireOwnActivationType(const CompileOptions &options);
 
+/// Tokens `x` of a runner's input file `path` checked against the layer
+/// (width d_model, d.tokens rows; `taker` says what takes them in the
+/// message, e.g. "the artifact") and converted to its activation type.
+runtime::HostTensor layerTokens(runtime::HostTensor x, const std::string &path,
+                                const LayerDescription &d,
+                                const std::string &taker);
+
 /// The functions of this process that compiled code calls: the collective
 /// entry points and, on the cuda backend, the driver's (starting it).
 std::vector<std::pair<std::string, void *>>

@@ -9,11 +9,13 @@
 //===----------------------------------------------------------------------===//
 
 #include "moe/Runner/RunLayer.h"
+#include "LayerImpl.h"
 #include "moe/Runner/Layer.h"
 #include "moe/Runtime/Collectives.h"
 #include "moe/Runtime/CudaDriver.h"
 #include "moe/Runtime/EntryPoints.h"
 #include "moe/Runtime/Error.h"
+#include "moe/Runtime/FileIO.h"
 #include "moe/Runtime/LayerCall.h"
 #include "moe/Runtime/Npy.h"
 #include "moe/Runtime/Stats.h"
@@ -37,11 +39,8 @@ namespace spec = ::moe::spec;
 
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double secondsSince(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using ::moe::detail::Clock;
+using ::moe::detail::secondsSince;
 
 /// The flag that skips the finiteness checks of spec §3.7.
 const std::string kAllowNonFinite = "--allow-non-finite";
@@ -311,8 +310,8 @@ void shareFiles(rt::Collectives &comm, const std::string &dir) {
     std::memcpy(lengths, all.data() + at, sizeof(lengths));
     at += sizeof(lengths);
     std::string name = all.substr(at, lengths[0]);
-    std::ofstream out(std::filesystem::path(dir) / name, std::ios::binary);
-    out.write(all.data() + at + lengths[0], lengths[1]);
+    rt::writeFileAtomically((std::filesystem::path(dir) / name).string(),
+                            {{all.data() + at + lengths[0], lengths[1]}});
     at += lengths[0] + lengths[1];
   }
 }
@@ -367,23 +366,13 @@ void shareFiles(rt::Collectives &comm, const std::string &dir) {
 rt::HostTensor rankTokens(rt::HostTensor x, const ::moe::RunOptions &options,
                           const ::moe::LayerDescription &info,
                           const Ranks &ranks) {
-  int64_t tokens = x.dim(0) / ranks.world, width = x.dim(1);
+  int64_t tokens = x.dim(0) / ranks.world;
   if (ranks.world > 1)
     x = x.rows(ranks.rank * tokens, tokens);
-  if (width != info.spec.dModel)
-    throw rt::Error(
-        options.inputPath,
-        "input has width " + std::to_string(width) + ", expected d_model = " +
-            std::to_string(info.spec.dModel) + " (from " + info.source + ")");
-  if (info.tokens != tokens)
-    throw rt::Error(options.inputPath,
-                    "input has " + std::to_string(tokens) + " tokens, " +
-                        (options.artifactPath.empty()
-                             ? "the module's @" + options.funcName + " takes "
-                             : std::string("the artifact takes ")) +
-                        std::to_string(info.tokens));
-  return x.dtype() == info.activationType ? std::move(x)
-                                          : x.castTo(info.activationType);
+  return ::moe::detail::layerTokens(std::move(x), options.inputPath, info,
+                                    options.artifactPath.empty()
+                                        ? "the module's @" + options.funcName
+                                        : std::string("the artifact"));
 }
 
 /// Binds --weights and makes the rank's engine the one of the compiled
