@@ -108,6 +108,8 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
                            tensorCores ? "moe-grouped-matmul-to-buffers," : "",
                            /*parallelLoops=*/true) +
          bufferizePipelineText(options.runtimeChecks) +
+         "moe-place-rows-to-gpu{host-loops=" + (options.hostLoops ? "1" : "0") +
+         "}," +
          (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
                             (options.hostLoops ? "1" : "0") + " warpgroup=" +
                             (options.warpgroupMma() ? "1" : "0") + "},"

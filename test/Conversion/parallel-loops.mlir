@@ -1,6 +1,8 @@
-// convert-moe-to-linalg{parallel-loops}: the routing step, the statistics
-// and the scatter-add as parallel loops over buffers, (blocks of 32, lane),
-// each of which the GPU pipeline makes one kernel. The numbers these loops
+// convert-moe-to-linalg{parallel-loops}: the routing step's choice, the
+// statistics and the scatter-add as parallel loops over buffers, (blocks of
+// 32, lane), each of which the GPU pipeline makes one kernel; the routing
+// step's counting and placement as moe.place_rows_buffers (see
+// place-rows-to-gpu.mlir). The numbers these loops
 // compute are checked against the float64 reference by the e2e suite
 // (--backend gpu-loops, e.g. the bpr_chunks case: several chunks per group).
 // RUN: moe-opt %s --convert-moe-to-linalg=parallel-loops=1 --canonicalize | FileCheck %s
@@ -10,39 +12,23 @@
 // Two groups of 150 tokens: two chunks of ranking positions each.
 // CHECK-LABEL: func.func @route(
 // The results' buffers.
-// CHECK: memref.alloc() : memref<300x2xi32>
+// CHECK: %[[E:.*]] = memref.alloc() : memref<300x2xi32>
 // CHECK: memref.alloc() : memref<600xf32>
 // choose: one element per token (300 = 10 blocks of 32), k rounds of a
-// pass over the E experts.
+// pass over the E experts, and each token's ranking key.
+// CHECK: %[[KEYS:.*]] = memref.alloc() : memref<300xf32>
 // CHECK: scf.parallel (%{{.*}}, %{{.*}}) = (%c0, %c0) to (%c10, %c32)
 // CHECK: scf.for
 // CHECK: scf.for
-// keys, then each token's position in its group's ranking.
-// CHECK: memref.alloc() : memref<300xf32>
+// CHECK: memref.store {{.*}}, %[[KEYS]]
+// Each token's position in its group's ranking.
+// CHECK: %[[ORDER:.*]] = memref.alloc() : memref<300xi32>
 // CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c10, %c32)
-// CHECK: memref.alloc() : memref<300xi32>
-// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c10, %c32)
-// clear the 600 rows.
-// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c19, %c32)
-// count and start: 2 groups x 2 chunks x k 2 x E 4 = 32 cells.
-// CHECK: memref.alloc() : memref<32xi64>
-// CHECK: scf.parallel
-// CHECK: memref.alloc() : memref<32xi64>
-// CHECK: scf.parallel
-// kept and earlier per (group, expert), the counts, the offsets.
-// CHECK: memref.alloc() : memref<8xi64>
-// CHECK: arith.minsi
-// CHECK: memref.alloc() : memref<8xi64>
-// CHECK: scf.parallel
-// CHECK: scf.parallel
-// CHECK: scf.parallel
-// place: one element per assignment (600 = 19 blocks of 32); the kept
-// ones write their row.
-// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c19, %c32)
-// CHECK: scf.if
-// CHECK: memref.store {{.*}} : memref<600xi32>
-// CHECK: memref.store {{.*}} : memref<600xf32>
-// CHECK: bufferization.to_tensor {{.*}} restrict writable : memref<300x2xi32>
+// CHECK: memref.store {{.*}}, %[[ORDER]]
+// Counting and placement: one op on buffers for moe-place-rows-to-gpu.
+// CHECK-NOT: scf.parallel
+// CHECK: moe.place_rows_buffers experts(%[[E]]) gates(%{{.*}}) order(%[[ORDER]]) {{.*}} group_size = 150 capacity = 60 :
+// CHECK: bufferization.to_tensor %[[E]] restrict writable : memref<300x2xi32>
 // Statistics: partial sums per chunk in parallel, then one element.
 // CHECK: memref.alloc() : memref<16xf64>
 // CHECK: memref.alloc() : memref<f32>

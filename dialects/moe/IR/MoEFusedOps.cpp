@@ -189,3 +189,34 @@ LogicalResult GroupedMatmulBuffersOp::verify() {
                          << ", got " << out;
   return verifyGroupedMatmul(*this, getOut().getType());
 }
+
+//===----------------------------------------------------------------------===//
+// PlaceRowsBuffersOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult PlaceRowsBuffersOp::verify() {
+  for (Value operand : getOperands())
+    if (!cast<MemRefType>(operand.getType()).hasStaticShape())
+      return emitOpError() << "needs static shapes, got " << operand.getType();
+  ArrayRef<int64_t> choices = getExperts().getType().getShape();
+  if (failed(verifyGroupSize(*this, getGroupSize(), choices[0])))
+    return failure();
+  if (auto capacity = getCapacity(); capacity && *capacity < 1)
+    return emitOpError("'capacity' must be positive, got ") << *capacity;
+  if (getBlock() < 1)
+    return emitOpError("'block' must be positive, got ") << getBlock();
+  int64_t numExperts = getCounts().getType().getDimSize(0);
+  int64_t rows = getRowToken().getType().getDimSize(0);
+  if (failed(expectShape(*this, "gates", getGates().getType(), choices,
+                         "T, k, as 'experts'")) ||
+      failed(expectShape(*this, "keep", getKeep().getType(), choices,
+                         "T, k, as 'experts'")) ||
+      (getOrder() && failed(expectShape(*this, "order", getOrder().getType(),
+                                        {choices[0]}, "T"))) ||
+      failed(expectShape(*this, "offsets", getOffsets().getType(),
+                         {numExperts + 1}, "E + 1")) ||
+      failed(expectShape(*this, "row_gate", getRowGate().getType(), {rows},
+                         "R, as 'row_token'")))
+    return failure();
+  return success();
+}

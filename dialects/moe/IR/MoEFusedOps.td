@@ -262,4 +262,59 @@ def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
   let hasVerifier = 1;
 }
 
+def MoE_PlaceRowsBuffersOp : MoE_Op<"place_rows_buffers"> {
+  let summary = "the counting half of moe.route_rows on buffers";
+  let description = [{
+    What `moe.route_rows` computes after the choice, on buffers: given the
+    k experts and gates of every token (`experts`, `gates`, [T, k]) and,
+    for batch-prioritized routing, the token at each ranking position of
+    its group (`order`, [T]; without it position p is token p), it writes
+    which assignments keep a slot (`keep`), the kept rows of every expert
+    (`counts`, [E]), their block-aligned starts (`offsets`, [E + 1]) and the
+    token and gate of every expert-sorted row (`row_token`, `row_gate`,
+    [R]; -1 and 0 where no assignment lands), with the slots given per
+    group of `group_size` ranking positions in order of choice rank, then
+    ranking position, and `capacity` slots per expert and group (spec
+    §3.3-3.4). `row_check`, when present, is the message of a runtime check
+    of every row it writes.
+
+    The GPU pipeline's `convert-moe-to-linalg{parallel-loops}` computes the
+    choice and the ranking as parallel loops and leaves this step as this
+    op, whose memory effects are declared so that the buffer passes handle
+    it; `moe-place-rows-to-gpu` lowers it after them to two kernels that
+    share memory within a block and synchronise at barriers (which the
+    deallocation pass does not accept).
+
+    ```mlir
+    moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c)
+        offsets(%o) rows(%t, %w) group_size = 64 capacity = 20 block = 1
+        : memref<64x2xi32>, memref<64x2xf32>, memref<64x2xi1>,
+          memref<4xi64>, memref<5xi64>, memref<128xi32>, memref<128xf32>
+    ```
+  }];
+  let arguments = (ins
+    Arg<MemRefRankOf<[I32], [2]>, "experts", [MemRead]>:$experts,
+    Arg<MemRefRankOf<[F32], [2]>, "gates", [MemRead]>:$gates,
+    Arg<Optional<MemRefRankOf<[I32], [1]>>, "order", [MemRead]>:$order,
+    Arg<MemRefRankOf<[I1], [2]>, "keep", [MemWrite]>:$keep,
+    Arg<MemRefRankOf<[I64], [1]>, "counts", [MemWrite]>:$counts,
+    Arg<MemRefRankOf<[I64], [1]>, "offsets", [MemWrite]>:$offsets,
+    Arg<MemRefRankOf<[I32], [1]>, "row tokens", [MemWrite]>:$row_token,
+    Arg<MemRefRankOf<[F32], [1]>, "row gates", [MemWrite]>:$row_gate,
+    MoE_I64Attr:$group_size,
+    OptionalAttr<MoE_I64Attr>:$capacity,
+    DefaultValuedAttr<MoE_I64Attr, "1">:$block,
+    OptionalAttr<StrAttr>:$row_check
+  );
+  let assemblyFormat = [{
+    `experts` `(` $experts `)` `gates` `(` $gates `)`
+    (`order` `(` $order^ `)`)? `keep` `(` $keep `)` `counts` `(` $counts `)`
+    `offsets` `(` $offsets `)` `rows` `(` $row_token `,` $row_gate `)`
+    `group_size` `=` $group_size (`capacity` `=` $capacity^)?
+    (`block` `=` $block^)? (`row_check` $row_check^)? attr-dict `:`
+    type(operands)
+  }];
+  let hasVerifier = 1;
+}
+
 #endif // MOE_IR_MOEFUSEDOPS_TD

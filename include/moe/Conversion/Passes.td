@@ -353,6 +353,50 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEPlaceRowsToGpu : Pass<"moe-place-rows-to-gpu"> {
+  let summary = "Lower moe.place_rows_buffers to two block-structured "
+                "kernels";
+  let description = [{
+    Replaces every `moe.place_rows_buffers` (after the buffer passes, which
+    do not accept barriers) by two `gpu.launch` ops that share memory within
+    a block and synchronise at block barriers:
+
+    - the chunk kernel, one block of up to 128 threads per chunk of 128
+      ranking positions of a group (one thread per position): the chunk's
+      experts of every choice rank into dynamic shared memory, the chunk's
+      counts zeroed and a share of the rows cleared (token -1, gate 0);
+      barrier; per choice rank j of its position, each thread counts the
+      same-expert assignments before it in the chunk (walking the shared
+      experts: deterministic, no atomics), and the last of them stores the
+      chunk's count of (j, expert);
+    - the place kernel, one block of 512 threads in four phases: per
+      (group, expert) the start of every (rank, chunk) count among the
+      group's assignments to that expert (earlier ranks first, then earlier
+      chunks, the order of spec §3.3) and the kept total (at most the
+      capacity); per expert the kept rows of the groups before each group
+      and the expert's count; the block-aligned offsets; per assignment its
+      slot (its chunk's start plus the assignments before it in the chunk),
+      `keep`, and, when kept, the token and gate of its row.
+
+    Scratch buffers (counts and starts per chunk, rank and expert; the
+    within-chunk rank of every assignment; kept and earlier rows per group
+    and expert) are allocated and freed around the kernels. With
+    `host-loops` each kernel becomes host loops of the same structure (per
+    block, per phase, per thread, the shared memory a host buffer): values
+    pass between phases only through memory, as on the GPU, so the
+    host-emulated pipeline checks the kernels' index math numerically.
+  }];
+  let options = [
+    Option<"hostLoops", "host-loops", "bool", /*default=*/"false",
+           "Emit the kernels as host loops (per block, phase and thread)">
+  ];
+  let dependentDialects = ["::mlir::memref::MemRefDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::cf::ControlFlowDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoELowerRuntimeChecks : Pass<"moe-lower-runtime-checks", "::mlir::ModuleOp"> {
   let summary = "Failed cf.assert checks call the runtime's error reporter";
   let description = [{

@@ -15,6 +15,7 @@
 #include "mlir/Dialect/ControlFlow/IR/ControlFlowOps.h"
 #include "mlir/Dialect/Linalg/IR/Linalg.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
@@ -217,6 +218,18 @@ inline Value div(ImplicitLocOpBuilder &b, Value x, int64_t y) {
 }
 inline Value rem(ImplicitLocOpBuilder &b, Value x, int64_t y) {
   return arith::RemUIOp::create(b, x, cst(b, y));
+}
+/// A buffer element, read or written.
+inline Value load(ImplicitLocOpBuilder &b, Value memref, ValueRange indices) {
+  return memref::LoadOp::create(b, memref, indices);
+}
+inline void store(ImplicitLocOpBuilder &b, Value v, Value memref,
+                  ValueRange indices) {
+  memref::StoreOp::create(b, v, memref, indices);
+}
+/// An integer as an index.
+inline Value toIndex(ImplicitLocOpBuilder &b, Value v) {
+  return arith::IndexCastOp::create(b, b.getIndexType(), v);
 }
 } // namespace ix
 

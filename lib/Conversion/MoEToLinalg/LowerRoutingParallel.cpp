@@ -1,33 +1,21 @@
 //===- LowerRoutingParallel.cpp - moe.route_rows as parallel loops --*- C++
 //-*-===//
 //
-// The routing step of the GPU pipeline: moe.route_rows as a fixed sequence
-// of scf.parallel loops over buffers, each of which the GPU mapping turns
-// into one kernel (or, with host loops, into host loops of the same
-// structure). No loop carries state from one element to the next, so the
-// walk that the sequential lowering does in ranking order becomes counting:
+// The routing step of the GPU pipeline: moe.route_rows as scf.parallel
+// loops over buffers, each of which the GPU mapping turns into one kernel
+// (or, with host loops, into host loops of the same structure), and the
+// counting half as moe.place_rows_buffers, which moe-place-rows-to-gpu
+// lowers after the buffer passes (PlaceRowsToGpu.cpp):
 //
-//   choose   [T]          top-k of every token (and its gates)
-//   keys     [T]          batch-prioritized only: the ranking key of every
-//   rank     [T]            token, then its position in its group's ranking
-//                           (the tokens ahead of it), scattered to order[]
-//   clear    [R]          row_token = -1, row_gate = 0
-//   count    [G·nc·k·E]   per chunk of B ranking positions of a group, per
-//                           choice rank j and expert e: the assignments
-//   start    [G·nc·k·E]   where a chunk's (j, e) assignments start among the
-//                           group's assignments to e (every earlier choice
-//                           rank, then earlier chunks)
-//   kept     [G·E]        the assignments of e in group g that hold a slot
-//   earlier  [G·E]        those of the groups before g
-//   counts   [E]          the kept assignments of each expert
-//   offsets  [E + 1]      the block-aligned start of each expert's rows
-//   place    [T·k]        each assignment's slot: its chunk's start plus
-//                           the same-expert assignments before it in its
-//                           chunk; kept ones write their row
+//   choose   [T]   top-k of every token and its gates; for batch-prioritized
+//                    routing also its ranking key
+//   rank     [T]   batch-prioritized only: each token's position in its
+//                    group's ranking (the tokens ahead of it), scattered to
+//                    order[]
 //
-// Every loop is two-dimensional, (blocks of 32, lane), so that the GPU
-// pipeline's tiling gives whole warps. The results equal the sequential
-// lowering's (LowerRouting.cpp) element for element.
+// No loop carries state from one element to the next. The statistics are
+// chunked sums: partial sums in parallel, then one element. The results
+// equal the sequential lowering's (LowerRouting.cpp) element for element.
 //
 //===----------------------------------------------------------------------===//
 
@@ -115,24 +103,12 @@ SmallVector<Value> asTensors(ImplicitLocOpBuilder &b, Operation *op,
   return results;
 }
 
-Value load(ImplicitLocOpBuilder &b, Value memref, ValueRange indices) {
-  return memref::LoadOp::create(b, memref, indices);
-}
-void store(ImplicitLocOpBuilder &b, Value v, Value memref, ValueRange indices) {
-  memref::StoreOp::create(b, v, memref, indices);
-}
-Value toIndex(ImplicitLocOpBuilder &b, Value v) {
-  return arith::IndexCastOp::create(b, b.getIndexType(), v);
-}
 /// 1 (i64) when `cond` holds, else 0.
 Value one(ImplicitLocOpBuilder &b, Value cond) {
   return arith::ExtUIOp::create(b, b.getI64Type(), cond);
 }
 Value eq(ImplicitLocOpBuilder &b, Value x, Value y) {
   return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, x, y);
-}
-Value lt(ImplicitLocOpBuilder &b, Value x, Value y) {
-  return arith::CmpIOp::create(b, arith::CmpIPredicate::ult, x, y);
 }
 
 struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
@@ -146,7 +122,6 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
     int64_t tokens = op.getProbs().getType().getDimSize(0);
     int64_t numExperts = op.getProbs().getType().getDimSize(1);
     int64_t k = op.getK(), groupSize = op.getGroupSize();
-    int64_t groups = tokens / groupSize;
     int64_t rows = op.getRowToken().getType().getDimSize(0);
     int64_t block = op.getBlock();
     std::optional<int64_t> capacity = op.getCapacity();
@@ -170,7 +145,11 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
     Value rowToken = code.alloc({rows}, i32);
     Value rowGate = code.alloc({rows}, f32);
 
-    // choose: the token's k choices in order, then its gates.
+    // choose: the token's k choices in order, then its gates (and, for
+    // batch-prioritized routing, its ranking key: the unbiased score of its
+    // first choice).
+    Value keys = byProbability ? code.alloc({tokens}, f32) : Value();
+    Value rankScores = gateScores ? gateScores : probs;
     code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
       Emitter s(b.getLoc(), b);
       SmallVector<Value> chosen = s.loop(
@@ -195,6 +174,10 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
             return SmallVector<Value>{best[0], best[1],
                                       arith::AddFOp::create(b, c[2], best[2])};
           });
+      if (keys) {
+        Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
+        store(b, rankKey(b, load(b, rankScores, {t, first})), keys, {t});
+      }
       if (!normalize && gateScale == 1.0)
         return;
       forEach(b, s.index(0), s.index(k), [&](ImplicitLocOpBuilder &b, Value j) {
@@ -208,16 +191,11 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
       });
     });
 
-    // The token at ranking position p (its group's tokens by descending
-    // unbiased top-1 score for batch-prioritized routing, else p itself).
+    // The token at ranking position p: its group's tokens by descending
+    // unbiased top-1 score for batch-prioritized routing (each token's
+    // position is the number of tokens ahead of it), else p itself.
     Value order;
     if (byProbability) {
-      Value rankScores = gateScores ? gateScores : probs;
-      Value keys = code.alloc({tokens}, f32);
-      code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
-        Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
-        store(b, rankKey(b, load(b, rankScores, {t, first})), keys, {t});
-      });
       order = code.alloc({tokens}, i32);
       code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
         Value base = mul(b, div(b, t, groupSize), groupSize);
@@ -231,157 +209,13 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
               {add(b, base, toIndex(b, ahead))});
       });
     }
-    auto tokenAt = [&](ImplicitLocOpBuilder &b, Value pos) -> Value {
-      return order ? toIndex(b, load(b, order, {pos})) : pos;
-    };
-    auto expertAt = [&](ImplicitLocOpBuilder &b, Value pos, Value j) {
-      return toIndex(b, load(b, experts, {tokenAt(b, pos), j}));
-    };
 
-    // clear: rows no assignment takes.
-    code.parallel(rows, [&](ImplicitLocOpBuilder &b, Value r) {
-      Emitter s(b.getLoc(), b);
-      store(b, s.i32(-1), rowToken, {r});
-      store(b, s.f32(0), rowGate, {r});
-    });
-
-    // count and start, per (chunk c of its group g, choice rank j, expert
-    // e), flattened as (c·k + j)·E + e with c = g·nc + the chunk in g.
-    int64_t chunk = std::min(kChunk, groupSize);
-    int64_t chunksPerGroup = (groupSize + chunk - 1) / chunk;
-    int64_t cells = groups * chunksPerGroup * k * numExperts;
-    auto cellOf = [&](ImplicitLocOpBuilder &b, Value c, Value j, Value ex) {
-      return add(b, mul(b, add(b, mul(b, c, k), j), numExperts), ex);
-    };
-    // The ranking positions of global chunk c: [lo, hi).
-    auto chunkBounds = [&](ImplicitLocOpBuilder &b, Value c) {
-      Value g = div(b, c, chunksPerGroup);
-      Value lo = add(b, mul(b, g, groupSize),
-                     mul(b, rem(b, c, chunksPerGroup), chunk));
-      Value end = add(b, mul(b, g, groupSize), cst(b, groupSize));
-      Value hi = arith::MinUIOp::create(b, add(b, lo, cst(b, chunk)), end);
-      return std::make_pair(lo, hi);
-    };
-    Value count = code.alloc({cells}, i64);
-    code.parallel(cells, [&](ImplicitLocOpBuilder &b, Value cell) {
-      Value ex = rem(b, cell, numExperts);
-      Value j = rem(b, div(b, cell, numExperts), k);
-      Value c = div(b, cell, numExperts * k);
-      auto [lo, hi] = chunkBounds(b, c);
-      Value n = sumRange(b, lo, hi, b.getI64Type(),
-                         [&](ImplicitLocOpBuilder &b, Value p) {
-                           return one(b, eq(b, expertAt(b, p, j), ex));
-                         });
-      store(b, n, count, {cell});
-    });
-    Value start = code.alloc({cells}, i64);
-    code.parallel(cells, [&](ImplicitLocOpBuilder &b, Value cell) {
-      Value ex = rem(b, cell, numExperts);
-      Value j = rem(b, div(b, cell, numExperts), k);
-      Value c = div(b, cell, numExperts * k);
-      Value first = mul(b, div(b, c, chunksPerGroup), chunksPerGroup);
-      // Every chunk of the group at earlier choice ranks, then the earlier
-      // chunks at this one.
-      Value n =
-          sumRange(b, cst(b, 0), cst(b, k * chunksPerGroup), b.getI64Type(),
-                   [&](ImplicitLocOpBuilder &b, Value i) {
-                     Value jj = div(b, i, chunksPerGroup);
-                     Value cc = add(b, first, rem(b, i, chunksPerGroup));
-                     Value before = arith::OrIOp::create(
-                         b, lt(b, jj, j),
-                         arith::AndIOp::create(b, eq(b, jj, j), lt(b, cc, c)));
-                     Value n = load(b, count, {cellOf(b, cc, jj, ex)});
-                     return arith::SelectOp::create(b, before, n, code.i64(0))
-                         .getResult();
-                   });
-      store(b, n, start, {cell});
-    });
-
-    // kept, earlier, counts, offsets.
-    Value kept = code.alloc({groups * numExperts}, i64);
-    code.parallel(groups * numExperts, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value ex = rem(b, i, numExperts);
-      Value first = mul(b, div(b, i, numExperts), chunksPerGroup);
-      Value n = sumRange(b, cst(b, 0), cst(b, k * chunksPerGroup),
-                         b.getI64Type(), [&](ImplicitLocOpBuilder &b, Value i) {
-                           Value cc = add(b, first, rem(b, i, chunksPerGroup));
-                           return load(
-                               b, count,
-                               {cellOf(b, cc, div(b, i, chunksPerGroup), ex)});
-                         });
-      if (capacity)
-        n = arith::MinSIOp::create(b, n, code.i64(*capacity));
-      store(b, n, kept, {i});
-    });
-    Value earlier = code.alloc({groups * numExperts}, i64);
-    code.parallel(groups * numExperts, [&](ImplicitLocOpBuilder &b, Value i) {
-      Value ex = rem(b, i, numExperts);
-      Value n =
-          sumRange(b, cst(b, 0), div(b, i, numExperts), b.getI64Type(),
-                   [&](ImplicitLocOpBuilder &b, Value g) {
-                     return load(b, kept, {add(b, mul(b, g, numExperts), ex)});
-                   });
-      store(b, n, earlier, {i});
-    });
-    code.parallel(numExperts, [&](ImplicitLocOpBuilder &b, Value ex) {
-      Value n =
-          sumRange(b, cst(b, 0), cst(b, groups), b.getI64Type(),
-                   [&](ImplicitLocOpBuilder &b, Value g) {
-                     return load(b, kept, {add(b, mul(b, g, numExperts), ex)});
-                   });
-      store(b, n, counts, {ex});
-    });
-    code.parallel(numExperts + 1, [&](ImplicitLocOpBuilder &b, Value ex) {
-      Value n =
-          sumRange(b, cst(b, 0), ex, b.getI64Type(),
-                   [&](ImplicitLocOpBuilder &b, Value before) {
-                     Value n = load(b, counts, {before});
-                     if (block == 1)
-                       return n;
-                     Value blk = arith::ConstantIntOp::create(b, block, 64);
-                     return arith::MulIOp::create(
-                                b, arith::CeilDivUIOp::create(b, n, blk), blk)
-                         .getResult();
-                   });
-      store(b, n, offsets, {ex});
-    });
-
-    // place: assignment (p, j) at ranking position p of token t.
-    code.parallel(tokens * k, [&](ImplicitLocOpBuilder &b, Value i) {
-      Emitter s(b.getLoc(), b);
-      Value p = div(b, i, k), j = rem(b, i, k);
-      Value t = tokenAt(b, p);
-      Value ex = toIndex(b, load(b, experts, {t, j}));
-      Value g = div(b, p, groupSize);
-      Value c = add(b, mul(b, g, chunksPerGroup),
-                    div(b, rem(b, p, groupSize), chunk));
-      Value lo = chunkBounds(b, c).first;
-      Value before = sumRange(b, lo, p, b.getI64Type(),
-                              [&](ImplicitLocOpBuilder &b, Value q) {
-                                return one(b, eq(b, expertAt(b, q, j), ex));
-                              });
-      Value slot = add(b, load(b, start, {cellOf(b, c, j, ex)}), before);
-      Value isKept = capacity
-                         ? arith::CmpIOp::create(b, arith::CmpIPredicate::slt,
-                                                 slot, s.i64(*capacity))
-                               .getResult()
-                         : s.boolean(true);
-      store(b, isKept, keep, {t, j});
-      scf::IfOp::create(b, isKept, [&](OpBuilder &then, Location loc) {
-        ImplicitLocOpBuilder tb(loc, then);
-        Value row =
-            add(tb,
-                add(tb, load(tb, offsets, {ex}),
-                    load(tb, earlier, {add(tb, mul(tb, g, numExperts), ex)})),
-                slot);
-        Value at = toIndex(tb, row);
-        assertInRange(tb, at, 0, rows, rowCheck);
-        store(tb, arith::IndexCastOp::create(tb, tb.getI32Type(), t), rowToken,
-              {at});
-        store(tb, load(tb, gates, {t, j}), rowGate, {at});
-        scf::YieldOp::create(tb);
-      });
-    });
+    // Counting, prefix sums and placement: kernels that share memory
+    // within a block, built after the buffer passes.
+    PlaceRowsBuffersOp::create(
+        b, experts, gates, order, keep, counts, offsets, rowToken, rowGate,
+        groupSize, capacity ? b.getI64IntegerAttr(*capacity) : IntegerAttr(),
+        block, rowCheck.empty() ? StringAttr() : b.getStringAttr(rowCheck));
 
     rewriter.replaceOp(op, asTensors(b, op,
                                      {experts, gates, keep, counts, offsets,

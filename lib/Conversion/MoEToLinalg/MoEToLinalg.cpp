@@ -41,7 +41,7 @@ struct ConvertMoEToLinalgPass
     target.addIllegalDialect<MoEDialect>();
     // The buffer form is lowered after bufferization
     // (moe-grouped-matmul-to-gpu).
-    target.addLegalOp<GroupedMatmulBuffersOp>();
+    target.addLegalOp<GroupedMatmulBuffersOp, PlaceRowsBuffersOp>();
     if (cpuKernels)
       target.addLegalOp<GroupedMatmulOp>();
     target.markUnknownOpDynamicallyLegal([](Operation *) { return true; });

@@ -1,7 +1,8 @@
 // Round trip of the fused expert ops: moe.route_rows with and without a
 // capacity, batch-prioritized and with a block; moe.sort_by_expert with and
 // without a block, moe.grouped_matmul with gather, gate weight and activation, with
-// offsets or without, and with the scatter epilogue; moe.grouped_matmul_buffers.
+// offsets or without, and with the scatter epilogue; moe.grouped_matmul_buffers;
+// moe.place_rows_buffers with and without order, capacity, block, row check.
 // RUN: moe-opt %s | moe-opt | FileCheck %s --enable-var-scope
 
 // CHECK-LABEL: func @route_rows
@@ -69,5 +70,23 @@ func.func @grouped_buffers(%x: memref<16x32xf32, strided<[?, 1], offset: ?>>, %t
   moe.grouped_matmul_buffers %h weight(%wo) counts(%c) scatter(%t, %s) out(%y)
       : memref<32x64xf32>, memref<4x64x32xbf16>, memref<4xi64>, memref<32xi32>, memref<32xf32>,
         memref<16x32xf32>
+  return
+}
+
+// The routing step's counting half on buffers.
+// CHECK-LABEL: func @place_rows
+// CHECK: moe.place_rows_buffers experts(%{{.*}}) gates(%{{.*}}) order(%{{.*}}) keep(%{{.*}}) counts(%{{.*}}) offsets(%{{.*}}) rows(%{{.*}}, %{{.*}}) group_size = 8 capacity = 3 block = 4 row_check "bad row" : memref<16x2xi32>, memref<16x2xf32>, memref<16xi32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<48xi32>, memref<48xf32>
+// CHECK: moe.place_rows_buffers experts(%{{.*}}) gates(%{{.*}}) keep(%{{.*}}) counts(%{{.*}}) offsets(%{{.*}}) rows(%{{.*}}, %{{.*}}) group_size = 16 : memref<16x2xi32>
+func.func @place_rows(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %o: memref<16xi32>,
+                      %k: memref<16x2xi1>, %c: memref<4xi64>, %off: memref<5xi64>,
+                      %t: memref<48xi32>, %w: memref<48xf32>) {
+  moe.place_rows_buffers experts(%e) gates(%g) order(%o) keep(%k) counts(%c) offsets(%off)
+      rows(%t, %w) group_size = 8 capacity = 3 block = 4 row_check "bad row"
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16xi32>, memref<16x2xi1>, memref<4xi64>,
+        memref<5xi64>, memref<48xi32>, memref<48xf32>
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%off)
+      rows(%t, %w) group_size = 16
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>,
+        memref<5xi64>, memref<48xi32>, memref<48xf32>
   return
 }

@@ -1,5 +1,5 @@
-// Invalid moe.route_rows / moe.sort_by_expert / moe.grouped_matmul: every rule of their
-// verifiers.
+// Invalid moe.route_rows / moe.sort_by_expert / moe.grouped_matmul / moe.place_rows_buffers:
+// every rule of their verifiers.
 // RUN: moe-opt %s -split-input-file -verify-diagnostics
 
 func.func @route_rows_k(%p: tensor<16x4xf32>) {
@@ -236,5 +236,86 @@ func.func @gmm_buffers_out_f16(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, 
   // expected-error @+1 {{'moe.grouped_matmul_buffers' op output must be f32 or the weights' type, got 'f16'}}
   moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%h)
       : memref<16x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16x64xf16>
+  return
+}
+
+// -----
+
+func.func @place_rows_group(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'group_size' (6) must divide the number of tokens (16)}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 6
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_capacity(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'capacity' must be positive, got 0}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8 capacity = 0
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_block(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'block' must be positive, got 0}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8 block = 0
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_gates(%e: memref<16x2xi32>, %g: memref<16x3xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'gates' must have shape [16, 2] (T, k, as 'experts'), got [16, 3]}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<16x2xi32>, memref<16x3xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_keep(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<8x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'keep' must have shape [16, 2] (T, k, as 'experts'), got [8, 2]}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<16x2xi32>, memref<16x2xf32>, memref<8x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_order(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %r: memref<15xi32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'order' must have shape [16] (T), got [15]}}
+  moe.place_rows_buffers experts(%e) gates(%g) order(%r) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<16x2xi32>, memref<16x2xf32>, memref<15xi32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_offsets(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<4xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'offsets' must have shape [5] (E + 1), got [4]}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<4xi64>, memref<32xi32>, memref<32xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_row_gate(%e: memref<16x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<16xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op 'row_gate' must have shape [32] (R, as 'row_token'), got [16]}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<16x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<16xf32>
+  return
+}
+
+// -----
+
+func.func @place_rows_dynamic(%e: memref<?x2xi32>, %g: memref<16x2xf32>, %k: memref<16x2xi1>, %c: memref<4xi64>, %o: memref<5xi64>, %t: memref<32xi32>, %w: memref<32xf32>) {
+  // expected-error @+1 {{'moe.place_rows_buffers' op needs static shapes, got 'memref<?x2xi32>'}}
+  moe.place_rows_buffers experts(%e) gates(%g) keep(%k) counts(%c) offsets(%o) rows(%t, %w) group_size = 8
+      : memref<?x2xi32>, memref<16x2xf32>, memref<16x2xi1>, memref<4xi64>, memref<5xi64>, memref<32xi32>, memref<32xf32>
   return
 }
