@@ -118,3 +118,44 @@ func.func @dispatch(%x: tensor<16x8xf32>, %e: tensor<16x2xi32>, %s: tensor<16x2x
   %b = moe.dispatch %x, %e, %s, %k : tensor<16x8xf32>, tensor<16x2xi32>, tensor<16x2xi32>, tensor<16x2xi1> -> tensor<4x6x8xf32>
   return %b : tensor<4x6x8xf32>
 }
+
+// moe.route: the logits as one contraction reading the router as [E, D]
+// (no transposed copy), then one element per token (40 = 2 blocks of 32)
+// for its max, Σ exp, probabilities and log-sum-exp.
+// CHECK-LABEL: func.func @router(
+// CHECK-NOT: linalg.transpose
+// CHECK: linalg.generic {{.*}} iterator_types = ["parallel", "parallel", "reduction"]} ins(%{{.*}}, %{{.*}} : tensor<40x16xbf16>, tensor<4x16xbf16>)
+// CHECK: arith.extf
+// CHECK: %[[P:.*]] = memref.alloc() : memref<40x4xf32>
+// CHECK: %[[LSE:.*]] = memref.alloc() : memref<40xf32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c2, %c32)
+// CHECK: arith.maximumf
+// CHECK: math.exp
+// CHECK: arith.divf
+// CHECK: memref.store {{.*}}, %[[P]]
+// CHECK: math.log
+// CHECK: memref.store {{.*}}, %[[LSE]]
+// CHECK-NOT: scf.parallel
+// CHECK: return
+// SEQ-LABEL: func.func @router(
+// SEQ: linalg.transpose
+// SEQ-NOT: scf.parallel
+// SEQ: return
+func.func @router(%x: tensor<40x16xbf16>, %r: tensor<4x16xbf16>) -> (tensor<40x4xf32>, tensor<40x4xf32>, tensor<40xf32>) {
+  %l, %p, %lse = moe.route %x, %r : tensor<40x16xbf16>, tensor<4x16xbf16>
+  return %l, %p, %lse : tensor<40x4xf32>, tensor<40x4xf32>, tensor<40xf32>
+}
+
+// Sigmoid scores: the same loop, σ(l) stored.
+// CHECK-LABEL: func.func @sigmoid_router(
+// CHECK: scf.parallel
+// CHECK: arith.negf
+// CHECK: math.exp
+// CHECK: arith.divf %cst
+// CHECK: math.log
+// CHECK-NOT: scf.parallel
+// CHECK: return
+func.func @sigmoid_router(%x: tensor<40x16xf32>, %r: tensor<4x16xf32>) -> (tensor<40x4xf32>, tensor<40x4xf32>, tensor<40xf32>) {
+  %l, %p, %lse = moe.route %x, %r score_function sigmoid : tensor<40x16xf32>, tensor<4x16xf32>
+  return %l, %p, %lse : tensor<40x4xf32>, tensor<40x4xf32>, tensor<40xf32>
+}

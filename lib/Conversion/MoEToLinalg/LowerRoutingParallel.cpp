@@ -265,6 +265,94 @@ Value scaled(ImplicitLocOpBuilder &b, Value total, double factor) {
                                  arith::MulFOp::create(b, total, f));
 }
 
+/// moe.route: the router logits as one contraction that reads the router
+/// as it is ([E, D]: no transposed copy), then one element per token that
+/// computes its row's max, Σ exp, probabilities (softmax, or the sigmoid
+/// scores) and log-sum-exp: one kernel where the linalg form takes a fill,
+/// two reductions and three maps. Same operations in the same order as the
+/// linalg form (max, then the sum of exp(l - max) over the experts in
+/// order), so the same numbers.
+struct LowerRouteParallel : OpConversionPattern<RouteOp> {
+  using OpConversionPattern::OpConversionPattern;
+
+  LogicalResult
+  matchAndRewrite(RouteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    Type f32 = b.getF32Type();
+    int64_t tokens = op.getInput().getType().getDimSize(0);
+    int64_t experts = op.getRouter().getType().getDimSize(0);
+    // logits[t, e] = Σ_d x[t, d] · router[e, d] in f32 (dims t, e, d).
+    MLIRContext *context = b.getContext();
+    auto map = [&](unsigned i, unsigned j) {
+      return AffineMap::get(
+          3, 0, {getAffineDimExpr(i, context), getAffineDimExpr(j, context)},
+          context);
+    };
+    Value logits =
+        e.generic({adaptor.getInput(), adaptor.getRouter()},
+                  e.filled({tokens, experts}, e.f32(0)),
+                  {map(0, 2), map(1, 2), map(0, 1)},
+                  {utils::IteratorType::parallel, utils::IteratorType::parallel,
+                   utils::IteratorType::reduction},
+                  [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+                    Emitter s(ib.getLoc(), ib);
+                    Value x = s.castFloat(args[0], f32);
+                    Value w = s.castFloat(args[1], f32);
+                    return arith::AddFOp::create(
+                        ib, args[2], arith::MulFOp::create(ib, x, w));
+                  });
+    bool sigmoidScores = op.getScoreFunction() == ScoreFunction::Sigmoid;
+    Value rowsIn = readOnlyBuffer(b, logits);
+    BufferCode code(b);
+    Value probs = code.alloc({tokens, experts}, f32);
+    Value lse = code.alloc({tokens}, f32);
+    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+      Emitter s(b.getLoc(), b);
+      auto logit = [&](ImplicitLocOpBuilder &b, Value ex) {
+        return load(b, rowsIn, {t, ex});
+      };
+      Value max =
+          s.loop(experts, {s.f32(-std::numeric_limits<float>::infinity())},
+                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                   return SmallVector<Value>{
+                       arith::MaximumFOp::create(b, logit(b, ex), acc[0])};
+                 })[0];
+      auto expOf = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
+        return math::ExpOp::create(b,
+                                   arith::SubFOp::create(b, logit(b, ex), max));
+      };
+      Value sum =
+          s.loop(experts, {s.f32(0)},
+                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                   return SmallVector<Value>{
+                       arith::AddFOp::create(b, expOf(b, ex), acc[0])};
+                 })[0];
+      forEach(
+          b, s.index(0), s.index(experts),
+          [&](ImplicitLocOpBuilder &b, Value ex) {
+            Value p =
+                sigmoidScores
+                    ? sigmoid(b, logit(b, ex))
+                    : arith::DivFOp::create(b, expOf(b, ex), sum).getResult();
+            store(b, p, probs, {t, ex});
+          });
+      store(b, arith::AddFOp::create(b, max, math::LogOp::create(b, sum)), lse,
+            {t});
+    });
+    rewriter.replaceOp(
+        op, {logits,
+             bufferization::ToTensorOp::create(b, op.getProbs().getType(),
+                                               probs, /*restrict=*/true,
+                                               /*writable=*/true),
+             bufferization::ToTensorOp::create(b, op.getLse().getType(), lse,
+                                               /*restrict=*/true,
+                                               /*writable=*/true)});
+    return success();
+  }
+};
+
 struct LowerRouterZLossParallel : OpConversionPattern<RouterZLossOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -674,9 +762,10 @@ void mlir::moe::lowering::populateParallelRoutingPatterns(
     RewritePatternSet &patterns, bool checks) {
   patterns.add<LowerRouteRowsParallel, LowerExpertChoiceParallel>(
       patterns.getContext(), checks);
-  // Ahead of the elementwise lowering, which takes the unmasked form.
-  patterns.add<LowerChoiceScoresParallel>(patterns.getContext(),
-                                          /*benefit=*/2);
+  // Ahead of the elementwise lowering, which takes the unmasked form, and
+  // of the linalg form of moe.route.
+  patterns.add<LowerChoiceScoresParallel, LowerRouteParallel>(
+      patterns.getContext(), /*benefit=*/2);
   // Ahead of the sequential dispatch of LowerExperts.cpp.
   patterns.add<LowerDispatchParallel>(patterns.getContext(), checks,
                                       /*benefit=*/2);
