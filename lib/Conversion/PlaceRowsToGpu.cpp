@@ -197,9 +197,15 @@ private:
   Value tokenAt(ImplicitLocOpBuilder &b, Value pos) {
     return op.getOrder() ? toIndex(b, load(b, op.getOrder(), {pos})) : pos;
   }
-  /// Count cell (global chunk c, choice rank j, expert e).
+  /// Count cell (global chunk c of group g, choice rank j, expert e): the
+  /// cells of one (g, e) are contiguous, in the order the place kernel
+  /// scans them (rank, then chunk), so that its thread for (g, e) reads
+  /// consecutive words.
   Value cellOf(ImplicitLocOpBuilder &b, Value c, Value j, Value ex) {
-    return add(b, mul(b, add(b, mul(b, c, k), j), numExperts), ex);
+    Value g = div(b, c, chunksPerGroup);
+    Value groupExpert = add(b, mul(b, g, numExperts), ex);
+    Value rank = add(b, mul(b, groupExpert, k), j);
+    return add(b, mul(b, rank, chunksPerGroup), rem(b, c, chunksPerGroup));
   }
   /// The first ranking position of global chunk c and its length.
   std::pair<Value, Value> chunkBounds(ImplicitLocOpBuilder &b, Value c) {
@@ -225,10 +231,10 @@ private:
                            {add(b, mul(b, j, chunk), tid)});
                    });
          });
-    Value cells = mul(b, c, k * numExperts);
     strided(b, tid, k * numExperts, cst(b, chunk),
             [&](ImplicitLocOpBuilder &b, Value i) {
-              store(b, i64(b, 0), count, {add(b, cells, i)});
+              Value cell = cellOf(b, c, rem(b, i, k), div(b, i, k));
+              store(b, i64(b, 0), count, {cell});
             });
     int64_t threads = groups * chunksPerGroup * chunk;
     strided(b, add(b, mul(b, c, chunk), tid), rows, cst(b, threads),
@@ -290,14 +296,12 @@ private:
     strided(b, tid, groups * numExperts, cst(b, kPlaceThreads),
             [&](ImplicitLocOpBuilder &b, Value i) {
               Emitter s(b.getLoc(), b);
-              Value ex = rem(b, i, numExperts);
-              Value first = mul(b, div(b, i, numExperts), chunksPerGroup);
+              // The (g, e) cells: i · k · nc + (rank · nc + chunk).
+              Value first = mul(b, i, k * chunksPerGroup);
               Value total =
                   s.loop(k * chunksPerGroup, {s.i64(0)},
                          [&](ImplicitLocOpBuilder &b, Value n, ValueRange run) {
-                           Value cell = cellOf(
-                               b, add(b, first, rem(b, n, chunksPerGroup)),
-                               div(b, n, chunksPerGroup), ex);
+                           Value cell = add(b, first, n);
                            store(b, run[0], start, {cell});
                            return SmallVector<Value>{arith::AddIOp::create(
                                b, run[0], load(b, count, {cell}))};
