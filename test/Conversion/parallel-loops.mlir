@@ -159,3 +159,31 @@ func.func @sigmoid_router(%x: tensor<40x16xf32>, %r: tensor<4x16xf32>) -> (tenso
   %l, %p, %lse = moe.route %x, %r score_function sigmoid : tensor<40x16xf32>, tensor<4x16xf32>
   return %l, %p, %lse : tensor<40x4xf32>, tensor<40x4xf32>, tensor<40xf32>
 }
+
+// moe.route feeding moe.route_rows (no gate_scores): the scores of each token
+// computed in its element of the choice loop (40 = 2 blocks of 32), so that
+// scores and top-k are one kernel; the probabilities and log-sum-exp are still
+// stored for the statistics, which read them.
+// CHECK-LABEL: func.func @route_and_choose(
+// CHECK: %[[P:.*]] = memref.alloc() : memref<40x4xf32>
+// CHECK: %[[LSE:.*]] = memref.alloc() : memref<40xf32>
+// CHECK: %[[E:.*]] = memref.alloc() : memref<40x2xi32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c2, %c32)
+// CHECK: arith.maximumf
+// CHECK: memref.store {{.*}}, %[[P]]
+// CHECK: memref.store {{.*}}, %[[LSE]]
+// The choice reads the row its element has just stored.
+// CHECK: scf.for
+// CHECK: memref.load %[[P]]
+// CHECK: memref.store {{.*}}, %[[E]]
+// CHECK-NOT: scf.parallel
+// CHECK: moe.place_rows_buffers experts(%[[E]])
+// CHECK: scf.parallel
+// CHECK: return
+func.func @route_and_choose(%x: tensor<40x16xf32>, %r: tensor<4x16xf32>) -> (tensor<40x2xi32>, tensor<80xi32>, tensor<f32>, tensor<f32>) {
+  %l, %p, %lse = moe.route %x, %r : tensor<40x16xf32>, tensor<4x16xf32>
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate = moe.route_rows %p k = 2 normalize group_size = 40 capacity = 30 priority = position : tensor<40x4xf32>
+  %lb = moe.load_balance_loss %p, %experts group_size = 40 : tensor<40x4xf32>, tensor<40x2xi32>
+  %z = moe.router_z_loss %lse : tensor<40xf32>
+  return %experts, %row_token, %lb, %z : tensor<40x2xi32>, tensor<80xi32>, tensor<f32>, tensor<f32>
+}

@@ -111,6 +111,117 @@ Value eq(ImplicitLocOpBuilder &b, Value x, Value y) {
   return arith::CmpIOp::create(b, arith::CmpIPredicate::eq, x, y);
 }
 
+/// What a token's element of the choice loop does before choosing (the
+/// scores of its row, when the choice reads the router's probabilities
+/// fused into its kernel), or null.
+using RowPrologue = llvm::function_ref<void(ImplicitLocOpBuilder &, Value)>;
+
+/// moe.route_rows over buffers: `probs` and `gateScores` (or null) are the
+/// buffers it reads, `prologue` (or null) runs first in the choice loop's
+/// element of each token. Returns the op's results as tensors.
+SmallVector<Value> lowerRouteRows(ImplicitLocOpBuilder &b, RouteRowsOp op,
+                                  Value probs, Value gateScores, bool checks,
+                                  RowPrologue prologue) {
+  BufferCode code(b);
+  int64_t tokens = op.getProbs().getType().getDimSize(0);
+  int64_t numExperts = op.getProbs().getType().getDimSize(1);
+  int64_t k = op.getK(), groupSize = op.getGroupSize();
+  int64_t rows = op.getRowToken().getType().getDimSize(0);
+  int64_t block = op.getBlock();
+  std::optional<int64_t> capacity = op.getCapacity();
+  bool byProbability = op.getPriority() == Priority::BatchPrioritized;
+  bool normalize = op.getNormalize();
+  double gateScale = op.getGateScale().convertToDouble();
+  std::string expertCheck = checkMessage(
+      checks, op, "chose an expert outside [0, " + Twine(numExperts) + ")");
+  std::string rowCheck = checkMessage(
+      checks, op, "placed an assignment outside rows [0, " + Twine(rows) + ")");
+
+  Type i32 = b.getI32Type(), i64 = b.getI64Type(), f32 = b.getF32Type();
+  Value experts = code.alloc({tokens, k}, i32);
+  Value gates = code.alloc({tokens, k}, f32);
+  Value keep = code.alloc({tokens, k}, b.getI1Type());
+  Value counts = code.alloc({numExperts}, i64);
+  Value offsets = code.alloc({numExperts + 1}, i64);
+  Value rowToken = code.alloc({rows}, i32);
+  Value rowGate = code.alloc({rows}, f32);
+
+  // choose: the token's k choices in order, then its gates (and, for
+  // batch-prioritized routing, its ranking key: the unbiased score of its
+  // first choice).
+  Value keys = byProbability ? code.alloc({tokens}, f32) : Value();
+  Value rankScores = gateScores ? gateScores : probs;
+  code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+    if (prologue)
+      prologue(b, t);
+    Emitter s(b.getLoc(), b);
+    SmallVector<Value> chosen = s.loop(
+        k,
+        {s.f32(std::numeric_limits<float>::infinity()), s.index(-1), s.f32(0)},
+        [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
+          Emitter s(b.getLoc(), b);
+          SmallVector<Value> best =
+              nextInOrder(b, numExperts, c[0], c[1],
+                          [&](ImplicitLocOpBuilder &b, Value ex) {
+                            return std::make_pair(ex, load(b, probs, {t, ex}));
+                          });
+          if (gateScores)
+            best[2] = load(b, gateScores,
+                           {t, arith::MaxSIOp::create(b, best[1], s.index(0))});
+          assertInRange(b, best[1], 0, numExperts, expertCheck);
+          store(b, arith::IndexCastOp::create(b, b.getI32Type(), best[1]),
+                experts, {t, j});
+          store(b, best[2], gates, {t, j});
+          return SmallVector<Value>{best[0], best[1],
+                                    arith::AddFOp::create(b, c[2], best[2])};
+        });
+    if (keys) {
+      Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
+      store(b, rankKey(b, load(b, rankScores, {t, first})), keys, {t});
+    }
+    if (!normalize && gateScale == 1.0)
+      return;
+    forEach(b, s.index(0), s.index(k), [&](ImplicitLocOpBuilder &b, Value j) {
+      Emitter s(b.getLoc(), b);
+      Value v = load(b, gates, {t, j});
+      if (normalize)
+        v = arith::DivFOp::create(b, v, chosen[2]);
+      if (gateScale != 1.0)
+        v = arith::MulFOp::create(b, v, s.f32(float(gateScale)));
+      store(b, v, gates, {t, j});
+    });
+  });
+
+  // The token at ranking position p: its group's tokens by descending
+  // unbiased top-1 score for batch-prioritized routing (each token's
+  // position is the number of tokens ahead of it), else p itself.
+  Value order;
+  if (byProbability) {
+    order = code.alloc({tokens}, i32);
+    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
+      Value base = mul(b, div(b, t, groupSize), groupSize);
+      Value mine = load(b, keys, {t});
+      Value ahead = sumRange(
+          b, base, add(b, base, cst(b, groupSize)), b.getI64Type(),
+          [&](ImplicitLocOpBuilder &b, Value u) {
+            return one(b, comesBefore(b, load(b, keys, {u}), u, mine, t));
+          });
+      store(b, arith::IndexCastOp::create(b, b.getI32Type(), t), order,
+            {add(b, base, toIndex(b, ahead))});
+    });
+  }
+
+  // Counting, prefix sums and placement: kernels that share memory
+  // within a block, built after the buffer passes.
+  PlaceRowsBuffersOp::create(
+      b, experts, gates, order, keep, counts, offsets, rowToken, rowGate,
+      groupSize, capacity ? b.getI64IntegerAttr(*capacity) : IntegerAttr(),
+      block, rowCheck.empty() ? StringAttr() : b.getStringAttr(rowCheck));
+
+  return asTensors(b, op,
+                   {experts, gates, keep, counts, offsets, rowToken, rowGate});
+}
+
 struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
   using CheckedPattern::CheckedPattern;
 
@@ -118,108 +229,10 @@ struct LowerRouteRowsParallel : CheckedPattern<RouteRowsOp> {
   matchAndRewrite(RouteRowsOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
-    BufferCode code(b);
-    int64_t tokens = op.getProbs().getType().getDimSize(0);
-    int64_t numExperts = op.getProbs().getType().getDimSize(1);
-    int64_t k = op.getK(), groupSize = op.getGroupSize();
-    int64_t rows = op.getRowToken().getType().getDimSize(0);
-    int64_t block = op.getBlock();
-    std::optional<int64_t> capacity = op.getCapacity();
-    bool byProbability = op.getPriority() == Priority::BatchPrioritized;
-    bool normalize = op.getNormalize();
-    double gateScale = op.getGateScale().convertToDouble();
-    std::string expertCheck = checkMessage(
-        checks, op, "chose an expert outside [0, " + Twine(numExperts) + ")");
-    std::string rowCheck = checkMessage(
-        checks, op,
-        "placed an assignment outside rows [0, " + Twine(rows) + ")");
-
     Value probs = readOnlyBuffer(b, adaptor.getProbs());
     Value gateScores = readOnlyBuffer(b, adaptor.getGateScores());
-    Type i32 = b.getI32Type(), i64 = b.getI64Type(), f32 = b.getF32Type();
-    Value experts = code.alloc({tokens, k}, i32);
-    Value gates = code.alloc({tokens, k}, f32);
-    Value keep = code.alloc({tokens, k}, b.getI1Type());
-    Value counts = code.alloc({numExperts}, i64);
-    Value offsets = code.alloc({numExperts + 1}, i64);
-    Value rowToken = code.alloc({rows}, i32);
-    Value rowGate = code.alloc({rows}, f32);
-
-    // choose: the token's k choices in order, then its gates (and, for
-    // batch-prioritized routing, its ranking key: the unbiased score of its
-    // first choice).
-    Value keys = byProbability ? code.alloc({tokens}, f32) : Value();
-    Value rankScores = gateScores ? gateScores : probs;
-    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
-      Emitter s(b.getLoc(), b);
-      SmallVector<Value> chosen = s.loop(
-          k,
-          {s.f32(std::numeric_limits<float>::infinity()), s.index(-1),
-           s.f32(0)},
-          [&](ImplicitLocOpBuilder &b, Value j, ValueRange c) {
-            Emitter s(b.getLoc(), b);
-            SmallVector<Value> best = nextInOrder(
-                b, numExperts, c[0], c[1],
-                [&](ImplicitLocOpBuilder &b, Value ex) {
-                  return std::make_pair(ex, load(b, probs, {t, ex}));
-                });
-            if (gateScores)
-              best[2] =
-                  load(b, gateScores,
-                       {t, arith::MaxSIOp::create(b, best[1], s.index(0))});
-            assertInRange(b, best[1], 0, numExperts, expertCheck);
-            store(b, arith::IndexCastOp::create(b, b.getI32Type(), best[1]),
-                  experts, {t, j});
-            store(b, best[2], gates, {t, j});
-            return SmallVector<Value>{best[0], best[1],
-                                      arith::AddFOp::create(b, c[2], best[2])};
-          });
-      if (keys) {
-        Value first = toIndex(b, load(b, experts, {t, cst(b, 0)}));
-        store(b, rankKey(b, load(b, rankScores, {t, first})), keys, {t});
-      }
-      if (!normalize && gateScale == 1.0)
-        return;
-      forEach(b, s.index(0), s.index(k), [&](ImplicitLocOpBuilder &b, Value j) {
-        Emitter s(b.getLoc(), b);
-        Value v = load(b, gates, {t, j});
-        if (normalize)
-          v = arith::DivFOp::create(b, v, chosen[2]);
-        if (gateScale != 1.0)
-          v = arith::MulFOp::create(b, v, s.f32(float(gateScale)));
-        store(b, v, gates, {t, j});
-      });
-    });
-
-    // The token at ranking position p: its group's tokens by descending
-    // unbiased top-1 score for batch-prioritized routing (each token's
-    // position is the number of tokens ahead of it), else p itself.
-    Value order;
-    if (byProbability) {
-      order = code.alloc({tokens}, i32);
-      code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
-        Value base = mul(b, div(b, t, groupSize), groupSize);
-        Value mine = load(b, keys, {t});
-        Value ahead = sumRange(
-            b, base, add(b, base, cst(b, groupSize)), b.getI64Type(),
-            [&](ImplicitLocOpBuilder &b, Value u) {
-              return one(b, comesBefore(b, load(b, keys, {u}), u, mine, t));
-            });
-        store(b, arith::IndexCastOp::create(b, b.getI32Type(), t), order,
-              {add(b, base, toIndex(b, ahead))});
-      });
-    }
-
-    // Counting, prefix sums and placement: kernels that share memory
-    // within a block, built after the buffer passes.
-    PlaceRowsBuffersOp::create(
-        b, experts, gates, order, keep, counts, offsets, rowToken, rowGate,
-        groupSize, capacity ? b.getI64IntegerAttr(*capacity) : IntegerAttr(),
-        block, rowCheck.empty() ? StringAttr() : b.getStringAttr(rowCheck));
-
-    rewriter.replaceOp(op, asTensors(b, op,
-                                     {experts, gates, keep, counts, offsets,
-                                      rowToken, rowGate}));
+    rewriter.replaceOp(op, lowerRouteRows(b, op, probs, gateScores, checks,
+                                          /*prologue=*/nullptr));
     return success();
   }
 };
@@ -265,13 +278,109 @@ Value scaled(ImplicitLocOpBuilder &b, Value total, double factor) {
                                  arith::MulFOp::create(b, total, f));
 }
 
-/// moe.route: the router logits as one contraction that reads the router
-/// as it is ([E, D]: no transposed copy), then one element per token that
-/// computes its row's max, Σ exp, probabilities (softmax, or the sigmoid
-/// scores) and log-sum-exp: one kernel where the linalg form takes a fill,
-/// two reductions and three maps. Same operations in the same order as the
-/// linalg form (max, then the sum of exp(l - max) over the experts in
-/// order), so the same numbers.
+/// The router logits, logits[t, e] = Σ_d x[t, d] · router[e, d] in f32, as
+/// one contraction that reads the router as it is ([E, D]: no transposed
+/// copy).
+Value routerLogits(Emitter &e, RouteOp op, Value input, Value router) {
+  ImplicitLocOpBuilder &b = e.builder();
+  Type f32 = b.getF32Type();
+  int64_t tokens = op.getInput().getType().getDimSize(0);
+  int64_t experts = op.getRouter().getType().getDimSize(0);
+  MLIRContext *context = b.getContext();
+  // Dims (t, e, d).
+  auto map = [&](unsigned i, unsigned j) {
+    return AffineMap::get(
+        3, 0, {getAffineDimExpr(i, context), getAffineDimExpr(j, context)},
+        context);
+  };
+  return e.generic(
+      {input, router}, e.filled({tokens, experts}, e.f32(0)),
+      {map(0, 2), map(1, 2), map(0, 1)},
+      {utils::IteratorType::parallel, utils::IteratorType::parallel,
+       utils::IteratorType::reduction},
+      [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
+        Emitter s(ib.getLoc(), ib);
+        Value x = s.castFloat(args[0], f32);
+        Value w = s.castFloat(args[1], f32);
+        return arith::AddFOp::create(ib, args[2],
+                                     arith::MulFOp::create(ib, x, w));
+      });
+}
+
+/// The scores of token t from its row of `logits` [T, E]: its max, Σ exp,
+/// probabilities (softmax, or the sigmoid scores) into `probs` and
+/// log-sum-exp into `lse`. The same operations in the same order as the
+/// linalg form of moe.route (max, then the sum of exp(l - max) over the
+/// experts in order), so the same numbers.
+void scoreRow(ImplicitLocOpBuilder &b, Value t, Value logits, Value probs,
+              Value lse, int64_t experts, bool sigmoidScores) {
+  Emitter s(b.getLoc(), b);
+  auto logit = [&](ImplicitLocOpBuilder &b, Value ex) {
+    return load(b, logits, {t, ex});
+  };
+  Value max = s.loop(experts, {s.f32(-std::numeric_limits<float>::infinity())},
+                     [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                       return SmallVector<Value>{
+                           arith::MaximumFOp::create(b, logit(b, ex), acc[0])};
+                     })[0];
+  auto expOf = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
+    return math::ExpOp::create(b, arith::SubFOp::create(b, logit(b, ex), max));
+  };
+  Value sum = s.loop(experts, {s.f32(0)},
+                     [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
+                       return SmallVector<Value>{
+                           arith::AddFOp::create(b, expOf(b, ex), acc[0])};
+                     })[0];
+  forEach(
+      b, s.index(0), s.index(experts), [&](ImplicitLocOpBuilder &b, Value ex) {
+        Value p = sigmoidScores
+                      ? sigmoid(b, logit(b, ex))
+                      : arith::DivFOp::create(b, expOf(b, ex), sum).getResult();
+        store(b, p, probs, {t, ex});
+      });
+  store(b, arith::AddFOp::create(b, max, math::LogOp::create(b, sum)), lse,
+        {t});
+}
+
+/// The logits, then the probability and log-sum-exp buffers of moe.route,
+/// whose rows `scoreRows` fills (one loop element per token).
+struct RouterBuffers {
+  Value logits, logitsBuffer, probs, lse;
+
+  RouterBuffers(Emitter &e, RouteOp op, Value input, Value router) {
+    ImplicitLocOpBuilder &b = e.builder();
+    int64_t tokens = op.getInput().getType().getDimSize(0);
+    int64_t experts = op.getRouter().getType().getDimSize(0);
+    logits = routerLogits(e, op, input, router);
+    logitsBuffer = readOnlyBuffer(b, logits);
+    BufferCode code(b);
+    probs = code.alloc({tokens, experts}, b.getF32Type());
+    lse = code.alloc({tokens}, b.getF32Type());
+    sigmoidScores = op.getScoreFunction() == ScoreFunction::Sigmoid;
+    numExperts = experts;
+  }
+  void scoreRows(ImplicitLocOpBuilder &b, Value t) const {
+    scoreRow(b, t, logitsBuffer, probs, lse, numExperts, sigmoidScores);
+  }
+  /// moe.route's results.
+  SmallVector<Value> results(ImplicitLocOpBuilder &b, RouteOp op) const {
+    return {logits,
+            bufferization::ToTensorOp::create(b, op.getProbs().getType(), probs,
+                                              /*restrict=*/true,
+                                              /*writable=*/true),
+            bufferization::ToTensorOp::create(b, op.getLse().getType(), lse,
+                                              /*restrict=*/true,
+                                              /*writable=*/true)};
+  }
+
+private:
+  bool sigmoidScores;
+  int64_t numExperts;
+};
+
+/// moe.route: the logits' contraction, then one element per token for its
+/// scores (one kernel where the linalg form takes a fill, two reductions
+/// and three maps).
 struct LowerRouteParallel : OpConversionPattern<RouteOp> {
   using OpConversionPattern::OpConversionPattern;
 
@@ -280,75 +389,51 @@ struct LowerRouteParallel : OpConversionPattern<RouteOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Emitter e(op.getLoc(), rewriter);
     ImplicitLocOpBuilder &b = e.builder();
-    Type f32 = b.getF32Type();
-    int64_t tokens = op.getInput().getType().getDimSize(0);
-    int64_t experts = op.getRouter().getType().getDimSize(0);
-    // logits[t, e] = Σ_d x[t, d] · router[e, d] in f32 (dims t, e, d).
-    MLIRContext *context = b.getContext();
-    auto map = [&](unsigned i, unsigned j) {
-      return AffineMap::get(
-          3, 0, {getAffineDimExpr(i, context), getAffineDimExpr(j, context)},
-          context);
-    };
-    Value logits =
-        e.generic({adaptor.getInput(), adaptor.getRouter()},
-                  e.filled({tokens, experts}, e.f32(0)),
-                  {map(0, 2), map(1, 2), map(0, 1)},
-                  {utils::IteratorType::parallel, utils::IteratorType::parallel,
-                   utils::IteratorType::reduction},
-                  [&](ImplicitLocOpBuilder &ib, ValueRange args) -> Value {
-                    Emitter s(ib.getLoc(), ib);
-                    Value x = s.castFloat(args[0], f32);
-                    Value w = s.castFloat(args[1], f32);
-                    return arith::AddFOp::create(
-                        ib, args[2], arith::MulFOp::create(ib, x, w));
-                  });
-    bool sigmoidScores = op.getScoreFunction() == ScoreFunction::Sigmoid;
-    Value rowsIn = readOnlyBuffer(b, logits);
-    BufferCode code(b);
-    Value probs = code.alloc({tokens, experts}, f32);
-    Value lse = code.alloc({tokens}, f32);
-    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
-      Emitter s(b.getLoc(), b);
-      auto logit = [&](ImplicitLocOpBuilder &b, Value ex) {
-        return load(b, rowsIn, {t, ex});
-      };
-      Value max =
-          s.loop(experts, {s.f32(-std::numeric_limits<float>::infinity())},
-                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
-                   return SmallVector<Value>{
-                       arith::MaximumFOp::create(b, logit(b, ex), acc[0])};
-                 })[0];
-      auto expOf = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
-        return math::ExpOp::create(b,
-                                   arith::SubFOp::create(b, logit(b, ex), max));
-      };
-      Value sum =
-          s.loop(experts, {s.f32(0)},
-                 [&](ImplicitLocOpBuilder &b, Value ex, ValueRange acc) {
-                   return SmallVector<Value>{
-                       arith::AddFOp::create(b, expOf(b, ex), acc[0])};
-                 })[0];
-      forEach(
-          b, s.index(0), s.index(experts),
-          [&](ImplicitLocOpBuilder &b, Value ex) {
-            Value p =
-                sigmoidScores
-                    ? sigmoid(b, logit(b, ex))
-                    : arith::DivFOp::create(b, expOf(b, ex), sum).getResult();
-            store(b, p, probs, {t, ex});
-          });
-      store(b, arith::AddFOp::create(b, max, math::LogOp::create(b, sum)), lse,
-            {t});
-    });
-    rewriter.replaceOp(
-        op, {logits,
-             bufferization::ToTensorOp::create(b, op.getProbs().getType(),
-                                               probs, /*restrict=*/true,
-                                               /*writable=*/true),
-             bufferization::ToTensorOp::create(b, op.getLse().getType(), lse,
-                                               /*restrict=*/true,
-                                               /*writable=*/true)});
+    RouterBuffers router(e, op, adaptor.getInput(), adaptor.getRouter());
+    parallelFor(
+        b, op.getInput().getType().getDimSize(0),
+        [&](ImplicitLocOpBuilder &b, Value t) { router.scoreRows(b, t); });
+    rewriter.replaceOp(op, router.results(b, op));
+    return success();
+  }
+};
+
+/// moe.route whose probabilities a moe.route_rows chooses from (no
+/// gate_scores: it reads nothing else): both at once, each token's scores
+/// computed in its element of the choice loop, so that the scores and the
+/// top-k are one kernel. The probabilities and log-sum-exp are still
+/// stored for the statistics.
+struct LowerRouteWithChoiceParallel : CheckedPattern<RouteOp> {
+  using CheckedPattern::CheckedPattern;
+
+  static RouteRowsOp choiceOf(RouteOp op) {
+    RouteRowsOp choice;
+    for (Operation *user : op.getProbs().getUsers())
+      if (auto rows = dyn_cast<RouteRowsOp>(user);
+          rows && rows.getProbs() == op.getProbs() && !rows.getGateScores()) {
+        if (choice)
+          return RouteRowsOp();
+        choice = rows;
+      }
+    return choice;
+  }
+
+  LogicalResult
+  matchAndRewrite(RouteOp op, OpAdaptor adaptor,
+                  ConversionPatternRewriter &rewriter) const override {
+    RouteRowsOp choice = choiceOf(op);
+    if (!choice)
+      return rewriter.notifyMatchFailure(op, "no moe.route_rows reads only "
+                                             "its probabilities");
+    Emitter e(op.getLoc(), rewriter);
+    ImplicitLocOpBuilder &b = e.builder();
+    RouterBuffers router(e, op, adaptor.getInput(), adaptor.getRouter());
+    ImplicitLocOpBuilder cb(choice.getLoc(), rewriter);
+    SmallVector<Value> rows = lowerRouteRows(
+        cb, choice, router.probs, Value(), checks,
+        [&](ImplicitLocOpBuilder &b, Value t) { router.scoreRows(b, t); });
+    rewriter.replaceOp(op, router.results(b, op));
+    rewriter.replaceOp(choice, rows);
     return success();
   }
 };
@@ -762,6 +847,9 @@ void mlir::moe::lowering::populateParallelRoutingPatterns(
     RewritePatternSet &patterns, bool checks) {
   patterns.add<LowerRouteRowsParallel, LowerExpertChoiceParallel>(
       patterns.getContext(), checks);
+  // Ahead of LowerRouteParallel where it applies.
+  patterns.add<LowerRouteWithChoiceParallel>(patterns.getContext(), checks,
+                                             /*benefit=*/3);
   // Ahead of the elementwise lowering, which takes the unmasked form, and
   // of the linalg form of moe.route.
   patterns.add<LowerChoiceScoresParallel, LowerRouteParallel>(
