@@ -187,3 +187,25 @@ func.func @route_and_choose(%x: tensor<40x16xf32>, %r: tensor<4x16xf32>) -> (ten
   %z = moe.router_z_loss %lse : tensor<40xf32>
   return %experts, %row_token, %lb, %z : tensor<40x2xi32>, tensor<80xi32>, tensor<f32>, tensor<f32>
 }
+
+// The same through moe.choice_scores (a score bias and expert groups, the
+// sigmoid scores as gate_scores): sigmoid scores, choice scores and top-k of
+// a token in one element of one loop.
+// CHECK-LABEL: func.func @route_bias_groups(
+// CHECK: %[[S:.*]] = memref.alloc() : memref<40x8xf32>
+// CHECK: %[[C:.*]] = memref.alloc() : memref<40x8xf32>
+// CHECK: %[[E:.*]] = memref.alloc() : memref<40x2xi32>
+// CHECK: scf.parallel ({{.*}}) = (%c0, %c0) to (%c2, %c32)
+// CHECK: arith.negf
+// CHECK: memref.store {{.*}}, %[[S]]
+// CHECK: memref.store {{.*}}, %[[C]]
+// CHECK: memref.store {{.*}}, %[[E]]
+// CHECK-NOT: scf.parallel
+// CHECK: moe.place_rows_buffers experts(%[[E]])
+// CHECK: return
+func.func @route_bias_groups(%x: tensor<40x16xf32>, %r: tensor<8x16xf32>, %bias: tensor<8xf32>) -> (tensor<40x2xi32>, tensor<40x8xf32>) {
+  %l, %s, %lse = moe.route %x, %r score_function sigmoid : tensor<40x16xf32>, tensor<8x16xf32>
+  %c = moe.choice_scores %s bias(%bias) num_groups = 4 keep = 2 group_score top2_sum : tensor<40x8xf32>, tensor<8xf32>
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate = moe.route_rows %c k = 2 normalize group_size = 40 priority = position gate_scores(%s) : tensor<40x8xf32>, tensor<40x8xf32>
+  return %experts, %s : tensor<40x2xi32>, tensor<40x8xf32>
+}

@@ -398,42 +398,91 @@ struct LowerRouteParallel : OpConversionPattern<RouteOp> {
   }
 };
 
-/// moe.route whose probabilities a moe.route_rows chooses from (no
-/// gate_scores: it reads nothing else): both at once, each token's scores
-/// computed in its element of the choice loop, so that the scores and the
-/// top-k are one kernel. The probabilities and log-sum-exp are still
-/// stored for the statistics.
+void choiceRow(ImplicitLocOpBuilder &b, Value t, ChoiceScoresOp op,
+               Value scores, Value bias, Value out);
+
+/// moe.route and the moe.route_rows that chooses from its probabilities,
+/// directly (no gate_scores) or through one moe.choice_scores (bias,
+/// expert groups) with the probabilities as gate_scores: all at once, each
+/// token's scores (and choice scores) computed in its element of the choice
+/// loop, so that scores and top-k are one kernel. The probabilities,
+/// log-sum-exp and choice scores are still stored for the statistics.
 struct LowerRouteWithChoiceParallel : CheckedPattern<RouteOp> {
   using CheckedPattern::CheckedPattern;
 
-  static RouteRowsOp choiceOf(RouteOp op) {
-    RouteRowsOp choice;
-    for (Operation *user : op.getProbs().getUsers())
+  struct Chain {
+    RouteRowsOp rows;
+    ChoiceScoresOp choiceScores; // or null
+  };
+
+  /// Whether `v` is available where `op` is (a block argument of an
+  /// enclosing block, or defined before it in its block).
+  static bool availableAt(Value v, Operation *op) {
+    if (auto arg = dyn_cast<BlockArgument>(v))
+      return arg.getOwner()->getParentOp()->isProperAncestor(op);
+    Operation *def = v.getDefiningOp();
+    return def->getBlock() == op->getBlock() && def->isBeforeInBlock(op);
+  }
+
+  static std::optional<Chain> chainOf(RouteOp op) {
+    Value probs = op.getProbs();
+    std::optional<Chain> found;
+    auto take = [&](Chain c) {
+      if (found)
+        return false; // two choices: leave both to their own patterns
+      found = c;
+      return true;
+    };
+    for (Operation *user : probs.getUsers()) {
       if (auto rows = dyn_cast<RouteRowsOp>(user);
-          rows && rows.getProbs() == op.getProbs() && !rows.getGateScores()) {
-        if (choice)
-          return RouteRowsOp();
-        choice = rows;
+          rows && rows.getProbs() == probs && !rows.getGateScores()) {
+        if (!take({rows, ChoiceScoresOp()}))
+          return std::nullopt;
+      } else if (auto scores = dyn_cast<ChoiceScoresOp>(user);
+                 scores && scores.getScores() == probs && scores->hasOneUse() &&
+                 (!scores.getBias() || availableAt(scores.getBias(), op))) {
+        auto rows = dyn_cast<RouteRowsOp>(*scores->user_begin());
+        if (rows && rows.getProbs() == scores.getResult() &&
+            rows.getGateScores() == probs && !take({rows, scores}))
+          return std::nullopt;
       }
-    return choice;
+    }
+    return found;
   }
 
   LogicalResult
   matchAndRewrite(RouteOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    RouteRowsOp choice = choiceOf(op);
-    if (!choice)
-      return rewriter.notifyMatchFailure(op, "no moe.route_rows reads only "
-                                             "its probabilities");
+    std::optional<Chain> chain = chainOf(op);
+    if (!chain)
+      return rewriter.notifyMatchFailure(
+          op, "no single moe.route_rows chooses from its probabilities");
     Emitter e(op.getLoc(), rewriter);
     ImplicitLocOpBuilder &b = e.builder();
     RouterBuffers router(e, op, adaptor.getInput(), adaptor.getRouter());
-    ImplicitLocOpBuilder cb(choice.getLoc(), rewriter);
-    SmallVector<Value> rows = lowerRouteRows(
-        cb, choice, router.probs, Value(), checks,
-        [&](ImplicitLocOpBuilder &b, Value t) { router.scoreRows(b, t); });
+    ChoiceScoresOp scores = chain->choiceScores;
+    Value choice, bias;
+    if (scores) {
+      BufferCode code(b);
+      choice = code.alloc(scores.getType().getShape(), b.getF32Type());
+      if (scores.getBias())
+        bias = readOnlyBuffer(b, rewriter.getRemappedValue(scores.getBias()));
+    }
+    ImplicitLocOpBuilder cb(chain->rows.getLoc(), rewriter);
+    SmallVector<Value> rows =
+        lowerRouteRows(cb, chain->rows, scores ? choice : router.probs,
+                       scores ? router.probs : Value(), checks,
+                       [&](ImplicitLocOpBuilder &b, Value t) {
+                         router.scoreRows(b, t);
+                         if (scores)
+                           choiceRow(b, t, scores, router.probs, bias, choice);
+                       });
     rewriter.replaceOp(op, router.results(b, op));
-    rewriter.replaceOp(choice, rows);
+    if (scores)
+      rewriter.replaceOp(scores, bufferization::ToTensorOp::create(
+                                     b, scores.getType(), choice,
+                                     /*restrict=*/true, /*writable=*/true));
+    rewriter.replaceOp(chain->rows, rows);
     return success();
   }
 };
@@ -602,83 +651,92 @@ struct LowerLoadBalanceLossParallel : OpConversionPattern<LoadBalanceLossOp> {
   }
 };
 
-/// Group-limited choice scores (spec §8), one token per element: c = scores
-/// + bias; a group is kept when fewer than `keep` groups come before it in
-/// the order (group score descending, group ascending) that the sequential
-/// lowering's rounds of nextInOrder follow; the other groups' experts get
-/// -inf. Group scores are recomputed rather than held in an array (a
-/// kernel thread has no buffers of its own): G · E work per token.
+/// The choice scores of token t (spec §8) into its row of `out`: c = scores
+/// + bias (`bias` may be null); with expert groups (`keep` < `groups`) a
+/// group is kept when fewer than `keep` groups come before it in the order
+/// (group score descending, group ascending) that the sequential lowering's
+/// rounds of nextInOrder follow, and the other groups' experts get -inf.
+/// Group scores are recomputed rather than held in an array (a kernel
+/// thread has no buffers of its own): G · E work per token.
+void choiceRow(ImplicitLocOpBuilder &b, Value t, ChoiceScoresOp op,
+               Value scores, Value bias, Value out) {
+  int64_t experts = op.getScores().getType().getDimSize(1);
+  int64_t groups = op.getNumGroups(), keep = op.getKeep();
+  int64_t perGroup = experts / groups;
+  bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
+  Value negInf = arith::ConstantFloatOp::create(
+      b, b.getF32Type(), APFloat(-std::numeric_limits<float>::infinity()));
+  auto choiceScore = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
+    Value c = load(b, scores, {t, ex});
+    if (bias)
+      c = arith::AddFOp::create(b, c, load(b, bias, {ex}));
+    return c;
+  };
+  if (keep >= groups) {
+    forEach(b, cst(b, 0), cst(b, experts),
+            [&](ImplicitLocOpBuilder &b, Value ex) {
+              store(b, choiceScore(b, ex), out, {t, ex});
+            });
+    return;
+  }
+  // The group's score: its largest key, or its two largest summed.
+  auto groupScore = [&](ImplicitLocOpBuilder &b, Value g) -> Value {
+    Emitter s(b.getLoc(), b);
+    Value base = mul(b, g, perGroup);
+    SmallVector<Value> best = s.loop(
+        perGroup, {negInf, negInf},
+        [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
+          Value key = rankKey(b, choiceScore(b, add(b, base, i)));
+          Value first =
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, m[0]);
+          Value second =
+              arith::CmpFOp::create(b, arith::CmpFPredicate::OGT, key, m[1]);
+          Value newSecond = arith::SelectOp::create(
+              b, first, m[0], arith::SelectOp::create(b, second, key, m[1]));
+          return SmallVector<Value>{
+              arith::SelectOp::create(b, first, key, m[0]), newSecond};
+        });
+    return rankKey(b,
+                   top2 ? arith::AddFOp::create(b, best[0], best[1]).getResult()
+                        : best[0]);
+  };
+  forEach(b, cst(b, 0), cst(b, groups), [&](ImplicitLocOpBuilder &b, Value g) {
+    Value mine = groupScore(b, g);
+    Value ahead = sumRange(
+        b, cst(b, 0), cst(b, groups), b.getI64Type(),
+        [&](ImplicitLocOpBuilder &b, Value other) {
+          return one(b, comesBefore(b, groupScore(b, other), other, mine, g));
+        });
+    Value kept =
+        arith::CmpIOp::create(b, arith::CmpIPredicate::slt, ahead,
+                              arith::ConstantIntOp::create(b, keep, 64));
+    Value base = mul(b, g, perGroup);
+    forEach(
+        b, cst(b, 0), cst(b, perGroup), [&](ImplicitLocOpBuilder &b, Value i) {
+          Value ex = add(b, base, i);
+          store(b, arith::SelectOp::create(b, kept, choiceScore(b, ex), negInf),
+                out, {t, ex});
+        });
+  });
+}
+
+/// Group-limited choice scores, one token per element (choiceRow).
 struct LowerChoiceScoresParallel : OpConversionPattern<ChoiceScoresOp> {
   using OpConversionPattern::OpConversionPattern;
 
   LogicalResult
   matchAndRewrite(ChoiceScoresOp op, OpAdaptor adaptor,
                   ConversionPatternRewriter &rewriter) const override {
-    int64_t groups = op.getNumGroups(), keep = op.getKeep();
-    if (keep >= groups)
+    if (op.getKeep() >= op.getNumGroups())
       return failure(); // no mask: the elementwise lowering serves
     ImplicitLocOpBuilder b(op.getLoc(), rewriter);
     BufferCode code(b);
     auto type = op.getScores().getType();
-    int64_t tokens = type.getDimSize(0), experts = type.getDimSize(1);
-    int64_t perGroup = experts / groups;
-    bool top2 = op.getGroupScore() == GroupScore::Top2Sum;
     Value scores = readOnlyBuffer(b, adaptor.getScores());
     Value bias = readOnlyBuffer(b, adaptor.getBias());
-    Value out = code.alloc({tokens, experts}, b.getF32Type());
-    Value negInf = arith::ConstantFloatOp::create(
-        b, b.getF32Type(), APFloat(-std::numeric_limits<float>::infinity()));
-    code.parallel(tokens, [&](ImplicitLocOpBuilder &b, Value t) {
-      auto choiceScore = [&](ImplicitLocOpBuilder &b, Value ex) -> Value {
-        Value c = load(b, scores, {t, ex});
-        if (bias)
-          c = arith::AddFOp::create(b, c, load(b, bias, {ex}));
-        return c;
-      };
-      // The group's score: its largest key, or its two largest summed.
-      auto groupScore = [&](ImplicitLocOpBuilder &b, Value g) -> Value {
-        Emitter s(b.getLoc(), b);
-        Value base = mul(b, g, perGroup);
-        SmallVector<Value> best = s.loop(
-            perGroup, {negInf, negInf},
-            [&](ImplicitLocOpBuilder &b, Value i, ValueRange m) {
-              Value key = rankKey(b, choiceScore(b, add(b, base, i)));
-              Value first = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                  key, m[0]);
-              Value second = arith::CmpFOp::create(b, arith::CmpFPredicate::OGT,
-                                                   key, m[1]);
-              Value newSecond = arith::SelectOp::create(
-                  b, first, m[0],
-                  arith::SelectOp::create(b, second, key, m[1]));
-              return SmallVector<Value>{
-                  arith::SelectOp::create(b, first, key, m[0]), newSecond};
-            });
-        return rankKey(
-            b, top2 ? arith::AddFOp::create(b, best[0], best[1]).getResult()
-                    : best[0]);
-      };
-      forEach(
-          b, cst(b, 0), cst(b, groups), [&](ImplicitLocOpBuilder &b, Value g) {
-            Value mine = groupScore(b, g);
-            Value ahead =
-                sumRange(b, cst(b, 0), cst(b, groups), b.getI64Type(),
-                         [&](ImplicitLocOpBuilder &b, Value other) {
-                           return one(b, comesBefore(b, groupScore(b, other),
-                                                     other, mine, g));
-                         });
-            Value kept = arith::CmpIOp::create(
-                b, arith::CmpIPredicate::slt, ahead,
-                arith::ConstantIntOp::create(b, keep, 64));
-            Value base = mul(b, g, perGroup);
-            forEach(b, cst(b, 0), cst(b, perGroup),
-                    [&](ImplicitLocOpBuilder &b, Value i) {
-                      Value ex = add(b, base, i);
-                      store(b,
-                            arith::SelectOp::create(b, kept, choiceScore(b, ex),
-                                                    negInf),
-                            out, {t, ex});
-                    });
-          });
+    Value out = code.alloc(type.getShape(), b.getF32Type());
+    code.parallel(type.getDimSize(0), [&](ImplicitLocOpBuilder &b, Value t) {
+      choiceRow(b, t, op, scores, bias, out);
     });
     rewriter.replaceOp(op, bufferization::ToTensorOp::create(
                                b, op.getType(), out, /*restrict=*/true,
