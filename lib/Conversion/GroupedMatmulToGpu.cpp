@@ -1282,23 +1282,33 @@ struct GroupedMatmulToBuffersPass
       // half the bytes (and can be copied asynchronously).
       Type outType = b.getF32Type();
       Type weightType = op.getWeight().getType().getElementType();
+      // Whether only a tensor-core kernel over the same rows reads the
+      // result: it reads no row that no expert owns (its operand rows past
+      // a tile's are zero-filled, not loaded), so those need no zeros.
+      bool ownedRowsOnly = false;
       if (!op.getScatter() && op.getResult().hasOneUse())
         if (auto next = dyn_cast<GroupedMatmulOp>(*op.getResult().user_begin()))
           if (next.getInput() == op.getResult() &&
               next.getWeight().getType().getElementType() == weightType &&
               MmaKernel::unsupported(next.getWeight().getType(),
                                      next.getGateWeight())
-                  .empty())
+                  .empty()) {
             outType = weightType;
+            ownedRowsOnly = !next.getGather() &&
+                            next.getOffsets() == op.getOffsets() &&
+                            next.getCounts() == op.getCounts();
+          }
       auto resultType =
           RankedTensorType::get(op.getResult().getType().getShape(), outType);
       Value out = memref::AllocOp::create(
           b, MemRefType::get(resultType.getShape(), outType));
       // Rows no expert owns (and, for a scatter, every row before the
-      // adds) are zero.
-      Value zero =
-          arith::ConstantOp::create(b, outType, b.getFloatAttr(outType, 0));
-      linalg::FillOp::create(b, ValueRange{zero}, ValueRange{out});
+      // adds) are zero, unless nothing reads them.
+      if (!ownedRowsOnly) {
+        Value zero =
+            arith::ConstantOp::create(b, outType, b.getFloatAttr(outType, 0));
+        linalg::FillOp::create(b, ValueRange{zero}, ValueRange{out});
+      }
       GroupedMatmulBuffersOp::create(
           b, buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
           buffers[5], buffers[6], buffers[7], out, op.getActivationAttr());

@@ -344,18 +344,21 @@ func.func @kept(%x: tensor<8x64xf32>, %w: tensor<2x64x64xf32>, %x48: tensor<8x48
 // The hidden rows between an up and a down projection that are both
 // tensor-core kernels with bf16 weights are stored in bf16 (the down
 // projection rounds its operand rows so anyway): the up projection's
-// epilogue rounds them, the down projection copies them asynchronously. A
-// result with another user stays f32.
+// epilogue rounds them, the down projection copies them asynchronously. They
+// are not zero-filled first: the down projection, over the same offsets and
+// counts, reads only the rows its tiles own. A result with another user
+// stays f32 and zero-filled.
 // BUF-LABEL: func @chain
 // BUF: %[[H:.*]] = memref.alloc() : memref<200x128xbf16>
-// BUF: linalg.fill ins(%{{.*}} : bf16) outs(%[[H]]
+// BUF-NOT: linalg.fill
 // BUF: moe.grouped_matmul_buffers {{.*}} out(%[[H]]) activation relu
 // BUF: %[[HT:.*]] = bufferization.to_tensor %[[H]] restrict writable : memref<200x128xbf16> to tensor<200x128xbf16>
 // BUF: moe.grouped_matmul_buffers {{.*}} scatter(
 // BUF-SAME: memref<200x128xbf16
 // BUF-SAME: memref<100x64xf32>
 // BUF-LABEL: func @shared_hidden
-// BUF: memref.alloc() : memref<200x128xf32>
+// BUF: %[[HF:.*]] = memref.alloc() : memref<200x128xf32>
+// BUF: linalg.fill ins(%{{.*}} : f32) outs(%[[HF]]
 // CHECK-LABEL: func @chain
 // CHECK: gpu.launch
 // CHECK: arith.maximumf
