@@ -47,6 +47,8 @@ namespace {
 
 /// Ranking positions per chunk (threads of a chunk block).
 constexpr int64_t kChunk = 128;
+/// The i32 words of dynamic shared memory a block may use (48 KiB).
+constexpr int64_t kSharedWords = 48 * 1024 / 4;
 /// Threads of the one-block place kernel.
 constexpr int64_t kPlaceThreads = 512;
 
@@ -147,7 +149,10 @@ public:
     rows = op.getRowToken().getType().getDimSize(0);
     groupSize = op.getGroupSize();
     groups = tokens / groupSize;
-    chunk = std::min(kChunk, groupSize);
+    // The chunk's k experts per position stay within the 48 KiB of shared
+    // memory a block gets without opting in.
+    chunk =
+        std::min({kChunk, groupSize, std::max<int64_t>(1, kSharedWords / k)});
     chunksPerGroup = (groupSize + chunk - 1) / chunk;
   }
 

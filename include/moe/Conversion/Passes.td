@@ -362,7 +362,8 @@ def MoEPlaceRowsToGpu : Pass<"moe-place-rows-to-gpu"> {
     a block and synchronise at block barriers:
 
     - the chunk kernel, one block of up to 128 threads per chunk of 128
-      ranking positions of a group (one thread per position): the chunk's
+      ranking positions of a group (fewer when k · 128 words would pass the
+      48 KiB of shared memory) (one thread per position): the chunk's
       experts of every choice rank into dynamic shared memory, the chunk's
       counts zeroed and a share of the rows cleared (token -1, gate 0);
       barrier; per choice rank j of its position, each thread counts the
