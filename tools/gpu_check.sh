@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # On a GPU machine (no compiler needed): runs what tools/gpu_prepare.sh made:
-# the numeric suite in f32 and bf16 activations against the float64 reference,
+# the numeric suite in f32 and bf16 activations (bf16 once more with the calls
+# replayed from a CUDA graph) against the float64 reference,
 # then the benchmark against PyTorch (eager loop and torch._grouped_mm).
 #
 #   tools/gpu_check.sh [DIR] [--shapes switch,mixtral,deepseek] [--rounds 5] [--runs 10]
@@ -25,6 +26,8 @@ for act in f32 bf16; do
   echo "== numeric suite, $act activations"
   "$python" "$root/test/e2e/run_case.py" --run-prepared --workdir "$dir/numeric-$act" --case all || status=1
 done
+echo "== numeric suite, bf16 activations, calls replayed from a CUDA graph"
+"$python" "$root/test/e2e/run_case.py" --run-prepared --cuda-graph --workdir "$dir/numeric-bf16" --case all || status=1
 echo "== benchmark"
 "$python" "$root/tools/bench/gpu_bench.py" --packages "$dir/bench" "$@" || status=1
 exit $status

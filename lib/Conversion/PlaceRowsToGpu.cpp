@@ -53,7 +53,8 @@ constexpr int64_t kSharedWords = 48 * 1024 / 4;
 constexpr int64_t kPlaceThreads = 512;
 
 /// A phase of a block kernel: what thread `thread` of block `block` does
-/// between two barriers; `shared` is the block's shared buffer (or null).
+/// between two barriers (the block's shared buffer reaches it through
+/// blockKernel's `shared`).
 using Phase =
     std::function<void(ImplicitLocOpBuilder &, Value block, Value thread)>;
 

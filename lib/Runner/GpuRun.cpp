@@ -46,6 +46,7 @@ int run(const moe::GpuRunOptions &o) {
   moe::CompileOptions options;
   options.backend = "cuda";
   options.gpuDevice = o.device;
+  options.cudaGraph = o.cudaGraph;
   options.tool = kTool;
   moe::CompiledLayer layer =
       moe::CompiledLayer::fromArtifact(o.artifactPath, o.hostPath, options);

@@ -176,6 +176,14 @@ void checkCompileOptions(const CompileOptions &options) {
   if (options.gpuDevice < 0)
     throw rt::Error(error + "--device " + std::to_string(options.gpuDevice) +
                     " (device numbers start at 0)");
+  if (options.cudaGraph && backend != "cuda")
+    throw rt::Error(error + "--cuda-graph with --backend " + backend +
+                    " (CUDA graphs are for --backend cuda)");
+  if (options.cudaGraph && options.shards * options.replicas != 1)
+    throw rt::Error(error + "--cuda-graph with " +
+                    std::to_string(options.shards) +
+                    " shards (a graph records one rank's calls; the "
+                    "collectives between ranks are not captured)");
 }
 } // namespace moe
 
@@ -322,6 +330,16 @@ struct BoundLayer::Impl {
   /// GPU calls share the driver's state (scratch memory, the stream).
   std::mutex gpuCall;
 
+  /// CompileOptions::cudaGraph: the first call recorded, then replayed.
+  /// Tokens and output (`io`) and the statistics (`statistics`) pass
+  /// through device buffers of the bound layer, whose addresses the
+  /// recorded kernels hold.
+  struct Graph {
+    std::unique_ptr<rt::DeviceWeights> io, statistics;
+    rt::cuda::CallGraph calls;
+  };
+  std::unique_ptr<Graph> graph;
+
   /// An error unless the tokens `x` and the output `y` are [tokens,
   /// d_model] of the activation type.
   void checkTensors(const rt::HostTensor &x, const rt::HostTensor &y) const {
@@ -342,6 +360,8 @@ struct BoundLayer::Impl {
   /// One call on tokens `x` into the output `y` ([tokens, d_model] of the
   /// activation type; device memory with `ioOnDevice`).
   rt::LayerStats call(const void *x, void *y, bool ioOnDevice);
+  /// The same through the CUDA graph.
+  rt::LayerStats callGraph(const void *x, void *y, bool ioOnDevice);
 };
 
 BoundLayer CompiledLayer::bind(const std::string &safetensorsPath,
@@ -413,6 +433,26 @@ BoundLayer CompiledLayer::bindLoaded(rt::LayerWeights weights,
     bound->device = std::make_unique<rt::DeviceWeights>(
         std::vector<rt::HostTensor *>(inputs.begin() + 1, inputs.end()));
   }
+  if (o.cudaGraph) {
+    // (checkCompileOptions made sure of the backend and the one rank.)
+    if (bound->placement != rt::Placement::Device)
+      throw rt::Error(impl->errorPrefix() +
+                      "--cuda-graph needs code whose buffers all live in "
+                      "device memory; this layer's host code reads its "
+                      "buffers (--fusion off?)");
+    // Zeroed host tensors of the call's shapes, copied to the device once.
+    rt::LayerResults shapes = rt::LayerResults::zeros(
+        d.activationType, d.tokens, d.spec.dModel, d.spec.numExperts);
+    rt::HostTensor tokens =
+        rt::HostTensor::zeros(d.activationType, {d.tokens, d.spec.dModel});
+    bound->graph = std::make_unique<BoundLayer::Impl::Graph>();
+    bound->graph->io = std::make_unique<rt::DeviceWeights>(
+        std::vector<rt::HostTensor *>{&tokens, &shapes.output});
+    bound->graph->statistics =
+        std::make_unique<rt::DeviceWeights>(std::vector<rt::HostTensor *>{
+            &shapes.tokensPerExpert, &shapes.dropped, &shapes.loadBalanceLoss,
+            &shapes.routerZLoss});
+  }
   return BoundLayer(std::move(bound));
 }
 
@@ -448,6 +488,8 @@ rt::LayerStats BoundLayer::callOnDevice(const void *x, void *y) const {
 }
 
 rt::LayerStats BoundLayer::Impl::call(const void *x, void *y, bool ioOnDevice) {
+  if (graph)
+    return callGraph(x, y, ioOnDevice);
   const LayerDescription &d = layer->description;
   std::vector<int64_t> shape{d.tokens, d.spec.dModel};
   // The output is the caller's memory itself.
@@ -463,6 +505,45 @@ rt::LayerStats BoundLayer::Impl::call(const void *x, void *y, bool ioOnDevice) {
   layer->invoke(call.get());
   call.fetchResults();
   return results.stats(layer->description.capacity);
+}
+
+rt::LayerStats BoundLayer::Impl::callGraph(const void *x, void *y,
+                                           bool ioOnDevice) {
+  const LayerDescription &d = layer->description;
+  std::vector<int64_t> shape{d.tokens, d.spec.dModel};
+  size_t bytes =
+      size_t(d.tokens * d.spec.dModel) * rt::elementSize(d.activationType);
+  std::lock_guard<std::mutex> lock(gpuCall);
+  void *tokens = graph->io->at(0), *output = graph->io->at(1);
+  if (ioOnDevice)
+    rt::cuda::copyOnDevice(tokens, x, bytes);
+  else
+    rt::cuda::copyToDevice(tokens, x, bytes);
+  if (!graph->calls.captured()) {
+    rt::HostTensor input =
+        rt::HostTensor::view(d.activationType, shape, tokens);
+    rt::LayerResults recorded = rt::LayerResults::into(
+        rt::HostTensor::view(d.activationType, shape, output),
+        d.spec.numExperts);
+    std::vector<rt::HostTensor *> inputs = weights.callInputs(input);
+    rt::CallArguments call(inputs, recorded, placement, device.get(),
+                           /*ioOnDevice=*/true, graph->statistics.get());
+    graph->calls.capture([&] { layer->invoke(call.get()); });
+  }
+  graph->calls.launch();
+  rt::LayerResults results = rt::LayerResults::into(
+      rt::HostTensor::view(d.activationType, shape, y), d.spec.numExperts);
+  if (ioOnDevice)
+    rt::cuda::copyOnDevice(y, output, bytes);
+  else
+    rt::cuda::copyToHost(y, output, bytes);
+  rt::HostTensor *statistics[] = {&results.tokensPerExpert, &results.dropped,
+                                  &results.loadBalanceLoss,
+                                  &results.routerZLoss};
+  for (size_t i = 0; i < 4; ++i)
+    rt::cuda::copyToHost(statistics[i]->data(), graph->statistics->at(i),
+                         statistics[i]->byteSize());
+  return results.stats(d.capacity);
 }
 
 std::vector<double> BoundLayer::timeCalls(const rt::HostTensor &x,

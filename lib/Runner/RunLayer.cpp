@@ -89,6 +89,7 @@ std::unique_ptr<rt::Collectives> openCollectives(int64_t ranks,
   compile.optLevel = options.optLevel;
   compile.fusion = options.fusion;
   compile.runtimeChecks = options.runtimeChecks;
+  compile.cudaGraph = options.cudaGraph;
   compile.shards = options.shards;
   compile.replicas = options.replicas;
   // Ranks sharing a machine share its cores.

@@ -117,7 +117,7 @@ class CompiledLayer:
 def compile(spec, tokens, backend="cpu", *, fusion=True, threads=0,
             opt_level=3, activation_dtype="f32", weights_dtype="f32",
             runtime_checks=False, cache_dir=None, progress=True,
-            gpu_chip="sm_90a"):
+            gpu_chip="sm_90a", cuda_graph=False):
     """Compiles a layer for calls of `tokens` tokens.
 
     spec: a layer-spec JSON path, its text, or a dict of its fields.
@@ -126,7 +126,9 @@ def compile(spec, tokens, backend="cpu", *, fusion=True, threads=0,
     weights_dtype: the expert weights' type in the compiled code (f32, bf16, f16; moe.weights_dtype_of(path)
     reads a file's). cache_dir: the compiled-code cache (default:
     $MOE_CACHE_DIR, none when unset): a later process compiling the same
-    layer with the same options loads the code instead.
+    layer with the same options loads the code instead. cuda_graph (backend
+    cuda): the first call is recorded as a CUDA graph and replayed for every
+    later call.
     """
     options = _moe.CompileOptions()
     options.backend = backend
@@ -139,6 +141,7 @@ def compile(spec, tokens, backend="cpu", *, fusion=True, threads=0,
     options.cache_dir = cache_dir or ""
     options.progress = progress
     options.gpu_chip = gpu_chip
+    options.cuda_graph = cuda_graph
     if isinstance(spec, dict):
         compiled = _moe.compile_spec_text(_json.dumps(spec), tokens, options,
                                           "<spec>")

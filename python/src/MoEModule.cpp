@@ -85,6 +85,7 @@ PYBIND11_MODULE(_moe, m) {
       .def_readwrite("opt_level", &::moe::CompileOptions::optLevel)
       .def_readwrite("fusion", &::moe::CompileOptions::fusion)
       .def_readwrite("runtime_checks", &::moe::CompileOptions::runtimeChecks)
+      .def_readwrite("cuda_graph", &::moe::CompileOptions::cudaGraph)
       .def_readwrite("threads", &::moe::CompileOptions::threads)
       .def_readwrite("cache_dir", &::moe::CompileOptions::cacheDir)
       .def_readwrite("progress", &::moe::CompileOptions::progress);

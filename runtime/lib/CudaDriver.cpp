@@ -53,6 +53,12 @@ struct Driver {
   decltype(&::cuEventSynchronize) eventSynchronize = nullptr;
   decltype(&::cuEventElapsedTime) eventElapsedTime = nullptr;
   decltype(&::cuEventDestroy) eventDestroy = nullptr;
+  decltype(&::cuStreamBeginCapture) streamBeginCapture = nullptr;
+  decltype(&::cuStreamEndCapture) streamEndCapture = nullptr;
+  decltype(&::cuGraphInstantiate) graphInstantiate = nullptr;
+  decltype(&::cuGraphLaunch) graphLaunch = nullptr;
+  decltype(&::cuGraphExecDestroy) graphExecDestroy = nullptr;
+  decltype(&::cuGraphDestroy) graphDestroy = nullptr;
 };
 
 struct State {
@@ -70,6 +76,9 @@ struct State {
   /// Kernels already looked up (the host code asks before every launch).
   std::map<std::pair<CUmodule, std::string>, CUfunction> functions;
   PoolStats stats;
+  /// The call graph being captured, if any (its stream is the capturing
+  /// one).
+  CallGraph *capturing = nullptr;
 };
 
 State &state() {
@@ -146,6 +155,12 @@ void loadDriver(Driver &cu) {
   find(cu.eventSynchronize, "cuEventSynchronize");
   find(cu.eventElapsedTime, "cuEventElapsedTime_v2");
   find(cu.eventDestroy, "cuEventDestroy_v2");
+  find(cu.streamBeginCapture, "cuStreamBeginCapture_v2");
+  find(cu.streamEndCapture, "cuStreamEndCapture");
+  find(cu.graphInstantiate, "cuGraphInstantiateWithFlags");
+  find(cu.graphLaunch, "cuGraphLaunch");
+  find(cu.graphExecDestroy, "cuGraphExecDestroy");
+  find(cu.graphDestroy, "cuGraphDestroy");
 }
 
 State &ready() {
@@ -195,8 +210,8 @@ void initialize(int device) {
   check(s.cu.deviceGetAttribute(
             &minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, s.device),
         "cuDeviceGetAttribute");
-  check(s.cu.deviceGetAttribute(
-            &sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT, s.device),
+  check(s.cu.deviceGetAttribute(&sms, CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+                                s.device),
         "cuDeviceGetAttribute");
   s.description = std::string(name) + " (sm_" + std::to_string(major) +
                   std::to_string(minor) + ", " + std::to_string(sms) + " SMs)";
@@ -250,15 +265,97 @@ void release(void *pointer) {
 }
 
 void copyToDevice(void *device, const void *host, size_t bytes) {
-  check(ready().cu.memcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host,
-                              bytes),
-        "cuMemcpyHtoD");
+  check(
+      ready().cu.memcpyHtoD(reinterpret_cast<CUdeviceptr>(device), host, bytes),
+      "cuMemcpyHtoD");
 }
 
 void copyToHost(void *host, const void *device, size_t bytes) {
-  check(ready().cu.memcpyDtoH(host, reinterpret_cast<CUdeviceptr>(device),
-                              bytes),
-        "cuMemcpyDtoH");
+  check(
+      ready().cu.memcpyDtoH(host, reinterpret_cast<CUdeviceptr>(device), bytes),
+      "cuMemcpyDtoH");
+}
+
+void copyOnDevice(void *to, const void *from, size_t bytes) {
+  check(ready().cu.memcpy(reinterpret_cast<CUdeviceptr>(to),
+                          reinterpret_cast<CUdeviceptr>(from), bytes),
+        "cuMemcpy");
+}
+
+/// What the mgpu* entry points do differently while a call is captured.
+struct CaptureAccess {
+  /// The stream a captured call creates: begins the capture on it.
+  static CUstream begin(State &s) {
+    CallGraph &g = *s.capturing;
+    if (g.stream)
+      throw Error("cuda: the layer's host code creates a second stream, "
+                  "which one CUDA graph cannot capture");
+    CUstream stream = nullptr;
+    check(s.cu.streamCreate(&stream, CU_STREAM_NON_BLOCKING), "cuStreamCreate");
+    g.stream = stream;
+    check(s.cu.streamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_RELAXED),
+          "cuStreamBeginCapture");
+    return stream;
+  }
+  static void keep(State &s, void *block) {
+    s.capturing->kept.push_back(block);
+  }
+  static void count(State &s) { ++s.capturing->recorded; }
+};
+
+CallGraph::~CallGraph() {
+  State &s = state();
+  if (!s.ready)
+    return;
+  if (exec)
+    s.cu.graphExecDestroy(static_cast<CUgraphExec>(exec));
+  if (graph)
+    s.cu.graphDestroy(static_cast<CUgraph>(graph));
+  if (stream)
+    s.cu.streamDestroy(static_cast<CUstream>(stream));
+  for (void *block : kept)
+    release(block);
+}
+
+void CallGraph::capture(const std::function<void()> &call) {
+  State &s = ready();
+  if (captured() || s.capturing)
+    throw Error("cuda: a call graph is captured once");
+  s.capturing = this;
+  try {
+    call();
+  } catch (...) {
+    s.capturing = nullptr;
+    CUgraph discarded = nullptr;
+    if (stream &&
+        s.cu.streamEndCapture(static_cast<CUstream>(stream), &discarded) ==
+            CUDA_SUCCESS &&
+        discarded)
+      s.cu.graphDestroy(discarded);
+    throw;
+  }
+  s.capturing = nullptr;
+  if (!stream)
+    throw Error("cuda: the captured call launched nothing on a stream");
+  CUgraph recordedGraph = nullptr;
+  check(s.cu.streamEndCapture(static_cast<CUstream>(stream), &recordedGraph),
+        "cuStreamEndCapture");
+  graph = recordedGraph;
+  CUgraphExec instance = nullptr;
+  check(s.cu.graphInstantiate(&instance, recordedGraph, 0),
+        "cuGraphInstantiate");
+  exec = instance;
+}
+
+void CallGraph::launch() {
+  State &s = ready();
+  if (!captured())
+    throw Error("cuda: launch of a call graph that was not captured");
+  check(s.cu.graphLaunch(static_cast<CUgraphExec>(exec),
+                         static_cast<CUstream>(stream)),
+        "cuGraphLaunch");
+  check(s.cu.streamSynchronize(static_cast<CUstream>(stream)),
+        "cuStreamSynchronize");
 }
 
 namespace {
@@ -267,9 +364,7 @@ std::atomic<Memory> scratchMemory{Memory::Managed};
 
 void setScratchMemory(Memory kind) { scratchMemory = kind; }
 
-void synchronize() {
-  check(ready().cu.ctxSynchronize(), "cuCtxSynchronize");
-}
+void synchronize() { check(ready().cu.ctxSynchronize(), "cuCtxSynchronize"); }
 
 PoolStats poolStats() { return state().stats; }
 
@@ -298,8 +393,7 @@ void EventTimer::start() {
 double EventTimer::stop() {
   State &s = ready();
   check(s.cu.eventRecord(static_cast<CUevent>(end), nullptr), "cuEventRecord");
-  check(s.cu.eventSynchronize(static_cast<CUevent>(end)),
-        "cuEventSynchronize");
+  check(s.cu.eventSynchronize(static_cast<CUevent>(end)), "cuEventSynchronize");
   float ms = 0;
   check(s.cu.eventElapsedTime(&ms, static_cast<CUevent>(begin),
                               static_cast<CUevent>(end)),
@@ -331,9 +425,9 @@ void *mgpuModuleLoadJIT(void *data, int optLevel) {
     CUmodule module = nullptr;
     CUjit_option options[] = {CU_JIT_OPTIMIZATION_LEVEL};
     void *values[] = {reinterpret_cast<void *>(intptr_t(optLevel))};
-    cuda::check(cuda::ready().cu.moduleLoadDataEx(&module, data, 1, options,
-                                                  values),
-                "cuModuleLoadDataEx (PTX JIT)");
+    cuda::check(
+        cuda::ready().cu.moduleLoadDataEx(&module, data, 1, options, values),
+        "cuModuleLoadDataEx (PTX JIT)");
     return static_cast<void *>(module);
   });
 }
@@ -374,12 +468,17 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
                     unsigned(blockY), unsigned(blockZ), unsigned(sharedBytes),
                     static_cast<CUstream>(stream), params, extra),
                 "cuLaunchKernel");
+    cuda::State &s = cuda::state();
+    if (s.capturing)
+      cuda::CaptureAccess::count(s);
   });
 }
 
 void *mgpuStreamCreate() {
   return cuda::guarded([&] {
     cuda::State &s = cuda::ready();
+    if (s.capturing)
+      return static_cast<void *>(cuda::CaptureAccess::begin(s));
     {
       std::lock_guard<std::mutex> guard(s.lock);
       if (!s.idleStreams.empty()) {
@@ -398,6 +497,8 @@ void *mgpuStreamCreate() {
 void mgpuStreamDestroy(void *stream) {
   cuda::guarded([&] {
     cuda::State &s = cuda::ready();
+    if (s.capturing)
+      return; // the call graph keeps its stream
     std::lock_guard<std::mutex> guard(s.lock);
     s.idleStreams.push_back(static_cast<CUstream>(stream));
   });
@@ -405,6 +506,8 @@ void mgpuStreamDestroy(void *stream) {
 
 void mgpuStreamSynchronize(void *stream) {
   cuda::guarded([&] {
+    if (cuda::state().capturing)
+      return; // captured: the graph's launch waits instead
     cuda::check(
         cuda::ready().cu.streamSynchronize(static_cast<CUstream>(stream)),
         "cuStreamSynchronize");
@@ -417,6 +520,8 @@ void *mgpuMemAlloc(uint64_t bytes, void * /*stream*/, bool /*hostShared*/) {
 
 void mgpuMemFree(void *pointer, void * /*stream*/) {
   cuda::guarded([&] {
+    if (cuda::State &s = cuda::state(); s.capturing)
+      return cuda::CaptureAccess::keep(s, pointer);
     cuda::synchronize();
     cuda::release(pointer);
   });
@@ -424,10 +529,13 @@ void mgpuMemFree(void *pointer, void * /*stream*/) {
 
 void mgpuMemcpy(void *dst, void *src, size_t bytes, void * /*stream*/) {
   cuda::guarded([&] {
-    cuda::check(
-        cuda::ready().cu.memcpy(reinterpret_cast<CUdeviceptr>(dst),
-                                reinterpret_cast<CUdeviceptr>(src), bytes),
-        "cuMemcpy");
+    if (cuda::state().capturing)
+      throw Error("cuda: the layer's host code copies memory "
+                  "(cuMemcpy), which a CUDA graph cannot capture");
+    cuda::check(cuda::ready().cu.memcpy(reinterpret_cast<CUdeviceptr>(dst),
+                                        reinterpret_cast<CUdeviceptr>(src),
+                                        bytes),
+                "cuMemcpy");
   });
 }
 
@@ -447,6 +555,8 @@ void *_mlir_memref_to_llvm_aligned_alloc(size_t /*alignment*/, size_t bytes) {
 
 void _mlir_memref_to_llvm_free(void *pointer) {
   cuda::guarded([&] {
+    if (cuda::State &s = cuda::state(); s.capturing)
+      return cuda::CaptureAccess::keep(s, pointer);
     // A kernel still running may read the block: wait before reusing it.
     // Not needed for device scratch memory: only host code that touches no
     // buffer gets it, and its frees all follow the wait at the end of its

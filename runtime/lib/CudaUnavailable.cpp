@@ -31,6 +31,10 @@ EventTimer::EventTimer() { unavailable(); }
 EventTimer::~EventTimer() = default;
 void EventTimer::start() { unavailable(); }
 double EventTimer::stop() { unavailable(); }
+void copyOnDevice(void *, const void *, size_t) { unavailable(); }
+CallGraph::~CallGraph() = default;
+void CallGraph::capture(const std::function<void()> &) { unavailable(); }
+void CallGraph::launch() { unavailable(); }
 std::vector<std::pair<std::string, void *>> entryPoints() { return {}; }
 
 } // namespace moe::runtime::cuda

@@ -57,13 +57,17 @@ DeviceWeights::~DeviceWeights() {
 
 CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
                              LayerResults &results, Placement placement,
-                             const DeviceWeights *resident, bool ioOnDevice)
+                             const DeviceWeights *resident, bool ioOnDevice,
+                             const DeviceWeights *statistics)
     : tensors(inputs), firstResult(inputs.size()), placement(placement),
-      ioOnDevice(ioOnDevice) {
+      ioOnDevice(ioOnDevice), statisticsOnDevice(statistics) {
   bool onGpu = placement != Placement::Host;
-  if (ioOnDevice && placement != Placement::Device)
+  if ((ioOnDevice || statistics) && placement != Placement::Device)
     throw Error("moe-runtime", "tokens and output in device memory need a "
                                "layer whose host code touches no buffer");
+  if (statistics && statistics->size() != 4)
+    throw Error("moe-runtime", "a call's statistics are 4 buffers, not " +
+                                   std::to_string(statistics->size()));
   if (onGpu)
     cuda::setScratchMemory(placement == Placement::Device
                                ? cuda::Memory::Device
@@ -86,6 +90,10 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
     bool weight = i > 0 && i < firstResult;
     bool io = i == 0 || i == firstResult;
     if (ioOnDevice && io) {
+      deviceData.push_back(data);
+      owned.push_back(false);
+    } else if (statistics && i > firstResult) {
+      data = statistics->at(i - firstResult - 1);
       deviceData.push_back(data);
       owned.push_back(false);
     } else if (onGpu && weight && resident) {
@@ -117,7 +125,8 @@ void CallArguments::fetchResults() {
   if (placement == Placement::Host)
     return;
   cuda::synchronize();
-  for (size_t i = firstResult + (ioOnDevice ? 1 : 0); i < tensors.size(); ++i)
+  size_t end = statisticsOnDevice ? firstResult + 1 : tensors.size();
+  for (size_t i = firstResult + (ioOnDevice ? 1 : 0); i < end; ++i)
     if (placement == Placement::Device)
       cuda::copyToHost(tensors[i]->data(), deviceData[i],
                        tensors[i]->byteSize());

@@ -188,6 +188,9 @@ def main():
                  "top_k")
     expect_error("bad_backend", lambda: moe.compile(spec, tokens=tokens, backend="tpu"),
                  "unknown backend 'tpu'")
+    expect_error("graph_on_cpu",
+                 lambda: moe.compile(spec, tokens=tokens, cuda_graph=True),
+                 "--cuda-graph with --backend cpu")
     expect_error("missing_spec_file", lambda: moe.compile(os.path.join(work, "none.json"),
                                                          tokens=8),
                  "No such file or directory")

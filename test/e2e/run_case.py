@@ -670,8 +670,9 @@ def prepare_gpu(name, case, workdir, act_dtype, build):
     return True, f"PREPARED {name}: seed={seed}"
 
 
-def run_prepared(name, case, workdir, timeout):
-    """Run a case prepared by prepare_gpu with DIR/moe-gpu-run and check it."""
+def run_prepared(name, case, workdir, timeout, cuda_graph=False):
+    """Run a case prepared by prepare_gpu with DIR/moe-gpu-run and check it
+    (with `cuda_graph`, the call replayed from a CUDA graph)."""
     case_dir = os.path.join(workdir, name)
     paths = case_paths(case_dir)
     try:
@@ -688,6 +689,8 @@ def run_prepared(name, case, workdir, timeout):
                "--host", os.path.join(package, "layer.host.so"),
                "--weights", paths["weights"], "--input", paths["x"],
                "--output", paths["y"], "--stats", paths["stats"]]
+    if cuda_graph:
+        command.append("--cuda-graph")
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -847,6 +850,9 @@ def main(argv=None):
     parser.add_argument("--run-prepared", action="store_true",
                         help="run the cases --prepare-gpu wrote into --workdir with its "
                              "moe-gpu-run, and check them")
+    parser.add_argument("--cuda-graph", action="store_true",
+                        help="with --run-prepared: moe-gpu-run --cuda-graph (the call "
+                             "replayed from a CUDA graph)")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
 
@@ -876,7 +882,8 @@ def main(argv=None):
             passed, line = prepare_gpu(name, CASES[name], args.workdir, args.act_dtype,
                                        args.prepare_gpu)
         elif args.run_prepared:
-            passed, line = run_prepared(name, CASES[name], args.workdir, args.timeout)
+            passed, line = run_prepared(name, CASES[name], args.workdir, args.timeout,
+                                        args.cuda_graph)
         else:
             passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
                                    args.backend, args.timeout, args.shards, args.act_dtype,

@@ -223,9 +223,10 @@ def grouped_layer(torch, spec, w, x):
     return layer
 
 
-def run_ours(args, name, paths, folder, variant=""):
+def run_ours(args, name, paths, folder, variant="", flags=()):
     """One process of moe-gpu-run (or moe-run --backend cuda) timing --runs calls;
-    `variant` names another package of the shape (DIR/<shape><variant>)."""
+    `variant` names another package of the shape (DIR/<shape><variant>), `flags`
+    are more flags of the runner (--cuda-graph)."""
     out, stats = os.path.join(folder, "y.npy"), os.path.join(folder, "stats.json")
     if args.self_test:
         cmd = [args.moe_run, "--act-dtype", "bf16", "--spec", paths["spec"]]
@@ -240,7 +241,7 @@ def run_ours(args, name, paths, folder, variant=""):
         cmd = [args.moe_run, "--backend", "cuda", "--act-dtype", "bf16",
                "--spec", paths["spec"]]
     cmd += ["--weights", paths["weights"], "--input", paths["x"], "--output", out,
-            "--stats", stats, "--bench", str(args.runs)]
+            "--stats", stats, "--bench", str(args.runs), *flags]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"gpu_bench: {' '.join(cmd[:1])} failed: {proc.stderr.strip()}")
@@ -310,9 +311,12 @@ def main():
         paths, w, x = make_inputs(torch, spec, tokens, folder)
         # Our packages: the default one, and where gpu_prepare.sh made it the
         # warp-MMA one (on sm_90a the default uses warpgroup MMAs).
-        ours = {"ours": ""}
+        ours = {"ours": ("", ())}
+        if not args.self_test:
+            # The same calls replayed from a CUDA graph (no launch per kernel).
+            ours["ours (CUDA graph)"] = ("", ("--cuda-graph",))
         if args.packages and os.path.isdir(os.path.join(args.packages, name + "-warp")):
-            ours["ours (warp MMA)"] = "-warp"
+            ours["ours (warp MMA)"] = ("-warp", ())
         contenders = {who: None for who in ours}
         contenders.update({"PyTorch eager": eager_layer(torch, spec, w, x),
                            "PyTorch grouped": grouped_layer(torch, spec, w, x)})
@@ -323,7 +327,7 @@ def main():
             for who, fn in contenders.items():
                 if fn is None:
                     seconds, stats, outputs[who] = run_ours(args, name, paths, folder,
-                                                            ours[who])
+                                                            *ours[who])
                     times[who].append(seconds)
                 else:
                     times[who].append(median(event_times(torch, fn, args.runs)))

@@ -39,6 +39,9 @@ LLVM nor MPI, only an NVIDIA GPU and its driver (libcuda.so.1).
   --allow-non-finite       run even when the tokens or weights hold NaN or
                            +-inf (by default an error naming the tensor and
                            the first such element, spec section 3.7)
+  --cuda-graph             record the first call as a CUDA graph and replay
+                           it for every later call (one graph launch per
+                           call instead of one launch per kernel)
   -v                       print the device to stderr
   --help                   this text
 )";
@@ -61,7 +64,8 @@ int main(int argc, char **argv) {
                   {"--device", &device},
                   {"--bench", &bench}};
   flags.switches = {{"-v", &options.verbose},
-                    {"--allow-non-finite", &options.allowNonFinite}};
+                    {"--allow-non-finite", &options.allowNonFinite},
+                    {"--cuda-graph", &options.cudaGraph}};
   if (std::optional<int> status = flags.parse(argc, argv))
     return *status;
   if (!bench.empty() &&

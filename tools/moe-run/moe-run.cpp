@@ -69,6 +69,11 @@ usage: moe-run --spec S.json --weights W.safetensors --input X.npy
                            +-inf (by default an error naming the tensor and
                            the first such element, spec section 3.7); the
                            routing then ranks NaN scores last
+  --cuda-graph             --backend cuda: record the first call as a CUDA
+                           graph and replay it for every later call (one
+                           graph launch per call instead of one launch per
+                           kernel); needs one rank and code whose buffers all
+                           live in device memory (not --fusion off)
   --runtime-checks         compile with run-time checks: every expert id,
                            slot and row index the routing computes and every
                            memory access (MLIR's runtime verification); a
@@ -117,7 +122,8 @@ int main(int argc, char **argv) {
   flags.emptyAllowed = {"--bench"};
   flags.switches = {{"-v", &options.verbose},
                     {"--allow-non-finite", &options.allowNonFinite},
-                    {"--runtime-checks", &options.runtimeChecks}};
+                    {"--runtime-checks", &options.runtimeChecks},
+                    {"--cuda-graph", &options.cudaGraph}};
   flags.other = [&](const std::string &arg) {
     if (arg.size() != 3 || arg.compare(0, 2, "-O") != 0 || arg[2] < '0' ||
         arg[2] > '3')

@@ -33,6 +33,8 @@ struct GpuRunOptions {
   bool verbose = false;
   /// --allow-non-finite: skip the spec §3.7 finiteness checks.
   bool allowNonFinite = false;
+  /// --cuda-graph: replay the first call as a CUDA graph.
+  bool cudaGraph = false;
 };
 
 /// Runs the artifact as `options` says; every failure prints one line

@@ -85,6 +85,12 @@ struct CompileOptions {
   int64_t gpuDevice = 0;
   /// The program named at the start of error lines ("<tool>: error: ...").
   std::string tool = "moe";
+  /// cuda backend: record a bound layer's first call as a CUDA graph and
+  /// replay it for every call (one graph launch instead of the call's
+  /// kernel launches). Needs code whose buffers all live in device memory
+  /// and one rank; tokens, output and statistics pass through device
+  /// buffers of the bound layer (the graph holds their addresses).
+  bool cudaGraph = false;
 };
 
 /// Throws runtime::Error with one line naming the option at fault unless

@@ -41,6 +41,8 @@ struct RunOptions {
   bool allowNonFinite = false;
   /// --runtime-checks: index and memory-access checks in the compiled code.
   bool runtimeChecks = false;
+  /// --cuda-graph: the cuda backend replays the first call as a CUDA graph.
+  bool cudaGraph = false;
 };
 
 /// Runs one layer as `options` says. Every failure prints one line naming

@@ -379,7 +379,7 @@ private:
 };
 
 /// moe.route: the logits' contraction, then one element per token for its
-/// scores (one kernel where the linalg form takes a fill, two reductions
+/// scores (one kernel where the linalg form takes two fills, two reductions
 /// and three maps).
 struct LowerRouteParallel : OpConversionPattern<RouteOp> {
   using OpConversionPattern::OpConversionPattern;

@@ -14,6 +14,12 @@
 // $FAKE_CUDA_DEVICES sets the device count (default 1) and
 // $FAKE_CUDA_FREE_BYTES the free device memory (default 1 GiB).
 //
+// Stream capture follows the driver's rules: launches on a capturing stream
+// are recorded (counted as "captured_launches"), a graph launch counts the
+// launches its graph holds ("graph_kernel_launches"), and a synchronisation
+// of the capturing stream or the context, or a synchronous copy, while a
+// capture is open fails with CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED.
+//
 // Device memory (cuMemAlloc) is mapped without access rights, as a GPU's
 // memory is out of the host's reach: host code that reads or writes it
 // (rather than through cuMemcpy*) dies of a segmentation fault. Managed
@@ -34,7 +40,7 @@
 namespace {
 
 constexpr int kSuccess = 0, kInvalidValue = 1, kInvalidImage = 200,
-              kNotFound = 500, kLaunchFailed = 719;
+              kNotFound = 500, kLaunchFailed = 719, kCaptureUnsupported = 900;
 
 struct Counters {
   std::map<std::string, long> count;
@@ -43,6 +49,10 @@ struct Counters {
   std::map<void *, size_t> device;
   std::set<std::string> kernelNames;
   long maxThreads = 0;
+  /// Streams being captured, and the launches each has recorded; graphs
+  /// and their instances, with the launches they hold.
+  std::map<void *, long> capturing;
+  std::map<void *, long> graphs, instances;
 
   ~Counters() {
     const char *path = std::getenv("FAKE_CUDA_LOG");
@@ -57,7 +67,10 @@ struct Counters {
     std::fprintf(f, "\"live_allocations\": %zu, \"loaded_modules\": %zu, ",
                  live.size(), modules.size());
     std::fprintf(f, "\"launched_functions\": %zu, ", launched.size());
-    std::fprintf(f, "\"max_threads_per_block\": %ld, \"kernels\": [", maxThreads);
+    std::fprintf(f, "\"live_graphs\": %zu, \"open_captures\": %zu, ",
+                 graphs.size() + instances.size(), capturing.size());
+    std::fprintf(f, "\"max_threads_per_block\": %ld, \"kernels\": [",
+                 maxThreads);
     bool first = true;
     for (const std::string &k : kernelNames) {
       std::fprintf(f, "%s\"%s\"", first ? "" : ", ", k.c_str());
@@ -127,23 +140,30 @@ int cuCtxSetCurrent(void *) {
   return call("cuCtxSetCurrent") ? kLaunchFailed : kSuccess;
 }
 
+/// Whether a stream capture is open (synchronous work is then refused).
+static bool captureOpen() { return !counters().capturing.empty(); }
+
 int cuCtxSynchronize() {
-  return call("cuCtxSynchronize") ? kLaunchFailed : kSuccess;
+  if (call("cuCtxSynchronize"))
+    return kLaunchFailed;
+  return captureOpen() ? kCaptureUnsupported : kSuccess;
 }
 
 int cuGetErrorName(int error, const char **name) {
-  *name = error == kLaunchFailed   ? "CUDA_ERROR_LAUNCH_FAILED"
-          : error == kInvalidImage ? "CUDA_ERROR_INVALID_IMAGE"
-          : error == kNotFound     ? "CUDA_ERROR_NOT_FOUND"
-                                   : "CUDA_ERROR_INVALID_VALUE";
+  *name = error == kCaptureUnsupported ? "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED"
+          : error == kLaunchFailed     ? "CUDA_ERROR_LAUNCH_FAILED"
+          : error == kInvalidImage     ? "CUDA_ERROR_INVALID_IMAGE"
+          : error == kNotFound         ? "CUDA_ERROR_NOT_FOUND"
+                                       : "CUDA_ERROR_INVALID_VALUE";
   return kSuccess;
 }
 
 int cuGetErrorString(int error, const char **text) {
-  *text = error == kLaunchFailed ? "unspecified launch failure"
-          : error == kInvalidImage
-              ? "device kernel image is invalid"
-              : "invalid argument";
+  *text = error == kCaptureUnsupported
+              ? "operation not permitted when stream is capturing"
+          : error == kLaunchFailed ? "unspecified launch failure"
+          : error == kInvalidImage ? "device kernel image is invalid"
+                                   : "invalid argument";
   return kSuccess;
 }
 
@@ -160,8 +180,7 @@ int cuMemAllocManaged(unsigned long long *pointer, size_t bytes, unsigned) {
 int cuMemAlloc_v2(unsigned long long *pointer, size_t bytes) {
   if (call("cuMemAlloc_v2"))
     return kLaunchFailed;
-  void *p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-                 0);
+  void *p = mmap(nullptr, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (p == MAP_FAILED)
     return kInvalidValue;
   counters().device[p] = bytes;
@@ -193,12 +212,16 @@ static int copyWithDevice(void *device, void *to, const void *from,
 
 int cuMemcpyHtoD_v2(unsigned long long dst, const void *src, size_t bytes) {
   call("cuMemcpyHtoD_v2");
+  if (captureOpen())
+    return kCaptureUnsupported;
   void *to = reinterpret_cast<void *>(dst);
   return copyWithDevice(to, to, src, bytes);
 }
 
 int cuMemcpyDtoH_v2(void *dst, unsigned long long src, size_t bytes) {
   call("cuMemcpyDtoH_v2");
+  if (captureOpen())
+    return kCaptureUnsupported;
   void *from = reinterpret_cast<void *>(src);
   return copyWithDevice(from, dst, from, bytes);
 }
@@ -228,7 +251,10 @@ int cuMemFree_v2(unsigned long long pointer) {
 
 int cuMemcpy(unsigned long long dst, unsigned long long src, size_t bytes) {
   call("cuMemcpy");
-  void *to = reinterpret_cast<void *>(dst), *from = reinterpret_cast<void *>(src);
+  if (captureOpen())
+    return kCaptureUnsupported;
+  void *to = reinterpret_cast<void *>(dst),
+       *from = reinterpret_cast<void *>(src);
   hostAccess(to, true);
   hostAccess(from, true);
   std::memmove(to, from, bytes);
@@ -241,7 +267,10 @@ static int loadImage(void **module, const void *image, const char *entry) {
   if (call(entry))
     return kLaunchFailed;
   const char *bytes = static_cast<const char *>(image);
-  if (std::memcmp(bytes, "\x7f" "ELF", 4) == 0)
+  if (std::memcmp(bytes,
+                  "\x7f"
+                  "ELF",
+                  4) == 0)
     ++counters().count["cubin_images"];
   else if (std::strstr(bytes, ".version") && std::strstr(bytes, ".target"))
     ++counters().count["ptx_images"];
@@ -280,8 +309,8 @@ int cuModuleGetFunction(void **function, void *module, const char *name) {
 }
 
 int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
-                   unsigned bx, unsigned by, unsigned bz, unsigned, void *,
-                   void **params, void **) {
+                   unsigned bx, unsigned by, unsigned bz, unsigned,
+                   void *stream, void **params, void **) {
   if (call("cuLaunchKernel"))
     return kLaunchFailed;
   long threads = long(bx) * by * bz;
@@ -291,6 +320,11 @@ int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
   if (threads > counters().maxThreads)
     counters().maxThreads = threads;
   counters().launched.insert(function);
+  if (auto it = counters().capturing.find(stream);
+      it != counters().capturing.end()) {
+    ++it->second;
+    ++counters().count["captured_launches"];
+  }
   return kSuccess;
 }
 
@@ -300,8 +334,66 @@ int cuStreamCreate(void **stream, unsigned) {
   return kSuccess;
 }
 
-int cuStreamSynchronize(void *) {
-  return call("cuStreamSynchronize") ? kLaunchFailed : kSuccess;
+int cuStreamSynchronize(void *stream) {
+  if (call("cuStreamSynchronize"))
+    return kLaunchFailed;
+  return counters().capturing.count(stream) ? kCaptureUnsupported : kSuccess;
+}
+
+int cuStreamBeginCapture_v2(void *stream, int) {
+  if (call("cuStreamBeginCapture_v2"))
+    return kLaunchFailed;
+  if (!counters().capturing.emplace(stream, 0).second)
+    return kInvalidValue;
+  return kSuccess;
+}
+
+int cuStreamEndCapture(void *stream, void **graph) {
+  call("cuStreamEndCapture");
+  auto it = counters().capturing.find(stream);
+  if (it == counters().capturing.end())
+    return kInvalidValue;
+  *graph = new Handle{"graph"};
+  counters().graphs[*graph] = it->second;
+  counters().capturing.erase(it);
+  return kSuccess;
+}
+
+int cuGraphInstantiateWithFlags(void **exec, void *graph, unsigned long long) {
+  if (call("cuGraphInstantiateWithFlags"))
+    return kLaunchFailed;
+  auto it = counters().graphs.find(graph);
+  if (it == counters().graphs.end())
+    return kInvalidValue;
+  *exec = new Handle{"graph instance"};
+  counters().instances[*exec] = it->second;
+  return kSuccess;
+}
+
+int cuGraphLaunch(void *exec, void *) {
+  if (call("cuGraphLaunch"))
+    return kLaunchFailed;
+  auto it = counters().instances.find(exec);
+  if (it == counters().instances.end())
+    return kInvalidValue;
+  counters().count["graph_kernel_launches"] += it->second;
+  return kSuccess;
+}
+
+int cuGraphExecDestroy(void *exec) {
+  call("cuGraphExecDestroy");
+  if (!counters().instances.erase(exec))
+    return kInvalidValue;
+  delete static_cast<Handle *>(exec);
+  return kSuccess;
+}
+
+int cuGraphDestroy(void *graph) {
+  call("cuGraphDestroy");
+  if (!counters().graphs.erase(graph))
+    return kInvalidValue;
+  delete static_cast<Handle *>(graph);
+  return kSuccess;
 }
 
 int cuStreamDestroy_v2(void *stream) {

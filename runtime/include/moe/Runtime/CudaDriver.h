@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -87,6 +88,37 @@ public:
 private:
   void *begin = nullptr;
   void *end = nullptr;
+};
+
+/// Copies `bytes` between two device (or managed) allocations.
+void copyOnDevice(void *to, const void *from, size_t bytes);
+
+/// One layer call recorded as a CUDA graph and replayed. capture(call) runs
+/// `call` (the compiled host code of one call, whose buffers all live in
+/// device memory) with the stream it creates capturing in relaxed mode: its
+/// launches are recorded, not run; its wait at the end is skipped; the
+/// scratch blocks it frees stay with the graph (their addresses are in the
+/// recorded launches). Host code that copies memory or creates a second
+/// stream cannot be captured (an Error says so). launch() runs the graph
+/// and waits for it. The kernels read the addresses the captured call was
+/// given, so every replay must pass its data through the same buffers.
+class CallGraph {
+public:
+  CallGraph() = default;
+  ~CallGraph();
+  CallGraph(const CallGraph &) = delete;
+  CallGraph &operator=(const CallGraph &) = delete;
+  void capture(const std::function<void()> &call);
+  bool captured() const { return exec != nullptr; }
+  void launch();
+  /// Kernel launches the capture recorded.
+  int64_t launches() const { return recorded; }
+
+private:
+  friend struct CaptureAccess;
+  void *stream = nullptr, *graph = nullptr, *exec = nullptr;
+  std::vector<void *> kept;
+  int64_t recorded = 0;
 };
 
 /// The `mgpu*` and `_mlir_memref_to_llvm_*` symbols by name and address, for

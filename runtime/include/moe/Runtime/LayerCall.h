@@ -17,9 +17,9 @@
 
 #include <cstdint>
 #include <functional>
-#include <utility>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace moe::runtime {
@@ -83,11 +83,13 @@ public:
   /// unused on the host) and only the tokens and results are copied. With
   /// `ioOnDevice` (Placement::Device only) the tokens and the output tensor
   /// hold device memory already: they are passed as they are, neither
-  /// copied in nor fetched (the statistics still are).
-  CallArguments(const std::vector<HostTensor *> &inputs,
-                LayerResults &results, Placement placement,
-                const DeviceWeights *resident = nullptr,
-                bool ioOnDevice = false);
+  /// copied in nor fetched (the statistics still are). With `statistics`
+  /// (Placement::Device only) the four statistics results are those device
+  /// buffers, neither allocated nor fetched (a CUDA graph's own).
+  CallArguments(const std::vector<HostTensor *> &inputs, LayerResults &results,
+                Placement placement, const DeviceWeights *resident = nullptr,
+                bool ioOnDevice = false,
+                const DeviceWeights *statistics = nullptr);
   ~CallArguments();
   CallArguments(const CallArguments &) = delete;
   CallArguments &operator=(const CallArguments &) = delete;
@@ -103,6 +105,7 @@ private:
   size_t firstResult;
   Placement placement;
   bool ioOnDevice;
+  bool statisticsOnDevice;
   /// The device (or managed) memory of each argument on the GPU, and
   /// whether this call allocated it.
   std::vector<void *> deviceData;
@@ -158,9 +161,9 @@ std::vector<double> timeCalls(int64_t runs, const std::function<void()> &call,
 
 /// The `BENCH {...}` line of a timed layer: tokens/s and the expert
 /// GFLOP/s of the kept assignments.
-std::string benchLine(const std::string &backend, int64_t tokens,
-                      int64_t ranks, std::vector<double> times,
-                      double compileSeconds, double expertFlops);
+std::string benchLine(const std::string &backend, int64_t tokens, int64_t ranks,
+                      std::vector<double> times, double compileSeconds,
+                      double expertFlops);
 
 /// Writes the statistics (when `statsPath` is set) and then Y, each
 /// atomically; if Y cannot be written the statistics are removed again, so
