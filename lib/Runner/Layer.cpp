@@ -449,9 +449,7 @@ BoundLayer CompiledLayer::bindLoaded(rt::LayerWeights weights,
     bound->graph->io = std::make_unique<rt::DeviceWeights>(
         std::vector<rt::HostTensor *>{&tokens, &shapes.output});
     bound->graph->statistics =
-        std::make_unique<rt::DeviceWeights>(std::vector<rt::HostTensor *>{
-            &shapes.tokensPerExpert, &shapes.dropped, &shapes.loadBalanceLoss,
-            &shapes.routerZLoss});
+        std::make_unique<rt::DeviceWeights>(shapes.statistics());
   }
   return BoundLayer(std::move(bound));
 }
@@ -537,10 +535,8 @@ rt::LayerStats BoundLayer::Impl::callGraph(const void *x, void *y,
     rt::cuda::copyOnDevice(y, output, bytes);
   else
     rt::cuda::copyToHost(y, output, bytes);
-  rt::HostTensor *statistics[] = {&results.tokensPerExpert, &results.dropped,
-                                  &results.loadBalanceLoss,
-                                  &results.routerZLoss};
-  for (size_t i = 0; i < 4; ++i)
+  std::vector<rt::HostTensor *> statistics = results.statistics();
+  for (size_t i = 0; i < statistics.size(); ++i)
     rt::cuda::copyToHost(statistics[i]->data(), graph->statistics->at(i),
                          statistics[i]->byteSize());
   return results.stats(d.capacity);

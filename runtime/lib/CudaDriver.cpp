@@ -300,7 +300,6 @@ struct CaptureAccess {
   static void keep(State &s, void *block) {
     s.capturing->kept.push_back(block);
   }
-  static void count(State &s) { ++s.capturing->recorded; }
 };
 
 CallGraph::~CallGraph() {
@@ -468,9 +467,6 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
                     unsigned(blockY), unsigned(blockZ), unsigned(sharedBytes),
                     static_cast<CUstream>(stream), params, extra),
                 "cuLaunchKernel");
-    cuda::State &s = cuda::state();
-    if (s.capturing)
-      cuda::CaptureAccess::count(s);
   });
 }
 

@@ -72,9 +72,9 @@ CallArguments::CallArguments(const std::vector<HostTensor *> &inputs,
     cuda::setScratchMemory(placement == Placement::Device
                                ? cuda::Memory::Device
                                : cuda::Memory::Managed);
-  tensors.insert(tensors.end(),
-                 {&results.output, &results.tokensPerExpert, &results.dropped,
-                  &results.loadBalanceLoss, &results.routerZLoss});
+  tensors.push_back(&results.output);
+  for (HostTensor *statistic : results.statistics())
+    tensors.push_back(statistic);
   if (resident && onGpu && resident->size() + 1 != firstResult)
     throw Error("moe-runtime", "the bound layer has " +
                                    std::to_string(resident->size()) +

@@ -380,20 +380,22 @@ int cuGraphLaunch(void *exec, void *) {
   return kSuccess;
 }
 
-int cuGraphExecDestroy(void *exec) {
-  call("cuGraphExecDestroy");
-  if (!counters().instances.erase(exec))
+/// Destroys `handle`, one of `table`'s (a graph or an instance).
+static int destroy(const char *entry, std::map<void *, long> &table,
+                   void *handle) {
+  call(entry);
+  if (!table.erase(handle))
     return kInvalidValue;
-  delete static_cast<Handle *>(exec);
+  delete static_cast<Handle *>(handle);
   return kSuccess;
 }
 
+int cuGraphExecDestroy(void *exec) {
+  return destroy("cuGraphExecDestroy", counters().instances, exec);
+}
+
 int cuGraphDestroy(void *graph) {
-  call("cuGraphDestroy");
-  if (!counters().graphs.erase(graph))
-    return kInvalidValue;
-  delete static_cast<Handle *>(graph);
-  return kSuccess;
+  return destroy("cuGraphDestroy", counters().graphs, graph);
 }
 
 int cuStreamDestroy_v2(void *stream) {

@@ -111,14 +111,11 @@ public:
   void capture(const std::function<void()> &call);
   bool captured() const { return exec != nullptr; }
   void launch();
-  /// Kernel launches the capture recorded.
-  int64_t launches() const { return recorded; }
 
 private:
   friend struct CaptureAccess;
   void *stream = nullptr, *graph = nullptr, *exec = nullptr;
   std::vector<void *> kept;
-  int64_t recorded = 0;
 };
 
 /// The `mgpu*` and `_mlir_memref_to_llvm_*` symbols by name and address, for

@@ -38,6 +38,11 @@ struct LayerResults {
 
   /// The statistics the results hold (`capacity` from the layer).
   LayerStats stats(std::optional<int64_t> capacity) const;
+  /// The four statistics tensors, in the order the layer function returns
+  /// them after the output.
+  std::vector<HostTensor *> statistics() {
+    return {&tokensPerExpert, &dropped, &loadBalanceLoss, &routerZLoss};
+  }
 };
 
 /// Where the buffers of a layer call live.
