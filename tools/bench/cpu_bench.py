@@ -22,14 +22,19 @@ The contenders are interleaved (A B C D A B C D ...) for --rounds rounds of
 --runs timed calls each, so that the machine's drift hits all of them; the
 table gives the median over all timed calls, the spread (min..max of the
 per-round medians, relative to the median), throughput, the GFLOP/s of the
-expert GEMMs, and the ratios to the GEMM-only median of the same thread count
-(the machine's GEMM rate measured in the same run) and to PyTorch's. The
-header names the CPU model and its vector features. With --plot (or --json
-OUT.json: OUT.png beside it) it also draws the table (tools/bench/plot.py, with
-Debian's python3-matplotlib): tokens/s per shape and thread count for each
-contender, and each one's expert GFLOP/s as a fraction of GEMM-only's. Usage:
+expert GEMMs and the bytes/s of one call's compulsory traffic (weights,
+router, tokens in and out), the ratios to the machine's limits measured by
+moe-cpu-peak before the shapes (float32 FMA rate of the widest vectors and copy
+bandwidth, of the same thread count), and the ratios to the GEMM-only median of
+the same thread count (the machine's GEMM rate measured in the same run) and
+to PyTorch's. The header names the CPU model, its vector features and
+limits. With --plot (or --json OUT.json: OUT.png beside it) it also draws the
+table (tools/bench/plot.py, with Debian's python3-matplotlib): tokens/s per
+shape and thread count for each contender, and each one's expert GFLOP/s as a
+fraction of GEMM-only's. Usage:
 
-  tools/bench/cpu_bench.py [--moe-run build/bin/moe-run] [--workdir DIR]
+  tools/bench/cpu_bench.py [--moe-run build/bin/moe-run]
+      [--cpu-peak build/bin/moe-cpu-peak] [--workdir DIR]
       [--shapes switch,mixtral,deepseek,qwen3] [--threads 1,N] [--runs 3]
       [--rounds 3] [--json OUT.json] [--plot OUT.png]
 """
@@ -229,6 +234,21 @@ def numpy_blas():
     return " ".join(real)
 
 
+def machine_limits(cpu_peak, threads):
+    """moe-cpu-peak's FMA rate (GFLOP/s) and copy bandwidth (GB/s)."""
+    proc = subprocess.run([cpu_peak, "--threads", str(threads)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        sys.exit(f"moe-cpu-peak failed: {proc.stderr.strip()}")
+    return json.loads(proc.stdout)
+
+
+def layer_bytes(spec, tokens, mats):
+    """The compulsory float32 traffic of one call: every expert's weights and
+    the router read once, the tokens read and the output written once."""
+    d, ff, e = spec["d_model"], spec["d_ff"], spec["num_experts"]
+    return 4.0 * (e * d * ff * mats + e * d + 2 * tokens * d)
+
+
 def have_torch():
     return subprocess.run([sys.executable, "-c", "import torch"],
                           capture_output=True).returncode == 0
@@ -242,6 +262,8 @@ def summary(samples):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moe-run", default=os.path.join(ROOT, "build", "bin", "moe-run"))
+    parser.add_argument("--cpu-peak", default=os.path.join(ROOT, "build", "bin", "moe-cpu-peak"),
+                        help="the tool that measures the machine's limits")
     parser.add_argument("--workdir", default="/tmp/moe-cpu-bench")
     parser.add_argument("--shapes", default="switch,mixtral,deepseek,qwen3")
     parser.add_argument("--threads", default=f"1,{os.cpu_count()}",
@@ -263,6 +285,10 @@ def main():
     if not torch_ok:
         log("PyTorch is not installed (apt-get install python3-torch): no eager peer")
     thread_counts = [int(t) for t in args.threads.split(",")]
+    limits = {}
+    for threads in thread_counts:
+        log(f"machine limits, {threads} thr (moe-cpu-peak) ...")
+        limits[threads] = machine_limits(args.cpu_peak, threads)
     title = (f"CPU: {cpu_model()}\nmedian of {args.rounds} interleaved rounds x {args.runs} "
              f"timed calls; GEMM-only: numpy on OpenBLAS, same FLOPs, same threads")
     rate_label = "expert GFLOP/s / GEMM-only GFLOP/s\n(same run, same threads)"
@@ -282,6 +308,7 @@ def main():
         kept = sum(stats["tokens_per_expert"])
         mats = 3 if spec.get("activation") in GATED else 2
         flops = 2.0 * kept * spec["d_model"] * spec["d_ff"] * mats
+        nbytes = layer_bytes(spec, tokens, mats)
         for threads in thread_counts:
             contenders = [("moe-run fused", lambda: run_moe(args.moe_run, paths, folder,
                                                             args.runs, threads, "on")[0])]
@@ -302,28 +329,38 @@ def main():
                     samples[who] += measure()
             for who, values in samples.items():
                 results.append({"shape": name, "tokens": tokens, "rows": kept, "flops": flops,
-                                "threads": threads, "who": who, "samples_s": values})
+                                "bytes": nbytes, "threads": threads, "who": who,
+                                "samples_s": values})
         if args.json:  # after each shape: a later shape that fails keeps the earlier ones
             with open(args.json, "w") as f:
                 json.dump({"cpu": cpu_model(), "title": title, "reference": GEMM_WHO,
-                           "rate_label": rate_label, "results": results}, f, indent=1)
+                           "rate_label": rate_label, "limits": limits, "results": results},
+                          f, indent=1)
 
     print(f"# CPU: {cpu_model()}")
     print(f"# GEMM peer: numpy on {blas}")
+    for threads, limit in limits.items():
+        print(f"# limits, {threads} thr (moe-cpu-peak, {limit['isa']}): float32 FMA "
+              f"{limit['fma_gflops']:.1f} GFLOP/s, copy {limit['copy_gbs']:.1f} GB/s")
     print(f"# {args.rounds} interleaved rounds x {args.runs} timed calls; median over rounds "
-          f"of each round's median; spread = min..max of the rounds")
+          f"of each round's median; spread = min..max of the rounds; /peak and /bw: of the "
+          f"limits above")
     print(f"{'shape':9} {'T':>5} {'rows':>5} {'GFLOP':>6} {'thr':>3} | {'who':22} {'ms':>9} "
-          f"{'spread':>13} {'tok/s':>8} {'GFLOP/s':>8} {'/GEMM':>6} {'/torch':>6}")
+          f"{'spread':>13} {'tok/s':>8} {'GFLOP/s':>8} {'/peak':>5} {'GB/s':>5} {'/bw':>5} "
+          f"{'/GEMM':>6} {'/torch':>6}")
     for row in results:
         med, (lo, hi) = summary(row["samples_s"])
         peers = {r["who"]: summary(r["samples_s"])[0] for r in results
                  if r["shape"] == row["shape"] and r["threads"] == row["threads"]}
         gemm = peers.get(GEMM_WHO)
         torch_s = peers.get("PyTorch eager loop")
+        limit = limits[row["threads"]]
+        gflops, gbs = row["flops"] * 1e-9 / med, row["bytes"] * 1e-9 / med
         print(f"{row['shape']:9} {row['tokens']:5d} {row['rows']:5d} {row['flops'] * 1e-9:6.1f} "
               f"{row['threads']:3d} | {row['who']:22} {med * 1e3:9.1f} "
               f"{f'{lo * 100:+.0f}%..{hi * 100:+.0f}%':>13} {row['tokens'] / med:8.0f} "
-              f"{row['flops'] * 1e-9 / med:8.1f} {med / gemm:6.2f} "
+              f"{gflops:8.1f} {gflops / limit['fma_gflops']:5.2f} {gbs:5.1f} "
+              f"{gbs / limit['copy_gbs']:5.2f} {med / gemm:6.2f} "
               f"{(med / torch_s if torch_s else float('nan')):6.2f}")
     if args.plot:
         plot.try_draw(args.plot, results, title, reference=GEMM_WHO, rate_label=rate_label)

@@ -1,0 +1,230 @@
+//===- moe-cpu-peak.cpp - The CPU's float32 FMA rate and copy bandwidth ---===//
+//
+//   moe-cpu-peak [--threads N] [--seconds S]
+//
+// The machine's limits that tools/bench/cpu_bench.py divides its measured
+// rates by: the float32 fused multiply-add rate of N threads, each running
+// independent FMA chains in registers with the widest vectors the running CPU
+// has (AVX-512, else AVX2 + FMA, else 128-bit vectors), and the copy bandwidth
+// of N threads over buffers far larger than the last-level cache (bytes read
+// plus bytes written). Prints one JSON line:
+//
+//   {"threads":N,"isa":"avx512f","vector_bits":512,"fma_gflops":...,
+//    "copy_gbs":...}
+//
+// Each figure is the best of five repetitions (a limit, not a typical rate);
+// one FMA repetition lasts about S seconds (default 1).
+//
+//===----------------------------------------------------------------------===//
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define MOE_PEAK_X86 1
+#endif
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Twelve independent accumulators cover the FMA latency (4 cycles) times the
+// FMA pipes (2) of current x86 cores with room to spare; each iteration is 12
+// vector FMAs of 2 FLOPs per lane. `seed` is read at run time so that the
+// compiler can neither fold the chains nor merge equal ones.
+#define MOE_PEAK_CHAINS(VEC, SET1, FMA, ADD, STORE, LANES)                      \
+  VEC a = SET1(0.99999f), b = SET1(1e-6f * seed);                              \
+  VEC c0 = SET1(seed), c1 = SET1(seed + 1), c2 = SET1(seed + 2),              \
+      c3 = SET1(seed + 3), c4 = SET1(seed + 4), c5 = SET1(seed + 5),          \
+      c6 = SET1(seed + 6), c7 = SET1(seed + 7), c8 = SET1(seed + 8),          \
+      c9 = SET1(seed + 9), c10 = SET1(seed + 10), c11 = SET1(seed + 11);      \
+  for (long i = 0; i < iterations; ++i) {                                      \
+    c0 = FMA(c0, a, b);                                                        \
+    c1 = FMA(c1, a, b);                                                        \
+    c2 = FMA(c2, a, b);                                                        \
+    c3 = FMA(c3, a, b);                                                        \
+    c4 = FMA(c4, a, b);                                                        \
+    c5 = FMA(c5, a, b);                                                        \
+    c6 = FMA(c6, a, b);                                                        \
+    c7 = FMA(c7, a, b);                                                        \
+    c8 = FMA(c8, a, b);                                                        \
+    c9 = FMA(c9, a, b);                                                        \
+    c10 = FMA(c10, a, b);                                                      \
+    c11 = FMA(c11, a, b);                                                      \
+  }                                                                            \
+  VEC sum = ADD(ADD(ADD(ADD(c0, c1), ADD(c2, c3)), ADD(ADD(c4, c5), ADD(c6, c7))), \
+                ADD(ADD(c8, c9), ADD(c10, c11)));                              \
+  float lanes[LANES];                                                          \
+  STORE(lanes, sum);                                                           \
+  float total = 0;                                                             \
+  for (float lane : lanes)                                                     \
+    total += lane;                                                             \
+  return total;
+
+#ifdef MOE_PEAK_X86
+__attribute__((target("avx512f"))) float chains512(long iterations,
+                                                    float seed) {
+  MOE_PEAK_CHAINS(__m512, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_add_ps,
+                  _mm512_storeu_ps, 16)
+}
+
+__attribute__((target("avx2,fma"))) float chains256(long iterations,
+                                                     float seed) {
+  MOE_PEAK_CHAINS(__m256, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_add_ps,
+                  _mm256_storeu_ps, 8)
+}
+#endif
+
+// Any other CPU: 128-bit vectors of the compiler's generic vector extension
+// (a multiply and an add where the target has no FMA).
+using Vec4 = float __attribute__((vector_size(16)));
+Vec4 set4(float v) { return Vec4{v, v, v, v}; }
+Vec4 fma4(Vec4 c, Vec4 a, Vec4 b) { return c * a + b; }
+Vec4 add4(Vec4 x, Vec4 y) { return x + y; }
+void store4(float *out, Vec4 v) { std::memcpy(out, &v, sizeof(v)); }
+float chains128(long iterations, float seed) {
+  MOE_PEAK_CHAINS(Vec4, set4, fma4, add4, store4, 4)
+}
+
+struct Isa {
+  const char *name;
+  int vectorBits;
+  float (*chains)(long, float);
+};
+
+Isa bestIsa() {
+#ifdef MOE_PEAK_X86
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f"))
+    return {"avx512f", 512, chains512};
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+    return {"avx2+fma", 256, chains256};
+#endif
+  return {"generic", 128, chains128};
+}
+
+// Runs body(thread) on `threads` threads started together; returns seconds.
+template <typename Body>
+double onThreads(int threads, Body body) {
+  std::vector<std::thread> pool;
+  Clock::time_point start = Clock::now();
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back(body, t);
+  for (std::thread &thread : pool)
+    thread.join();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+double fmaGflops(const Isa &isa, int threads, double seconds) {
+  // Calibrate the iteration count on one thread so that a run lasts about
+  // `seconds`, then time all threads together.
+  long iterations = 1 << 16;
+  volatile float sink = 0;
+  for (;;) {
+    Clock::time_point start = Clock::now();
+    sink = sink + isa.chains(iterations, 1.0f);
+    double took =
+        std::chrono::duration<double>(Clock::now() - start).count();
+    if (took > 0.02 || iterations > (1L << 40)) {
+      iterations = std::max(1L, static_cast<long>(iterations * seconds / took));
+      break;
+    }
+    iterations *= 2;
+  }
+  long flopsPerThread = iterations * 12L * (isa.vectorBits / 32) * 2;
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    std::vector<float> results(threads);
+    double took = onThreads(threads, [&](int t) {
+      results[t] = isa.chains(iterations, 1.0f + static_cast<float>(t));
+    });
+    for (float r : results)
+      sink = sink + r;
+    best = std::max(best, static_cast<double>(flopsPerThread) * threads /
+                              took * 1e-9);
+  }
+  return best;
+}
+
+double copyGbs(int threads) {
+  // 256 MiB per direction in all: far beyond any current last-level cache.
+  const size_t bytes = size_t(256) << 20;
+  const size_t chunk = bytes / threads;
+  std::vector<char> from(bytes), to(bytes);
+  onThreads(threads, [&](int t) { // first touch by the thread that copies
+    std::memset(from.data() + t * chunk, 1, chunk);
+    std::memset(to.data() + t * chunk, 0, chunk);
+  });
+  double best = 0;
+  for (int rep = 0; rep < 5; ++rep) {
+    double took = onThreads(threads, [&](int t) {
+      std::memcpy(to.data() + t * chunk, from.data() + t * chunk, chunk);
+    });
+    best = std::max(best, 2.0 * chunk * threads / took * 1e-9);
+  }
+  return best;
+}
+
+[[noreturn]] void usageError(const std::string &message) {
+  std::fprintf(stderr,
+               "moe-cpu-peak: error: %s\nusage: moe-cpu-peak [--threads N] "
+               "[--seconds S]\n",
+               message.c_str());
+  std::exit(2);
+}
+
+long parsePositive(const char *flag, const char *text, long most) {
+  char *end = nullptr;
+  long value = std::strtol(text, &end, 10);
+  if (end == text || *end != '\0' || value < 1 || value > most)
+    usageError(std::string(flag) + " wants an integer in 1.." +
+               std::to_string(most) + ", got '" + text + "'");
+  return value;
+}
+
+double parseSeconds(const char *text) {
+  char *end = nullptr;
+  double value = std::strtod(text, &end);
+  if (end == text || *end != '\0' || !(value > 0) || value > 60)
+    usageError(std::string("--seconds wants a number in (0, 60], got '") +
+               text + "'");
+  return value;
+}
+
+} // namespace
+
+int main(int argc, char **argv) {
+  int threads = 1;
+  double seconds = 1.0;
+  for (int i = 1; i < argc; ++i) {
+    std::string flag = argv[i];
+    if (flag == "--help" || flag == "-h") {
+      std::printf("usage: moe-cpu-peak [--threads N] [--seconds S]\n"
+                  "prints the float32 FMA rate (GFLOP/s) and copy bandwidth "
+                  "(GB/s) of N threads as one JSON line\n");
+      return 0;
+    }
+    if (flag != "--threads" && flag != "--seconds")
+      usageError("unknown flag '" + flag + "'");
+    if (i + 1 >= argc)
+      usageError("'" + flag + "' lacks its value");
+    if (flag == "--threads")
+      threads = static_cast<int>(parsePositive("--threads", argv[++i], 4096));
+    else
+      seconds = parseSeconds(argv[++i]);
+  }
+  Isa isa = bestIsa();
+  double gflops = fmaGflops(isa, threads, seconds);
+  double gbs = copyGbs(threads);
+  std::printf("{\"threads\":%d,\"isa\":\"%s\",\"vector_bits\":%d,"
+              "\"fma_gflops\":%.1f,\"copy_gbs\":%.1f}\n",
+              threads, isa.name, isa.vectorBits, gflops, gbs);
+  return 0;
+}
