@@ -941,13 +941,16 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
                                        numWeights == 2 ? acc[kNTiles * 4 + at]
                                                        : Value());
           Value col = add(eb, add(eb, col0, cst(eb, 8 * j + i)), mul(eb, q, 2));
-          if (scatter) {
+          if (scatter && !op.getUniqueTargets()) {
             // Rows of one token sit in other experts' blocks: the adds of
             // concurrent blocks are atomic.
             memref::AtomicRMWOp::create(eb, arith::AtomicRMWKind::addf,
                                         arith::MulFOp::create(eb, scale, value),
                                         out, ValueRange{target, col});
           } else {
+            // A scatter to unique targets stores its scaled value.
+            if (scatter)
+              value = arith::MulFOp::create(eb, scale, value);
             Type outType = cast<MemRefType>(out.getType()).getElementType();
             if (outType != value.getType())
               value = arith::TruncFOp::create(eb, outType, value);
@@ -1298,6 +1301,25 @@ struct GroupedMatmulToBuffersPass
                             next.getOffsets() == op.getOffsets() &&
                             next.getCounts() == op.getCounts();
           }
+      // The rows of a top-1 routing name every token row at most once: the
+      // scatter stores instead of adding. When the sum is only rounded to
+      // the weights' type (the layer's bf16 or f16 output), each row's value
+      // is stored rounded into an output of that type: no f32 sum, no
+      // atomics, no cast.
+      bool uniqueTargets = false;
+      if (auto route = op.getScatter()
+                           ? op.getScatter().getDefiningOp<RouteRowsOp>()
+                           : RouteRowsOp())
+        uniqueTargets =
+            route.getK() == 1 && op.getScatter() == route.getRowToken();
+      arith::TruncFOp rounding;
+      if (uniqueTargets && op.getResult().hasOneUse()) {
+        rounding = dyn_cast<arith::TruncFOp>(*op.getResult().user_begin());
+        if (rounding && getElementTypeOrSelf(rounding.getType()) == weightType)
+          outType = weightType;
+        else
+          rounding = {};
+      }
       auto resultType =
           RankedTensorType::get(op.getResult().getType().getShape(), outType);
       Value out = memref::AllocOp::create(
@@ -1311,10 +1333,16 @@ struct GroupedMatmulToBuffersPass
       }
       GroupedMatmulBuffersOp::create(
           b, buffers[0], buffers[1], buffers[2], buffers[3], buffers[4],
-          buffers[5], buffers[6], buffers[7], out, op.getActivationAttr());
+          buffers[5], buffers[6], buffers[7], out, op.getActivationAttr(),
+          uniqueTargets ? b.getUnitAttr() : UnitAttr());
       Value result = bufferization::ToTensorOp::create(
           b, resultType, out, /*restrict=*/true, /*writable=*/true);
-      op.getResult().replaceAllUsesWith(result);
+      if (rounding) {
+        rounding.getResult().replaceAllUsesWith(result);
+        rounding.erase();
+      } else {
+        op.getResult().replaceAllUsesWith(result);
+      }
       op.erase();
     }
   }

@@ -393,3 +393,78 @@ func.func @shared_hidden(%x: tensor<100x64xbf16>, %t: tensor<200xi32>, %w: tenso
         tensor<200xi32>, tensor<200xf32> -> tensor<100x64xf32>
   return %y, %h : tensor<100x64xf32>, tensor<200x128xf32>
 }
+
+// -----
+
+// A top-1 routing's down projection whose sum is only rounded to the weights'
+// type (a bf16 layer's output): every token row receives at most one row, so
+// the epilogue stores each row's scaled value rounded to bf16 into a
+// bf16-filled output (unique_targets): no f32 sum, no atomic adds, no cast
+// after. With k = 2 the rows are added into f32 atomically and the cast
+// stays; a top-1 scatter rounded to another type stores into f32 (no atomic
+// adds either) and keeps the cast.
+// BUF-LABEL: func @top1_rounded
+// BUF: %[[Y:.*]] = memref.alloc() : memref<64x64xbf16>
+// BUF: linalg.fill ins(%{{.*}} : bf16) outs(%[[Y]]
+// BUF: moe.grouped_matmul_buffers {{.*}} scatter({{.*}}) unique_targets out(%[[Y]])
+// BUF-NOT: arith.truncf
+// BUF: %[[YT:.*]] = bufferization.to_tensor %[[Y]] restrict writable : memref<64x64xbf16> to tensor<64x64xbf16>
+// BUF: return %[[YT]]
+// BUF-LABEL: func @top2_rounded
+// BUF: memref.alloc() : memref<64x64xf32>
+// BUF: moe.grouped_matmul_buffers {{.*}} scatter({{.*}}) out(
+// BUF: arith.truncf {{.*}} : tensor<64x64xf32> to tensor<64x64xbf16>
+// BUF-LABEL: func @top1_other_type
+// BUF: memref.alloc() : memref<64x64xf32>
+// BUF: moe.grouped_matmul_buffers {{.*}} scatter({{.*}}) unique_targets out(
+// BUF: arith.truncf {{.*}} : tensor<64x64xf32> to tensor<64x64xf16>
+// CHECK-LABEL: func @top1_rounded
+// CHECK: gpu.launch
+// CHECK-NOT: memref.atomic_rmw
+// CHECK: %[[G:.*]] = memref.load %{{.*}}[%{{.*}}] : memref<64xf32
+// CHECK: %[[V:.*]] = arith.mulf %[[G]], %{{.*}} : f32
+// CHECK: %[[R:.*]] = arith.truncf %[[V]] : f32 to bf16
+// CHECK: memref.store %[[R]], %{{.*}} : memref<64x64xbf16>
+// CHECK: gpu.terminator
+// CHECK-LABEL: func @top2_rounded
+// CHECK: memref.atomic_rmw addf
+// CHECK-LABEL: func @top1_other_type
+// CHECK-NOT: memref.atomic_rmw
+// CHECK: memref.store %{{.*}}, %{{.*}} : memref<64x64xf32>
+// CHECK: gpu.terminator
+// HOST-LABEL: func @top1_rounded
+// HOST-NOT: memref.atomic_rmw
+// HOST: arith.truncf %{{.*}} : f32 to bf16
+// HOST-LABEL: func @top2_rounded
+func.func @top1_rounded(%p: tensor<64x4xf32>, %h: tensor<64x128xbf16>, %w: tensor<4x128x64xbf16>)
+    -> tensor<64x64xbf16> {
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate =
+      moe.route_rows %p k = 1 group_size = 64 capacity = 20 priority = position : tensor<64x4xf32>
+  %y = moe.grouped_matmul %h weight(%w) offsets(%offsets) counts(%counts) scatter(%row_token, %row_gate)
+      : tensor<64x128xbf16>, tensor<4x128x64xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<64xi32>, tensor<64xf32> -> tensor<64x64xf32>
+  %r = arith.truncf %y : tensor<64x64xf32> to tensor<64x64xbf16>
+  return %r : tensor<64x64xbf16>
+}
+
+func.func @top2_rounded(%p: tensor<32x4xf32>, %h: tensor<64x128xbf16>, %w: tensor<4x128x64xbf16>)
+    -> tensor<64x64xbf16> {
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate =
+      moe.route_rows %p k = 2 group_size = 32 priority = position : tensor<32x4xf32>
+  %y = moe.grouped_matmul %h weight(%w) offsets(%offsets) counts(%counts) scatter(%row_token, %row_gate)
+      : tensor<64x128xbf16>, tensor<4x128x64xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<64xi32>, tensor<64xf32> -> tensor<64x64xf32>
+  %r = arith.truncf %y : tensor<64x64xf32> to tensor<64x64xbf16>
+  return %r : tensor<64x64xbf16>
+}
+
+func.func @top1_other_type(%p: tensor<64x4xf32>, %h: tensor<64x128xbf16>, %w: tensor<4x128x64xbf16>)
+    -> tensor<64x64xf16> {
+  %experts, %gates, %keep, %counts, %offsets, %row_token, %row_gate =
+      moe.route_rows %p k = 1 group_size = 64 priority = position : tensor<64x4xf32>
+  %y = moe.grouped_matmul %h weight(%w) offsets(%offsets) counts(%counts) scatter(%row_token, %row_gate)
+      : tensor<64x128xbf16>, tensor<4x128x64xbf16>, tensor<5xi64>, tensor<4xi64>,
+        tensor<64xi32>, tensor<64xf32> -> tensor<64x64xf32>
+  %r = arith.truncf %y : tensor<64x64xf32> to tensor<64x64xf16>
+  return %r : tensor<64x64xf16>
+}

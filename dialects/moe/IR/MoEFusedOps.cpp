@@ -180,12 +180,14 @@ LogicalResult GroupedMatmulBuffersOp::verify() {
   for (Value operand : getOperands())
     if (!cast<MemRefType>(operand.getType()).hasStaticShape())
       return emitOpError() << "needs static shapes, got " << operand.getType();
+  if (getUniqueTargets() && !getScatter())
+    return emitOpError() << "'unique_targets' needs a scatter";
   Type out = getOut().getType().getElementType();
-  if (!out.isF32() &&
-      (getScatter() || out != getWeight().getType().getElementType()))
+  bool adds = getScatter() && !getUniqueTargets();
+  if (!out.isF32() && (adds || out != getWeight().getType().getElementType()))
     return emitOpError() << "output must be f32"
-                         << (getScatter() ? " (the scatter adds into it)"
-                                          : " or the weights' type")
+                         << (adds ? " (the scatter adds into it)"
+                                  : " or the weights' type")
                          << ", got " << out;
   return verifyGroupedMatmul(*this, getOut().getType());
 }

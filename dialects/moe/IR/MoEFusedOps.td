@@ -224,6 +224,13 @@ def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
     following grouped matmul with weights of that type does to its operand
     rows anyway.
 
+    `unique_targets` (with `scatter` only) says that no two rows name the
+    same output row (the rows of a top-1 routing): each row's value times
+    its scale is then stored into its output row rather than added, and
+    `out` may also be the weights' type (the value rounded to nearest even
+    when stored: what rounding the sum over one row, 0 + value × scale, to
+    that type gives). Output rows no row names keep what `out` held.
+
     ```mlir
     moe.grouped_matmul_buffers %x gather(%rows) weight(%w) counts(%c)
         out(%h) activation relu
@@ -242,12 +249,14 @@ def MoE_GroupedMatmulBuffersOp : MoE_Op<"grouped_matmul_buffers",
     Arg<Optional<MemRefRankOf<[I32], [1]>>, "scatter", [MemRead]>:$scatter,
     Arg<Optional<MemRefRankOf<[F32], [1]>>, "scales", [MemRead]>:$scales,
     Arg<MemRefRankOf<MoE_FloatElts, [2]>, "output", [MemRead, MemWrite]>:$out,
-    OptionalAttr<MoE_ActivationAttr>:$activation
+    OptionalAttr<MoE_ActivationAttr>:$activation,
+    UnitAttr:$unique_targets
   );
   let assemblyFormat = [{
     $input (`gather` `(` $gather^ `)`)? `weight` `(` $weight `)`
     (`gate_weight` `(` $gate_weight^ `)`)? (`offsets` `(` $offsets^ `)`)?
     `counts` `(` $counts `)` (`scatter` `(` $scatter^ `,` $scales `)`)?
+    (`unique_targets` $unique_targets^)?
     `out` `(` $out `)` custom<OptionalActivation>($activation) attr-dict `:`
     type(operands)
   }];

@@ -248,6 +248,15 @@ def MoEGroupedMatmulToBuffers : Pass<"moe-grouped-matmul-to-buffers"> {
     nearest even): the consumer's kernel rounds its operand rows to the
     weights' type anyway, so the numbers are the same, the rows move half
     the bytes, and the consumer copies them asynchronously.
+
+    A scatter (the down projection with the combine) whose indices are the
+    `row_token` of a `moe.route_rows` with k = 1 names every token row at
+    most once; when its result's only user rounds it to the weights' type
+    (`arith.truncf`: the output of a bf16 or f16 layer), the buffer op gets
+    `unique_targets` and writes that type: each row's scaled value is
+    rounded and stored (the same number as rounding 0 + value × scale), so
+    the f32 sum, its atomic adds and the cast kernel after it go away and
+    the zero fill moves half the bytes.
   }];
   let options = [
     Option<"remarks", "remarks", "bool", /*default=*/"false",

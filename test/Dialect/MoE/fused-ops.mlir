@@ -1,7 +1,8 @@
 // Round trip of the fused expert ops: moe.route_rows with and without a
 // capacity, batch-prioritized and with a block; moe.sort_by_expert with and
 // without a block, moe.grouped_matmul with gather, gate weight and activation, with
-// offsets or without, and with the scatter epilogue; moe.grouped_matmul_buffers;
+// offsets or without, and with the scatter epilogue; moe.grouped_matmul_buffers
+// (a scatter that adds into f32, one that stores into bf16: unique_targets);
 // moe.place_rows_buffers with and without order, capacity, block, row check.
 // RUN: moe-opt %s | moe-opt | FileCheck %s --enable-var-scope
 
@@ -59,10 +60,12 @@ func.func @grouped(%x: tensor<16x32xbf16>, %t: tensor<32xi32>, %w: tensor<4x32x6
 // CHECK-LABEL: func @grouped_buffers
 // CHECK: moe.grouped_matmul_buffers %{{.*}} gather(%{{.*}}) weight(%{{.*}}) gate_weight(%{{.*}}) offsets(%{{.*}}) counts(%{{.*}}) out(%{{.*}}) activation swiglu : memref<16x32xf32, strided<[?, 1], offset: ?>>, memref<32xi32>, memref<4x32x64xbf16>, memref<4x32x64xbf16>, memref<5xi64>, memref<4xi64>, memref<32x64xf32>
 // CHECK: moe.grouped_matmul_buffers %{{.*}} weight(%{{.*}}) counts(%{{.*}}) scatter(%{{.*}}, %{{.*}}) out(%{{.*}}) : memref<32x64xf32>, memref<4x64x32xbf16>, memref<4xi64>, memref<32xi32>, memref<32xf32>, memref<16x32xf32>
+// CHECK: moe.grouped_matmul_buffers %{{.*}} weight(%{{.*}}) counts(%{{.*}}) scatter(%{{.*}}, %{{.*}}) unique_targets out(%{{.*}}) : memref<32x64xf32>, memref<4x64x32xbf16>, memref<4xi64>, memref<32xi32>, memref<32xf32>, memref<16x32xbf16>
 func.func @grouped_buffers(%x: memref<16x32xf32, strided<[?, 1], offset: ?>>, %t: memref<32xi32>,
                            %w: memref<4x32x64xbf16>, %wg: memref<4x32x64xbf16>,
                            %wo: memref<4x64x32xbf16>, %o: memref<5xi64>, %c: memref<4xi64>,
-                           %s: memref<32xf32>, %h: memref<32x64xf32>, %y: memref<16x32xf32>) {
+                           %s: memref<32xf32>, %h: memref<32x64xf32>, %y: memref<16x32xf32>,
+                           %yb: memref<16x32xbf16>) {
   moe.grouped_matmul_buffers %x gather(%t) weight(%w) gate_weight(%wg) offsets(%o)
       counts(%c) out(%h) activation swiglu
       : memref<16x32xf32, strided<[?, 1], offset: ?>>, memref<32xi32>, memref<4x32x64xbf16>,
@@ -70,6 +73,9 @@ func.func @grouped_buffers(%x: memref<16x32xf32, strided<[?, 1], offset: ?>>, %t
   moe.grouped_matmul_buffers %h weight(%wo) counts(%c) scatter(%t, %s) out(%y)
       : memref<32x64xf32>, memref<4x64x32xbf16>, memref<4xi64>, memref<32xi32>, memref<32xf32>,
         memref<16x32xf32>
+  moe.grouped_matmul_buffers %h weight(%wo) counts(%c) scatter(%t, %s) unique_targets out(%yb)
+      : memref<32x64xf32>, memref<4x64x32xbf16>, memref<4xi64>, memref<32xi32>, memref<32xf32>,
+        memref<16x32xbf16>
   return
 }
 

@@ -232,6 +232,26 @@ func.func @gmm_buffers_scatter_bf16(%x: memref<16x32xf32>, %w: memref<4x32x64xbf
 
 // -----
 
+func.func @gmm_buffers_unique_no_scatter(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>, %h: memref<16x64xf32>) {
+  // expected-error @+1 {{'moe.grouped_matmul_buffers' op 'unique_targets' needs a scatter}}
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) unique_targets out(%h)
+      : memref<16x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16x64xf32>
+  return
+}
+
+// -----
+
+// A scatter that stores (unique targets) may write the weights' type, not another.
+func.func @gmm_buffers_unique_f16(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>,
+                                  %t: memref<16xi32>, %s: memref<16xf32>, %y: memref<8x64xf16>) {
+  // expected-error @+1 {{'moe.grouped_matmul_buffers' op output must be f32 or the weights' type, got 'f16'}}
+  moe.grouped_matmul_buffers %x weight(%w) counts(%c) scatter(%t, %s) unique_targets out(%y)
+      : memref<16x32xf32>, memref<4x32x64xbf16>, memref<4xi64>, memref<16xi32>, memref<16xf32>, memref<8x64xf16>
+  return
+}
+
+// -----
+
 func.func @gmm_buffers_out_f16(%x: memref<16x32xf32>, %w: memref<4x32x64xbf16>, %c: memref<4xi64>, %h: memref<16x64xf16>) {
   // expected-error @+1 {{'moe.grouped_matmul_buffers' op output must be f32 or the weights' type, got 'f16'}}
   moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%h)
