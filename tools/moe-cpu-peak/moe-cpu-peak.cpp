@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -157,15 +158,17 @@ double copyGbs(int threads) {
   // 256 MiB per direction in all: far beyond any current last-level cache.
   const size_t bytes = size_t(256) << 20;
   const size_t chunk = bytes / threads;
-  std::vector<char> from(bytes), to(bytes);
-  onThreads(threads, [&](int t) { // first touch by the thread that copies
-    std::memset(from.data() + t * chunk, 1, chunk);
-    std::memset(to.data() + t * chunk, 0, chunk);
+  // Not value-initialised: each thread's chunks are first touched (and so
+  // placed) by the thread that copies them.
+  std::unique_ptr<char[]> from(new char[bytes]), to(new char[bytes]);
+  onThreads(threads, [&](int t) {
+    std::memset(from.get() + t * chunk, 1, chunk);
+    std::memset(to.get() + t * chunk, 0, chunk);
   });
   double best = 0;
   for (int rep = 0; rep < 5; ++rep) {
     double took = onThreads(threads, [&](int t) {
-      std::memcpy(to.data() + t * chunk, from.data() + t * chunk, chunk);
+      std::memcpy(to.get() + t * chunk, from.get() + t * chunk, chunk);
     });
     best = std::max(best, 2.0 * chunk * threads / took * 1e-9);
   }
