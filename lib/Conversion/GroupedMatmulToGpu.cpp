@@ -941,16 +941,15 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
                                        numWeights == 2 ? acc[kNTiles * 4 + at]
                                                        : Value());
           Value col = add(eb, add(eb, col0, cst(eb, 8 * j + i)), mul(eb, q, 2));
+          if (scatter)
+            value = arith::MulFOp::create(eb, scale, value);
           if (scatter && !op.getUniqueTargets()) {
             // Rows of one token sit in other experts' blocks: the adds of
             // concurrent blocks are atomic.
-            memref::AtomicRMWOp::create(eb, arith::AtomicRMWKind::addf,
-                                        arith::MulFOp::create(eb, scale, value),
+            memref::AtomicRMWOp::create(eb, arith::AtomicRMWKind::addf, value,
                                         out, ValueRange{target, col});
           } else {
-            // A scatter to unique targets stores its scaled value.
-            if (scatter)
-              value = arith::MulFOp::create(eb, scale, value);
+            // A scatter to unique targets stores like the plain epilogue.
             Type outType = cast<MemRefType>(out.getType()).getElementType();
             if (outType != value.getType())
               value = arith::TruncFOp::create(eb, outType, value);
@@ -1307,11 +1306,9 @@ struct GroupedMatmulToBuffersPass
       // is stored rounded into an output of that type: no f32 sum, no
       // atomics, no cast.
       bool uniqueTargets = false;
-      if (auto route = op.getScatter()
-                           ? op.getScatter().getDefiningOp<RouteRowsOp>()
-                           : RouteRowsOp())
-        uniqueTargets =
-            route.getK() == 1 && op.getScatter() == route.getRowToken();
+      if (Value rows = op.getScatter())
+        if (auto route = rows.getDefiningOp<RouteRowsOp>())
+          uniqueTargets = route.getK() == 1 && rows == route.getRowToken();
       arith::TruncFOp rounding;
       if (uniqueTargets && op.getResult().hasOneUse()) {
         rounding = dyn_cast<arith::TruncFOp>(*op.getResult().user_begin());

@@ -17,12 +17,15 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "moe/Runtime/CommandLine.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -175,54 +178,43 @@ double copyGbs(int threads) {
   return best;
 }
 
-[[noreturn]] void usageError(const std::string &message) {
-  std::fprintf(stderr,
-               "moe-cpu-peak: error: %s\nusage: moe-cpu-peak [--threads N] "
-               "[--seconds S]\n",
-               message.c_str());
-  std::exit(2);
-}
+const char *const usage =
+    R"(moe-cpu-peak: the CPU's float32 FMA rate and copy bandwidth
 
-long parsePositive(const char *flag, const char *text, long most) {
-  char *end = nullptr;
-  long value = std::strtol(text, &end, 10);
-  if (end == text || *end != '\0' || value < 1 || value > most)
-    usageError(std::string(flag) + " wants an integer in 1.." +
-               std::to_string(most) + ", got '" + text + "'");
-  return value;
-}
+usage: moe-cpu-peak [--threads N] [--seconds S]
 
-double parseSeconds(const char *text) {
+  --threads N    threads measured together, 1..4096 (default 1)
+  --seconds S    length of one timed FMA repetition, in (0, 60] (default 1)
+
+Prints one JSON line: threads, isa, vector_bits, fma_gflops, copy_gbs.
+)";
+
+/// A number of seconds in (0, 60].
+bool parseSeconds(const std::string &text, double &value) {
   char *end = nullptr;
-  double value = std::strtod(text, &end);
-  if (end == text || *end != '\0' || !(value > 0) || value > 60)
-    usageError(std::string("--seconds wants a number in (0, 60], got '") +
-               text + "'");
-  return value;
+  value = std::strtod(text.c_str(), &end);
+  return !text.empty() && *end == '\0' && value > 0 && value <= 60;
 }
 
 } // namespace
 
 int main(int argc, char **argv) {
-  int threads = 1;
-  double seconds = 1.0;
-  for (int i = 1; i < argc; ++i) {
-    std::string flag = argv[i];
-    if (flag == "--help" || flag == "-h") {
-      std::printf("usage: moe-cpu-peak [--threads N] [--seconds S]\n"
-                  "prints the float32 FMA rate (GFLOP/s) and copy bandwidth "
-                  "(GB/s) of N threads as one JSON line\n");
-      return 0;
-    }
-    if (flag != "--threads" && flag != "--seconds")
-      usageError("unknown flag '" + flag + "'");
-    if (i + 1 >= argc)
-      usageError("'" + flag + "' lacks its value");
-    if (flag == "--threads")
-      threads = static_cast<int>(parsePositive("--threads", argv[++i], 4096));
-    else
-      seconds = parseSeconds(argv[++i]);
-  }
+  std::string threadsText = "1", secondsText = "1";
+  moe::runtime::FlagParser flags;
+  flags.tool = "moe-cpu-peak";
+  flags.usage = usage;
+  flags.valued = {{"--threads", &threadsText}, {"--seconds", &secondsText}};
+  if (std::optional<int> status = flags.parse(argc, argv))
+    return *status;
+  int64_t count = 0;
+  if (!moe::runtime::parseCount(threadsText, count) || count > 4096)
+    return flags.bad("--threads needs a count in 1..4096, got '" + threadsText +
+                     "'");
+  int threads = static_cast<int>(count);
+  double seconds = 0;
+  if (!parseSeconds(secondsText, seconds))
+    return flags.bad("--seconds needs a number in (0, 60], got '" +
+                     secondsText + "'");
   Isa isa = bestIsa();
   double gflops = fmaGflops(isa, threads, seconds);
   double gbs = copyGbs(threads);
