@@ -114,6 +114,9 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
                             (options.hostLoops ? "1" : "0") + " warpgroup=" +
                             (options.warpgroupMma() ? "1" : "0") + "},"
                       : std::string()) +
+         // Dense contractions (the router's logits): tiled kernels.
+         "moe-contraction-to-gpu{host-loops=" +
+         (options.hostLoops ? "1" : "0") + "}," +
          // Every linalg op becomes a parallel loop nest, tiled so that the
          // inner tile maps to the threads of a block and the tiles to blocks.
          "moe-copies-to-linalg,"
@@ -178,7 +181,7 @@ static std::string hostToLLVMText(const std::string &allocations, bool checks) {
 /// blocks before their asserts do: the assert lowering splits blocks, which
 /// an scf.for cannot hold).
 static std::string kernelModulesText(const moe::GpuPipelineOptions &options) {
-  return std::string("gpu.module(strip-debuginfo,") +
+  return std::string("gpu.module(strip-debuginfo,moe-launch-bounds,") +
          (options.runtimeChecks ? "convert-scf-to-cf," : "") +
          "convert-gpu-to-nvvm,"
          // Ops without an LLVM intrinsic (wgmma) as inline PTX.

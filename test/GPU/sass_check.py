@@ -1,16 +1,18 @@
 """Assemble the tensor-core kernels of `moe-translate --moe-to-ptx` output and
 report what the machine code holds. The PTX is split at its
-`// gpu.module @NAME (CHIP)` markers; every module with an `mma.sync` is
-assembled by ptxas -v for its chip and disassembled by nvdisasm, and one line
+`// gpu.module @NAME (CHIP)` markers; every module with an `mma.sync` or a
+`wgmma.mma_async` (with `--match REGEX`, every module whose PTX the regular
+expression finds) is assembled by ptxas -v for its chip and disassembled by nvdisasm, and one line
 per module gives the counts of its tensor-core, shared-memory (ldmatrix and plain loads),
 asynchronous global-to-shared copy (LDGSTS), barrier, mbarrier (arrivals of copies, phase checks),
 reduction and local-memory instructions and ptxas' register and spill
-figures:
+figures, then the f32 fused multiply-adds (FFMA) and the 128-bit shared loads
+(LDS.128):
 
-  NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 ARRIVES.LDGSTSBAR x0 SYNCS.PHASECHK x0 RED x0 registers 128 spill-stores 0 spill-loads 0
+  NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 ARRIVES.LDGSTSBAR x0 SYNCS.PHASECHK x0 RED x0 registers 128 spill-stores 0 spill-loads 0 FFMA x0 LDS.128 x0
 
-Usage: sass_check.py PTX [--ptxas PATH] [--nvdisasm PATH]. Exits non-zero when
-ptxas rejects a module or no module has an MMA."""
+Usage: sass_check.py PTX [--ptxas PATH] [--nvdisasm PATH] [--match REGEX].
+Exits non-zero when ptxas rejects a module or no module is selected."""
 import argparse
 import os
 import re
@@ -45,6 +47,8 @@ def main():
     parser.add_argument("ptx")
     parser.add_argument("--ptxas", default="ptxas")
     parser.add_argument("--nvdisasm", default=os.environ.get("MOE_NVDISASM", "nvdisasm"))
+    parser.add_argument("--match", default=r"mma\.sync|wgmma\.mma_async",
+                        help="the modules to check: a regular expression their PTX holds")
     args = parser.parse_args()
     if not shutil.which(args.nvdisasm):
         print(f"sass_check: no nvdisasm at '{args.nvdisasm}'")
@@ -56,7 +60,7 @@ def main():
     found = 0
     with tempfile.TemporaryDirectory() as tmp:
         for name, chip, ptx in modules:
-            if "mma.sync" not in ptx and "wgmma.mma_async" not in ptx:
+            if not re.search(args.match, ptx):
                 continue
             found += 1
             source = os.path.join(tmp, name + ".ptx")
@@ -75,11 +79,14 @@ def main():
             sass = subprocess.run([args.nvdisasm, cubin], capture_output=True, text=True,
                                   check=True).stdout
             figures = " ".join(f"{op} x{n}" for op, n in counts(sass).items())
+            ffma = len(re.findall(r"\bFFMA\b", sass))
+            wide_shared = len(re.findall(r"\bLDS\.128\b", sass))
             print(f"{name} {chip}: {figures} registers {registers.group(1) if registers else '?'}"
                   f" spill-stores {stores.group(1) if stores else '?'}"
-                  f" spill-loads {loads.group(1) if loads else '?'}")
+                  f" spill-loads {loads.group(1) if loads else '?'}"
+                  f" FFMA x{ffma} LDS.128 x{wide_shared}")
     if not found:
-        print("sass_check: no module with mma.sync or wgmma in the input")
+        print(f"sass_check: no module of the input matches '{args.match}'")
         return 1
     return 0
 

@@ -37,6 +37,13 @@ namespace mlir::moe {
 inline constexpr llvm::StringLiteral kPackedWeightsAttrName =
     "moe.packed_weights";
 
+/// An i32 attribute our kernel builders put on an op of a kernel's body (it
+/// survives gpu-kernel-outlining, which keeps no attribute of gpu.launch):
+/// the blocks per SM its registers must allow. moe-launch-bounds moves it to
+/// the outlined kernel as `nvvm.minctasm` (PTX `.minnctapersm`).
+inline constexpr llvm::StringLiteral kMinBlocksPerSMAttrName =
+    "moe.min_blocks_per_sm";
+
 /// The textual pass pipeline that takes a module holding `moe.layer` (or the
 /// decomposed ops) to the LLVM dialect for the host CPU. Functions get a C
 /// interface (`_mlir_ciface_<name>`) and take their results as out-params.

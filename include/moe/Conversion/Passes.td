@@ -362,6 +362,79 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEContractionToGpu : Pass<"moe-contraction-to-gpu"> {
+  let summary = "Lower dense f32-accumulated contractions (the router's "
+                "logits) to tiled SIMT GPU kernels";
+  let description = [{
+    Replaces every `linalg.generic` on static buffers computing
+    `C[m, n] += f32(A[m, k]) * f32(B[n, k])` (indexing maps (m, k), (n, k)
+    -> (m, n); A and B f32, bf16 or f16, each optionally `arith.extf`-ed in
+    the body; C f32): in the GPU pipeline the router's logits `x · routerᵀ`,
+    which the spec keeps in f32 whatever the layer's type, by one
+    `gpu.launch` of shared-memory tiles (after the buffer passes).
+
+    A block computes a BM x BN tile of C: BN is N rounded up to a power of
+    two, 4 to 64, BM 64 (32 when BN <= 8), so that a layer with few experts
+    still has many blocks; each thread computes RM x RN elements (RN 4, RM 4
+    / 2 / 1 for BN >= 32 / 16 / smaller; 256 threads for BN 64, 128 for 32
+    and 16, 64 and 32 below). Per step of 32 k values the threads load the
+    block's A rows and B rows of the step (element e of a tile is row
+    e / 32, k e % 32: a warp reads 32 consecutive k of one row, coalesced),
+    convert them to f32 and store them transposed (tile[k][row], rows padded
+    by 4 words) into shared memory; each thread then reads RM values of A and
+    RN of B per k as aligned vectors (`ld.shared.v4.f32`) and updates its
+    accumulators with `math.fma`. Two shared buffers per operand: step i
+    issues the loads of step i + 1 before its multiply-adds and stores them
+    into the other buffer after them, then passes one barrier. Elements
+    past M, N or K are read at a clamped address and replaced by 0, and not
+    stored. When the op right before (nothing with memory effects between)
+    is a `linalg.fill` of C with 0, the fill is removed and the kernel stores
+    its sums instead of adding them to C.
+
+    Without it, `moe-reduction-loops` makes one thread per element of C that
+    reads its A row and B row from global memory: the lanes of a warp read
+    32 different B rows (32 sectors per load).
+
+    With `host-loops` the kernel becomes host loops of the same structure
+    (per block, per phase: loads, multiply-adds, stores; per thread), the
+    shared tiles, every thread's accumulators and loaded values host
+    buffers, and the vector loads scalar loads of the same elements, so the
+    host-emulated pipeline checks the tiles' index math numerically.
+    `remarks=1` says why a contraction is left to the loop lowering.
+  }];
+  let options = [
+    Option<"hostLoops", "host-loops", "bool", /*default=*/"false",
+           "Emit the kernel as host loops (per block, phase and thread)">,
+    Option<"remarks", "remarks", "bool", /*default=*/"false",
+           "A remark on every reduction left to the loop lowering">
+  ];
+  let dependentDialects = ["::mlir::memref::MemRefDialect",
+                           "::mlir::gpu::GPUDialect",
+                           "::mlir::scf::SCFDialect",
+                           "::mlir::vector::VectorDialect",
+                           "::mlir::math::MathDialect",
+                           "::mlir::linalg::LinalgDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
+def MoELaunchBounds : Pass<"moe-launch-bounds", "::mlir::gpu::GPUModuleOp"> {
+  let summary = "Give outlined kernels the occupancy hints their builders "
+                "asked for";
+  let description = [{
+    A kernel builder that needs more than one block per SM to fit in the
+    registers (CUDA's `__launch_bounds__(threads, minBlocks)`) marks an op of
+    the `gpu.launch` body with `moe.min_blocks_per_sm = N : i32`, since
+    `gpu-kernel-outlining` drops the launch's own attributes. After
+    outlining, this pass moves the largest such mark of each `gpu.func` to
+    the function as `nvvm.minctasm = N`, which the NVVM translation emits
+    as `.minnctapersm N`: ptxas then budgets registers for N blocks of the
+    kernel's threads. Without it ptxas may pick fewer registers than the
+    kernel needs and spill (the router's tiled contraction: 40 registers
+    and 8 bytes of spills at 256 threads).
+  }];
+  let dependentDialects = ["::mlir::NVVM::NVVMDialect"];
+}
+
 def MoEPlaceRowsToGpu : Pass<"moe-place-rows-to-gpu"> {
   let summary = "Lower moe.place_rows_buffers to two block-structured "
                 "kernels";
