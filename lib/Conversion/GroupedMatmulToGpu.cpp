@@ -41,46 +41,69 @@ using namespace mlir::moe::lowering::ix;
 
 namespace {
 
-// The block tile: kRows rows of one expert × kCols columns, the reduction
-// staged kDepth at a time; kWarps warps, warp w owning rows [16w, 16w + 16)
-// and all kCols columns as kCols / 8 MMA tiles of 16 × 8.
-constexpr int64_t kRows = 64, kCols = 64, kDepth = 32, kWarps = 4;
-constexpr int64_t kThreads = 32 * kWarps;
+// The block tile: rowsPerTile rows of one expert (64 or 128, chosen per
+// grouped matmul) × kCols columns, the reduction staged kDepth at a time;
+// warpCount = rowsPerTile / 16 warps, warp w owning rows [16w, 16w + 16) and
+// all kCols columns as kCols / 8 MMA tiles of 16 × 8 (with warpgroup MMAs,
+// warpgroup v = warps 4v to 4v + 3 owns rows [64v, 64v + 64), the same
+// rows). 128 rows per block halve the weight bytes each block reads per
+// FLOP against 64 (both warpgroups read the one B tile): a bf16 gated tile
+// step moves 16 KiB for 1 MFLOP (65 FLOP per byte from L2) where the 64-row
+// tile moves 12 KiB for 0.5 MFLOP (43); but an expert's last tile is
+// padded to 128 rows, so 128 is chosen only where experts average at least
+// kLargeTileMinRows rows.
+constexpr int64_t kCols = 64, kDepth = 32;
+constexpr int64_t kLargeTileMinRows = 256;
 constexpr int64_t kNTiles = kCols / 8;
 // Reduction steps in flight: kStages shared buffers of each tile, filled
 // kStages - 1 steps ahead of the MMAs.
 constexpr int64_t kStages = 3;
 // Shared tiles hold pairs of elements as 32-bit words. The operand tile:
-// kRows rows of the step's kDepth elements (kWords words), kPitch words
-// apart; the weight tiles: kDepth rows (k) of kCols elements (kBWords words,
-// the weights' own layout), kBPitch words apart. The 4 words of padding put
-// the 8 rows of an ldmatrix matrix in 8 distinct groups of 4 banks.
+// rowsPerTile rows of the step's kDepth elements (kWords words), kPitch
+// words apart; the weight tiles: kDepth rows (k) of kCols elements (kBWords
+// words, the weights' own layout), kBPitch words apart. The 4 words of
+// padding put the 8 rows of an ldmatrix matrix in 8 distinct groups of 4
+// banks.
 constexpr int64_t kWords = kDepth / 2, kPitch = kWords + 4;
 constexpr int64_t kBWords = kCols / 2, kBPitch = kBWords + 4;
-constexpr int64_t kATileBytes = kRows * kPitch * 4,
-                  kBTileBytes = kDepth * kBPitch * 4;
+constexpr int64_t kBTileBytes = kDepth * kBPitch * 4;
 // The warpgroup MMA's tiles: core matrices of 8 rows x 16 bytes (32 words),
-// kCore of them per tile and buffer (kRows x kDepth and kDepth x kCols).
-constexpr int64_t kCore = kRows * kDepth / 64, kCoreBytes = kCore * 128;
-static_assert(kRows * kDepth == kDepth * kCols, "tiles of one core count");
-// An asynchronous copy moves 16 bytes: kChunk elements of 16 bits. Copies
-// per thread and step: of the operand tile, of each weight tile.
+// kCoreB per weight tile (kDepth x kCols) and buffer. A warpgroup's 64 rows
+// start kWarpgroupBytes apart in the operand tile.
+constexpr int64_t kCoreB = kDepth * kCols / 64;
+constexpr int64_t kWarpgroupRows = 64,
+                  kWarpgroupBytes = kWarpgroupRows / 8 * (kDepth / 8) * 128;
+// An asynchronous copy moves 16 bytes: kChunk elements of 16 bits.
 constexpr int64_t kChunk = 8;
-constexpr int64_t kCopiesA = kRows * kDepth / kChunk / kThreads,
-                  kCopiesB = kDepth * kCols / kChunk / kThreads;
-// Words each thread stages per step through its registers when the operand
-// rows need a conversion (f32 tokens).
-constexpr int64_t kPrefetchA = kRows * kWords / kThreads;
-static_assert(kRows == 16 * kWarps && kCols == kRows,
-              "one 16-row MMA band per warp; A and B tiles share a shape");
-static_assert(kCopiesA * kThreads * kChunk == kRows * kDepth &&
-                  kCopiesB * kThreads * kChunk == kDepth * kCols,
-              "whole copies per thread");
+// Blocks per SM the kernel's registers must allow (with 256 threads, two
+// weights' accumulators take 64 registers per thread).
+constexpr int64_t kMinBlocksPerSM = 1;
 
 class MmaKernel {
 public:
-  MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops, bool warpgroup)
-      : op(op), hostLoops(hostLoops), warpgroup(warpgroup) {}
+  /// `rows`: the rows of a block tile, 64 or 128.
+  MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops, bool warpgroup,
+            int64_t rows)
+      : op(op), hostLoops(hostLoops), warpgroup(warpgroup), rowsPerTile(rows),
+        warpCount(rows / 16), threadCount(32 * warpCount),
+        aTileBytes(rows * kPitch * 4), coresA(rows * kDepth / 64),
+        copiesA(rows * kDepth / kChunk / threadCount),
+        copiesB(kDepth * kCols / kChunk / threadCount),
+        prefetchA(rows * kWords / threadCount) {
+    assert((rows == 64 || rows == 128) && "whole warpgroups of 16-row bands");
+    assert(copiesA * threadCount * kChunk == rows * kDepth &&
+           copiesB * threadCount * kChunk == kDepth * kCols &&
+           "whole copies per thread");
+    assert(rows % (threadCount / 8) == 0 &&
+           "register-staged operand rows: whole passes of 8 threads a row");
+  }
+
+  /// The block tile's rows for a grouped matmul of `rows` rows over
+  /// `experts` experts: 128 where the experts average at least
+  /// kLargeTileMinRows rows, else 64.
+  static int64_t tileRowsFor(int64_t rows, int64_t experts) {
+    return rows >= kLargeTileMinRows * experts ? 128 : 64;
+  }
 
   /// Why a grouped matmul with these weights cannot use the kernel (empty
   /// when it can).
@@ -127,8 +150,8 @@ private:
     SmallVector<Value> at;
     Value valid;
   };
-  /// Thread `tid`'s copies for reduction step `k0`: kCopiesA of the operand
-  /// tile (when its rows need no conversion), then kCopiesB of each weight
+  /// Thread `tid`'s copies for reduction step `k0`: copiesA of the operand
+  /// tile (when its rows need no conversion), then copiesB of each weight
   /// tile, neighbouring threads copying neighbouring 16 bytes.
   SmallVector<Copy> copies(ImplicitLocOpBuilder &b, Value tid, Value k0,
                            Value col0);
@@ -173,12 +196,12 @@ private:
                    int64_t alongMN);
   /// Thread `tid`'s warpgroup MMA descriptors of k16 step `step` in buffer
   /// `stage`: the operand tile's, then each weight tile's.
-  SmallVector<Value> descriptors(ImplicitLocOpBuilder &b, int64_t step,
-                                 Value stage);
+  SmallVector<Value> descriptors(ImplicitLocOpBuilder &b, Value tid,
+                                 int64_t step, Value stage);
   /// One reduction step of the accumulators by warpgroup MMAs
   /// (m64n64k16, operands from shared memory through descriptors).
-  SmallVector<Value> contractWarpgroup(ImplicitLocOpBuilder &b, ValueRange acc,
-                                       Value stage);
+  SmallVector<Value> contractWarpgroup(ImplicitLocOpBuilder &b, Value tid,
+                                       ValueRange acc, Value stage);
   /// The warpgroup kernel's mbarriers: `full` of buffer `stage` completes a
   /// phase when the step's tiles have landed (every thread's copies, and
   /// stores), `empty` when every thread's MMAs of the step are done with it.
@@ -223,7 +246,7 @@ private:
   /// The host's warp MMAs, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
-  /// Row `t` of a host buffer [kThreads, n]: its first `count` values, or
+  /// Row `t` of a host buffer [threadCount, n]: its first `count` values, or
   /// stores `values` at its start.
   SmallVector<Value> loadRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
                              int64_t count);
@@ -246,8 +269,8 @@ private:
   bool warpgroup;
   Value input, gather, weights[2], offsets, counts, scatter, scales, out;
   // Shared tiles (workgroup memory, or host buffers), and on the host the
-  // accumulators ([kThreads, accCount]), MMA operand registers
-  // ([kThreads, 2 fragWords]) and prefetch registers of every thread.
+  // accumulators ([threadCount, accCount]), MMA operand registers
+  // ([threadCount, 2 fragWords]) and prefetch registers of every thread.
   Value tileA, tileB[2], hostAcc, hostFrag, hostPrefetch, hostRows;
   // The warpgroup kernel's 2 kStages mbarriers (full, then empty).
   Value barriers;
@@ -257,6 +280,12 @@ private:
   // weights' type) rather than converted through registers.
   bool asyncA = false;
   int64_t numWeights = 1, depth = 0, cols = 0, experts = 0;
+  // The block tile's rows and threads, and what follows from them: bytes
+  // of an operand tile (warp MMA) and its core matrices (warpgroup MMA);
+  // per thread and step the asynchronous copies of the operand tile and of
+  // each weight tile, and the operand words staged through registers.
+  const int64_t rowsPerTile, warpCount, threadCount, aTileBytes, coresA,
+      copiesA, copiesB, prefetchA;
 };
 
 std::string MmaKernel::unsupported(ShapedType weightType, Value gateWeight) {
@@ -312,7 +341,7 @@ Value MmaKernel::unpack(ImplicitLocOpBuilder &b, Value word, int high) {
 }
 
 void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
-  // Expert e has ceil(counts[e] / kRows) tiles, numbered in expert order;
+  // Expert e has ceil(counts[e] / rowsPerTile) tiles, numbered in expert order;
   // block row `by` takes tile `by` (a scan of E counts per block).
   Value zero = cst(b, 0);
   auto loop = scf::ForOp::create(
@@ -322,16 +351,18 @@ void MmaKernel::locate(ImplicitLocOpBuilder &b, Value by) {
         ImplicitLocOpBuilder lb(loc, nested);
         Value tileBase = acc[0], packedStart = acc[1];
         Value count = loadIndex(lb, counts, {e});
-        Value tiles = arith::CeilDivUIOp::create(lb, count, cst(lb, kRows));
+        Value tiles =
+            arith::CeilDivUIOp::create(lb, count, cst(lb, rowsPerTile));
         Value start = offsets ? loadIndex(lb, offsets, {e}) : packedStart;
         Value nextBase = add(lb, tileBase, tiles);
         Value hit = arith::AndIOp::create(
             lb,
             arith::CmpIOp::create(lb, arith::CmpIPredicate::ule, tileBase, by),
             arith::CmpIOp::create(lb, arith::CmpIPredicate::ult, by, nextBase));
-        Value first = mul(lb, arith::SubIOp::create(lb, by, tileBase), kRows);
+        Value first =
+            mul(lb, arith::SubIOp::create(lb, by, tileBase), rowsPerTile);
         Value rows = arith::MinUIOp::create(
-            lb, arith::SubIOp::create(lb, count, first), cst(lb, kRows));
+            lb, arith::SubIOp::create(lb, count, first), cst(lb, rowsPerTile));
         scf::YieldOp::create(
             lb, ValueRange{nextBase, add(lb, packedStart, count),
                            arith::SelectOp::create(lb, hit, e, acc[2]),
@@ -360,8 +391,8 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
     // kDepth / kChunk neighbouring threads copy one operand row (gathered
     // through the index; zeros past the tile's rows).
     constexpr int64_t perRow = kDepth / kChunk;
-    for (int64_t p = 0; p < kCopiesA; ++p) {
-      Value c = add(b, tid, cst(b, p * kThreads));
+    for (int64_t p = 0; p < copiesA; ++p) {
+      Value c = add(b, tid, cst(b, p * threadCount));
       Value row = div(b, c, perRow);
       Value chunk = rem(b, c, perRow);
       auto [valid, source] = operandSource(b, row);
@@ -374,8 +405,8 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
   // kCols / kChunk neighbouring threads copy one k row of a weight tile.
   constexpr int64_t perRow = kCols / kChunk;
   for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t p = 0; p < kCopiesB; ++p) {
-      Value c = add(b, tid, cst(b, p * kThreads));
+    for (int64_t p = 0; p < copiesB; ++p) {
+      Value c = add(b, tid, cst(b, p * threadCount));
       Value k = div(b, c, perRow);
       Value chunk = rem(b, c, perRow);
       result.push_back(
@@ -466,17 +497,20 @@ Value MmaKernel::descriptor(ImplicitLocOpBuilder &b, Value start,
                               i64(field(alongK, 16) | field(alongMN, 32)));
 }
 
-SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, int64_t step,
-                                          Value stage) {
+SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, Value tid,
+                                          int64_t step, Value stage) {
   // Step `step` reads k [16 step, 16 step + 16): the operand tile's core
-  // matrices from column 2 step (128 bytes apart along k, kDepth / 8 x 128
-  // along the rows), each weight tile's from k row 16 step (kCols / 8 x 128
-  // bytes apart along k, 128 along the columns).
+  // matrices from column 2 step of the thread's warpgroup's rows (128 bytes
+  // apart along k, kDepth / 8 x 128 along the rows), each weight tile's
+  // from k row 16 step (kCols / 8 x 128 bytes apart along k, 128 along the
+  // columns).
   Value zero = cst(b, 0);
   SmallVector<Value> result;
-  result.push_back(descriptor(
-      b, tileByte(b, {tileA, cst(b, 2 * step), zero}, stage, hostLoops), 128,
-      kDepth / 8 * 128));
+  Value firstCore =
+      add(b, mul(b, div(b, tid, 128), kWarpgroupBytes / 128), cst(b, 2 * step));
+  result.push_back(
+      descriptor(b, tileByte(b, {tileA, firstCore, zero}, stage, hostLoops),
+                 128, kDepth / 8 * 128));
   for (int64_t w = 0; w < numWeights; ++w)
     result.push_back(
         descriptor(b,
@@ -487,7 +521,8 @@ SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, int64_t step,
 }
 
 SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
-                                                ValueRange acc, Value stage) {
+                                                Value tid, ValueRange acc,
+                                                Value stage) {
   MLIRContext *ctx = b.getContext();
   int64_t perWeight = kNTiles * 4;
   auto structType = LLVM::LLVMStructType::getLiteral(
@@ -506,7 +541,7 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
   NVVM::WGMMATypes type =
       mmaType.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
   for (int64_t step = 0; step < kDepth / 16; ++step) {
-    SmallVector<Value> desc = descriptors(b, step, stage);
+    SmallVector<Value> desc = descriptors(b, tid, step, stage);
     // A K-major (layout row), B N-major (layout row: transposed).
     for (int64_t w = 0; w < numWeights; ++w)
       regs[w] = NVVM::WgmmaMmaAsyncOp::create(
@@ -546,11 +581,12 @@ void MmaKernel::waitForStep(ImplicitLocOpBuilder &b, Value barrier,
 SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
                                                   Value tid, ValueRange acc,
                                                   Value stage) {
-  // Thread 32 w + 4 g + q holds D[16 w + g + 8 h][8 j + 2 q + c] as
-  // register 4 j + 2 h + c. A[r][k] lies at byte start + (r / 8) SBO +
-  // (r % 8) 16 + (k / 8) LBO + (k % 8) 2 of the operand tile (K-major);
-  // B[k][n] at start + (n / 8) SBO + (n % 8) 2 + (k / 8) LBO + (k % 8) 16 of
-  // the weight tile (N-major); the fields decoded from the descriptors.
+  // Thread 32 w + 4 g + q holds D[16 (w % 4) + g + 8 h][8 j + 2 q + c] of
+  // its warpgroup's MMA as register 4 j + 2 h + c. A[r][k] lies at byte start +
+  // (r / 8) SBO + (r % 8) 16 + (k / 8) LBO + (k % 8) 2 of the operand tile
+  // (K-major); B[k][n] at start + (n / 8) SBO + (n % 8) 2 + (k / 8) LBO + (k %
+  // 8) 16 of the weight tile (N-major); the fields decoded from the
+  // descriptors.
   SmallVector<Value> next(acc.begin(), acc.end());
   LaneIds ids = laneIds(b, tid);
   Type i64 = b.getI64Type();
@@ -593,14 +629,15 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
   };
   for (int64_t step = 0; step < kDepth / 16; ++step) {
     SmallVector<Fields> fields;
-    for (Value desc : descriptors(b, step, stage))
+    for (Value desc : descriptors(b, tid, step, stage))
       fields.push_back(
           {fieldOf(b, desc, 0), fieldOf(b, desc, 16), fieldOf(b, desc, 32)});
     for (int64_t w = 0; w < numWeights; ++w)
       for (int64_t j = 0; j < kNTiles; ++j)
         for (int64_t i = 0; i < 4; ++i) {
-          Value row = asI64(b, add(b, add(b, mul(b, ids.warp, 16), ids.g),
-                                   cst(b, 8 * (i / 2))));
+          Value row =
+              asI64(b, add(b, add(b, mul(b, rem(b, ids.warp, 4), 16), ids.g),
+                           cst(b, 8 * (i / 2))));
           Value col = asI64(b, add(b, mul(b, ids.q, 2), cst(b, 8 * j + i % 2)));
           auto loop = scf::ForOp::create(
               b, b.getLoc(), cst(b, 0), cst(b, 16), cst(b, 1),
@@ -685,14 +722,15 @@ void MmaKernel::issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0,
 SmallVector<MmaKernel::TileWord> MmaKernel::stageWords(ImplicitLocOpBuilder &b,
                                                        Value tid) {
   SmallVector<TileWord> slots;
-  // In each of 4 passes, 8 neighbouring threads cover the 16 words (32
-  // elements) of one row: tile row 16 pass + tid / 8, words 2 (tid % 8)
-  // and the next.
+  // In each pass, 8 neighbouring threads cover the 16 words (32 elements)
+  // of one row: tile row threadCount / 8 pass + tid / 8, words 2 (tid % 8) and
+  // the next.
+  const int64_t rowsPerPass = threadCount / 8;
   Value rowInPass = div(b, tid, 8);
   Value firstWord = mul(b, rem(b, tid, 8), 2);
-  for (int64_t pass = 0; pass < kRows / 16; ++pass)
+  for (int64_t pass = 0; pass < rowsPerTile / rowsPerPass; ++pass)
     for (int64_t w = 0; w < 2; ++w)
-      slots.push_back({tileA, add(b, rowInPass, cst(b, 16 * pass)),
+      slots.push_back({tileA, add(b, rowInPass, cst(b, rowsPerPass * pass)),
                        add(b, firstWord, cst(b, w))});
   return slots;
 }
@@ -703,7 +741,7 @@ SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
   SmallVector<Value> words;
   // Pairs of words of one gathered row (zeros past the tile's rows).
   Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
-  for (int64_t i = 0; i < kPrefetchA; i += 2) {
+  for (int64_t i = 0; i < prefetchA; i += 2) {
     auto [valid, source] = operandSource(b, slots[i].row);
     for (int64_t w = i; w < i + 2; ++w) {
       Value k = add(b, k0, mul(b, slots[w].word, 2));
@@ -968,7 +1006,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
   Value col0 = mul(b, bx, kCols);
   auto forThreads = [&](ImplicitLocOpBuilder &ib,
                         function_ref<void(ImplicitLocOpBuilder &, Value)> fn) {
-    lowering::forEach(ib, cst(ib, 0), cst(ib, kThreads), fn);
+    lowering::forEach(ib, cst(ib, 0), cst(ib, threadCount), fn);
   };
   // The host keeps every thread's accumulators in hostAcc[t, i].
   auto loadAcc = [&](ImplicitLocOpBuilder &tb, Value t) {
@@ -999,12 +1037,13 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
     if (mbarriers) {
       Value first =
           arith::CmpIOp::create(ib, arith::CmpIPredicate::eq, tid, cst(ib, 0));
-      int64_t arrivals = asyncA ? kThreads : 2 * kThreads;
+      int64_t arrivals = asyncA ? threadCount : 2 * threadCount;
       for (int64_t s = 0; s < kStages; ++s)
         for (bool empty : {false, true})
           NVVM::MBarrierInitOp::create(
               ib, barrierAddress(ib, cst(ib, s), empty),
-              arith::ConstantIntOp::create(ib, empty ? kThreads : arrivals, 32),
+              arith::ConstantIntOp::create(ib, empty ? threadCount : arrivals,
+                                           32),
               first);
       NVVM::FenceMbarrierInitOp::create(ib);
       gpu::BarrierOp::create(ib);
@@ -1083,7 +1122,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
             }
             if (!asyncA)
               forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
-                storeStage(tb, t, loadRow(tb, hostPrefetch, t, kPrefetchA),
+                storeStage(tb, t, loadRow(tb, hostPrefetch, t, prefetchA),
                            ahead);
               });
             scf::YieldOp::create(kb);
@@ -1112,7 +1151,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
             });
             issueCopies(kb, tid, next, col0, ahead);
             arriveFull(kb, ahead, /*stored=*/false);
-            SmallVector<Value> sums = contractWarpgroup(kb, acc, stage);
+            SmallVector<Value> sums = contractWarpgroup(kb, tid, acc, stage);
             NVVM::MBarrierArriveOp::create(
                 kb, Type(), barrierAddress(kb, stage, /*empty=*/true), Value());
             if (!asyncA) {
@@ -1171,43 +1210,43 @@ void MmaKernel::build(OpBuilder &builder) {
   out = op.getOut();
 
   // Blocks: x over column tiles, y over row tiles; the tiles of all experts
-  // number at most ceil(R / kRows) + E.
+  // number at most ceil(R / rowsPerTile) + E.
   int64_t gridX = cols / kCols;
-  int64_t gridY = (op.getNumRows() + kRows - 1) / kRows + experts;
+  int64_t gridY = (op.getNumRows() + rowsPerTile - 1) / rowsPerTile + experts;
   // kStages buffers of each tile (the software pipeline's).
   auto tileType = [&](int64_t rows, int64_t pitch, Attribute space) {
     return MemRefType::get({kStages, rows, pitch}, b.getI32Type(),
                            MemRefLayoutAttrInterface(), space);
   };
-  // The warpgroup MMA's tiles: kCore core matrices of 32 words each.
+  // The warpgroup MMA's tiles: coresA / kCoreB core matrices of 32 words.
   auto aType = [&](Attribute space) {
-    return warpgroup ? tileType(kCore, 32, space)
-                     : tileType(kRows, kPitch, space);
+    return warpgroup ? tileType(coresA, 32, space)
+                     : tileType(rowsPerTile, kPitch, space);
   };
   auto bType = [&](Attribute space) {
-    return warpgroup ? tileType(kCore, 32, space)
+    return warpgroup ? tileType(kCoreB, 32, space)
                      : tileType(kDepth, kBPitch, space);
   };
-  int64_t aBytes = warpgroup ? kCoreBytes : kATileBytes,
-          bBytes = warpgroup ? kCoreBytes : kBTileBytes;
+  int64_t aBytes = warpgroup ? coresA * 128 : aTileBytes,
+          bBytes = warpgroup ? kCoreB * 128 : kBTileBytes;
   if (hostLoops) {
     tileA = memref::AllocOp::create(b, aType(Attribute()));
     for (int64_t w = 0; w < numWeights; ++w)
       tileB[w] = memref::AllocOp::create(b, bType(Attribute()));
     hostAcc = memref::AllocOp::create(
-        b, MemRefType::get({kThreads, accCount()}, b.getF32Type()));
+        b, MemRefType::get({threadCount, accCount()}, b.getF32Type()));
     // The warp MMA's operand registers and ldmatrix rows of every thread.
     if (!warpgroup) {
       hostFrag = memref::AllocOp::create(
-          b, MemRefType::get({kThreads, kDepth / 16 * fragWords()},
+          b, MemRefType::get({threadCount, kDepth / 16 * fragWords()},
                              b.getI32Type()));
       hostRows = memref::AllocOp::create(
-          b, MemRefType::get({kThreads, kDepth / 16 * matrixLoadCount() * 2},
+          b, MemRefType::get({threadCount, kDepth / 16 * matrixLoadCount() * 2},
                              b.getIndexType()));
     }
     if (!asyncA)
       hostPrefetch = memref::AllocOp::create(
-          b, MemRefType::get({kThreads, kPrefetchA}, b.getI32Type()));
+          b, MemRefType::get({threadCount, prefetchA}, b.getI32Type()));
     lowering::forEach(
         b, cst(b, 0), cst(b, gridY), [&](ImplicitLocOpBuilder &yb, Value by) {
           lowering::forEach(yb, cst(yb, 0), cst(yb, gridX),
@@ -1225,7 +1264,7 @@ void MmaKernel::build(OpBuilder &builder) {
     int64_t tileBytes = kStages * (aBytes + numWeights * bBytes);
     int64_t sharedBytes = tileBytes + (warpgroup ? 2 * kStages * 8 : 0);
     auto launch = gpu::LaunchOp::create(
-        b, cst(b, gridX), cst(b, gridY), one, cst(b, kThreads), one, one,
+        b, cst(b, gridX), cst(b, gridY), one, cst(b, threadCount), one, one,
         arith::ConstantIntOp::create(b, sharedBytes, 32));
     OpBuilder::InsertionGuard guard(b);
     b.setInsertionPointToStart(&launch.getBody().front());
@@ -1234,6 +1273,9 @@ void MmaKernel::build(OpBuilder &builder) {
     Value shared = gpu::DynamicSharedMemoryOp::create(
         b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
                            MemRefLayoutAttrInterface(), space));
+    // Two warpgroups' accumulators (CUDA's __launch_bounds__(256, 1)).
+    shared.getDefiningOp()->setAttr(kMinBlocksPerSMAttrName,
+                                    b.getI32IntegerAttr(kMinBlocksPerSM));
     auto view = [&](MemRefType type, int64_t byteShift) -> Value {
       return memref::ViewOp::create(b, type, shared, cst(b, byteShift),
                                     ValueRange{});
@@ -1362,7 +1404,17 @@ struct GroupedMatmulToGpuPass
         return signalPassFailure();
       }
       OpBuilder builder(op);
-      MmaKernel(op, hostLoops, warpgroup).build(builder);
+      int64_t rows = tileRows;
+      if (rows == 0)
+        rows = MmaKernel::tileRowsFor(op.getNumRows(),
+                                      op.getWeight().getType().getDimSize(0));
+      if (rows != 64 && rows != 128) {
+        op.emitOpError("moe-grouped-matmul-to-gpu: tile-rows must be 0 "
+                       "(chosen per grouped matmul), 64 or 128, not ")
+            << rows;
+        return signalPassFailure();
+      }
+      MmaKernel(op, hostLoops, warpgroup, rows).build(builder);
       op.erase();
     }
   }

@@ -45,6 +45,7 @@ struct Driver {
   decltype(&::cuModuleUnload) moduleUnload = nullptr;
   decltype(&::cuModuleGetFunction) moduleGetFunction = nullptr;
   decltype(&::cuLaunchKernel) launchKernel = nullptr;
+  decltype(&::cuFuncSetAttribute) funcSetAttribute = nullptr;
   decltype(&::cuStreamCreate) streamCreate = nullptr;
   decltype(&::cuStreamSynchronize) streamSynchronize = nullptr;
   decltype(&::cuStreamDestroy) streamDestroy = nullptr;
@@ -75,6 +76,9 @@ struct State {
   std::vector<CUstream> idleStreams;
   /// Kernels already looked up (the host code asks before every launch).
   std::map<std::pair<CUmodule, std::string>, CUfunction> functions;
+  /// Kernels whose dynamic shared memory limit was raised past the default
+  /// 48 KiB, and to how many bytes.
+  std::map<CUfunction, int32_t> sharedLimits;
   PoolStats stats;
   /// The call graph being captured, if any (its stream is the capturing
   /// one).
@@ -107,9 +111,12 @@ template <typename Fn> auto guarded(Fn body) -> decltype(body()) {
   try {
     return body();
   } catch (const std::exception &e) {
+    // A driver failure inside the compiled host code ends the process: no
+    // static destructors (the host code's would unload modules through a
+    // runtime already torn down, and crash), just the message and status 1.
     std::fprintf(stderr, "%s\n", e.what());
-    std::fflush(stderr);
-    std::exit(1);
+    std::fflush(nullptr);
+    std::_Exit(1);
   }
 }
 
@@ -147,6 +154,7 @@ void loadDriver(Driver &cu) {
   find(cu.moduleUnload, "cuModuleUnload");
   find(cu.moduleGetFunction, "cuModuleGetFunction");
   find(cu.launchKernel, "cuLaunchKernel");
+  find(cu.funcSetAttribute, "cuFuncSetAttribute");
   find(cu.streamCreate, "cuStreamCreate");
   find(cu.streamSynchronize, "cuStreamSynchronize");
   find(cu.streamDestroy, "cuStreamDestroy_v2");
@@ -461,7 +469,23 @@ void mgpuLaunchKernel(void *function, intptr_t gridX, intptr_t gridY,
                       intptr_t blockZ, int32_t sharedBytes, void *stream,
                       void **params, void **extra, size_t /*paramsCount*/) {
   cuda::guarded([&] {
-    cuda::check(cuda::ready().cu.launchKernel(
+    cuda::State &s = cuda::ready();
+    // A block may use more than 48 KiB of dynamic shared memory only once
+    // its kernel's limit is raised (the tensor-core kernels' gated tiles).
+    constexpr int32_t kDefaultSharedLimit = 48 * 1024;
+    if (sharedBytes > kDefaultSharedLimit) {
+      auto f = static_cast<CUfunction>(function);
+      std::lock_guard<std::mutex> guard(s.lock);
+      int32_t &limit = s.sharedLimits[f];
+      if (limit < sharedBytes) {
+        cuda::check(s.cu.funcSetAttribute(
+                        f, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                        sharedBytes),
+                    "cuFuncSetAttribute");
+        limit = sharedBytes;
+      }
+    }
+    cuda::check(s.cu.launchKernel(
                     static_cast<CUfunction>(function), unsigned(gridX),
                     unsigned(gridY), unsigned(gridZ), unsigned(blockX),
                     unsigned(blockY), unsigned(blockZ), unsigned(sharedBytes),

@@ -16,6 +16,22 @@
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=warpgroup=1 | FileCheck %s --check-prefix=SM90
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1" | FileCheck %s --check-prefix=SM90HOST
 
+// With tile-rows=128 (the default where the experts average 256 rows or
+// more): 256 threads, two warpgroups, each reading its 64 rows of the
+// operand tile (64 x 32 core matrices per buffer) from core 32 v (4096
+// bytes further per warpgroup v = tid / 128); 200 rows: ceil(200 / 128) + 4
+// experts = 6 row tiles; 3 x (8192 + 2 x 4096) + 48 = 49200 bytes; the
+// mbarriers count 256 threads (twice for `full`: copies and stores).
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 tile-rows=128" | FileCheck %s --check-prefix=LARGE
+// LARGE-LABEL: func @up
+// LARGE: gpu.launch blocks({{.*}}) in ({{.*}} = %c2, {{.*}} = %c6, {{.*}}) threads(%[[TID:[^,]*]], {{.*}}) in ({{.*}} = %c256, {{.*}}) dynamic_shared_memory_size %c49200_i32
+// LARGE: gpu.dynamic_shared_memory {moe.min_blocks_per_sm = 1 : i32}
+// LARGE: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
+// LARGE: nvvm.mbarrier.init %{{.*}}, %c512_i32
+// LARGE: nvvm.mbarrier.init %{{.*}}, %c256_i32
+// LARGE: %[[WG:.*]] = arith.divui %[[TID]], %c128
+// LARGE: arith.muli %[[WG]], %c32
+// LARGE: nvvm.wgmma.mma_async
 // SM90-LABEL: func @up
 // Tiles of 32 core matrices (8 rows x 16 bytes) per buffer, no padding: 3 x
 // (4096 + 2 x 4096) bytes, then 2 x 3 mbarriers of 8 bytes.
@@ -128,7 +144,7 @@
 // CHECK-DAG: %[[NT:.*]] = arith.constant 128 : index
 // CHECK-DAG: %[[SMEM:.*]] = arith.constant 43008 : i32
 // CHECK: gpu.launch blocks(%[[BX:.*]], %[[BY:.*]], %{{.*}}) in (%{{.*}} = %[[GX]], %{{.*}} = %[[GY]], %{{.*}} = %{{.*}}) threads(%[[TID:.*]], %{{.*}}, %{{.*}}) in (%{{.*}} = %[[NT]], %{{.*}}, %{{.*}}) dynamic_shared_memory_size %[[SMEM]]
-// CHECK: %[[SH:.*]] = gpu.dynamic_shared_memory : memref<?xi8, #gpu.address_space<workgroup>>
+// CHECK: %[[SH:.*]] = gpu.dynamic_shared_memory {moe.min_blocks_per_sm = 1 : i32} : memref<?xi8, #gpu.address_space<workgroup>>
 // CHECK: %[[TA:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x64x20xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[TW:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x32x36xi32, #gpu.address_space<workgroup>>
 // CHECK: %[[TG:.*]] = memref.view %[[SH]][%{{.*}}][] : memref<?xi8, #gpu.address_space<workgroup>> to memref<3x32x36xi32, #gpu.address_space<workgroup>>

@@ -194,6 +194,12 @@ CASES = {
         "experts of more than one 64-row tile), dropless, swiglu, k=2",
         {**_dims(64, 128, 4), "top_k": 2, "activation": "swiglu", "capacity_factor": None},
         tokens=160, seed=60, weights="bf16"),
+    "bf16_mma_large": Case(
+        "BF16 weights, tensor-core shapes, experts of about 300 rows: the GPU kernels take "
+        "128-row tiles (two warpgroups), more than one per expert and the last partly filled; "
+        "dropless, swiglu, k=2",
+        {**_dims(64, 128, 4), "top_k": 2, "activation": "swiglu", "capacity_factor": None},
+        tokens=600, seed=62, weights="bf16"),
     "bf16_mma_gelu": Case(
         "BF16 weights, tensor-core shapes, ungated gelu, k=1 of 8, capacity 1.25 with drops",
         {**_dims(64, 64, 8), "top_k": 1, "activation": "gelu", "capacity_factor": 1.25},

@@ -279,13 +279,21 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     lowering in LLVM 22 rejects bf16 operands ("failed to deduce operand PTX
     types"); the fragments and the op are the ones it would produce.
 
-    Blocks: x over 64-column tiles, y over 64-row tiles of one expert (expert
-    e has ceil(counts[e] / 64) of them, numbered in expert order; each block
-    finds its tile by a scan of the E counts; the grid's y size is
-    ceil(R / 64) + E, the bound on the number of tiles, and blocks past the
-    last tile do nothing). 128 threads: warp w computes rows [16w, 16w + 16)
-    of the tile, all 64 columns, as 8 MMA tiles per weight (both weights of
-    a gated activation in the same reduction loop). Each reduction step of
+    Blocks: x over 64-column tiles, y over row tiles of one expert of BM
+    rows (expert e has ceil(counts[e] / BM) of them, numbered in expert
+    order; each block finds its tile by a scan of the E counts; the grid's y
+    size is ceil(R / BM) + E, the bound on the number of tiles, and blocks
+    past the last tile do nothing). BM is 128 where the experts average at
+    least 256 rows (R >= 256 E: both warpgroups share each weight tile, half
+    the weight bytes per FLOP of 64-row tiles), else 64 (an expert's last
+    tile is padded to BM rows); `tile-rows` forces it. BM / 16 warps of 32
+    threads: warp w computes rows [16w, 16w + 16) of the tile, all 64
+    columns, as 8 MMA tiles per weight (both weights of a gated activation
+    in the same reduction loop). Launch bounds: one block per SM
+    (`moe.min_blocks_per_sm`, for `moe-launch-bounds`); the gated kernel's
+    shared memory passes 48 KiB with 128-row tiles (49200 bytes with
+    warpgroup MMAs, 58368 with warp MMAs), which the runtime allows per
+    kernel before its launch. Each reduction step of
     32 stages the weight tiles (32 k rows of 64 columns, the weights' own
     layout) into dynamic shared memory with `cp.async.cg` (16 bytes per
     copy, through L2, no registers), and the tile's operand rows, read
@@ -308,8 +316,9 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     other experts' blocks).
 
     With `warpgroup` (sm_90a; `moe-gpu-pipeline` sets it for that chip)
-    the 128 threads are one warpgroup and each k16 step is one
-    `nvvm.wgmma.mma_async` m64n64k16 per weight (f32 accumulators, the same
+    each 128 threads are one warpgroup (its 64 rows start 4096 bytes
+    further in the operand tile) and each k16 step is one
+    `nvvm.wgmma.mma_async` m64n64k16 per weight and warpgroup (f32 accumulators, the same
     fragment layout, so the epilogue is shared), its operands read from
     shared memory through 64-bit matrix descriptors: the tiles are stored
     in the canonical layouts without swizzling, core matrices of 8 rows x
@@ -350,7 +359,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
            "Emit the kernel as host loops with a host MMA">,
     Option<"warpgroup", "warpgroup", "bool", /*default=*/"false",
            "Warpgroup MMAs (wgmma, sm_90a) from descriptor-addressed tiles "
-           "instead of warp MMAs (mma.sync)">
+           "instead of warp MMAs (mma.sync)">,
+    Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
+           "Rows of a block tile: 64, 128, or 0 (128 where the experts "
+           "average at least 256 rows, else 64)">
   ];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::gpu::GPUDialect",

@@ -8,7 +8,9 @@
 //
 // It validates what a real driver would reject (images that are neither an
 // ELF cubin nor PTX text, launches of unknown functions, empty grids, blocks
-// over 1024 threads, missing parameters, frees of unknown pointers) and, at
+// over 1024 threads, missing parameters, frees of unknown pointers, more than
+// 48 KiB of dynamic shared memory for a kernel whose limit was not raised by
+// cuFuncSetAttribute, or more than 227 KiB) and, at
 // exit, writes its counters as JSON to $FAKE_CUDA_LOG. $FAKE_CUDA_FAIL=<entry
 // point> makes that entry point fail with CUDA_ERROR_LAUNCH_FAILED;
 // $FAKE_CUDA_DEVICES sets the device count (default 1) and
@@ -48,7 +50,9 @@ struct Counters {
   /// Device allocations (no access rights) and their sizes.
   std::map<void *, size_t> device;
   std::set<std::string> kernelNames;
-  long maxThreads = 0;
+  long maxThreads = 0, maxSharedBytes = 0;
+  /// Dynamic shared memory limits raised by cuFuncSetAttribute.
+  std::map<void *, long> sharedLimits;
   /// Streams being captured, and the launches each has recorded; graphs
   /// and their instances, with the launches they hold.
   std::map<void *, long> capturing;
@@ -69,8 +73,10 @@ struct Counters {
     std::fprintf(f, "\"launched_functions\": %zu, ", launched.size());
     std::fprintf(f, "\"live_graphs\": %zu, \"open_captures\": %zu, ",
                  graphs.size() + instances.size(), capturing.size());
-    std::fprintf(f, "\"max_threads_per_block\": %ld, \"kernels\": [",
-                 maxThreads);
+    std::fprintf(f,
+                 "\"max_threads_per_block\": %ld, "
+                 "\"max_dynamic_shared_bytes\": %ld, \"kernels\": [",
+                 maxThreads, maxSharedBytes);
     bool first = true;
     for (const std::string &k : kernelNames) {
       std::fprintf(f, "%s\"%s\"", first ? "" : ", ", k.c_str());
@@ -308,8 +314,25 @@ int cuModuleGetFunction(void **function, void *module, const char *name) {
   return kSuccess;
 }
 
+// The driver's limits on a block's dynamic shared memory: 48 KiB unless the
+// kernel's CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES (8) was raised, at
+// most 227 KiB (Hopper's opt-in maximum).
+constexpr long kDefaultShared = 48 * 1024, kMaxShared = 227 * 1024;
+constexpr int kMaxDynamicSharedAttribute = 8;
+
+int cuFuncSetAttribute(void *function, int attribute, int value) {
+  if (call("cuFuncSetAttribute"))
+    return kLaunchFailed;
+  if (!counters().functions.count(function) ||
+      attribute != kMaxDynamicSharedAttribute || value < 0 ||
+      value > kMaxShared)
+    return kInvalidValue;
+  counters().sharedLimits[function] = value;
+  return kSuccess;
+}
+
 int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
-                   unsigned bx, unsigned by, unsigned bz, unsigned,
+                   unsigned bx, unsigned by, unsigned bz, unsigned shared,
                    void *stream, void **params, void **) {
   if (call("cuLaunchKernel"))
     return kLaunchFailed;
@@ -317,8 +340,15 @@ int cuLaunchKernel(void *function, unsigned gx, unsigned gy, unsigned gz,
   if (!counters().functions.count(function) || !gx || !gy || !gz ||
       threads < 1 || threads > 1024 || !params)
     return kInvalidValue;
+  if (long(shared) > kDefaultShared) {
+    auto limit = counters().sharedLimits.find(function);
+    if (limit == counters().sharedLimits.end() || limit->second < long(shared))
+      return kInvalidValue;
+  }
   if (threads > counters().maxThreads)
     counters().maxThreads = threads;
+  if (long(shared) > counters().maxSharedBytes)
+    counters().maxSharedBytes = shared;
   counters().launched.insert(function);
   if (auto it = counters().capturing.find(stream);
       it != counters().capturing.end()) {
