@@ -15,6 +15,12 @@
 #   bench/<shape>-warp/          the same with warp MMAs (--gpu-mma warp), which
 #                                gpu_bench.py measures beside the default
 #                                (warpgroup MMAs on sm_90a);
+#   bench/<shape>-rows64/ or -rows128/
+#                                the same with the other tile of the tensor-core
+#                                kernels than the default picks (--gpu-tile-rows:
+#                                64 for Switch and Mixtral, whose experts average
+#                                2048 and 1024 rows, 128 for DeepSeek-V3's 128),
+#                                measured beside it too;
 #   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed);
 # and DIR.tgz, the same compressed (about 17 MB instead of 100: the artifacts'
 # host code carries the kernels as text), to carry to the GPU machine.
@@ -29,7 +35,7 @@ while [ $# -gt 0 ]; do
     -o) out="${2:?}"; shift 2 ;;
     --shapes) shapes="${2:?}"; shift 2 ;;
     --gpu-chip) chip="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -48,16 +54,27 @@ spec_of() {
     *) die "unknown shape '$1' (switch, mixtral, deepseek)" ;;
   esac
 }
+# The tile the default does not pick for a shape (see above).
+other_rows() {
+  case "$1" in
+    deepseek) echo 128 ;;
+    *) echo 64 ;;
+  esac
+}
 IFS=, read -r -a list <<< "$shapes"
 for shape in "${list[@]}"; do
   read -r spec tokens <<< "$(spec_of "$shape")"
-  for mma in auto warp; do
-    folder="$out/bench/$shape"
-    [ "$mma" = auto ] || folder="$folder-$mma"
-    echo "gpu_prepare.sh: benchmark shape $shape (T $tokens, $mma MMA) -> $folder"
+  rows="$(other_rows "$shape")"
+  for variant in auto warp "rows$rows"; do
+    folder="$out/bench/$shape" mma=auto tile=0
+    case "$variant" in
+      warp) mma=warp folder="$folder-warp" ;;
+      rows*) tile="$rows" folder="$folder-$variant" ;;
+    esac
+    echo "gpu_prepare.sh: benchmark shape $shape (T $tokens, $mma MMA, tile rows $tile) -> $folder"
     "$root/tools/gpu_package.sh" --spec "$spec" --tokens "$tokens" --act-dtype bf16 \
-      --weight-dtype bf16 --gpu-chip "$chip" --gpu-mma "$mma" --no-runner \
-      -o "$folder" >/dev/null
+      --weight-dtype bf16 --gpu-chip "$chip" --gpu-mma "$mma" --gpu-tile-rows "$tile" \
+      --no-runner -o "$folder" >/dev/null
   done
 done
 cp "$build/bin/moe-gpu-run" "$out/bench/moe-gpu-run"

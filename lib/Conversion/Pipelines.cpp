@@ -110,10 +110,12 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
          bufferizePipelineText(options.runtimeChecks) +
          "moe-place-rows-to-gpu{host-loops=" + (options.hostLoops ? "1" : "0") +
          "}," +
-         (tensorCores ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
-                            (options.hostLoops ? "1" : "0") + " warpgroup=" +
-                            (options.warpgroupMma() ? "1" : "0") + "},"
-                      : std::string()) +
+         (tensorCores
+              ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
+                    (options.hostLoops ? "1" : "0") +
+                    " warpgroup=" + (options.warpgroupMma() ? "1" : "0") +
+                    " tile-rows=" + std::to_string(options.tileRows) + "},"
+              : std::string()) +
          // Dense contractions (the router's logits): tiled kernels.
          "moe-contraction-to-gpu{host-loops=" +
          (options.hostLoops ? "1" : "0") + "}," +
@@ -337,6 +339,12 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
           clEnumValN(moe::TensorCoreMma::Warp, "warp", "mma.sync (sm_80+)"),
           clEnumValN(moe::TensorCoreMma::Warpgroup, "warpgroup",
                      "wgmma.mma_async (sm_90a)"))};
+  Option<int64_t> tileRows{
+      *this, "tile-rows",
+      llvm::cl::desc("rows of the tensor-core kernels' block tiles: 64, 128, "
+                     "or 0 (128 where the experts average at least 256 rows, "
+                     "else 64)"),
+      llvm::cl::init(0)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -365,6 +373,7 @@ void mlir::moe::registerMoEPipelines() {
         options.fusion = cl.fusion;
         options.tensorCores = cl.tensorCores;
         options.mma = cl.mma;
+        options.tileRows = cl.tileRows;
         options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -212,6 +212,13 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
   registerAllToLLVMIRTranslations(registry);
   context->appendDialectRegistry(registry);
 
+  if (options.tileRows != 0 && options.tileRows != 64 &&
+      options.tileRows != 128)
+    return emitError(module.getLoc(),
+                     "the tensor-core kernels' tile rows (--gpu-tile-rows) "
+                     "must be 0, 64 or 128, not ")
+               << options.tileRows,
+           failure();
   GpuProgram program;
   program.options = options;
   func::FuncOp func = findLayerFunction(module);
@@ -410,6 +417,12 @@ llvm::cl::opt<TensorCoreMma> mmaOpt(
                      clEnumValN(TensorCoreMma::Warpgroup, "warpgroup",
                                 "wgmma.mma_async (sm_90a)")),
     llvm::cl::cat(gpuCategory));
+llvm::cl::opt<int64_t> tileRowsOpt(
+    "gpu-tile-rows",
+    llvm::cl::desc("rows of the tensor-core kernels' block tiles: 64, 128, "
+                   "or 0 (the default: 128 where the experts average at least "
+                   "256 rows, else 64)"),
+    llvm::cl::init(0), llvm::cl::cat(gpuCategory));
 llvm::cl::opt<std::string> kernelFormatOpt(
     "kernel-format",
     llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas), isa "
@@ -434,6 +447,7 @@ FailureOr<GpuProgram> compileWithFlags(Operation *op, const std::string &format,
   options.chip = chipOpt;
   options.features = featuresOpt;
   options.mma = mmaOpt;
+  options.tileRows = tileRowsOpt;
   options.format = format;
   return compileGpuProgram(module, options, withHostIR);
 }

@@ -11,7 +11,9 @@ rounds (ours, eager, grouped; ours, eager, grouped; ...):
   * ours: the packages of tools/gpu_prepare.sh (moe-gpu-run, no LLVM needed on the GPU
     machine; --packages DIR, DIR/<shape>), or moe-run --backend cuda (--moe-run); where
     DIR/<shape>-warp exists too, "ours (warp MMA)": the same layer with mma.sync kernels
-    instead of the default (warpgroup MMAs on sm_90a);
+    instead of the default (warpgroup MMAs on sm_90a); where DIR/<shape>-rows64 or
+    -rows128 exists, "ours (64-row tiles)" or "ours (128-row tiles)": the tensor-core
+    kernels with the block tile the default did not pick;
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation, index_add);
   * PyTorch grouped: the same routing, tokens sorted by expert once, then torch._grouped_mm
     for the up (and gate) and the down projections, and one index_add;
@@ -317,6 +319,10 @@ def main():
             ours["ours (CUDA graph)"] = ("", ("--cuda-graph",))
         if args.packages and os.path.isdir(os.path.join(args.packages, name + "-warp")):
             ours["ours (warp MMA)"] = ("-warp", ())
+        for rows in (64, 128):
+            if args.packages and os.path.isdir(os.path.join(args.packages,
+                                                            f"{name}-rows{rows}")):
+                ours[f"ours ({rows}-row tiles)"] = (f"-rows{rows}", ())
         contenders = {who: None for who in ours}
         contenders.update({"PyTorch eager": eager_layer(torch, spec, w, x),
                            "PyTorch grouped": grouped_layer(torch, spec, w, x)})

@@ -67,6 +67,9 @@ struct GpuPipelineOptions {
   bool tensorCores = true;
   /// Which tensor-core MMA the grouped matmul kernels use.
   TensorCoreMma mma = TensorCoreMma::Auto;
+  /// Rows of their block tiles: 64, 128, or 0 (128 where the experts
+  /// average at least 256 rows, else 64).
+  int64_t tileRows = 0;
   /// Whether they use the warpgroup MMA (the chip's choice for Auto).
   bool warpgroupMma() const {
     return mma == TensorCoreMma::Warpgroup ||
