@@ -22,7 +22,7 @@
 #                                2048 and 1024 rows, 128 for DeepSeek-V3's 128),
 #                                measured beside it too;
 #   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed);
-# and DIR.tgz, the same compressed (about 17 MB instead of 100: the artifacts'
+# and DIR.tgz, the same compressed (about 20 MB instead of 98: the artifacts'
 # host code carries the kernels as text), to carry to the GPU machine.
 # Uses the build in ./build (or $MOE_BUILD_DIR): run tools/build.sh first.
 set -euo pipefail
