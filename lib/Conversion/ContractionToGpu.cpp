@@ -26,6 +26,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GpuKernels.h"
 #include "MoEToLinalg/Emitter.h"
 #include "moe/Conversion/Passes.h"
 
@@ -47,6 +48,8 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe::lowering;
 using namespace mlir::moe::lowering::ix;
+using mlir::moe::kernels::loadRow;
+using mlir::moe::kernels::storeRow;
 
 namespace {
 
@@ -92,6 +95,13 @@ struct Contraction {
 
 bool isOperandType(Type type) {
   return type.isF32() || type.isBF16() || type.isF16();
+}
+
+/// `all` && index < bound (`all` null: none yet), as an i1.
+Value andBelow(ImplicitLocOpBuilder &b, Value all, Value index, int64_t bound) {
+  Value in =
+      arith::CmpIOp::create(b, arith::CmpIPredicate::ult, index, cst(b, bound));
+  return all ? arith::AndIOp::create(b, all, in).getResult() : in;
 }
 
 /// The block argument `v` is, possibly through an arith.extf to f32.
@@ -234,9 +244,7 @@ SmallVector<Value> TiledContraction::loadStep(ImplicitLocOpBuilder &b,
       auto clamp = [&](Value index, int64_t bound, bool needed) {
         if (!needed)
           return index;
-        Value in = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, index,
-                                         cst(b, bound));
-        valid = valid ? arith::AndIOp::create(b, valid, in).getResult() : in;
+        valid = andBelow(b, valid, index, bound);
         return arith::MinUIOp::create(b, index, cst(b, bound - 1)).getResult();
       };
       Value r = clamp(row, extent, extent % rows != 0);
@@ -325,16 +333,12 @@ void TiledContraction::epilogue(ImplicitLocOpBuilder &b, Value tid,
           v = arith::AddFOp::create(wb, load(wb, c.c, {row, col}), v);
         store(wb, v, c.c, {row, col});
       };
+      // Only where the tiles do not divide C.
       Value inside;
-      auto within = [&](Value index, int64_t bound, int64_t tile) {
-        if (bound % tile == 0)
-          return;
-        Value in = arith::CmpIOp::create(b, arith::CmpIPredicate::ult, index,
-                                         cst(b, bound));
-        inside = inside ? arith::AndIOp::create(b, inside, in).getResult() : in;
-      };
-      within(row, c.m, t.bm);
-      within(col, c.n, t.bn);
+      if (c.m % t.bm != 0)
+        inside = andBelow(b, inside, row, c.m);
+      if (c.n % t.bn != 0)
+        inside = andBelow(b, inside, col, c.n);
       if (!inside) {
         write(b);
         continue;
@@ -355,18 +359,6 @@ void TiledContraction::block(ImplicitLocOpBuilder &b, Value bx, Value by,
   auto forThreads = [&](ImplicitLocOpBuilder &ib,
                         function_ref<void(ImplicitLocOpBuilder &, Value)> fn) {
     forEach(ib, cst(ib, 0), cst(ib, t.threads()), fn);
-  };
-  auto loadRow = [&](ImplicitLocOpBuilder &ib, Value buffer, Value thread,
-                     int64_t count) {
-    SmallVector<Value> out;
-    for (int64_t i = 0; i < count; ++i)
-      out.push_back(load(ib, buffer, {thread, cst(ib, i)}));
-    return out;
-  };
-  auto storeRow = [&](ImplicitLocOpBuilder &ib, Value buffer, Value thread,
-                      ValueRange values) {
-    for (auto [i, v] : llvm::enumerate(values))
-      store(ib, v, buffer, {thread, cst(ib, i)});
   };
   Value zero = arith::ConstantOp::create(b, b.getF32FloatAttr(0));
   // Step 0 into buffer 0.
@@ -437,13 +429,9 @@ void TiledContraction::build(ImplicitLocOpBuilder &b) {
         b, MemRefType::get({t.threads(), t.rm * t.rn}, b.getF32Type()));
     hostLoaded = memref::AllocOp::create(
         b, MemRefType::get({t.threads(), aLoads + bLoads}, b.getF32Type()));
-    forEach(b, cst(b, 0), cst(b, gridY),
-            [&](ImplicitLocOpBuilder &yb, Value by) {
-              forEach(yb, cst(yb, 0), cst(yb, gridX),
-                      [&](ImplicitLocOpBuilder &xb, Value bx) {
-                        block(xb, bx, by, Value());
-                      });
-            });
+    moe::kernels::forEachBlock(b, gridX, gridY,
+                               [&](ImplicitLocOpBuilder &bb, Value bx,
+                                   Value by) { block(bb, bx, by, Value()); });
     // After the buffer passes: the host buffers are freed here.
     for (Value buffer : {tileA, tileB, hostAcc, hostLoaded})
       memref::DeallocOp::create(b, buffer);
@@ -451,28 +439,20 @@ void TiledContraction::build(ImplicitLocOpBuilder &b) {
   }
   int64_t aBytes = kStages * kDepth * pitchA() * 4;
   int64_t sharedBytes = aBytes + kStages * kDepth * pitchB() * 4;
-  Value one = cst(b, 1);
-  auto launch = gpu::LaunchOp::create(
-      b, cst(b, gridX), cst(b, gridY), one, cst(b, t.threads()), one, one,
-      arith::ConstantIntOp::create(b, sharedBytes, 32));
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&launch.getBody().front());
-  auto space =
-      gpu::AddressSpaceAttr::get(b.getContext(), gpu::AddressSpace::Workgroup);
-  Value shared = gpu::DynamicSharedMemoryOp::create(
-      b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                         MemRefLayoutAttrInterface(), space));
   // Like CUDA's __launch_bounds__(threads, 4): without it ptxas keeps a
   // 256-thread block to 40 registers and spills.
-  shared.getDefiningOp()->setAttr(moe::kMinBlocksPerSMAttrName,
-                                  b.getI32IntegerAttr(kMinBlocksPerSM));
-  tileA = memref::ViewOp::create(b, tileType(pitchA(), space), shared,
-                                 cst(b, 0), ValueRange{});
-  tileB = memref::ViewOp::create(b, tileType(pitchB(), space), shared,
-                                 cst(b, aBytes), ValueRange{});
-  block(b, launch.getBlockIds().x, launch.getBlockIds().y,
-        launch.getThreadIds().x);
-  gpu::TerminatorOp::create(b);
+  moe::kernels::launch(
+      b, gridX, gridY, t.threads(), sharedBytes, kMinBlocksPerSM,
+      [&](ImplicitLocOpBuilder &kb, gpu::LaunchOp launch, Value shared) {
+        auto space = gpu::AddressSpaceAttr::get(kb.getContext(),
+                                                gpu::AddressSpace::Workgroup);
+        tileA = memref::ViewOp::create(kb, tileType(pitchA(), space), shared,
+                                       cst(kb, 0), ValueRange{});
+        tileB = memref::ViewOp::create(kb, tileType(pitchB(), space), shared,
+                                       cst(kb, aBytes), ValueRange{});
+        block(kb, launch.getBlockIds().x, launch.getBlockIds().y,
+              launch.getThreadIds().x);
+      });
 }
 
 struct ContractionToGpuPass

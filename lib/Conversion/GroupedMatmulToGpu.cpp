@@ -19,6 +19,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GpuKernels.h"
 #include "MoEToLinalg/Emitter.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/IR/MoEOps.h"
@@ -38,6 +39,8 @@ namespace mlir::moe {
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::lowering::ix;
+using mlir::moe::kernels::loadRow;
+using mlir::moe::kernels::storeRow;
 
 namespace {
 
@@ -246,12 +249,6 @@ private:
   /// The host's warp MMAs, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
-  /// Row `t` of a host buffer [threadCount, n]: its first `count` values, or
-  /// stores `values` at its start.
-  SmallVector<Value> loadRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
-                             int64_t count);
-  void storeRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
-                ValueRange values);
   int64_t fragWords() const { return 4 + numWeights * kNTiles * 2; }
   static int64_t accAt(int64_t w, int64_t j, int64_t i) {
     return (w * kNTiles + j) * 4 + i;
@@ -764,21 +761,6 @@ void MmaKernel::storeStage(ImplicitLocOpBuilder &b, Value tid, ValueRange words,
   }
 }
 
-SmallVector<Value> MmaKernel::loadRow(ImplicitLocOpBuilder &b, Value buffer,
-                                      Value t, int64_t count) {
-  SmallVector<Value> values;
-  for (int64_t i = 0; i < count; ++i)
-    values.push_back(
-        memref::LoadOp::create(b, buffer, ValueRange{t, cst(b, i)}));
-  return values;
-}
-
-void MmaKernel::storeRow(ImplicitLocOpBuilder &b, Value buffer, Value t,
-                         ValueRange values) {
-  for (auto [i, v] : llvm::enumerate(values))
-    memref::StoreOp::create(b, v, buffer, ValueRange{t, cst(b, i)});
-}
-
 SmallVector<MmaKernel::TileWord>
 MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
   // ldmatrix.x4 reads four 8 x 8 b16 matrices (8 rows of 4 words); lane l
@@ -1247,49 +1229,38 @@ void MmaKernel::build(OpBuilder &builder) {
     if (!asyncA)
       hostPrefetch = memref::AllocOp::create(
           b, MemRefType::get({threadCount, prefetchA}, b.getI32Type()));
-    lowering::forEach(
-        b, cst(b, 0), cst(b, gridY), [&](ImplicitLocOpBuilder &yb, Value by) {
-          lowering::forEach(yb, cst(yb, 0), cst(yb, gridX),
-                            [&](ImplicitLocOpBuilder &xb, Value bx) {
-                              block(xb, bx, by, Value());
-                            });
-        });
+    kernels::forEachBlock(b, gridX, gridY,
+                          [&](ImplicitLocOpBuilder &bb, Value bx, Value by) {
+                            block(bb, bx, by, Value());
+                          });
     // After the buffer passes: the host buffers are freed here.
     for (Value buffer :
          {tileA, tileB[0], tileB[1], hostAcc, hostPrefetch, hostFrag, hostRows})
       if (buffer)
         memref::DeallocOp::create(b, buffer);
   } else {
-    Value one = cst(b, 1);
     int64_t tileBytes = kStages * (aBytes + numWeights * bBytes);
     int64_t sharedBytes = tileBytes + (warpgroup ? 2 * kStages * 8 : 0);
-    auto launch = gpu::LaunchOp::create(
-        b, cst(b, gridX), cst(b, gridY), one, cst(b, threadCount), one, one,
-        arith::ConstantIntOp::create(b, sharedBytes, 32));
-    OpBuilder::InsertionGuard guard(b);
-    b.setInsertionPointToStart(&launch.getBody().front());
-    auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                            gpu::AddressSpace::Workgroup);
-    Value shared = gpu::DynamicSharedMemoryOp::create(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                           MemRefLayoutAttrInterface(), space));
     // Two warpgroups' accumulators (CUDA's __launch_bounds__(256, 1)).
-    shared.getDefiningOp()->setAttr(kMinBlocksPerSMAttrName,
-                                    b.getI32IntegerAttr(kMinBlocksPerSM));
-    auto view = [&](MemRefType type, int64_t byteShift) -> Value {
-      return memref::ViewOp::create(b, type, shared, cst(b, byteShift),
-                                    ValueRange{});
-    };
-    tileA = view(aType(space), 0);
-    for (int64_t w = 0; w < numWeights; ++w)
-      tileB[w] = view(bType(space), kStages * (aBytes + w * bBytes));
-    if (warpgroup)
-      barriers = view(MemRefType::get({2 * kStages}, b.getI64Type(),
-                                      MemRefLayoutAttrInterface(), space),
-                      tileBytes);
-    block(b, launch.getBlockIds().x, launch.getBlockIds().y,
-          launch.getThreadIds().x);
-    gpu::TerminatorOp::create(b);
+    kernels::launch(
+        b, gridX, gridY, threadCount, sharedBytes, kMinBlocksPerSM,
+        [&](ImplicitLocOpBuilder &kb, gpu::LaunchOp launch, Value shared) {
+          auto space = gpu::AddressSpaceAttr::get(kb.getContext(),
+                                                  gpu::AddressSpace::Workgroup);
+          auto view = [&](MemRefType type, int64_t byteShift) -> Value {
+            return memref::ViewOp::create(kb, type, shared, cst(kb, byteShift),
+                                          ValueRange{});
+          };
+          tileA = view(aType(space), 0);
+          for (int64_t w = 0; w < numWeights; ++w)
+            tileB[w] = view(bType(space), kStages * (aBytes + w * bBytes));
+          if (warpgroup)
+            barriers = view(MemRefType::get({2 * kStages}, kb.getI64Type(),
+                                            MemRefLayoutAttrInterface(), space),
+                            tileBytes);
+          block(kb, launch.getBlockIds().x, launch.getBlockIds().y,
+                launch.getThreadIds().x);
+        });
   }
 }
 
@@ -1404,16 +1375,17 @@ struct GroupedMatmulToGpuPass
         return signalPassFailure();
       }
       OpBuilder builder(op);
-      int64_t rows = tileRows;
-      if (rows == 0)
-        rows = MmaKernel::tileRowsFor(op.getNumRows(),
-                                      op.getWeight().getType().getDimSize(0));
-      if (rows != 64 && rows != 128) {
+      if (!isTileRowsChoice(tileRows)) {
         op.emitOpError("moe-grouped-matmul-to-gpu: tile-rows must be 0 "
                        "(chosen per grouped matmul), 64 or 128, not ")
-            << rows;
+            << int64_t(tileRows);
         return signalPassFailure();
       }
+      int64_t rows =
+          tileRows != 0
+              ? int64_t(tileRows)
+              : MmaKernel::tileRowsFor(op.getNumRows(),
+                                       op.getWeight().getType().getDimSize(0));
       MmaKernel(op, hostLoops, warpgroup, rows).build(builder);
       op.erase();
     }

@@ -24,6 +24,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "GpuKernels.h"
 #include "MoEToLinalg/Emitter.h"
 #include "moe/Conversion/Passes.h"
 #include "moe/IR/MoEOps.h"
@@ -82,31 +83,24 @@ void blockKernel(ImplicitLocOpBuilder &b, bool hostLoops, int64_t grid,
       memref::DeallocOp::create(b, shared);
     return;
   }
-  Value one = cst(b, 1);
-  Value sharedBytes = sharedWords
-                          ? arith::ConstantIntOp::create(b, 4 * sharedWords, 32)
-                          : Value();
-  auto launch = gpu::LaunchOp::create(b, cst(b, grid), one, one,
-                                      cst(b, threads), one, one, sharedBytes);
-  OpBuilder::InsertionGuard guard(b);
-  b.setInsertionPointToStart(&launch.getBody().front());
-  if (sharedWords) {
-    auto space = gpu::AddressSpaceAttr::get(b.getContext(),
-                                            gpu::AddressSpace::Workgroup);
-    Value bytes = gpu::DynamicSharedMemoryOp::create(
-        b, MemRefType::get({ShapedType::kDynamic}, b.getI8Type(),
-                           MemRefLayoutAttrInterface(), space));
-    shared = memref::ViewOp::create(
-        b,
-        MemRefType::get({sharedWords}, i32, MemRefLayoutAttrInterface(), space),
-        bytes, cst(b, 0), ValueRange{});
-  }
-  for (auto [i, phase] : llvm::enumerate(phases)) {
-    if (i)
-      gpu::BarrierOp::create(b);
-    phase(b, launch.getBlockIds().x, launch.getThreadIds().x);
-  }
-  gpu::TerminatorOp::create(b);
+  kernels::launch(
+      b, grid, 1, threads, 4 * sharedWords, /*minBlocksPerSM=*/0,
+      [&](ImplicitLocOpBuilder &kb, gpu::LaunchOp launch, Value bytes) {
+        if (sharedWords) {
+          auto space = gpu::AddressSpaceAttr::get(kb.getContext(),
+                                                  gpu::AddressSpace::Workgroup);
+          shared = memref::ViewOp::create(
+              kb,
+              MemRefType::get({sharedWords}, i32, MemRefLayoutAttrInterface(),
+                              space),
+              bytes, cst(kb, 0), ValueRange{});
+        }
+        for (auto [i, phase] : llvm::enumerate(phases)) {
+          if (i)
+            gpu::BarrierOp::create(kb);
+          phase(kb, launch.getBlockIds().x, launch.getThreadIds().x);
+        }
+      });
 }
 
 /// for i = first; i < n; i += step: body(i).

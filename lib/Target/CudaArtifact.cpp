@@ -212,8 +212,7 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
   registerAllToLLVMIRTranslations(registry);
   context->appendDialectRegistry(registry);
 
-  if (options.tileRows != 0 && options.tileRows != 64 &&
-      options.tileRows != 128)
+  if (!isTileRowsChoice(options.tileRows))
     return emitError(module.getLoc(),
                      "the tensor-core kernels' tile rows (--gpu-tile-rows) "
                      "must be 0, 64 or 128, not ")

@@ -41,6 +41,12 @@ enum class TensorCoreMma {
   Warpgroup,
 };
 
+/// Whether `rows` is a choice of the tensor-core kernels' block tile rows:
+/// 64, 128, or 0 (chosen per grouped matmul).
+inline bool isTileRowsChoice(int64_t rows) {
+  return rows == 0 || rows == 64 || rows == 128;
+}
+
 struct GpuPipelineOptions {
   std::string chip = "sm_90a";
   std::string features = "+ptx80";
@@ -68,7 +74,7 @@ struct GpuPipelineOptions {
   /// Which tensor-core MMA the grouped matmul kernels use.
   TensorCoreMma mma = TensorCoreMma::Auto;
   /// Rows of their block tiles: 64, 128, or 0 (128 where the experts
-  /// average at least 256 rows, else 64).
+  /// average at least 256 rows, else 64); see isTileRowsChoice.
   int64_t tileRows = 0;
   /// Whether they use the warpgroup MMA (the chip's choice for Auto).
   bool warpgroupMma() const {
