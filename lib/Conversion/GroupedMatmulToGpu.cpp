@@ -78,6 +78,12 @@ constexpr int64_t kWarpgroupRows = 64,
                   kWarpgroupBytes = kWarpgroupRows / 8 * (kDepth / 8) * 128;
 // An asynchronous copy moves 16 bytes: kChunk elements of 16 bits.
 constexpr int64_t kChunk = 8;
+// Warpgroup MMA groups (one per reduction step) left running while the
+// next step is set up: waiting for all of them each step (wgmma.wait_group
+// 0) would drain the tensor cores' pipeline at every step; with one left,
+// step i's MMAs run while the thread releases step i - 1's buffer, refills
+// it and waits for step i + 1's tiles.
+constexpr int64_t kMmaGroupsInFlight = 1;
 // Blocks per SM the kernel's registers must allow (with 256 threads, two
 // weights' accumulators take 64 registers per thread).
 constexpr int64_t kMinBlocksPerSM = 1;
@@ -202,7 +208,10 @@ private:
   SmallVector<Value> descriptors(ImplicitLocOpBuilder &b, Value tid,
                                  int64_t step, Value stage);
   /// One reduction step of the accumulators by warpgroup MMAs
-  /// (m64n64k16, operands from shared memory through descriptors).
+  /// (m64n64k16, operands from shared memory through descriptors), issued
+  /// as one group; returns once at most the newest kMmaGroupsInFlight
+  /// groups are pending (the loop's last step's results are waited for
+  /// after it, before the epilogue reads them).
   SmallVector<Value> contractWarpgroup(ImplicitLocOpBuilder &b, Value tid,
                                        ValueRange acc, Value stage);
   /// The warpgroup kernel's mbarriers: `full` of buffer `stage` completes a
@@ -549,9 +558,10 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
           NVVM::MMALayout::row, NVVM::MMALayout::row,
           NVVM::MMAIntOverflowAttr());
   }
-  // The step's MMAs complete before the buffer is refilled.
+  // The previous step's MMAs complete (its buffer can be refilled) while
+  // this step's run.
   NVVM::WgmmaGroupSyncAlignedOp::create(b);
-  NVVM::WgmmaWaitGroupSyncOp::create(b, 0);
+  NVVM::WgmmaWaitGroupSyncOp::create(b, kMmaGroupsInFlight);
   SmallVector<Value> next;
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t i = 0; i < perWeight; ++i)
@@ -1013,8 +1023,9 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
     // counts each thread's copies (cp.async.mbarrier.arrive.noinc: when they
     // land) and register stores (an arrive), its `empty` mbarrier each
     // thread's arrive after its MMAs of the step completed; step i waits for
-    // full (i % kStages), and before refilling buffer (i - 1) % kStages for
-    // empty of step i - 1.
+    // full (i % kStages), issues its MMAs, waits for those of step i - 1 (one
+    // group stays in flight), arrives on empty of step i - 1 and waits for
+    // it before refilling buffer (i - 1) % kStages.
     bool mbarriers = warpgroup && !hostLoops;
     if (mbarriers) {
       Value first =
@@ -1122,20 +1133,22 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
                                            NVVM::SharedSpace::shared_cta));
             if (!asyncA)
               words = loadStage(kb, tid, next);
-            // Buffer `ahead` last held step i - 1 (none before step 1).
+            SmallVector<Value> sums = contractWarpgroup(kb, tid, acc, stage);
+            // Buffer `ahead` last held step i - 1 (none before step 1), whose
+            // MMAs this thread's warpgroup has completed (only step i's are
+            // in flight): the thread says so on its `empty` mbarrier and
+            // refills the buffer once every thread has.
             Value later = arith::CmpIOp::create(kb, arith::CmpIPredicate::ugt,
                                                 i, cst(kb, 0));
             scf::IfOp::create(kb, later, [&](OpBuilder &nested, Location loc) {
               ImplicitLocOpBuilder wb(loc, nested);
-              waitForStep(wb, barrierAddress(wb, ahead, /*empty=*/true),
-                          arith::SubIOp::create(wb, i, cst(wb, 1)));
+              Value empty = barrierAddress(wb, ahead, /*empty=*/true);
+              NVVM::MBarrierArriveOp::create(wb, Type(), empty, Value());
+              waitForStep(wb, empty, arith::SubIOp::create(wb, i, cst(wb, 1)));
               scf::YieldOp::create(wb);
             });
             issueCopies(kb, tid, next, col0, ahead);
             arriveFull(kb, ahead, /*stored=*/false);
-            SmallVector<Value> sums = contractWarpgroup(kb, tid, acc, stage);
-            NVVM::MBarrierArriveOp::create(
-                kb, Type(), barrierAddress(kb, stage, /*empty=*/true), Value());
             if (!asyncA) {
               storeStage(kb, tid, words, ahead);
               arriveFull(kb, ahead, /*stored=*/true);
@@ -1160,9 +1173,12 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
         epilogue(tb, t, col0, loadAcc(tb, t));
       });
     } else {
-      // No copy outlives the kernel.
-      if (mbarriers)
+      // No copy outlives the kernel; the last step's MMAs are complete
+      // before the epilogue reads the accumulators.
+      if (mbarriers) {
         NVVM::CpAsyncCommitGroupOp::create(ib);
+        NVVM::WgmmaWaitGroupSyncOp::create(ib, 0);
+      }
       NVVM::CpAsyncWaitGroupOp::create(ib, 0);
       epilogue(ib, tid, col0, loop.getResults());
     }

@@ -56,19 +56,18 @@
 // SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true} : !llvm.ptr<3>
 // SM90: nvvm.mbarrier.arrive %{{.*}} : !llvm.ptr<3>
 // Each step: the wait for its buffer's `full` phase, the proxy fence (the
-// tiles are generic-proxy writes, wgmma reads through the async proxy); from
-// step 1 on the wait for `empty` of the step before (whose buffer the copies
-// refill); the copies and their arrival; the MMAs. No block barrier.
+// tiles are generic-proxy writes, wgmma reads through the async proxy); the
+// MMAs as one group, waiting for all but that group (the previous step's are
+// then complete); from step 1 on the arrival on `empty` of the step before
+// and the wait for every thread's (the copies refill its buffer); the copies
+// and their arrival; the converted words' stores into the buffer two steps
+// ahead and their arrival. No block barrier.
 // SM90: scf.for
 // SM90-NOT: gpu.barrier
 // SM90: nvvm.mbarrier.try_wait.parity %{{.*}}, %{{.*}}, %c10000000_i32 : !llvm.ptr<3>, i32, i32
 // SM90-NEXT: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
-// SM90: %[[LATER:.*]] = arith.cmpi ugt
-// SM90-NEXT: scf.if %[[LATER]]
-// SM90: nvvm.mbarrier.try_wait.parity
-// SM90: nvvm.cp.async.shared.global
-// SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true}
-// SM90-NEXT: nvvm.wgmma.fence.aligned
+// SM90-NOT: nvvm.mbarrier
+// SM90: nvvm.wgmma.fence.aligned
 // Descriptors: the start address (& 0x3FFFF) >> 4, then for the operand tile
 // LBO 128 bytes (k) and SBO 512 (rows): (32 << 32) | (8 << 16); for a weight
 // tile LBO 1024 (k rows) and SBO 128 (columns): (8 << 32) | (64 << 16).
@@ -85,15 +84,21 @@
 // SM90-NEXT: nvvm.wgmma.mma_async %[[DA]], %[[DG]]
 // SM90-COUNT-2: nvvm.wgmma.mma_async
 // SM90-NEXT: nvvm.wgmma.commit.group.sync.aligned
-// SM90-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
-// After the MMAs: the arrival on the buffer's `empty`, then the converted
-// words' stores into the buffer two steps ahead and their arrival.
-// SM90: nvvm.mbarrier.arrive
+// SM90-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
+// SM90: %[[LATER:.*]] = arith.cmpi ugt
+// SM90-NEXT: scf.if %[[LATER]]
+// SM90: nvvm.mbarrier.arrive %[[EMPTY:.*]] : !llvm.ptr<3>
+// SM90-NOT: nvvm.mbarrier
+// SM90: nvvm.mbarrier.try_wait.parity %[[EMPTY]],
+// SM90: nvvm.cp.async.shared.global
+// SM90: nvvm.cp.async.mbarrier.arrive %{{.*}} {noinc = true}
 // SM90: memref.store
 // SM90: nvvm.mbarrier.arrive
 // SM90-NOT: gpu.barrier
 // SM90: scf.yield
+// After the loop: no copy and no MMA left running before the epilogue.
 // SM90: nvvm.cp.async.commit.group
+// SM90-NEXT: nvvm.wgmma.wait.group.sync.aligned 0
 // SM90-NEXT: nvvm.cp.async.wait.group 0
 // SM90-NOT: nvvm.ldmatrix
 // SM90-NOT: nvvm.mma.sync

@@ -6,8 +6,9 @@ expression finds) is assembled by ptxas -v for its chip and disassembled by nvdi
 per module gives the counts of its tensor-core, shared-memory (ldmatrix and plain loads),
 asynchronous global-to-shared copy (LDGSTS), barrier, mbarrier (arrivals of copies, phase checks),
 reduction and local-memory instructions and ptxas' register and spill
-figures, then the f32 fused multiply-adds (FFMA) and the 128-bit shared loads
-(LDS.128):
+figures, then the f32 fused multiply-adds (FFMA), the 128-bit shared loads
+(LDS.128) and, where there are warpgroup MMAs, their waits by the number of
+MMA groups each leaves running (WGMMA-WAIT-N for WARPGROUP.DEPBAR.LE gsb0, N):
 
   NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 ARRIVES.LDGSTSBAR x0 SYNCS.PHASECHK x0 RED x0 registers 128 spill-stores 0 spill-loads 0 FFMA x0 LDS.128 x0
 
@@ -81,10 +82,16 @@ def main():
             figures = " ".join(f"{op} x{n}" for op, n in counts(sass).items())
             ffma = len(re.findall(r"\bFFMA\b", sass))
             wide_shared = len(re.findall(r"\bLDS\.128\b", sass))
+            # Warpgroup MMA waits, by the number of MMA groups each leaves
+            # pending (WARPGROUP.DEPBAR.LE gsb0, N).
+            waits = re.findall(r"\bWARPGROUP\.DEPBAR\.LE\s+gsb0\s*,\s*0x([0-9a-f]+)", sass)
+            pending = sorted({int(n, 16) for n in waits}, reverse=True)
+            wait_figures = "".join(f" WGMMA-WAIT-{n} x{waits.count(format(n, 'x'))}"
+                                   for n in pending)
             print(f"{name} {chip}: {figures} registers {registers.group(1) if registers else '?'}"
                   f" spill-stores {stores.group(1) if stores else '?'}"
                   f" spill-loads {loads.group(1) if loads else '?'}"
-                  f" FFMA x{ffma} LDS.128 x{wide_shared}")
+                  f" FFMA x{ffma} LDS.128 x{wide_shared}{wait_figures}")
     if not found:
         print(f"sass_check: no module of the input matches '{args.match}'")
         return 1
