@@ -45,37 +45,36 @@ using mlir::moe::kernels::storeRow;
 namespace {
 
 // The block tile: rowsPerTile rows of one expert (64 or 128, chosen per
-// grouped matmul) × kCols columns, the reduction staged kDepth at a time;
-// warpCount = rowsPerTile / 16 warps, warp w owning rows [16w, 16w + 16) and
-// all kCols columns as kCols / 8 MMA tiles of 16 × 8 (with warpgroup MMAs,
-// warpgroup v = warps 4v to 4v + 3 owns rows [64v, 64v + 64), the same
-// rows). 128 rows per block halve the weight bytes each block reads per
-// FLOP against 64 (both warpgroups read the one B tile): a bf16 gated tile
-// step moves 16 KiB for 1 MFLOP (65 FLOP per byte from L2) where the 64-row
-// tile moves 12 KiB for 0.5 MFLOP (43); but an expert's last tile is
-// padded to 128 rows, so 128 is chosen only where experts average at least
-// kLargeTileMinRows rows.
-constexpr int64_t kCols = 64, kDepth = 32;
+// grouped matmul) × kCols columns, the reduction staged stepDepth at a time
+// (64 where K allows, else 32); warpCount = rowsPerTile / 16 warps, warp w
+// owning rows [16w, 16w + 16) and all kCols columns as kCols / 8 MMA tiles
+// of 16 × 8 (with warpgroup MMAs, warpgroup v = warps 4v to 4v + 3 owns rows
+// [64v, 64v + 64), the same rows). 128 rows per block halve the weight bytes
+// each block reads per FLOP against 64 (both warpgroups read the one B
+// tile): a bf16 gated tile step moves 16 KiB for 1 MFLOP per 32 k (65 FLOP
+// per byte from L2) where the 64-row tile moves 12 KiB for 0.5 MFLOP (43);
+// but an expert's last tile is padded to 128 rows, so 128 is chosen only
+// where experts average at least kLargeTileMinRows rows. A step of 64 k
+// instead of 32 halves what each step costs besides its MMAs (the waits on
+// and arrivals at the buffers' barriers, the buffer and phase arithmetic,
+// the descriptors' bases, the loop) per MMA.
+constexpr int64_t kCols = 64, kMinStepDepth = 32;
 constexpr int64_t kLargeTileMinRows = 256;
 constexpr int64_t kNTiles = kCols / 8;
 // Reduction steps in flight: kStages shared buffers of each tile, filled
 // kStages - 1 steps ahead of the MMAs.
 constexpr int64_t kStages = 3;
 // Shared tiles hold pairs of elements as 32-bit words. The operand tile:
-// rowsPerTile rows of the step's kDepth elements (kWords words), kPitch
-// words apart; the weight tiles: kDepth rows (k) of kCols elements (kBWords
-// words, the weights' own layout), kBPitch words apart. The 4 words of
-// padding put the 8 rows of an ldmatrix matrix in 8 distinct groups of 4
-// banks.
-constexpr int64_t kWords = kDepth / 2, kPitch = kWords + 4;
+// rowsPerTile rows of the step's stepDepth elements (stepWords words),
+// pitchA words apart; the weight tiles: stepDepth rows (k) of kCols elements
+// (kBWords words, the weights' own layout), kBPitch words apart. The 4 words
+// of padding put the 8 rows of an ldmatrix matrix in 8 distinct groups of 4
+// banks (rows 20 or 36 words apart).
 constexpr int64_t kBWords = kCols / 2, kBPitch = kBWords + 4;
-constexpr int64_t kBTileBytes = kDepth * kBPitch * 4;
 // The warpgroup MMA's tiles: core matrices of 8 rows x 16 bytes (32 words),
-// kCoreB per weight tile (kDepth x kCols) and buffer. A warpgroup's 64 rows
-// start kWarpgroupBytes apart in the operand tile.
-constexpr int64_t kCoreB = kDepth * kCols / 64;
-constexpr int64_t kWarpgroupRows = 64,
-                  kWarpgroupBytes = kWarpgroupRows / 8 * (kDepth / 8) * 128;
+// coresB per weight tile (stepDepth x kCols) and buffer. A warpgroup's 64
+// rows start warpgroupBytes apart in the operand tile.
+constexpr int64_t kWarpgroupRows = 64;
 // An asynchronous copy moves 16 bytes: kChunk elements of 16 bits.
 constexpr int64_t kChunk = 8;
 // Warpgroup MMA groups (one per reduction step) left running while the
@@ -90,21 +89,33 @@ constexpr int64_t kMinBlocksPerSM = 1;
 
 class MmaKernel {
 public:
-  /// `rows`: the rows of a block tile, 64 or 128.
+  /// `rows`: the rows of a block tile, 64 or 128; `depth`: the k of a
+  /// reduction step, 32 or 64.
   MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops, bool warpgroup,
-            int64_t rows)
+            int64_t rows, int64_t depth)
       : op(op), hostLoops(hostLoops), warpgroup(warpgroup), rowsPerTile(rows),
-        warpCount(rows / 16), threadCount(32 * warpCount),
-        aTileBytes(rows * kPitch * 4), coresA(rows * kDepth / 64),
-        copiesA(rows * kDepth / kChunk / threadCount),
-        copiesB(kDepth * kCols / kChunk / threadCount),
-        prefetchA(rows * kWords / threadCount) {
+        warpCount(rows / 16), threadCount(32 * warpCount), stepDepth(depth),
+        stepWords(depth / 2), pitchA(stepWords + 4),
+        aTileBytes(rows * pitchA * 4), bTileBytes(depth * kBPitch * 4),
+        coresA(rows * depth / 64), coresB(depth * kCols / 64),
+        warpgroupBytes(kWarpgroupRows / 8 * (depth / 8) * 128),
+        copiesA(rows * depth / kChunk / threadCount),
+        copiesB(depth * kCols / kChunk / threadCount),
+        prefetchA(rows * stepWords / threadCount) {
     assert((rows == 64 || rows == 128) && "whole warpgroups of 16-row bands");
-    assert(copiesA * threadCount * kChunk == rows * kDepth &&
-           copiesB * threadCount * kChunk == kDepth * kCols &&
+    assert(isStepDepthChoice(depth) &&
+           "whole core matrices and ldmatrix tiles per step");
+    assert(copiesA * threadCount * kChunk == rows * depth &&
+           copiesB * threadCount * kChunk == depth * kCols &&
            "whole copies per thread");
-    assert(rows % (threadCount / 8) == 0 &&
-           "register-staged operand rows: whole passes of 8 threads a row");
+    assert(rows % (threadCount / (stepWords / 2)) == 0 &&
+           "register-staged operand rows: whole passes of threads a row");
+  }
+
+  /// The k of a reduction step for K = `k`: `most` (32 or 64) where it
+  /// divides K, else 32 (unsupported() requires that).
+  static int64_t stepDepthFor(int64_t k, int64_t most) {
+    return k % most == 0 ? most : kMinStepDepth;
   }
 
   /// The block tile's rows for a grouped matmul of `rows` rows over
@@ -170,10 +181,10 @@ private:
   void issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0,
                    Value stage);
   /// Where word `word` of operand row `row` (of k row `k` of weight tile
-  /// `tile`) lies: rows `kPitch` (`kBPitch`) words apart for the warp MMA;
+  /// `tile`) lies: rows `pitchA` (`kBPitch`) words apart for the warp MMA;
   /// for the warpgroup MMA, the canonical layouts without swizzling: core
   /// matrices of 8 rows x 16 bytes (128 contiguous bytes), the operand's
-  /// K-major (8 tile rows x 8 k; core matrices along k adjacent, kDepth / 8
+  /// K-major (8 tile rows x 8 k; core matrices along k adjacent, stepDepth / 8
   /// per 8 rows), the weights' N-major (8 k rows x 8 columns; along the
   /// columns adjacent, kCols / 8 per 8 k rows).
   TileWord operandWord(ImplicitLocOpBuilder &b, Value row, Value word);
@@ -198,6 +209,14 @@ private:
   /// row it reads (through the gather index; the tile's first row for rows
   /// past its end, which read zeros).
   std::pair<Value, Value> operandSource(ImplicitLocOpBuilder &b, Value row);
+  /// operandSource of each operand row thread `tid` reads in a step: of
+  /// each of its copiesA copies (asyncA), or of each pair of words it
+  /// stages through registers. The same in every step: the kernel
+  /// computes them once, before the reduction loop (`rowSources`), since
+  /// the compiler cannot move the index loads out of a loop that writes
+  /// shared memory, and a copy's address would wait for one every step.
+  SmallVector<std::pair<Value, Value>> operandSources(ImplicitLocOpBuilder &b,
+                                                      Value tid);
   /// A wgmma shared-memory matrix descriptor (no swizzling): start address,
   /// and the byte distances of core matrices adjacent along k (`alongK`)
   /// and along the rows or columns (`alongMN`).
@@ -207,6 +226,10 @@ private:
   /// `stage`: the operand tile's, then each weight tile's.
   SmallVector<Value> descriptors(ImplicitLocOpBuilder &b, Value tid,
                                  int64_t step, Value stage);
+  /// Thread `tid`'s descriptors of the first k16 step of buffer 0, from
+  /// which descriptors() offsets the others (on the GPU computed once per
+  /// block, `descBases`).
+  SmallVector<Value> baseDescriptors(ImplicitLocOpBuilder &b, Value tid);
   /// One reduction step of the accumulators by warpgroup MMAs
   /// (m64n64k16, operands from shared memory through descriptors), issued
   /// as one group; returns once at most the newest kMmaGroupsInFlight
@@ -281,17 +304,27 @@ private:
   // The warpgroup kernel's 2 kStages mbarriers (full, then empty).
   Value barriers;
   Value expert, tileStart, tileRows;
+  // On the GPU, the thread's operandSources (empty on the host, which
+  // computes them where they are used).
+  SmallVector<std::pair<Value, Value>> rowSources;
+  // On the GPU with warpgroup MMAs, the thread's baseDescriptors.
+  SmallVector<Value> descBases;
   Type mmaType;
   // Whether the operand rows are copied asynchronously (tokens in the
   // weights' type) rather than converted through registers.
   bool asyncA = false;
   int64_t numWeights = 1, depth = 0, cols = 0, experts = 0;
-  // The block tile's rows and threads, and what follows from them: bytes
-  // of an operand tile (warp MMA) and its core matrices (warpgroup MMA);
-  // per thread and step the asynchronous copies of the operand tile and of
-  // each weight tile, and the operand words staged through registers.
-  const int64_t rowsPerTile, warpCount, threadCount, aTileBytes, coresA,
-      copiesA, copiesB, prefetchA;
+  // The block tile's rows and threads and the step's depth, and what
+  // follows from them; per thread and step the asynchronous copies of the
+  // operand tile and of each weight tile, and the operand words staged
+  // through registers.
+  // The reduction step's k, its words per operand row and the operand
+  // tile's row pitch (warp MMA), the bytes of the operand and weight tiles
+  // (warp MMA) and their core matrices (warpgroup MMA), the distance of the
+  // warpgroups' rows in the operand tile.
+  const int64_t rowsPerTile, warpCount, threadCount, stepDepth, stepWords,
+      pitchA, aTileBytes, bTileBytes, coresA, coresB, warpgroupBytes, copiesA,
+      copiesB, prefetchA;
 };
 
 std::string MmaKernel::unsupported(ShapedType weightType, Value gateWeight) {
@@ -301,9 +334,9 @@ std::string MmaKernel::unsupported(ShapedType weightType, Value gateWeight) {
   if (gateWeight &&
       cast<ShapedType>(gateWeight.getType()).getElementType() != elt)
     return "weight and gate weight of different types";
-  if (weightType.getDimSize(1) % kDepth != 0)
+  if (weightType.getDimSize(1) % kMinStepDepth != 0)
     return "K = " + std::to_string(weightType.getDimSize(1)) +
-           " is not a multiple of " + std::to_string(kDepth);
+           " is not a multiple of " + std::to_string(kMinStepDepth);
   if (weightType.getDimSize(2) % kCols != 0)
     return "N = " + std::to_string(weightType.getDimSize(2)) +
            " is not a multiple of " + std::to_string(kCols);
@@ -394,14 +427,16 @@ SmallVector<MmaKernel::Copy>
 MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
   SmallVector<Copy> result;
   if (asyncA) {
-    // kDepth / kChunk neighbouring threads copy one operand row (gathered
+    // stepDepth / kChunk neighbouring threads copy one operand row (gathered
     // through the index; zeros past the tile's rows).
-    constexpr int64_t perRow = kDepth / kChunk;
+    const int64_t perRow = stepDepth / kChunk;
+    SmallVector<std::pair<Value, Value>> sources =
+        rowSources.empty() ? operandSources(b, tid) : rowSources;
     for (int64_t p = 0; p < copiesA; ++p) {
       Value c = add(b, tid, cst(b, p * threadCount));
       Value row = div(b, c, perRow);
       Value chunk = rem(b, c, perRow);
-      auto [valid, source] = operandSource(b, row);
+      auto [valid, source] = sources[p];
       result.push_back({operandWord(b, row, mul(b, chunk, kChunk / 2)),
                         input,
                         {source, add(b, k0, mul(b, chunk, kChunk))},
@@ -436,7 +471,7 @@ MmaKernel::TileWord MmaKernel::operandWord(ImplicitLocOpBuilder &b, Value row,
                                            Value word) {
   if (!warpgroup)
     return {tileA, row, word};
-  return coreWord(b, tileA, row, word, kDepth / 8);
+  return coreWord(b, tileA, row, word, stepDepth / 8);
 }
 
 MmaKernel::TileWord MmaKernel::weightWord(ImplicitLocOpBuilder &b, Value tile,
@@ -486,6 +521,21 @@ std::pair<Value, Value> MmaKernel::operandSource(ImplicitLocOpBuilder &b,
   return {valid, gather ? loadIndex(b, gather, {at}) : at};
 }
 
+SmallVector<std::pair<Value, Value>>
+MmaKernel::operandSources(ImplicitLocOpBuilder &b, Value tid) {
+  SmallVector<std::pair<Value, Value>> sources;
+  if (asyncA) {
+    for (int64_t p = 0; p < copiesA; ++p)
+      sources.push_back(operandSource(
+          b, div(b, add(b, tid, cst(b, p * threadCount)), stepDepth / kChunk)));
+    return sources;
+  }
+  SmallVector<TileWord> slots = stageWords(b, tid);
+  for (int64_t i = 0; i < prefetchA; i += 2)
+    sources.push_back(operandSource(b, slots[i].row));
+  return sources;
+}
+
 Value MmaKernel::descriptor(ImplicitLocOpBuilder &b, Value start,
                             int64_t alongK, int64_t alongMN) {
   // Bits 0-13: the start address, 16-29: the leading (k) byte offset,
@@ -503,26 +553,43 @@ Value MmaKernel::descriptor(ImplicitLocOpBuilder &b, Value start,
                               i64(field(alongK, 16) | field(alongMN, 32)));
 }
 
-SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, Value tid,
-                                          int64_t step, Value stage) {
-  // Step `step` reads k [16 step, 16 step + 16): the operand tile's core
-  // matrices from column 2 step of the thread's warpgroup's rows (128 bytes
-  // apart along k, kDepth / 8 x 128 along the rows), each weight tile's
-  // from k row 16 step (kCols / 8 x 128 bytes apart along k, 128 along the
-  // columns).
+SmallVector<Value> MmaKernel::baseDescriptors(ImplicitLocOpBuilder &b,
+                                              Value tid) {
+  // The first k16 step of buffer 0: the operand tile's core matrices from
+  // the first of the thread's warpgroup's rows (128 bytes apart along k,
+  // stepDepth / 8 x 128 along the rows), each weight tile's from k row 0
+  // (kCols / 8 x 128 bytes apart along k, 128 along the columns).
   Value zero = cst(b, 0);
   SmallVector<Value> result;
-  Value firstCore =
-      add(b, mul(b, div(b, tid, 128), kWarpgroupBytes / 128), cst(b, 2 * step));
+  Value firstCore = mul(b, div(b, tid, 128), warpgroupBytes / 128);
   result.push_back(
-      descriptor(b, tileByte(b, {tileA, firstCore, zero}, stage, hostLoops),
-                 128, kDepth / 8 * 128));
+      descriptor(b, tileByte(b, {tileA, firstCore, zero}, zero, hostLoops), 128,
+                 stepDepth / 8 * 128));
   for (int64_t w = 0; w < numWeights; ++w)
     result.push_back(
-        descriptor(b,
-                   tileByte(b, {tileB[w], cst(b, 2 * step * kCols / 8), zero},
-                            stage, hostLoops),
+        descriptor(b, tileByte(b, {tileB[w], zero, zero}, zero, hostLoops),
                    kCols / 8 * 128, 128));
+  return result;
+}
+
+SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, Value tid,
+                                          int64_t step, Value stage) {
+  // Step `step` of buffer `stage` reads k [16 step, 16 step + 16): the
+  // operand tile's core matrices from column 2 step, each weight tile's
+  // from k row 16 step. Shared addresses stay below 2^18 bytes, so the
+  // start field (address >> 4) of the base descriptors takes the offset
+  // without carrying into the fields above it: an add.
+  SmallVector<Value> result =
+      descBases.empty() ? baseDescriptors(b, tid) : descBases;
+  auto offset = [&](Value desc, int64_t stageBytes, int64_t stepBytes) {
+    Value units =
+        add(b, mul(b, stage, stageBytes / 16), cst(b, step * stepBytes / 16));
+    return arith::AddIOp::create(
+        b, desc, arith::IndexCastOp::create(b, b.getI64Type(), units));
+  };
+  result[0] = offset(result[0], coresA * 128, 2 * 128);
+  for (int64_t w = 0; w < numWeights; ++w)
+    result[1 + w] = offset(result[1 + w], coresB * 128, 2 * (kCols / 8) * 128);
   return result;
 }
 
@@ -546,7 +613,7 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
   }
   NVVM::WGMMATypes type =
       mmaType.isBF16() ? NVVM::WGMMATypes::bf16 : NVVM::WGMMATypes::f16;
-  for (int64_t step = 0; step < kDepth / 16; ++step) {
+  for (int64_t step = 0; step < stepDepth / 16; ++step) {
     SmallVector<Value> desc = descriptors(b, tid, step, stage);
     // A K-major (layout row), B N-major (layout row: transposed).
     for (int64_t w = 0; w < numWeights; ++w)
@@ -634,7 +701,7 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
   struct Fields {
     Value start, alongK, alongMN;
   };
-  for (int64_t step = 0; step < kDepth / 16; ++step) {
+  for (int64_t step = 0; step < stepDepth / 16; ++step) {
     SmallVector<Fields> fields;
     for (Value desc : descriptors(b, tid, step, stage))
       fields.push_back(
@@ -729,12 +796,12 @@ void MmaKernel::issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0,
 SmallVector<MmaKernel::TileWord> MmaKernel::stageWords(ImplicitLocOpBuilder &b,
                                                        Value tid) {
   SmallVector<TileWord> slots;
-  // In each pass, 8 neighbouring threads cover the 16 words (32 elements)
-  // of one row: tile row threadCount / 8 pass + tid / 8, words 2 (tid % 8) and
-  // the next.
-  const int64_t rowsPerPass = threadCount / 8;
-  Value rowInPass = div(b, tid, 8);
-  Value firstWord = mul(b, rem(b, tid, 8), 2);
+  // In each pass, stepWords / 2 neighbouring threads cover the stepWords
+  // words (stepDepth elements) of one row, two words each: tile row
+  // rowsPerPass pass + tid / perRow, words 2 (tid % perRow) and the next.
+  const int64_t perRow = stepWords / 2, rowsPerPass = threadCount / perRow;
+  Value rowInPass = div(b, tid, perRow);
+  Value firstWord = mul(b, rem(b, tid, perRow), 2);
   for (int64_t pass = 0; pass < rowsPerTile / rowsPerPass; ++pass)
     for (int64_t w = 0; w < 2; ++w)
       slots.push_back({tileA, add(b, rowInPass, cst(b, rowsPerPass * pass)),
@@ -745,11 +812,13 @@ SmallVector<MmaKernel::TileWord> MmaKernel::stageWords(ImplicitLocOpBuilder &b,
 SmallVector<Value> MmaKernel::loadStage(ImplicitLocOpBuilder &b, Value tid,
                                         Value k0) {
   SmallVector<TileWord> slots = stageWords(b, tid);
+  SmallVector<std::pair<Value, Value>> sources =
+      rowSources.empty() ? operandSources(b, tid) : rowSources;
   SmallVector<Value> words;
   // Pairs of words of one gathered row (zeros past the tile's rows).
   Value zeroWord = arith::ConstantIntOp::create(b, 0, 32);
   for (int64_t i = 0; i < prefetchA; i += 2) {
-    auto [valid, source] = operandSource(b, slots[i].row);
+    auto [valid, source] = sources[i / 2];
     for (int64_t w = i; w < i + 2; ++w) {
       Value k = add(b, k0, mul(b, slots[w].word, 2));
       Value lo = memref::LoadOp::create(b, input, ValueRange{source, k});
@@ -831,7 +900,7 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
       return word;
     return LLVM::BitcastOp::create(b, VectorType::get({2}, mmaType), word);
   };
-  for (int64_t step = 0; step < kDepth / 16; ++step) {
+  for (int64_t step = 0; step < stepDepth / 16; ++step) {
     SmallVector<Value> words = fragments(b, tid, step, stage);
     SmallVector<Value> a;
     for (int64_t r = 0; r < 4; ++r)
@@ -863,7 +932,7 @@ void MmaKernel::emulateMatrixLoads(ImplicitLocOpBuilder &b, Value t,
   Value warpBase = mul(b, ids.warp, 32);
   Value gHalf = arith::IndexCastOp::create(b, b.getI32Type(), rem(b, ids.g, 2));
   Value gWord = div(b, ids.g, 2);
-  for (int64_t step = 0; step < kDepth / 16; ++step)
+  for (int64_t step = 0; step < stepDepth / 16; ++step)
     for (auto [c, load] : llvm::enumerate(matrixLoads(b, t, step))) {
       int64_t slot = (step * matrixLoadCount() + c) * 2;
       Value tile = load.tile;
@@ -905,7 +974,7 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
   SmallVector<Value> next(acc.begin(), acc.end());
   LaneIds ids = laneIds(b, tid);
   Value warpBase = mul(b, ids.warp, 32), g = ids.g, q = ids.q;
-  for (int64_t step = 0; step < kDepth / 16; ++step) {
+  for (int64_t step = 0; step < stepDepth / 16; ++step) {
     int64_t base = step * fragWords();
     for (int64_t w = 0; w < numWeights; ++w)
       for (int64_t j = 0; j < kNTiles; ++j)
@@ -1026,6 +1095,11 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
     // full (i % kStages), issues its MMAs, waits for those of step i - 1 (one
     // group stays in flight), arrives on empty of step i - 1 and waits for
     // it before refilling buffer (i - 1) % kStages.
+    if (!hostLoops) {
+      rowSources = operandSources(ib, tid);
+      if (warpgroup)
+        descBases = baseDescriptors(ib, tid);
+    }
     bool mbarriers = warpgroup && !hostLoops;
     if (mbarriers) {
       Value first =
@@ -1049,14 +1123,14 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
       else
         NVVM::MBarrierArriveOp::create(tb, Type(), full, Value());
     };
-    Value lastStep = cst(ib, depth - kDepth);
+    Value lastStep = cst(ib, depth - stepDepth);
     auto fill = [&](ImplicitLocOpBuilder &tb, Value t, Value k, Value stage) {
       issueCopies(tb, t, k, col0, stage);
       if (!asyncA)
         storeStage(tb, t, loadStage(tb, t, k), stage);
     };
     for (int64_t s = 0; s + 1 < kStages; ++s) {
-      Value k = cst(ib, std::min(s * kDepth, depth - kDepth));
+      Value k = cst(ib, std::min(s * stepDepth, depth - stepDepth));
       if (hostLoops) {
         forThreads(ib, [&](ImplicitLocOpBuilder &tb, Value t) {
           fill(tb, t, k, cst(tb, s));
@@ -1074,15 +1148,15 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
     }
     SmallVector<Value> inits(hostLoops ? 0 : accCount(), zero);
     auto loop = scf::ForOp::create(
-        ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, kDepth), inits,
+        ib, loc, cst(ib, 0), cst(ib, depth), cst(ib, stepDepth), inits,
         [&](OpBuilder &nested, Location loc, Value k0, ValueRange acc) {
           ImplicitLocOpBuilder kb(loc, nested);
-          Value i = div(kb, k0, kDepth);
+          Value i = div(kb, k0, stepDepth);
           Value stage = rem(kb, i, kStages);
           Value ahead = arith::RemUIOp::create(
               kb, add(kb, i, cst(kb, kStages - 1)), cst(kb, kStages));
           Value next = arith::MinUIOp::create(
-              kb, add(kb, k0, cst(kb, (kStages - 1) * kDepth)), lastStep);
+              kb, add(kb, k0, cst(kb, (kStages - 1) * stepDepth)), lastStep);
           if (hostLoops) {
             forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
               issueCopies(tb, t, next, col0, ahead);
@@ -1101,7 +1175,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
               // lane takes its words of the rows its warp gave.
               forThreads(kb, [&](ImplicitLocOpBuilder &tb, Value t) {
                 SmallVector<Value> rows;
-                for (int64_t step = 0; step < kDepth / 16; ++step)
+                for (int64_t step = 0; step < stepDepth / 16; ++step)
                   for (const TileWord &load : matrixLoads(tb, t, step))
                     rows.append({load.row, load.word});
                 storeRow(tb, hostRows, t, rows);
@@ -1216,17 +1290,17 @@ void MmaKernel::build(OpBuilder &builder) {
     return MemRefType::get({kStages, rows, pitch}, b.getI32Type(),
                            MemRefLayoutAttrInterface(), space);
   };
-  // The warpgroup MMA's tiles: coresA / kCoreB core matrices of 32 words.
+  // The warpgroup MMA's tiles: coresA / coresB core matrices of 32 words.
   auto aType = [&](Attribute space) {
     return warpgroup ? tileType(coresA, 32, space)
-                     : tileType(rowsPerTile, kPitch, space);
+                     : tileType(rowsPerTile, pitchA, space);
   };
   auto bType = [&](Attribute space) {
-    return warpgroup ? tileType(kCoreB, 32, space)
-                     : tileType(kDepth, kBPitch, space);
+    return warpgroup ? tileType(coresB, 32, space)
+                     : tileType(stepDepth, kBPitch, space);
   };
   int64_t aBytes = warpgroup ? coresA * 128 : aTileBytes,
-          bBytes = warpgroup ? kCoreB * 128 : kBTileBytes;
+          bBytes = warpgroup ? coresB * 128 : bTileBytes;
   if (hostLoops) {
     tileA = memref::AllocOp::create(b, aType(Attribute()));
     for (int64_t w = 0; w < numWeights; ++w)
@@ -1236,11 +1310,12 @@ void MmaKernel::build(OpBuilder &builder) {
     // The warp MMA's operand registers and ldmatrix rows of every thread.
     if (!warpgroup) {
       hostFrag = memref::AllocOp::create(
-          b, MemRefType::get({threadCount, kDepth / 16 * fragWords()},
+          b, MemRefType::get({threadCount, stepDepth / 16 * fragWords()},
                              b.getI32Type()));
       hostRows = memref::AllocOp::create(
-          b, MemRefType::get({threadCount, kDepth / 16 * matrixLoadCount() * 2},
-                             b.getIndexType()));
+          b,
+          MemRefType::get({threadCount, stepDepth / 16 * matrixLoadCount() * 2},
+                          b.getIndexType()));
     }
     if (!asyncA)
       hostPrefetch = memref::AllocOp::create(
@@ -1397,12 +1472,20 @@ struct GroupedMatmulToGpuPass
             << int64_t(tileRows);
         return signalPassFailure();
       }
-      int64_t rows =
-          tileRows != 0
-              ? int64_t(tileRows)
-              : MmaKernel::tileRowsFor(op.getNumRows(),
-                                       op.getWeight().getType().getDimSize(0));
-      MmaKernel(op, hostLoops, warpgroup, rows).build(builder);
+      if (!isStepDepthChoice(maxStepDepth)) {
+        op.emitOpError("moe-grouped-matmul-to-gpu: max-step-depth must be "
+                       "32 or 64, not ")
+            << int64_t(maxStepDepth);
+        return signalPassFailure();
+      }
+      auto weightType = op.getWeight().getType();
+      int64_t rows = tileRows != 0
+                         ? int64_t(tileRows)
+                         : MmaKernel::tileRowsFor(op.getNumRows(),
+                                                  weightType.getDimSize(0));
+      int64_t depth =
+          MmaKernel::stepDepthFor(weightType.getDimSize(1), maxStepDepth);
+      MmaKernel(op, hostLoops, warpgroup, rows, depth).build(builder);
       op.erase();
     }
   }

@@ -114,7 +114,9 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
               ? std::string("moe-grouped-matmul-to-gpu{host-loops=") +
                     (options.hostLoops ? "1" : "0") +
                     " warpgroup=" + (options.warpgroupMma() ? "1" : "0") +
-                    " tile-rows=" + std::to_string(options.tileRows) + "},"
+                    " tile-rows=" + std::to_string(options.tileRows) +
+                    " max-step-depth=" + std::to_string(options.maxStepDepth) +
+                    "},"
               : std::string()) +
          // Dense contractions (the router's logits): tiled kernels.
          "moe-contraction-to-gpu{host-loops=" +
@@ -345,6 +347,11 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
                      "or 0 (128 where the experts average at least 256 rows, "
                      "else 64)"),
       llvm::cl::init(0)};
+  Option<int64_t> maxStepDepth{
+      *this, "max-step-depth",
+      llvm::cl::desc("the k of the tensor-core kernels' reduction steps: 64 "
+                     "(where K is a multiple of 64, else 32) or 32"),
+      llvm::cl::init(64)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -374,6 +381,7 @@ void mlir::moe::registerMoEPipelines() {
         options.tensorCores = cl.tensorCores;
         options.mma = cl.mma;
         options.tileRows = cl.tileRows;
+        options.maxStepDepth = cl.maxStepDepth;
         options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -218,6 +218,12 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
                      "must be 0, 64 or 128, not ")
                << options.tileRows,
            failure();
+  if (!isStepDepthChoice(options.maxStepDepth))
+    return emitError(module.getLoc(),
+                     "the tensor-core kernels' reduction step "
+                     "(--gpu-max-step-depth) must be 32 or 64, not ")
+               << options.maxStepDepth,
+           failure();
   GpuProgram program;
   program.options = options;
   func::FuncOp func = findLayerFunction(module);
@@ -422,6 +428,11 @@ llvm::cl::opt<int64_t> tileRowsOpt(
                    "or 0 (the default: 128 where the experts average at least "
                    "256 rows, else 64)"),
     llvm::cl::init(0), llvm::cl::cat(gpuCategory));
+llvm::cl::opt<int64_t> maxStepDepthOpt(
+    "gpu-max-step-depth",
+    llvm::cl::desc("the k of the tensor-core kernels' reduction steps: 64 (the "
+                   "default; 32 where K is no multiple of 64) or 32"),
+    llvm::cl::init(64), llvm::cl::cat(gpuCategory));
 llvm::cl::opt<std::string> kernelFormatOpt(
     "kernel-format",
     llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas), isa "
@@ -447,6 +458,7 @@ FailureOr<GpuProgram> compileWithFlags(Operation *op, const std::string &format,
   options.features = featuresOpt;
   options.mma = mmaOpt;
   options.tileRows = tileRowsOpt;
+  options.maxStepDepth = maxStepDepthOpt;
   options.format = format;
   return compileGpuProgram(module, options, withHostIR);
 }

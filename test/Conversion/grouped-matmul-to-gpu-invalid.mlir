@@ -13,6 +13,9 @@ func.func @bad(%x: memref<8x64xf32>, %w: memref<2x64x64xf32>, %c: memref<2xi64>,
 // A tile of rows the kernel does not have (tile-rows: 0, 64 or 128).
 // RUN: not moe-opt %s --split-input-file --moe-grouped-matmul-to-gpu=tile-rows=96 2>&1 | FileCheck %s --check-prefix=ROWS
 // ROWS: error: 'moe.grouped_matmul_buffers' op moe-grouped-matmul-to-gpu: tile-rows must be 0 (chosen per grouped matmul), 64 or 128, not 96
+// A reduction step the kernel does not have (max-step-depth: 32 or 64).
+// RUN: not moe-opt %s --split-input-file --moe-grouped-matmul-to-gpu=max-step-depth=16 2>&1 | FileCheck %s --check-prefix=DEPTH
+// DEPTH: error: 'moe.grouped_matmul_buffers' op moe-grouped-matmul-to-gpu: max-step-depth must be 32 or 64, not 16
 // -----
 func.func @rows(%x: memref<8x64xbf16>, %w: memref<2x64x64xbf16>, %c: memref<2xi64>, %o: memref<8x64xf32>) {
   moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%o) activation relu

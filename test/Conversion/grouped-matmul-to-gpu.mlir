@@ -8,13 +8,45 @@
 // the same kernel as host loops (the GPU program's emulation); REMARK names
 // the grouped matmuls left to the loop lowering.
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers | FileCheck %s --enable-var-scope --check-prefix=BUF
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu | FileCheck %s --enable-var-scope
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=host-loops=1 | FileCheck %s --enable-var-scope --check-prefix=HOST
+// Most checks are of reduction steps of 32 k (max-step-depth=32); STEP64
+// below checks the default, 64 where K allows.
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=max-step-depth=32 | FileCheck %s --enable-var-scope
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="host-loops=1 max-step-depth=32" | FileCheck %s --enable-var-scope --check-prefix=HOST
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers=remarks=1 2>&1 | FileCheck %s --check-prefix=REMARK
 // With warpgroup=1 (sm_90a): wgmma from descriptor-addressed tiles (SM90); the
 // host emulation reads each thread's fragment through the descriptors (SM90HOST).
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=warpgroup=1 | FileCheck %s --check-prefix=SM90
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1" | FileCheck %s --check-prefix=SM90HOST
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 max-step-depth=32" | FileCheck %s --check-prefix=SM90
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1 max-step-depth=32" | FileCheck %s --check-prefix=SM90HOST
+
+// Steps of 64 k (the default; K = 64 here): with warpgroup MMAs, operand and
+// weight tiles of 64 core matrices (64 x 64 bf16) per buffer: 3 x (8192 + 2
+// x 8192) + 48 = 73776 bytes; the operand tile's rows 1024 bytes apart (SBO
+// 1024, LBO 128: (64 << 32) | (8 << 16)), the weight tiles' k rows 1024 (LBO)
+// and columns 128 (SBO) as before; 4 k16 steps x 2 weights of m64n64k16 per
+// step, then the wait leaving that group running. With warp MMAs 64-row
+// tiles of 36-word rows: 3 x (9216 + 2 x 9216) = 82944 bytes, 4 k16 steps x
+// 2 weights x 8 column tiles of m16n8k16.
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=warpgroup=1 | FileCheck %s --check-prefix=STEP64
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu | FileCheck %s --check-prefix=STEP64WARP
+// STEP64-LABEL: func @up
+// STEP64: dynamic_shared_memory_size %c73776_i32
+// STEP64: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
+// STEP64: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
+// STEP64: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
+// STEP64: scf.for %{{.*}} = %c0{{.*}} to %c64{{.*}} step %c64
+// STEP64: arith.constant 274878431232 : i64
+// STEP64-COUNT-8: nvvm.wgmma.mma_async
+// STEP64-NOT: nvvm.wgmma.mma_async
+// STEP64: nvvm.wgmma.commit.group.sync.aligned
+// STEP64-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
+// STEP64WARP-LABEL: func @up
+// STEP64WARP: dynamic_shared_memory_size %c82944_i32
+// STEP64WARP: memref.view {{.*}} to memref<3x64x36xi32, #gpu.address_space<workgroup>>
+// STEP64WARP: memref.view {{.*}} to memref<3x64x36xi32, #gpu.address_space<workgroup>>
+// STEP64WARP: memref.view {{.*}} to memref<3x64x36xi32, #gpu.address_space<workgroup>>
+// STEP64WARP-COUNT-64: nvvm.mma.sync
+// STEP64WARP-NOT: nvvm.mma.sync
+// STEP64WARP: gpu.terminator
 
 // With tile-rows=128 (the default where the experts average 256 rows or
 // more): 256 threads, two warpgroups, each reading its 64 rows of the
@@ -22,15 +54,15 @@
 // bytes further per warpgroup v = tid / 128); 200 rows: ceil(200 / 128) + 4
 // experts = 6 row tiles; 3 x (8192 + 2 x 4096) + 48 = 49200 bytes; the
 // mbarriers count 256 threads (twice for `full`: copies and stores).
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 tile-rows=128" | FileCheck %s --check-prefix=LARGE
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 tile-rows=128 max-step-depth=32" | FileCheck %s --check-prefix=LARGE
 // LARGE-LABEL: func @up
 // LARGE: gpu.launch blocks({{.*}}) in ({{.*}} = %c2, {{.*}} = %c6, {{.*}}) threads(%[[TID:[^,]*]], {{.*}}) in ({{.*}} = %c256, {{.*}}) dynamic_shared_memory_size %c49200_i32
 // LARGE: gpu.dynamic_shared_memory {moe.min_blocks_per_sm = 1 : i32}
 // LARGE: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
-// LARGE: nvvm.mbarrier.init %{{.*}}, %c512_i32
-// LARGE: nvvm.mbarrier.init %{{.*}}, %c256_i32
 // LARGE: %[[WG:.*]] = arith.divui %[[TID]], %c128
 // LARGE: arith.muli %[[WG]], %c32
+// LARGE: nvvm.mbarrier.init %{{.*}}, %c512_i32
+// LARGE: nvvm.mbarrier.init %{{.*}}, %c256_i32
 // LARGE: nvvm.wgmma.mma_async
 // SM90-LABEL: func @up
 // Tiles of 32 core matrices (8 rows x 16 bytes) per buffer, no padding: 3 x
@@ -42,6 +74,18 @@
 // SM90: %[[BARS:.*]] = memref.view {{.*}} to memref<6xi64, #gpu.address_space<workgroup>>
 // Thread 0 initialises each buffer's `full` mbarrier (2 arrivals per thread:
 // copies and register stores) and `empty` one (1), then one block barrier.
+// Base descriptors, once per block (buffer 0, the first k16 step): the start
+// address (& 0x3FFFF) >> 4, then for the operand tile LBO 128 bytes (k) and
+// SBO 512 (rows): (32 << 32) | (8 << 16); for a weight tile LBO 1024 (k
+// rows) and SBO 128 (columns): (8 << 32) | (64 << 16).
+// SM90: %[[ADDR:.*]] = arith.andi %{{.*}}, %c262143_i64
+// SM90-NEXT: %[[START:.*]] = arith.shrui %[[ADDR]], %c4_i64
+// SM90-NEXT: arith.constant 137439477760 : i64
+// SM90-NEXT: %[[DA:.*]] = arith.ori %[[START]]
+// SM90: arith.constant 34363932672 : i64
+// SM90-NEXT: %[[DW:.*]] = arith.ori
+// SM90: arith.constant 34363932672 : i64
+// SM90-NEXT: %[[DG:.*]] = arith.ori
 // SM90: %[[FIRST:.*]] = arith.cmpi eq, %{{.*}}, %c0
 // SM90: memref.extract_aligned_pointer_as_index %[[BARS]]
 // SM90: nvvm.mbarrier.init %{{.*}}, %c256_i32, predicate = %[[FIRST]]
@@ -68,20 +112,22 @@
 // SM90-NEXT: nvvm.fence.proxy {kind = #nvvm.proxy_kind<async.shared>, space = #nvvm.shared_space<cta>}
 // SM90-NOT: nvvm.mbarrier
 // SM90: nvvm.wgmma.fence.aligned
-// Descriptors: the start address (& 0x3FFFF) >> 4, then for the operand tile
-// LBO 128 bytes (k) and SBO 512 (rows): (32 << 32) | (8 << 16); for a weight
-// tile LBO 1024 (k rows) and SBO 128 (columns): (8 << 32) | (64 << 16).
-// SM90: %[[ADDR:.*]] = arith.andi %{{.*}}, %c262143_i64
-// SM90-NEXT: %[[START:.*]] = arith.shrui %[[ADDR]], %c4_i64
-// SM90-NEXT: arith.constant 137439477760 : i64
-// SM90-NEXT: %[[DA:.*]] = arith.ori %[[START]]
-// SM90: arith.constant 34363932672 : i64
-// SM90-NEXT: %[[DW:.*]] = arith.ori
-// SM90: arith.constant 34363932672 : i64
-// SM90-NEXT: %[[DG:.*]] = arith.ori
-// A K-major, B N-major (layout row: transposed), f32 accumulators.
-// SM90-NEXT: nvvm.wgmma.mma_async %[[DA]], %[[DW]], %{{.*}}, <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <row>] : !llvm.struct<(f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)>
-// SM90-NEXT: nvvm.wgmma.mma_async %[[DA]], %[[DG]]
+// Each k16 step's descriptors: the base ones plus (buffer x tile bytes + the
+// step's offset) / 16: buffers of 4096 bytes (256), step 0 at 0, step 1 at
+// 256 bytes (16) in the operand tile and 2048 (128) in the weight tiles. A
+// K-major, B N-major (layout row: transposed), f32 accumulators.
+// SM90: %[[S0:.*]] = arith.muli %[[STAGE:.*]], %c256
+// SM90-NEXT: arith.addi %[[S0]], %c0
+// SM90-NEXT: %[[OA:.*]] = arith.index_cast
+// SM90-NEXT: %[[A0:.*]] = arith.addi %[[DA]], %[[OA]] : i64
+// SM90: %[[W0:.*]] = arith.addi %[[DW]], %{{.*}} : i64
+// SM90: %[[G0:.*]] = arith.addi %[[DG]], %{{.*}} : i64
+// SM90-NEXT: nvvm.wgmma.mma_async %[[A0]], %[[W0]], %{{.*}}, <m = 64, n = 64, k = 16>, D[<f32>, <one>], A[<bf16>, <one>, <row>], B[<bf16>, <one>, <row>] : !llvm.struct<(f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32, f32)>
+// SM90-NEXT: nvvm.wgmma.mma_async %[[A0]], %[[G0]]
+// SM90: %[[S1:.*]] = arith.muli %[[STAGE]], %c256
+// SM90-NEXT: arith.addi %[[S1]], %c16
+// SM90: arith.muli %[[STAGE]], %c256
+// SM90-NEXT: arith.addi %{{.*}}, %c128
 // SM90-COUNT-2: nvvm.wgmma.mma_async
 // SM90-NEXT: nvvm.wgmma.commit.group.sync.aligned
 // SM90-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
@@ -158,6 +204,10 @@
 // CHECK: memref.load %[[CB]][%[[E]]]
 // CHECK: memref.load %[[OB]][%[[E]]]
 // CHECK: scf.if
+// The gather index of each operand row the thread stages, loaded once per
+// block (the same rows every step).
+// CHECK: %[[SRC:.*]] = memref.load %[[TB]][
+// CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
 // Prologue: steps 0 and 1 into buffers 0 and 1, one cp.async group each. The
 // weight rows are copied asynchronously, 16 bytes at a time through L2, from
 // their global addresses (offset and strides of the buffer); the operand rows
@@ -169,8 +219,6 @@
 // CHECK: nvvm.cp.async.shared.global %{{.*}}, %{{.*}}, 16, cache = cg : !llvm.ptr<3>, !llvm.ptr<1>
 // CHECK: memref.extract_strided_metadata %[[WGB]]
 // CHECK: nvvm.cp.async.shared.global
-// CHECK: %[[SRC:.*]] = memref.load %[[TB]][
-// CHECK: %[[SRCI:.*]] = arith.index_cast %[[SRC]]
 // CHECK: %[[A0:.*]] = memref.load %[[XB]][%[[SRCI]], %{{.*}}]
 // CHECK: arith.truncf %[[A0]] : f32 to bf16
 // CHECK: memref.store %{{.*}}, %[[TA]][%c0{{(_[0-9]+)?}},
@@ -191,7 +239,8 @@
 // CHECK: %[[AHEAD:.*]] = arith.remui %{{.*}}, %c3
 // CHECK: nvvm.cp.async.wait.group 1
 // CHECK-NEXT: gpu.barrier
-// CHECK: memref.load %[[XB]]
+// CHECK-NOT: memref.load %[[TB]]
+// CHECK: memref.load %[[XB]][%[[SRCI]],
 // CHECK: arith.muli %[[AHEAD]], %c32
 // CHECK: nvvm.cp.async.shared.global
 // CHECK: nvvm.cp.async.commit.group
@@ -205,6 +254,7 @@
 // CHECK-NOT: nvvm.mma.sync
 // CHECK: memref.store %{{.*}}, %[[TA]][%[[AHEAD]],
 // CHECK-NOT: gpu.barrier
+// CHECK-NOT: memref.load %[[TB]]
 // After the loop no copy is pending; the epilogue: the activation, stores.
 // CHECK: nvvm.cp.async.wait.group 0
 // CHECK: scf.if

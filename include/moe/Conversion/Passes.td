@@ -290,11 +290,14 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     threads: warp w computes rows [16w, 16w + 16) of the tile, all 64
     columns, as 8 MMA tiles per weight (both weights of a gated activation
     in the same reduction loop). Launch bounds: one block per SM
-    (`moe.min_blocks_per_sm`, for `moe-launch-bounds`); the gated kernel's
-    shared memory passes 48 KiB with 128-row tiles (49200 bytes with
-    warpgroup MMAs, 58368 with warp MMAs), which the runtime allows per
-    kernel before its launch. Each reduction step of
-    32 stages the weight tiles (32 k rows of 64 columns, the weights' own
+    (`moe.min_blocks_per_sm`, for `moe-launch-bounds`). With 64-k steps the
+    kernels' shared memory passes 48 KiB (gated, 64-row tiles: 73776 bytes
+    with warpgroup MMAs, 82944 with warp MMAs; 128-row tiles: 98352 and
+    110592), which the runtime allows per kernel before its launch. Each reduction step of
+    S = 64 k (where K is a multiple of 64; else, or with `max-step-depth=32`,
+    32: a step of 64 halves the per-step costs besides the MMAs, the barrier
+    waits and arrivals, buffer and phase arithmetic and loop, per MMA)
+    stages the weight tiles (S k rows of 64 columns, the weights' own
     layout) into dynamic shared memory with `cp.async.cg` (16 bytes per
     copy, through L2, no registers), and the tile's operand rows, read
     through the `gather` index from the token matrix (no dispatch buffer):
@@ -316,25 +319,29 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     other experts' blocks).
 
     With `warpgroup` (sm_90a; `moe-gpu-pipeline` sets it for that chip)
-    each 128 threads are one warpgroup (its 64 rows start 4096 bytes
+    each 128 threads are one warpgroup (its 64 rows start 128 S bytes
     further in the operand tile) and each k16 step is one
     `nvvm.wgmma.mma_async` m64n64k16 per weight and warpgroup (f32 accumulators, the same
     fragment layout, so the epilogue is shared), its operands read from
     shared memory through 64-bit matrix descriptors: the tiles are stored
     in the canonical layouts without swizzling, core matrices of 8 rows x
     16 bytes (each 16-byte copy is one core-matrix row), A K-major (LBO
-    128 bytes along k, SBO 512 along the rows), B N-major, i.e. transposed
+    128 bytes along k, SBO 16 S along the rows), B N-major, i.e. transposed
     (the weights' k rows: LBO 1024 along k, SBO 128 along the columns); no
     ldmatrix, no padding. The pipeline has no block barrier: mbarriers in
     shared memory (initialised by thread 0, then one barrier) track each
     buffer: `full` expects one arrival per thread for its copies
     (`cp.async.mbarrier.arrive.noinc`, when they land) and one for its
-    register stores (f32 tokens), `empty` one per thread after its MMAs of
-    the step (one wgmma group, waited for). Step i waits for `full` of its
-    buffer (phase parity (i / 3) % 2), fences the tiles for the async proxy
+    register stores (f32 tokens), `empty` one per thread once its MMAs of
+    the step are complete. Step i waits for `full` of its buffer (phase
+    parity (i / 3) % 2), fences the tiles for the async proxy
     (`fence.proxy.async.shared::cta`: the copies and stores are
-    generic-proxy writes), and before refilling the buffer of step i - 1
-    waits for that step's `empty`.
+    generic-proxy writes), issues its MMAs as one wgmma group and waits for
+    all groups but that one (`wgmma.wait_group 1`: the tensor cores keep
+    working on step i while the thread goes on), so step i - 1's MMAs are
+    complete: it arrives on that step's `empty`, waits for every thread's
+    arrival there, and refills the buffer. After the loop it waits for the
+    last group.
 
     The operand rows are rounded to the weights' type, so results follow
     the spec's bf16 tolerance rather than the f32 one.
@@ -362,7 +369,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
            "instead of warp MMAs (mma.sync)">,
     Option<"tileRows", "tile-rows", "int64_t", /*default=*/"0",
            "Rows of a block tile: 64, 128, or 0 (128 where the experts "
-           "average at least 256 rows, else 64)">
+           "average at least 256 rows, else 64)">,
+    Option<"maxStepDepth", "max-step-depth", "int64_t", /*default=*/"64",
+           "The k of a reduction step: 64 (where K is a multiple of 64, "
+           "else 32) or 32">
   ];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::gpu::GPUDialect",

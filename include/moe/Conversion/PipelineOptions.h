@@ -47,6 +47,12 @@ inline bool isTileRowsChoice(int64_t rows) {
   return rows == 0 || rows == 64 || rows == 128;
 }
 
+/// Whether `depth` is a choice of the tensor-core kernels' largest
+/// reduction step: 32 or 64 (64 only where K is a multiple of 64).
+inline bool isStepDepthChoice(int64_t depth) {
+  return depth == 32 || depth == 64;
+}
+
 struct GpuPipelineOptions {
   std::string chip = "sm_90a";
   std::string features = "+ptx80";
@@ -76,6 +82,9 @@ struct GpuPipelineOptions {
   /// Rows of their block tiles: 64, 128, or 0 (128 where the experts
   /// average at least 256 rows, else 64); see isTileRowsChoice.
   int64_t tileRows = 0;
+  /// The k of their reduction steps: 64 where K is a multiple of 64, else
+  /// 32; or 32 throughout. See isStepDepthChoice.
+  int64_t maxStepDepth = 64;
   /// Whether they use the warpgroup MMA (the chip's choice for Auto).
   bool warpgroupMma() const {
     return mma == TensorCoreMma::Warpgroup ||
