@@ -3,10 +3,10 @@
 // The moe-grouped-matmul-to-gpu pass: every moe.grouped_matmul whose weights
 // are bf16 or f16 becomes one GPU kernel of tensor-core MMAs with f32
 // accumulation, warp-level (`mma.sync.m16n8k16`) or, for sm_90a,
-// warpgroup-level (`wgmma.mma_async` m64n64k16 on descriptor-addressed
-// shared tiles): a block per (64-row tile of one
-// expert, 64-column tile), the weight tile and the tile's operand rows
-// (gathered through the index) copied into shared memory by cp.async in a
+// warpgroup-level (`wgmma.mma_async` m64n64k16 or m64n128k16 on
+// descriptor-addressed shared tiles): a block per (64- or 128-row tile of
+// one expert, 64- or 128-column tile), the weight tile and the tile's operand
+// rows (gathered through the index) copied into shared memory by cp.async in a
 // three-stage pipeline (operand rows that need a conversion to the
 // weights' type go through registers), fragments by ldmatrix (.trans for
 // the weights' k rows), and the epilogue (activation, or gate scale and
@@ -45,35 +45,37 @@ using mlir::moe::kernels::storeRow;
 namespace {
 
 // The block tile: rowsPerTile rows of one expert (64 or 128, chosen per
-// grouped matmul) × kCols columns, the reduction staged stepDepth at a time
-// (64 where K allows, else 32); warpCount = rowsPerTile / 16 warps, warp w
-// owning rows [16w, 16w + 16) and all kCols columns as kCols / 8 MMA tiles
-// of 16 × 8 (with warpgroup MMAs, warpgroup v = warps 4v to 4v + 3 owns rows
-// [64v, 64v + 64), the same rows). 128 rows per block halve the weight bytes
-// each block reads per FLOP against 64 (both warpgroups read the one B
-// tile): a bf16 gated tile step moves 16 KiB for 1 MFLOP per 32 k (65 FLOP
-// per byte from L2) where the 64-row tile moves 12 KiB for 0.5 MFLOP (43);
-// but an expert's last tile is padded to 128 rows, so 128 is chosen only
-// where experts average at least kLargeTileMinRows rows. A step of 64 k
-// instead of 32 halves what each step costs besides its MMAs (the waits on
-// and arrivals at the buffers' barriers, the buffer and phase arithmetic,
-// the descriptors' bases, the loop) per MMA.
-constexpr int64_t kCols = 64, kMinStepDepth = 32;
+// grouped matmul) × tileCols columns (64, or 128 for a grouped matmul with
+// one weight: the accumulators of two weights' 64 columns), the reduction
+// staged stepDepth at a time (64 where K allows, else 32); warpCount =
+// rowsPerTile / 16 warps, warp w owning rows [16w, 16w + 16) and all tileCols
+// columns as nTiles = tileCols / 8 MMA tiles of 16 × 8 (with warpgroup MMAs,
+// warpgroup v = warps 4v to 4v + 3 owns rows [64v, 64v + 64), the same
+// rows, one m64nNk16 MMA per weight and k16 step, N = tileCols). 128 rows
+// per block halve the weight bytes each block reads per FLOP against 64
+// (both warpgroups read the one B tile): a bf16 gated tile step moves 16
+// KiB for 1 MFLOP per 32 k (65 FLOP per byte from L2) where the 64-row tile
+// moves 12 KiB for 0.5 MFLOP (43); but an expert's last tile is padded to
+// 128 rows, so 128 is chosen only where experts average at least
+// kLargeTileMinRows rows. 128 columns for one weight do the same for the
+// operand rows, and give each MMA instruction twice the work. A step of 64
+// k instead of 32 halves what each step costs besides its MMAs (the waits
+// on and arrivals at the buffers' barriers, the buffer and phase
+// arithmetic, the loop) per MMA.
+constexpr int64_t kMinCols = 64, kMinStepDepth = 32;
 constexpr int64_t kLargeTileMinRows = 256;
-constexpr int64_t kNTiles = kCols / 8;
 // Reduction steps in flight: kStages shared buffers of each tile, filled
 // kStages - 1 steps ahead of the MMAs.
 constexpr int64_t kStages = 3;
 // Shared tiles hold pairs of elements as 32-bit words. The operand tile:
 // rowsPerTile rows of the step's stepDepth elements (stepWords words),
-// pitchA words apart; the weight tiles: stepDepth rows (k) of kCols elements
-// (kBWords words, the weights' own layout), kBPitch words apart. The 4 words
-// of padding put the 8 rows of an ldmatrix matrix in 8 distinct groups of 4
-// banks (rows 20 or 36 words apart).
-constexpr int64_t kBWords = kCols / 2, kBPitch = kBWords + 4;
+// pitchA words apart; the weight tiles: stepDepth rows (k) of tileCols
+// elements (bWords words, the weights' own layout), bPitch words apart. The
+// 4 words of padding put the 8 rows of an ldmatrix matrix in 8 distinct
+// groups of 4 banks (rows 20, 36 or 68 words apart).
 // The warpgroup MMA's tiles: core matrices of 8 rows x 16 bytes (32 words),
-// coresB per weight tile (stepDepth x kCols) and buffer. A warpgroup's 64
-// rows start warpgroupBytes apart in the operand tile.
+// coresB per weight tile (stepDepth x tileCols) and buffer. A warpgroup's
+// 64 rows start warpgroupBytes apart in the operand tile.
 constexpr int64_t kWarpgroupRows = 64;
 // An asynchronous copy moves 16 bytes: kChunk elements of 16 bits.
 constexpr int64_t kChunk = 8;
@@ -89,24 +91,26 @@ constexpr int64_t kMinBlocksPerSM = 1;
 
 class MmaKernel {
 public:
-  /// `rows`: the rows of a block tile, 64 or 128; `depth`: the k of a
-  /// reduction step, 32 or 64.
+  /// `rows`: the rows of a block tile, 64 or 128; `columns`: its columns,
+  /// 64 or 128; `depth`: the k of a reduction step, 32 or 64.
   MmaKernel(GroupedMatmulBuffersOp op, bool hostLoops, bool warpgroup,
-            int64_t rows, int64_t depth)
+            int64_t rows, int64_t columns, int64_t depth)
       : op(op), hostLoops(hostLoops), warpgroup(warpgroup), rowsPerTile(rows),
-        warpCount(rows / 16), threadCount(32 * warpCount), stepDepth(depth),
-        stepWords(depth / 2), pitchA(stepWords + 4),
-        aTileBytes(rows * pitchA * 4), bTileBytes(depth * kBPitch * 4),
-        coresA(rows * depth / 64), coresB(depth * kCols / 64),
+        warpCount(rows / 16), threadCount(32 * warpCount), tileCols(columns),
+        nTiles(columns / 8), bWords(columns / 2), bPitch(bWords + 4),
+        stepDepth(depth), stepWords(depth / 2), pitchA(stepWords + 4),
+        aTileBytes(rows * pitchA * 4), bTileBytes(depth * bPitch * 4),
+        coresA(rows * depth / 64), coresB(depth * columns / 64),
         warpgroupBytes(kWarpgroupRows / 8 * (depth / 8) * 128),
         copiesA(rows * depth / kChunk / threadCount),
-        copiesB(depth * kCols / kChunk / threadCount),
+        copiesB(depth * columns / kChunk / threadCount),
         prefetchA(rows * stepWords / threadCount) {
     assert((rows == 64 || rows == 128) && "whole warpgroups of 16-row bands");
+    assert(isTileColsChoice(columns) && "whole MMA column tiles");
     assert(isStepDepthChoice(depth) &&
            "whole core matrices and ldmatrix tiles per step");
     assert(copiesA * threadCount * kChunk == rows * depth &&
-           copiesB * threadCount * kChunk == depth * kCols &&
+           copiesB * threadCount * kChunk == depth * columns &&
            "whole copies per thread");
     assert(rows % (threadCount / (stepWords / 2)) == 0 &&
            "register-staged operand rows: whole passes of threads a row");
@@ -116,6 +120,12 @@ public:
   /// divides K, else 32 (unsupported() requires that).
   static int64_t stepDepthFor(int64_t k, int64_t most) {
     return k % most == 0 ? most : kMinStepDepth;
+  }
+
+  /// The block tile's columns for N = `n` columns of `weights` weights:
+  /// `most` (64 or 128) for one weight where it divides N, else 64.
+  static int64_t tileColsFor(int64_t n, int64_t weights, int64_t most) {
+    return weights == 1 && n % most == 0 ? most : kMinCols;
   }
 
   /// The block tile's rows for a grouped matmul of `rows` rows over
@@ -181,12 +191,12 @@ private:
   void issueCopies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0,
                    Value stage);
   /// Where word `word` of operand row `row` (of k row `k` of weight tile
-  /// `tile`) lies: rows `pitchA` (`kBPitch`) words apart for the warp MMA;
+  /// `tile`) lies: rows `pitchA` (`bPitch`) words apart for the warp MMA;
   /// for the warpgroup MMA, the canonical layouts without swizzling: core
   /// matrices of 8 rows x 16 bytes (128 contiguous bytes), the operand's
   /// K-major (8 tile rows x 8 k; core matrices along k adjacent, stepDepth / 8
   /// per 8 rows), the weights' N-major (8 k rows x 8 columns; along the
-  /// columns adjacent, kCols / 8 per 8 k rows).
+  /// columns adjacent, tileCols / 8 per 8 k rows).
   TileWord operandWord(ImplicitLocOpBuilder &b, Value row, Value word);
   /// Word `word` of row `row` of a core-matrix tile whose rows of 8 hold
   /// `coresPerRows` core matrices.
@@ -266,7 +276,7 @@ private:
   /// rows, the MMA's B fragments k-pairs of one column).
   SmallVector<TileWord> matrixLoads(ImplicitLocOpBuilder &b, Value tid,
                                     int64_t step);
-  int64_t matrixLoadCount() const { return 1 + numWeights * kNTiles / 2; }
+  int64_t matrixLoadCount() const { return 1 + numWeights * nTiles / 2; }
   /// Thread `tid`'s MMA operand registers of k16 step `step` from buffer
   /// `stage`, by ldmatrix, as 32-bit words: A's 4, then 2 per (weight,
   /// column tile).
@@ -281,16 +291,16 @@ private:
   /// The host's warp MMAs, from every lane's registers in hostFrag.
   SmallVector<Value> emulateMma(ImplicitLocOpBuilder &b, Value tid,
                                 ValueRange acc);
-  int64_t fragWords() const { return 4 + numWeights * kNTiles * 2; }
-  static int64_t accAt(int64_t w, int64_t j, int64_t i) {
-    return (w * kNTiles + j) * 4 + i;
+  int64_t fragWords() const { return 4 + numWeights * nTiles * 2; }
+  int64_t accAt(int64_t w, int64_t j, int64_t i) const {
+    return (w * nTiles + j) * 4 + i;
   }
   /// Activation, then store or scaled scatter-add of the fragments.
   void epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0, ValueRange acc);
   /// The block at (bx, by): locate, reduction steps, epilogue.
   void block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid);
 
-  int64_t accCount() const { return numWeights * kNTiles * 4; }
+  int64_t accCount() const { return numWeights * nTiles * 4; }
 
   GroupedMatmulBuffersOp op;
   bool hostLoops;
@@ -322,9 +332,9 @@ private:
   // tile's row pitch (warp MMA), the bytes of the operand and weight tiles
   // (warp MMA) and their core matrices (warpgroup MMA), the distance of the
   // warpgroups' rows in the operand tile.
-  const int64_t rowsPerTile, warpCount, threadCount, stepDepth, stepWords,
-      pitchA, aTileBytes, bTileBytes, coresA, coresB, warpgroupBytes, copiesA,
-      copiesB, prefetchA;
+  const int64_t rowsPerTile, warpCount, threadCount, tileCols, nTiles, bWords,
+      bPitch, stepDepth, stepWords, pitchA, aTileBytes, bTileBytes, coresA,
+      coresB, warpgroupBytes, copiesA, copiesB, prefetchA;
 };
 
 std::string MmaKernel::unsupported(ShapedType weightType, Value gateWeight) {
@@ -337,9 +347,9 @@ std::string MmaKernel::unsupported(ShapedType weightType, Value gateWeight) {
   if (weightType.getDimSize(1) % kMinStepDepth != 0)
     return "K = " + std::to_string(weightType.getDimSize(1)) +
            " is not a multiple of " + std::to_string(kMinStepDepth);
-  if (weightType.getDimSize(2) % kCols != 0)
+  if (weightType.getDimSize(2) % kMinCols != 0)
     return "N = " + std::to_string(weightType.getDimSize(2)) +
-           " is not a multiple of " + std::to_string(kCols);
+           " is not a multiple of " + std::to_string(kMinCols);
   return "";
 }
 
@@ -443,13 +453,13 @@ MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
                         valid});
     }
   }
-  // kCols / kChunk neighbouring threads copy one k row of a weight tile.
-  constexpr int64_t perRow = kCols / kChunk;
+  // tileCols / kChunk neighbouring threads copy one k row of a weight tile.
+  const int64_t bPerRow = tileCols / kChunk;
   for (int64_t w = 0; w < numWeights; ++w)
     for (int64_t p = 0; p < copiesB; ++p) {
       Value c = add(b, tid, cst(b, p * threadCount));
-      Value k = div(b, c, perRow);
-      Value chunk = rem(b, c, perRow);
+      Value k = div(b, c, bPerRow);
+      Value chunk = rem(b, c, bPerRow);
       result.push_back(
           {weightWord(b, tileB[w], k, mul(b, chunk, kChunk / 2)),
            weights[w],
@@ -478,7 +488,7 @@ MmaKernel::TileWord MmaKernel::weightWord(ImplicitLocOpBuilder &b, Value tile,
                                           Value k, Value word) {
   if (!warpgroup)
     return {tile, k, word};
-  return coreWord(b, tile, k, word, kCols / 8);
+  return coreWord(b, tile, k, word, tileCols / 8);
 }
 
 Value MmaKernel::tileByte(ImplicitLocOpBuilder &b, const TileWord &word,
@@ -558,7 +568,7 @@ SmallVector<Value> MmaKernel::baseDescriptors(ImplicitLocOpBuilder &b,
   // The first k16 step of buffer 0: the operand tile's core matrices from
   // the first of the thread's warpgroup's rows (128 bytes apart along k,
   // stepDepth / 8 x 128 along the rows), each weight tile's from k row 0
-  // (kCols / 8 x 128 bytes apart along k, 128 along the columns).
+  // (tileCols / 8 x 128 bytes apart along k, 128 along the columns).
   Value zero = cst(b, 0);
   SmallVector<Value> result;
   Value firstCore = mul(b, div(b, tid, 128), warpgroupBytes / 128);
@@ -568,7 +578,7 @@ SmallVector<Value> MmaKernel::baseDescriptors(ImplicitLocOpBuilder &b,
   for (int64_t w = 0; w < numWeights; ++w)
     result.push_back(
         descriptor(b, tileByte(b, {tileB[w], zero, zero}, zero, hostLoops),
-                   kCols / 8 * 128, 128));
+                   tileCols / 8 * 128, 128));
   return result;
 }
 
@@ -589,7 +599,8 @@ SmallVector<Value> MmaKernel::descriptors(ImplicitLocOpBuilder &b, Value tid,
   };
   result[0] = offset(result[0], coresA * 128, 2 * 128);
   for (int64_t w = 0; w < numWeights; ++w)
-    result[1 + w] = offset(result[1 + w], coresB * 128, 2 * (kCols / 8) * 128);
+    result[1 + w] =
+        offset(result[1 + w], coresB * 128, 2 * (tileCols / 8) * 128);
   return result;
 }
 
@@ -597,7 +608,7 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
                                                 Value tid, ValueRange acc,
                                                 Value stage) {
   MLIRContext *ctx = b.getContext();
-  int64_t perWeight = kNTiles * 4;
+  int64_t perWeight = nTiles * 4;
   auto structType = LLVM::LLVMStructType::getLiteral(
       ctx, SmallVector<Type>(perWeight, b.getF32Type()));
   // The accumulators as the MMA's registers (element 4 j + i: column tile
@@ -619,7 +630,7 @@ SmallVector<Value> MmaKernel::contractWarpgroup(ImplicitLocOpBuilder &b,
     for (int64_t w = 0; w < numWeights; ++w)
       regs[w] = NVVM::WgmmaMmaAsyncOp::create(
           b, structType, regs[w], desc[0], desc[1 + w],
-          NVVM::MMAShapeAttr::get(ctx, 64, kCols, 16), type, type,
+          NVVM::MMAShapeAttr::get(ctx, 64, tileCols, 16), type, type,
           NVVM::WGMMATypes::f32, NVVM::WGMMAScaleOut::one,
           NVVM::WGMMAScaleIn::one, NVVM::WGMMAScaleIn::one,
           NVVM::MMALayout::row, NVVM::MMALayout::row,
@@ -707,7 +718,7 @@ SmallVector<Value> MmaKernel::emulateWarpgroupMma(ImplicitLocOpBuilder &b,
       fields.push_back(
           {fieldOf(b, desc, 0), fieldOf(b, desc, 16), fieldOf(b, desc, 32)});
     for (int64_t w = 0; w < numWeights; ++w)
-      for (int64_t j = 0; j < kNTiles; ++j)
+      for (int64_t j = 0; j < nTiles; ++j)
         for (int64_t i = 0; i < 4; ++i) {
           Value row =
               asI64(b, add(b, add(b, mul(b, rem(b, ids.warp, 4), 16), ids.g),
@@ -862,7 +873,7 @@ MmaKernel::matrixLoads(ImplicitLocOpBuilder &b, Value tid, int64_t step) {
        add(b, cst(b, step * 8), mul(b, high, 4))});
   Value kRow = add(b, add(b, cst(b, step * 16), mul(b, low, 8)), rowInMatrix);
   for (int64_t w = 0; w < numWeights; ++w)
-    for (int64_t j = 0; j < kNTiles; j += 2)
+    for (int64_t j = 0; j < nTiles; j += 2)
       loads.push_back({tileB[w], kRow, mul(b, add(b, high, cst(b, j)), 4)});
   return loads;
 }
@@ -906,8 +917,8 @@ SmallVector<Value> MmaKernel::contract(ImplicitLocOpBuilder &b, Value tid,
     for (int64_t r = 0; r < 4; ++r)
       a.push_back(operand(words[r]));
     for (int64_t w = 0; w < numWeights; ++w)
-      for (int64_t j = 0; j < kNTiles; ++j) {
-        int64_t at = 4 + (w * kNTiles + j) * 2;
+      for (int64_t j = 0; j < nTiles; ++j) {
+        int64_t at = 4 + (w * nTiles + j) * 2;
         SmallVector<Value> bw{operand(words[at]), operand(words[at + 1])};
         SmallVector<Value> c;
         for (int64_t i = 0; i < 4; ++i)
@@ -977,7 +988,7 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
   for (int64_t step = 0; step < stepDepth / 16; ++step) {
     int64_t base = step * fragWords();
     for (int64_t w = 0; w < numWeights; ++w)
-      for (int64_t j = 0; j < kNTiles; ++j)
+      for (int64_t j = 0; j < nTiles; ++j)
         for (int64_t i = 0; i < 4; ++i) {
           int64_t rowHigh = i / 2; // row g + 8 rowHigh
           Value col = add(b, mul(b, q, 2), cst(b, i % 2));
@@ -997,7 +1008,7 @@ SmallVector<Value> MmaKernel::emulateMma(ImplicitLocOpBuilder &b, Value tid,
                 Value laneB =
                     add(lb, add(lb, warpBase, mul(lb, col, 4)), kPair);
                 Value regB =
-                    add(lb, kHigh, cst(lb, base + 4 + (w * kNTiles + j) * 2));
+                    add(lb, kHigh, cst(lb, base + 4 + (w * nTiles + j) * 2));
                 auto element = [&](Value lane, Value reg) {
                   Value word = memref::LoadOp::create(lb, hostFrag,
                                                       ValueRange{lane, reg});
@@ -1031,13 +1042,13 @@ void MmaKernel::epilogue(ImplicitLocOpBuilder &b, Value tid, Value col0,
         target = loadIndex(eb, scatter, {row});
         scale = memref::LoadOp::create(eb, scales, ValueRange{row});
       }
-      for (int64_t j = 0; j < kNTiles; ++j)
+      for (int64_t j = 0; j < nTiles; ++j)
         for (int64_t i = 0; i < 2; ++i) {
           int64_t at = j * 4 + 2 * half + i;
           Value value = acc[at];
           if (std::optional<Activation> act = op.getActivation())
             value = lowering::activate(eb, *act, value,
-                                       numWeights == 2 ? acc[kNTiles * 4 + at]
+                                       numWeights == 2 ? acc[nTiles * 4 + at]
                                                        : Value());
           Value col = add(eb, add(eb, col0, cst(eb, 8 * j + i)), mul(eb, q, 2));
           if (scatter)
@@ -1064,7 +1075,7 @@ void MmaKernel::block(ImplicitLocOpBuilder &b, Value bx, Value by, Value tid) {
   locate(b, by);
   Value any =
       arith::CmpIOp::create(b, arith::CmpIPredicate::ugt, tileRows, cst(b, 0));
-  Value col0 = mul(b, bx, kCols);
+  Value col0 = mul(b, bx, tileCols);
   auto forThreads = [&](ImplicitLocOpBuilder &ib,
                         function_ref<void(ImplicitLocOpBuilder &, Value)> fn) {
     lowering::forEach(ib, cst(ib, 0), cst(ib, threadCount), fn);
@@ -1283,7 +1294,7 @@ void MmaKernel::build(OpBuilder &builder) {
 
   // Blocks: x over column tiles, y over row tiles; the tiles of all experts
   // number at most ceil(R / rowsPerTile) + E.
-  int64_t gridX = cols / kCols;
+  int64_t gridX = cols / tileCols;
   int64_t gridY = (op.getNumRows() + rowsPerTile - 1) / rowsPerTile + experts;
   // kStages buffers of each tile (the software pipeline's).
   auto tileType = [&](int64_t rows, int64_t pitch, Attribute space) {
@@ -1297,7 +1308,7 @@ void MmaKernel::build(OpBuilder &builder) {
   };
   auto bType = [&](Attribute space) {
     return warpgroup ? tileType(coresB, 32, space)
-                     : tileType(stepDepth, kBPitch, space);
+                     : tileType(stepDepth, bPitch, space);
   };
   int64_t aBytes = warpgroup ? coresA * 128 : aTileBytes,
           bBytes = warpgroup ? coresB * 128 : bTileBytes;
@@ -1478,6 +1489,12 @@ struct GroupedMatmulToGpuPass
             << int64_t(maxStepDepth);
         return signalPassFailure();
       }
+      if (!isTileColsChoice(maxTileCols)) {
+        op.emitOpError("moe-grouped-matmul-to-gpu: max-tile-cols must be 64 "
+                       "or 128, not ")
+            << int64_t(maxTileCols);
+        return signalPassFailure();
+      }
       auto weightType = op.getWeight().getType();
       int64_t rows = tileRows != 0
                          ? int64_t(tileRows)
@@ -1485,7 +1502,9 @@ struct GroupedMatmulToGpuPass
                                                   weightType.getDimSize(0));
       int64_t depth =
           MmaKernel::stepDepthFor(weightType.getDimSize(1), maxStepDepth);
-      MmaKernel(op, hostLoops, warpgroup, rows, depth).build(builder);
+      int64_t columns = MmaKernel::tileColsFor(
+          weightType.getDimSize(2), op.getGateWeight() ? 2 : 1, maxTileCols);
+      MmaKernel(op, hostLoops, warpgroup, rows, columns, depth).build(builder);
       op.erase();
     }
   }

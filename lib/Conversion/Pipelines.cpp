@@ -116,6 +116,7 @@ mlir::moe::gpuKernelPipelineText(const GpuPipelineOptions &options) {
                     " warpgroup=" + (options.warpgroupMma() ? "1" : "0") +
                     " tile-rows=" + std::to_string(options.tileRows) +
                     " max-step-depth=" + std::to_string(options.maxStepDepth) +
+                    " max-tile-cols=" + std::to_string(options.maxTileCols) +
                     "},"
               : std::string()) +
          // Dense contractions (the router's logits): tiled kernels.
@@ -352,6 +353,12 @@ struct GpuPipelineCLOptions : public PassPipelineOptions<GpuPipelineCLOptions> {
       llvm::cl::desc("the k of the tensor-core kernels' reduction steps: 64 "
                      "(where K is a multiple of 64, else 32) or 32"),
       llvm::cl::init(64)};
+  Option<int64_t> maxTileCols{
+      *this, "max-tile-cols",
+      llvm::cl::desc("the columns of the tensor-core kernels' block tiles with "
+                     "one weight: 128 (where N is a multiple of 128, else 64) "
+                     "or 64"),
+      llvm::cl::init(128)};
   Option<int> optLevel{*this, "opt-level",
                        llvm::cl::desc("kernel optimisation level"),
                        llvm::cl::init(3)};
@@ -382,6 +389,7 @@ void mlir::moe::registerMoEPipelines() {
         options.mma = cl.mma;
         options.tileRows = cl.tileRows;
         options.maxStepDepth = cl.maxStepDepth;
+        options.maxTileCols = cl.maxTileCols;
         options.runtimeChecks = cl.runtimeChecks;
         if (failed(buildGpuPipeline(pm, options)))
           llvm::report_fatal_error("moe-gpu-pipeline: invalid pipeline text");

@@ -212,18 +212,25 @@ mlir::moe::compileGpuProgram(ModuleOp module, const GpuPipelineOptions &options,
   registerAllToLLVMIRTranslations(registry);
   context->appendDialectRegistry(registry);
 
-  if (!isTileRowsChoice(options.tileRows))
-    return emitError(module.getLoc(),
-                     "the tensor-core kernels' tile rows (--gpu-tile-rows) "
-                     "must be 0, 64 or 128, not ")
-               << options.tileRows,
-           failure();
-  if (!isStepDepthChoice(options.maxStepDepth))
-    return emitError(module.getLoc(),
-                     "the tensor-core kernels' reduction step "
-                     "(--gpu-max-step-depth) must be 32 or 64, not ")
-               << options.maxStepDepth,
-           failure();
+  // The tensor-core kernels' shape flags: one located error naming the
+  // flag and its choices.
+  struct ShapeFlag {
+    bool valid;
+    const char *what, *flag, *choices;
+    int64_t value;
+  };
+  for (const ShapeFlag &f :
+       {ShapeFlag{isTileRowsChoice(options.tileRows), "tile rows",
+                  "--gpu-tile-rows", "0, 64 or 128", options.tileRows},
+        ShapeFlag{isStepDepthChoice(options.maxStepDepth), "reduction step",
+                  "--gpu-max-step-depth", "32 or 64", options.maxStepDepth},
+        ShapeFlag{isTileColsChoice(options.maxTileCols), "column tile",
+                  "--gpu-max-tile-cols", "64 or 128", options.maxTileCols}})
+    if (!f.valid)
+      return emitError(module.getLoc(), "the tensor-core kernels' ")
+                 << f.what << " (" << f.flag << ") must be " << f.choices
+                 << ", not " << f.value,
+             failure();
   GpuProgram program;
   program.options = options;
   func::FuncOp func = findLayerFunction(module);
@@ -433,6 +440,12 @@ llvm::cl::opt<int64_t> maxStepDepthOpt(
     llvm::cl::desc("the k of the tensor-core kernels' reduction steps: 64 (the "
                    "default; 32 where K is no multiple of 64) or 32"),
     llvm::cl::init(64), llvm::cl::cat(gpuCategory));
+llvm::cl::opt<int64_t> maxTileColsOpt(
+    "gpu-max-tile-cols",
+    llvm::cl::desc("the columns of the tensor-core kernels' block tiles with "
+                   "one weight: 128 (the default; 64 where N is no multiple of "
+                   "128) or 64"),
+    llvm::cl::init(128), llvm::cl::cat(gpuCategory));
 llvm::cl::opt<std::string> kernelFormatOpt(
     "kernel-format",
     llvm::cl::desc("--moe-to-cuda-artifact: bin (cubin through ptxas), isa "
@@ -459,6 +472,7 @@ FailureOr<GpuProgram> compileWithFlags(Operation *op, const std::string &format,
   options.mma = mmaOpt;
   options.tileRows = tileRowsOpt;
   options.maxStepDepth = maxStepDepthOpt;
+  options.maxTileCols = maxTileColsOpt;
   options.format = format;
   return compileGpuProgram(module, options, withHostIR);
 }

@@ -16,6 +16,9 @@ func.func @bad(%x: memref<8x64xf32>, %w: memref<2x64x64xf32>, %c: memref<2xi64>,
 // A reduction step the kernel does not have (max-step-depth: 32 or 64).
 // RUN: not moe-opt %s --split-input-file --moe-grouped-matmul-to-gpu=max-step-depth=16 2>&1 | FileCheck %s --check-prefix=DEPTH
 // DEPTH: error: 'moe.grouped_matmul_buffers' op moe-grouped-matmul-to-gpu: max-step-depth must be 32 or 64, not 16
+// A column tile the kernel does not have (max-tile-cols: 64 or 128).
+// RUN: not moe-opt %s --split-input-file --moe-grouped-matmul-to-gpu=max-tile-cols=96 2>&1 | FileCheck %s --check-prefix=COLS
+// COLS: error: 'moe.grouped_matmul_buffers' op moe-grouped-matmul-to-gpu: max-tile-cols must be 64 or 128, not 96
 // -----
 func.func @rows(%x: memref<8x64xbf16>, %w: memref<2x64x64xbf16>, %c: memref<2xi64>, %o: memref<8x64xf32>) {
   moe.grouped_matmul_buffers %x weight(%w) counts(%c) out(%o) activation relu

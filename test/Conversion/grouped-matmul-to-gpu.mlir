@@ -8,15 +8,17 @@
 // the same kernel as host loops (the GPU program's emulation); REMARK names
 // the grouped matmuls left to the loop lowering.
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers | FileCheck %s --enable-var-scope --check-prefix=BUF
-// Most checks are of reduction steps of 32 k (max-step-depth=32); STEP64
-// below checks the default, 64 where K allows.
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=max-step-depth=32 | FileCheck %s --enable-var-scope
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="host-loops=1 max-step-depth=32" | FileCheck %s --enable-var-scope --check-prefix=HOST
+// Most checks are of reduction steps of 32 k (max-step-depth=32) and 64
+// columns (max-tile-cols=64); STEP64 below checks the default depth, 64
+// where K allows, and WIDE the default columns, 128 for one weight where N
+// allows.
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="max-step-depth=32 max-tile-cols=64" | FileCheck %s --enable-var-scope
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="host-loops=1 max-step-depth=32 max-tile-cols=64" | FileCheck %s --enable-var-scope --check-prefix=HOST
 // RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers=remarks=1 2>&1 | FileCheck %s --check-prefix=REMARK
 // With warpgroup=1 (sm_90a): wgmma from descriptor-addressed tiles (SM90); the
 // host emulation reads each thread's fragment through the descriptors (SM90HOST).
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 max-step-depth=32" | FileCheck %s --check-prefix=SM90
-// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1 max-step-depth=32" | FileCheck %s --check-prefix=SM90HOST
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 max-step-depth=32 max-tile-cols=64" | FileCheck %s --check-prefix=SM90
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu="warpgroup=1 host-loops=1 max-step-depth=32 max-tile-cols=64" | FileCheck %s --check-prefix=SM90HOST
 
 // Steps of 64 k (the default; K = 64 here): with warpgroup MMAs, operand and
 // weight tiles of 64 core matrices (64 x 64 bf16) per buffer: 3 x (8192 + 2
@@ -39,6 +41,27 @@
 // STEP64-NOT: nvvm.wgmma.mma_async
 // STEP64: nvvm.wgmma.commit.group.sync.aligned
 // STEP64-NEXT: nvvm.wgmma.wait.group.sync.aligned 1
+// One weight, N = 128 (@up_bf16, K = 64): 128-column tiles by default: 1 x 8
+// blocks; warpgroup MMAs m64n128k16 (4 per step of 64 k), the weight tile
+// of 128 core matrices per buffer, its k rows 2048 bytes apart (LBO 2048,
+// SBO 128: (8 << 32) | (128 << 16)): 3 x (8192 + 16384) + 48 = 73776 bytes;
+// warp MMAs on 16 column tiles (4 x 16 per step), weight rows of 68 words.
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu=warpgroup=1 | FileCheck %s --check-prefix=WIDE
+// RUN: moe-opt %s -split-input-file --moe-grouped-matmul-to-buffers --moe-grouped-matmul-to-gpu | FileCheck %s --check-prefix=WIDEWARP
+// WIDE-LABEL: func @up_bf16
+// WIDE: gpu.launch blocks({{.*}}) in ({{.*}} = %c1{{(_[0-9]+)?}}, {{.*}} = %c8{{(_[0-9]+)?}}, {{.*}}) threads({{.*}}) in ({{.*}} = %c128{{(_[0-9]+)?}}, {{.*}}) dynamic_shared_memory_size %c73776_i32
+// WIDE: memref.view {{.*}} to memref<3x64x32xi32, #gpu.address_space<workgroup>>
+// WIDE: memref.view {{.*}} to memref<3x128x32xi32, #gpu.address_space<workgroup>>
+// WIDE: arith.constant 34368126976 : i64
+// WIDE-COUNT-4: nvvm.wgmma.mma_async {{.*}} <m = 64, n = 128, k = 16>
+// WIDE-NOT: nvvm.wgmma.mma_async
+// WIDE: nvvm.wgmma.commit.group.sync.aligned
+// WIDE-LABEL: func @down
+// WIDEWARP-LABEL: func @up_bf16
+// WIDEWARP: memref.view {{.*}} to memref<3x64x68xi32, #gpu.address_space<workgroup>>
+// WIDEWARP-COUNT-64: nvvm.mma.sync
+// WIDEWARP-NOT: nvvm.mma.sync
+// WIDEWARP: gpu.terminator
 // STEP64WARP-LABEL: func @up
 // STEP64WARP: dynamic_shared_memory_size %c82944_i32
 // STEP64WARP: memref.view {{.*}} to memref<3x64x36xi32, #gpu.address_space<workgroup>>

@@ -204,6 +204,12 @@ CASES = {
         "BF16 weights, tensor-core shapes, ungated gelu, k=1 of 8, capacity 1.25 with drops",
         {**_dims(64, 64, 8), "top_k": 1, "activation": "gelu", "capacity_factor": 1.25},
         tokens=64, seed=61, weights="bf16"),
+    "bf16_mma_wide": Case(
+        "BF16 weights, tensor-core shapes with N a multiple of 128 and one weight (ungated "
+        "gelu): the GPU kernels take 128-column tiles in both projections, the down "
+        "projection's with the scatter-add; k=2 of 4, dropless",
+        {**_dims(128, 128, 4), "top_k": 2, "activation": "gelu", "capacity_factor": None},
+        tokens=200, seed=63, weights="bf16"),
     "hf_switch": Case(
         "Hugging Face Switch names, k=1, expert_capacity 2, groups of 8 (one sequence)",
         {**_dims(16, 32, 8), "top_k": 1, "activation": "relu", "expert_capacity": 2,

@@ -279,7 +279,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     lowering in LLVM 22 rejects bf16 operands ("failed to deduce operand PTX
     types"); the fragments and the op are the ones it would produce.
 
-    Blocks: x over 64-column tiles, y over row tiles of one expert of BM
+    Blocks: x over column tiles of BN columns (64; 128 for a grouped matmul
+    with one weight where N is a multiple of 128, unless `max-tile-cols=64`:
+    the accumulators of two weights' 64 columns, half the operand bytes per
+    FLOP, twice the work per MMA instruction), y over row tiles of one expert of BM
     rows (expert e has ceil(counts[e] / BM) of them, numbered in expert
     order; each block finds its tile by a scan of the E counts; the grid's y
     size is ceil(R / BM) + E, the bound on the number of tiles, and blocks
@@ -287,8 +290,8 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     least 256 rows (R >= 256 E: both warpgroups share each weight tile, half
     the weight bytes per FLOP of 64-row tiles), else 64 (an expert's last
     tile is padded to BM rows); `tile-rows` forces it. BM / 16 warps of 32
-    threads: warp w computes rows [16w, 16w + 16) of the tile, all 64
-    columns, as 8 MMA tiles per weight (both weights of a gated activation
+    threads: warp w computes rows [16w, 16w + 16) of the tile, all BN
+    columns, as BN / 8 MMA tiles per weight (both weights of a gated activation
     in the same reduction loop). Launch bounds: one block per SM
     (`moe.min_blocks_per_sm`, for `moe-launch-bounds`). With 64-k steps the
     kernels' shared memory passes 48 KiB (gated, 64-row tiles: 73776 bytes
@@ -321,7 +324,7 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     With `warpgroup` (sm_90a; `moe-gpu-pipeline` sets it for that chip)
     each 128 threads are one warpgroup (its 64 rows start 128 S bytes
     further in the operand tile) and each k16 step is one
-    `nvvm.wgmma.mma_async` m64n64k16 per weight and warpgroup (f32 accumulators, the same
+    `nvvm.wgmma.mma_async` m64nBNk16 per weight and warpgroup (f32 accumulators, the same
     fragment layout, so the epilogue is shared), its operands read from
     shared memory through 64-bit matrix descriptors: the tiles are stored
     in the canonical layouts without swizzling, core matrices of 8 rows x
@@ -372,7 +375,10 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
            "average at least 256 rows, else 64)">,
     Option<"maxStepDepth", "max-step-depth", "int64_t", /*default=*/"64",
            "The k of a reduction step: 64 (where K is a multiple of 64, "
-           "else 32) or 32">
+           "else 32) or 32">,
+    Option<"maxTileCols", "max-tile-cols", "int64_t", /*default=*/"128",
+           "Columns of a block tile with one weight: 128 (where N is a "
+           "multiple of 128, else 64) or 64; with two weights always 64">
   ];
   let dependentDialects = ["::mlir::memref::MemRefDialect",
                            "::mlir::gpu::GPUDialect",

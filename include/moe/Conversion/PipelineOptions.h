@@ -53,6 +53,10 @@ inline bool isStepDepthChoice(int64_t depth) {
   return depth == 32 || depth == 64;
 }
 
+/// Whether `cols` is a choice of the tensor-core kernels' widest column
+/// tile: 64 or 128 (128 only for one weight and N a multiple of 128).
+inline bool isTileColsChoice(int64_t cols) { return cols == 64 || cols == 128; }
+
 struct GpuPipelineOptions {
   std::string chip = "sm_90a";
   std::string features = "+ptx80";
@@ -85,6 +89,9 @@ struct GpuPipelineOptions {
   /// The k of their reduction steps: 64 where K is a multiple of 64, else
   /// 32; or 32 throughout. See isStepDepthChoice.
   int64_t maxStepDepth = 64;
+  /// The columns of their block tiles with one weight: 128 where N is a
+  /// multiple of 128, else 64; or 64 throughout. See isTileColsChoice.
+  int64_t maxTileCols = 128;
   /// Whether they use the warpgroup MMA (the chip's choice for Auto).
   bool warpgroupMma() const {
     return mma == TensorCoreMma::Warpgroup ||
