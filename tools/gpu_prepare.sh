@@ -21,8 +21,13 @@
 #                                64 for Switch and Mixtral, whose experts average
 #                                2048 and 1024 rows, 128 for DeepSeek-V3's 128),
 #                                measured beside it too;
+#   bench/<shape>-narrow/        the same with the tensor-core kernels' earlier
+#                                loop shape: steps of 32 k, 64-column tiles
+#                                (--gpu-max-step-depth 32 --gpu-max-tile-cols 64),
+#                                so that the benchmark measures what the 64-k
+#                                steps and 128-column tiles change;
 #   bench/moe-gpu-run            the runner (no MLIR, LLVM or CUDA library needed);
-# and DIR.tgz, the same compressed (about 20 MB instead of 98: the artifacts'
+# and DIR.tgz, the same compressed (about 21 MB instead of 104: the artifacts'
 # host code carries the kernels as text), to carry to the GPU machine.
 # Uses the build in ./build (or $MOE_BUILD_DIR): run tools/build.sh first.
 set -euo pipefail
@@ -35,7 +40,7 @@ while [ $# -gt 0 ]; do
     -o) out="${2:?}"; shift 2 ;;
     --shapes) shapes="${2:?}"; shift 2 ;;
     --gpu-chip) chip="${2:?}"; shift 2 ;;
-    -h|--help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" ;;
   esac
 done
@@ -65,15 +70,18 @@ IFS=, read -r -a list <<< "$shapes"
 for shape in "${list[@]}"; do
   read -r spec tokens <<< "$(spec_of "$shape")"
   rows="$(other_rows "$shape")"
-  for variant in auto warp "rows$rows"; do
-    folder="$out/bench/$shape" mma=auto tile=0
+  for variant in auto warp "rows$rows" narrow; do
+    folder="$out/bench/$shape" mma=auto tile=0 depth=64 columns=128
     case "$variant" in
       warp) mma=warp folder="$folder-warp" ;;
       rows*) tile="$rows" folder="$folder-$variant" ;;
+      narrow) depth=32 columns=64 folder="$folder-narrow" ;;
     esac
-    echo "gpu_prepare.sh: benchmark shape $shape (T $tokens, $mma MMA, tile rows $tile) -> $folder"
+    echo "gpu_prepare.sh: benchmark shape $shape (T $tokens, $mma MMA, tile rows $tile," \
+      "steps of at most $depth k, at most $columns columns) -> $folder"
     "$root/tools/gpu_package.sh" --spec "$spec" --tokens "$tokens" --act-dtype bf16 \
       --weight-dtype bf16 --gpu-chip "$chip" --gpu-mma "$mma" --gpu-tile-rows "$tile" \
+      --gpu-max-step-depth "$depth" --gpu-max-tile-cols "$columns" \
       --no-runner -o "$folder" >/dev/null
   done
 done

@@ -13,7 +13,8 @@ rounds (ours, eager, grouped; ours, eager, grouped; ...):
     DIR/<shape>-warp exists too, "ours (warp MMA)": the same layer with mma.sync kernels
     instead of the default (warpgroup MMAs on sm_90a); where DIR/<shape>-rows64 or
     -rows128 exists, "ours (64-row tiles)" or "ours (128-row tiles)": the tensor-core
-    kernels with the block tile the default did not pick;
+    kernels with the block tile the default did not pick; where DIR/<shape>-narrow
+    exists, "ours (32-k steps, 64 columns)": their earlier loop shape;
   * PyTorch eager: the usual per-expert loop (route, gather, matmuls, activation, index_add);
   * PyTorch grouped: the same routing, tokens sorted by expert once, then torch._grouped_mm
     for the up (and gate) and the down projections, and one index_add;
@@ -323,6 +324,8 @@ def main():
             if args.packages and os.path.isdir(os.path.join(args.packages,
                                                             f"{name}-rows{rows}")):
                 ours[f"ours ({rows}-row tiles)"] = (f"-rows{rows}", ())
+        if args.packages and os.path.isdir(os.path.join(args.packages, name + "-narrow")):
+            ours["ours (32-k steps, 64 columns)"] = ("-narrow", ())
         contenders = {who: None for who in ours}
         contenders.update({"PyTorch eager": eager_layer(torch, spec, w, x),
                            "PyTorch grouped": grouped_layer(torch, spec, w, x)})
