@@ -376,6 +376,7 @@ func.func @up(%x: tensor<100x64xf32>, %t: tensor<200xi32>, %w: tensor<4x64x128xb
 // HOST: memref.store {{.*}} : memref<3x64x20xi32>
 // HOST-COUNT-5: memref.dealloc
 // HOST: bufferization.to_tensor
+// HOST-LABEL: func @down
 func.func @up_bf16(%x: tensor<100x64xbf16>, %t: tensor<200xi32>, %w: tensor<4x64x128xbf16>,
                    %o: tensor<5xi64>, %c: tensor<4xi64>) -> tensor<200x128xf32> {
   %h = moe.grouped_matmul %x gather(%t) weight(%w) offsets(%o) counts(%c) activation relu
