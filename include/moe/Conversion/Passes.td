@@ -300,7 +300,7 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     S = 64 k (where K is a multiple of 64; else, or with `max-step-depth=32`,
     32: a step of 64 halves the per-step costs besides the MMAs, the barrier
     waits and arrivals, buffer and phase arithmetic and loop, per MMA)
-    stages the weight tiles (S k rows of 64 columns, the weights' own
+    stages the weight tiles (S k rows of BN columns, the weights' own
     layout) into dynamic shared memory with `cp.async.cg` (16 bytes per
     copy, through L2, no registers), and the tile's operand rows, read
     through the `gather` index from the token matrix (no dispatch buffer):
@@ -330,7 +330,7 @@ def MoEGroupedMatmulToGpu : Pass<"moe-grouped-matmul-to-gpu"> {
     in the canonical layouts without swizzling, core matrices of 8 rows x
     16 bytes (each 16-byte copy is one core-matrix row), A K-major (LBO
     128 bytes along k, SBO 16 S along the rows), B N-major, i.e. transposed
-    (the weights' k rows: LBO 1024 along k, SBO 128 along the columns); no
+    (the weights' k rows: LBO 16 BN along k, SBO 128 along the columns); no
     ldmatrix, no padding. The pipeline has no block barrier: mbarriers in
     shared memory (initialised by thread 0, then one barrier) track each
     buffer: `full` expects one arrival per thread for its copies
