@@ -8,7 +8,9 @@ asynchronous global-to-shared copy (LDGSTS), barrier, mbarrier (arrivals of copi
 reduction and local-memory instructions and ptxas' register and spill
 figures, then the f32 fused multiply-adds (FFMA), the 128-bit shared loads
 (LDS.128) and, where there are warpgroup MMAs, their waits by the number of
-MMA groups each leaves running (WGMMA-WAIT-N for WARPGROUP.DEPBAR.LE gsb0, N):
+MMA groups each leaves running (WGMMA-WAIT-N for WARPGROUP.DEPBAR.LE gsb0, N)
+and the reduction loop's instructions per m64n64k16 of MMA work (LOOP-ISSUE,
+see loop_issue):
 
   NAME CHIP: HMMA.16816.F32.BF16 x32 LDSM x18 LDS x0 LDGSTS x12 BAR.SYNC x1 LDL x0 STL x0 ARRIVES.LDGSTSBAR x0 SYNCS.PHASECHK x0 RED x0 registers 128 spill-stores 0 spill-loads 0 FFMA x0 LDS.128 x0
 
@@ -41,6 +43,36 @@ def counts(sass):
     # Global reductions: RED (sm_80) or REDG (sm_90).
     result["RED"] = len(re.findall(r"\bREDG?\.E\.ADD\.F32", sass))
     return result
+
+
+def loop_issue(sass):
+    """Instructions per m64n64k16 of warpgroup MMA work (an HGMMA.64xNx16
+    counts N / 64) in the reduction loop: the backward branch whose body,
+    from its target label to it, holds the most HGMMA work (the fewest
+    instructions among equals); None without HGMMA. Each of a warpgroup's
+    four warps issues the whole loop on its own scheduler while an
+    m64n64k16 keeps the SM's tensor cores about 32 cycles busy, so above
+    about 32 the issue, not the tensor cores, sets the pace."""
+    lines = sass.splitlines()
+    instructions = [(i, l) for i, l in enumerate(lines)
+                    if re.search(r"/\*[0-9a-f]{4}\*/", l) and "@!PT" not in l]
+    labels = {m.group(1): i for i, l in enumerate(lines)
+              for m in [re.match(r"^(\.L_x_\d+):", l)] if m}
+
+    def work(line):
+        m = re.search(r"\bHGMMA\.64x(\d+)x16", line)
+        return int(m.group(1)) / 64 if m else 0
+
+    best = None
+    for i, line in instructions:
+        m = re.search(r"BRA `\((\.L_x_\d+)\)", line)
+        if not m or labels.get(m.group(1), i) >= i:
+            continue
+        body = [l for j, l in instructions if labels[m.group(1)] <= j <= i]
+        units = sum(work(l) for l in body)
+        if units and (best is None or (units, -len(body)) > (best[0], -best[1])):
+            best = (units, len(body))
+    return None if best is None else best[1] / best[0]
 
 
 def main():
@@ -88,10 +120,12 @@ def main():
             pending = sorted({int(n, 16) for n in waits}, reverse=True)
             wait_figures = "".join(f" WGMMA-WAIT-{n} x{waits.count(format(n, 'x'))}"
                                    for n in pending)
+            issue = loop_issue(sass)
+            issue_figure = "" if issue is None else f" LOOP-ISSUE {issue:.1f}"
             print(f"{name} {chip}: {figures} registers {registers.group(1) if registers else '?'}"
                   f" spill-stores {stores.group(1) if stores else '?'}"
                   f" spill-loads {loads.group(1) if loads else '?'}"
-                  f" FFMA x{ffma} LDS.128 x{wide_shared}{wait_figures}")
+                  f" FFMA x{ffma} LDS.128 x{wide_shared}{wait_figures}{issue_figure}")
     if not found:
         print(f"sass_check: no module of the input matches '{args.match}'")
         return 1
