@@ -219,6 +219,10 @@ private:
   /// row it reads (through the gather index; the tile's first row for rows
   /// past its end, which read zeros).
   std::pair<Value, Value> operandSource(ImplicitLocOpBuilder &b, Value row);
+  /// Thread `tid`'s asynchronous copy `p` of the operand tile: its row and
+  /// its chunk of kChunk elements in the row.
+  std::pair<Value, Value> operandCopy(ImplicitLocOpBuilder &b, Value tid,
+                                      int64_t p);
   /// operandSource of each operand row thread `tid` reads in a step: of
   /// each of its copiesA copies (asyncA), or of each pair of words it
   /// stages through registers. The same in every step: the kernel
@@ -437,15 +441,11 @@ SmallVector<MmaKernel::Copy>
 MmaKernel::copies(ImplicitLocOpBuilder &b, Value tid, Value k0, Value col0) {
   SmallVector<Copy> result;
   if (asyncA) {
-    // stepDepth / kChunk neighbouring threads copy one operand row (gathered
-    // through the index; zeros past the tile's rows).
-    const int64_t perRow = stepDepth / kChunk;
+    // Operand rows gathered through the index; zeros past the tile's rows.
     SmallVector<std::pair<Value, Value>> sources =
         rowSources.empty() ? operandSources(b, tid) : rowSources;
     for (int64_t p = 0; p < copiesA; ++p) {
-      Value c = add(b, tid, cst(b, p * threadCount));
-      Value row = div(b, c, perRow);
-      Value chunk = rem(b, c, perRow);
+      auto [row, chunk] = operandCopy(b, tid, p);
       auto [valid, source] = sources[p];
       result.push_back({operandWord(b, row, mul(b, chunk, kChunk / 2)),
                         input,
@@ -531,13 +531,20 @@ std::pair<Value, Value> MmaKernel::operandSource(ImplicitLocOpBuilder &b,
   return {valid, gather ? loadIndex(b, gather, {at}) : at};
 }
 
+std::pair<Value, Value> MmaKernel::operandCopy(ImplicitLocOpBuilder &b,
+                                               Value tid, int64_t p) {
+  // stepDepth / kChunk neighbouring threads copy one operand row.
+  const int64_t perRow = stepDepth / kChunk;
+  Value c = add(b, tid, cst(b, p * threadCount));
+  return {div(b, c, perRow), rem(b, c, perRow)};
+}
+
 SmallVector<std::pair<Value, Value>>
 MmaKernel::operandSources(ImplicitLocOpBuilder &b, Value tid) {
   SmallVector<std::pair<Value, Value>> sources;
   if (asyncA) {
     for (int64_t p = 0; p < copiesA; ++p)
-      sources.push_back(operandSource(
-          b, div(b, add(b, tid, cst(b, p * threadCount)), stepDepth / kChunk)));
+      sources.push_back(operandSource(b, operandCopy(b, tid, p).first));
     return sources;
   }
   SmallVector<TileWord> slots = stageWords(b, tid);
