@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <fcntl.h>
 #include <set>
@@ -135,7 +136,7 @@ TensorInfo readEntry(const std::string &path, const std::string &name,
 
 } // namespace
 
-/// A read-only memory mapping of a whole file.
+/// A private (copy-on-write) memory mapping of a whole file.
 struct SafeTensorsFile::Mapping {
   const std::byte *base = nullptr;
   std::size_t size = 0;
@@ -161,7 +162,10 @@ SafeTensorsFile SafeTensorsFile::open(const std::string &path) {
     throw Error(path, "not a safetensors file (shorter than the 8-byte "
                       "header length)");
   }
-  void *base = ::mmap(nullptr, fileSize, PROT_READ, MAP_PRIVATE, fd, 0);
+  // Writable but private: tensors that share the mapping (see get) may be
+  // written without changing the file or faulting.
+  void *base =
+      ::mmap(nullptr, fileSize, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
   int mapErrno = errno;
   ::close(fd);
   if (base == MAP_FAILED)
@@ -256,8 +260,13 @@ HostTensor SafeTensorsFile::get(const std::string &name) const {
                               entry.dtypeName +
                               ", which is not supported (supported: " +
                               std::string(kSupportedDTypes) + ")");
-  return HostTensor::fromBytes(*entry.dtype, entry.shape,
-                               mapping->base + dataStart + entry.begin);
+  const std::byte *data = mapping->base + dataStart + entry.begin;
+  // Aligned bytes are used where they are mapped: a tensor of tens of GB
+  // is then neither copied nor held twice.
+  if (reinterpret_cast<std::uintptr_t>(data) % HostTensor::alignment == 0)
+    return HostTensor::shared(*entry.dtype, entry.shape,
+                              const_cast<std::byte *>(data), mapping);
+  return HostTensor::fromBytes(*entry.dtype, entry.shape, data);
 }
 
 std::string moe::runtime::safeTensorsDTypeName(DType dtype) {
@@ -291,9 +300,11 @@ void moe::runtime::writeSafeTensors(
     chunks.push_back({tensor->data(), tensor->byteSize()});
   }
 
-  // Pad the header with spaces so the data section starts 8-byte aligned.
+  // Pad the header with spaces so the data section starts 64-byte aligned
+  // in the file (the format asks for 8): readers can then use tensors whose
+  // sizes are multiples of 64 bytes where they are mapped (see get).
   std::string text = header.dump();
-  text.append((8 - text.size() % 8) % 8, ' ');
+  text.append((64 - (8 + text.size()) % 64) % 64, ' ');
   unsigned char length[8];
   for (int i = 0; i < 8; ++i)
     length[i] = static_cast<unsigned char>(

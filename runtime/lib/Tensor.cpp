@@ -9,6 +9,7 @@
 
 #include "moe/Runtime/Error.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 
@@ -20,7 +21,7 @@ namespace {
 constexpr std::string_view kTensorSource = "tensor";
 
 /// Alignment of every tensor's storage, in bytes.
-constexpr std::size_t kAlignment = 64;
+constexpr std::size_t kAlignment = HostTensor::alignment;
 
 } // namespace
 
@@ -189,11 +190,8 @@ HostTensor HostTensor::allocate(DType dtype, std::vector<int64_t> shape) {
   return tensor;
 }
 
-HostTensor HostTensor::view(DType dtype, std::vector<int64_t> shape,
-                            void *data) {
-  if (!data)
-    throw Error(kTensorSource,
-                "a view of a " + formatShape(shape) + " tensor at null");
+HostTensor HostTensor::over(DType dtype, std::vector<int64_t> shape, void *data,
+                            AlignedFree deleter) {
   std::size_t size = checkedByteSize(dtype, shape);
   HostTensor tensor;
   tensor.type = dtype;
@@ -201,8 +199,27 @@ HostTensor HostTensor::view(DType dtype, std::vector<int64_t> shape,
   tensor.bytes = size;
   tensor.count = static_cast<int64_t>(size / elementSize(dtype));
   tensor.storage = std::unique_ptr<std::byte[], AlignedFree>(
-      static_cast<std::byte *>(data), AlignedFree(/*owns=*/false));
+      static_cast<std::byte *>(data), std::move(deleter));
   return tensor;
+}
+
+HostTensor HostTensor::view(DType dtype, std::vector<int64_t> shape,
+                            void *data) {
+  if (!data)
+    throw Error(kTensorSource,
+                "a view of a " + formatShape(shape) + " tensor at null");
+  return over(dtype, std::move(shape), data, AlignedFree(/*owns=*/false));
+}
+
+HostTensor HostTensor::shared(DType dtype, std::vector<int64_t> shape,
+                              void *data, std::shared_ptr<const void> owner) {
+  if (!data || !owner || reinterpret_cast<std::uintptr_t>(data) % kAlignment)
+    throw Error(kTensorSource, "a shared " + formatShape(shape) +
+                                   " tensor needs an owner and " +
+                                   std::to_string(kAlignment) +
+                                   "-byte-aligned data");
+  return over(dtype, std::move(shape), data,
+              AlignedFree(/*owns=*/false, std::move(owner)));
 }
 
 HostTensor HostTensor::zeros(DType dtype, std::vector<int64_t> shape) {
@@ -361,13 +378,27 @@ std::optional<int64_t> scanBits(const void *data, int64_t count, Bits sign,
                                 Bits exponent, Bits mantissa,
                                 std::string_view &kind) {
   const Bits *values = static_cast<const Bits *>(data);
-  for (int64_t i = 0; i < count; ++i) {
-    if ((values[i] & exponent) != exponent)
+  // Blocks without an early exit (the compiler vectorizes the test, and
+  // tens of GB of weights are checked at memory speed); the element itself
+  // is looked for only in a block that holds one.
+  constexpr int64_t kBlock = 4096;
+  for (int64_t begin = 0; begin < count; begin += kBlock) {
+    int64_t end = std::min(count, begin + kBlock);
+    // (v & exponent) ^ exponent is 0 exactly for a non-finite v: a min
+    // reduction, which vectorizes, finds whether the block holds one.
+    Bits least = exponent;
+    for (int64_t i = begin; i < end; ++i)
+      least = std::min<Bits>(least, (values[i] & exponent) ^ exponent);
+    if (least != 0)
       continue;
-    kind = (values[i] & mantissa) ? "NaN"
-           : (values[i] & sign)   ? "-inf"
-                                  : "+inf";
-    return i;
+    for (int64_t i = begin; i < end; ++i) {
+      if ((values[i] & exponent) != exponent)
+        continue;
+      kind = (values[i] & mantissa) ? "NaN"
+             : (values[i] & sign)   ? "-inf"
+                                    : "+inf";
+      return i;
+    }
   }
   return std::nullopt;
 }

@@ -10,7 +10,9 @@
 
 #include "moe/Runtime/SafeTensors.h"
 
+#include <cstdint>
 #include <cstring>
+#include <memory>
 
 using namespace moe::runtime;
 using namespace moe::runtime::test;
@@ -49,6 +51,8 @@ TEST(SafeTensors, RoundTripsEveryDType) {
   uint64_t headerLength = 0;
   std::memcpy(&headerLength, raw.data(), 8);
   EXPECT_EQ(headerLength % 8, 0u);
+  EXPECT_EQ((8 + headerLength) % HostTensor::alignment, 0u)
+      << "the data section starts 64-byte aligned";
 
   SafeTensorsFile file = SafeTensorsFile::open(path);
   EXPECT_EQ(file.path(), path);
@@ -72,6 +76,72 @@ TEST(SafeTensors, RoundTripsEveryDType) {
   file = SafeTensorsFile::open(path);
   EXPECT_EQ(copy.get("t0").byteSize(), 8u);
   EXPECT_EQ(dir.entries(), std::vector<std::string>{"w.safetensors"});
+}
+
+// Tensors whose bytes are 64-byte aligned in the file are used where they
+// are mapped (no copy), others are copied; either kind outlives the file
+// object, reads the file's values, and can be written without changing the
+// file (the mapping is copy-on-write).
+TEST(SafeTensors, SharesAlignedTensorsWithTheMapping) {
+  ScratchDir dir;
+  // "a" (100 bytes) starts aligned, so "b" after it does not.
+  HostTensor a = HostTensor::zeros(DType::BF16, {50});
+  HostTensor b = HostTensor::zeros(DType::F32, {3, 4});
+  for (int i = 0; i < 50; ++i)
+    a.dataAs<uint16_t>()[i] = static_cast<uint16_t>(0x3f80 + i);
+  for (int i = 0; i < 12; ++i)
+    b.dataAs<float>()[i] = 0.5f * i;
+  std::string path = dir.file("m.safetensors");
+  writeSafeTensors(path, {{"a", &a}, {"b", &b}});
+  std::string before = readBytes(path);
+
+  HostTensor readA, readB;
+  {
+    SafeTensorsFile file = SafeTensorsFile::open(path);
+    readA = file.get("a");
+    readB = file.get("b");
+  }
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(readA.data()) %
+                HostTensor::alignment,
+            0u);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(readB.data()) %
+                HostTensor::alignment,
+            0u);
+  // Neither is a view of someone else's memory (a bound layer would copy
+  // those).
+  EXPECT_FALSE(readA.isView());
+  EXPECT_FALSE(readB.isView());
+  ASSERT_EQ(readA.byteSize(), a.byteSize());
+  EXPECT_EQ(std::memcmp(readA.data(), a.data(), a.byteSize()), 0);
+  ASSERT_EQ(readB.byteSize(), b.byteSize());
+  EXPECT_EQ(std::memcmp(readB.data(), b.data(), b.byteSize()), 0);
+  // The shared one points into the mapping: its address is the mapped
+  // file's data start plus its offset, so two reads give the same bytes.
+  SafeTensorsFile again = SafeTensorsFile::open(path);
+  HostTensor first = again.get("a"), second = again.get("a");
+  EXPECT_EQ(first.data(), second.data()) << "aligned tensors are not copied";
+  HostTensor firstB = again.get("b"), secondB = again.get("b");
+  EXPECT_NE(firstB.data(), secondB.data()) << "misaligned tensors are copied";
+  readA.dataAs<uint16_t>()[0] = 0xffff;
+  first.dataAs<uint16_t>()[1] = 0xffff;
+  readB.dataAs<float>()[0] = -1.0f;
+  EXPECT_EQ(readBytes(path), before) << "writing a tensor changed the file";
+  EXPECT_EQ(second.dataAs<uint16_t>()[0], 0x3f80);
+
+  // HostTensor::shared itself: an owner and aligned memory are required.
+  auto owner = std::make_shared<std::vector<float>>(32);
+  EXPECT_TRUE(
+      throwsError([&] { HostTensor::shared(DType::F32, {2}, nullptr, owner); },
+                  {"needs an owner"}));
+  EXPECT_TRUE(throwsError(
+      [&] { HostTensor::shared(DType::F32, {2}, readA.data(), nullptr); },
+      {"needs an owner"}));
+  EXPECT_TRUE(throwsError(
+      [&] {
+        HostTensor::shared(DType::BF16, {2},
+                           static_cast<std::byte *>(readA.data()) + 2, owner);
+      },
+      {"64-byte-aligned"}));
 }
 
 TEST(SafeTensors, ReportsMissingAndUnsupportedTensors) {

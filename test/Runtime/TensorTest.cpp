@@ -285,6 +285,27 @@ TEST(HostTensor, FindsTheFirstNonFiniteElement) {
     }
   }
   EXPECT_FALSE(HostTensor::zeros(DType::I32, {4}).firstNonFinite());
+  // Large tensors are scanned in blocks: the first non-finite element is
+  // found in a later block, at a block's edges and in a short last block,
+  // and an earlier one in the same block wins.
+  const int64_t n = 3 * 4096 + 5;
+  for (int64_t at :
+       {int64_t(4095), int64_t(4096), int64_t(8191), int64_t(8200), n - 1}) {
+    std::vector<float> spoiled(n, 0.25f);
+    spoiled[at] = -inf;
+    if (at + 2 < n)
+      spoiled[at + 2] = nan;
+    for (DType dtype : {DType::F32, DType::BF16, DType::F16, DType::F64}) {
+      auto found =
+          HostTensor::fromF32({n}, spoiled).castTo(dtype).firstNonFinite();
+      ASSERT_TRUE(found) << dtypeName(dtype) << " at " << at;
+      EXPECT_EQ(found->index, std::vector<int64_t>{at}) << dtypeName(dtype);
+      EXPECT_EQ(found->kind, "-inf") << dtypeName(dtype);
+    }
+  }
+  EXPECT_FALSE(HostTensor::fromF32({n}, std::vector<float>(n, 2.0f))
+                   .castTo(DType::BF16)
+                   .firstNonFinite());
 }
 
 } // namespace

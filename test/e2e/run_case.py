@@ -26,6 +26,8 @@ there with moe-gpu-run:
 
     run_case.py --prepare-gpu BUILD --workdir DIR --case all [--act-dtype bf16]
     run_case.py --run-prepared --workdir DIR --case all       (on the GPU machine)
+
+--jobs N runs N cases at a time (one process each; the lines keep the case order).
 """
 
 import argparse
@@ -34,6 +36,7 @@ import math
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -865,6 +868,9 @@ def main(argv=None):
     parser.add_argument("--cuda-graph", action="store_true",
                         help="with --run-prepared: moe-gpu-run --cuda-graph (the call "
                              "replayed from a CUDA graph)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="cases run at a time (default 1); each is its own process, so "
+                             "the cases of --run-prepared share the GPU")
     parser.add_argument("--list", action="store_true", help="print the case names and exit")
     args = parser.parse_args(argv)
 
@@ -888,21 +894,27 @@ def main(argv=None):
         os.makedirs(args.workdir, exist_ok=True)
         runner = os.path.join(args.prepare_gpu, "bin", "moe-gpu-run")
         subprocess.run(["cp", runner, os.path.join(args.workdir, "moe-gpu-run")], check=True)
-    failures = 0
-    for name in names:
+    if args.jobs < 1:
+        parser.error(f"--jobs needs a positive count, got {args.jobs}")
+
+    def one(name):
         if args.prepare_gpu:
-            passed, line = prepare_gpu(name, CASES[name], args.workdir, args.act_dtype,
-                                       args.prepare_gpu)
-        elif args.run_prepared:
-            passed, line = run_prepared(name, CASES[name], args.workdir, args.timeout,
-                                        args.cuda_graph)
-        else:
-            passed, line = run_one(name, CASES[name], args.moe_run, args.workdir,
-                                   args.backend, args.timeout, args.shards, args.act_dtype,
-                                   args.replicas, args.fusion, args.runtime_checks,
-                                   args.gpu_chip)
-        print(line, flush=True)
-        failures += not passed
+            return prepare_gpu(name, CASES[name], args.workdir, args.act_dtype,
+                               args.prepare_gpu)
+        if args.run_prepared:
+            return run_prepared(name, CASES[name], args.workdir, args.timeout,
+                                args.cuda_graph)
+        return run_one(name, CASES[name], args.moe_run, args.workdir, args.backend,
+                       args.timeout, args.shards, args.act_dtype, args.replicas, args.fusion,
+                       args.runtime_checks, args.gpu_chip)
+
+    failures = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        # map() yields in case order, each line as soon as its case and the
+        # ones before it are done.
+        for passed, line in pool.map(one, names):
+            print(line, flush=True)
+            failures += not passed
     return 1 if failures else 0
 
 

@@ -43,6 +43,7 @@ import os
 import struct
 import subprocess
 import sys
+import time
 
 import numpy as np
 
@@ -105,7 +106,9 @@ def write_safetensors(torch, path, tensors):
                         "data_offsets": [offset, offset + count * size]}
         offset += count * size
     text = json.dumps(header, separators=(",", ":")).encode()
-    text += b" " * (-len(text) % 8)
+    # The data section 64-byte aligned: the runner then uses the weights where
+    # the file is mapped instead of copying them (tens of GB for DeepSeek-V3).
+    text += b" " * (-(8 + len(text)) % 64)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(text)))
         f.write(text)
@@ -253,6 +256,30 @@ def run_ours(args, name, paths, folder, variant="", flags=()):
         return json.loads(line[len("BENCH "):])["median_s"], json.load(f), np.load(out)
 
 
+def priority(contenders):
+    """The contenders in the order --budget-s keeps them: ours, the two PyTorch peers,
+    ours with a CUDA graph, ours with the earlier loop shape, then the other variants."""
+    first = ["ours", "PyTorch grouped", "PyTorch eager", "ours (CUDA graph)",
+             "ours (32-k steps, 64 columns)"]
+    return ([who for who in first if who in contenders]
+            + [who for who in contenders if who not in first])
+
+
+def plan_rounds(cost, order, rounds, left):
+    """After round 1 (`cost`: seconds each contender took in it): the contenders and the
+    number of rounds (round 1 included) that fit in `left` more seconds. All of `order`
+    when min(3, rounds) rounds fit, else the fewest contenders dropped from its end (the
+    first three always stay) so that they do; as many rounds as fit, up to `rounds`."""
+    want = min(3, rounds)
+    for n in range(len(order), min(3, len(order)) - 1, -1):
+        keep = order[:n]
+        per_round = sum(cost[who] for who in keep)
+        fit = 1 + int(max(left, 0) // per_round) if per_round > 0 else rounds
+        if fit >= want or n == min(3, len(order)):
+            return keep, max(1, min(rounds, fit))
+    return order, rounds
+
+
 def summary(times):
     m = median(times)
     return m, min(times) / m - 1, max(times) / m - 1
@@ -268,6 +295,11 @@ def main():
     parser.add_argument("--rounds", type=int, default=5,
                         help="interleaved rounds of the contenders")
     parser.add_argument("--runs", type=int, default=10, help="timed calls per round")
+    parser.add_argument("--budget-s", type=float, default=0,
+                        help="seconds the whole run may take (0: no limit): after a "
+                        "shape's first round, the rounds (at least 3 where possible) "
+                        "and the contenders kept (ours, grouped and eager first) fit "
+                        "that shape's share of what is left")
     parser.add_argument("--self-test", action="store_true",
                         help="no GPU: check the weights file, both PyTorch peers and our layer "
                         "(moe-run on the CPU) against each other on a small shape; exits 1 "
@@ -276,6 +308,9 @@ def main():
     parser.add_argument("--plot", help="also draw the table into this PNG (default with "
                         "--json OUT.json: OUT.png)")
     args = parser.parse_args()
+    started = time.monotonic()
+    if args.budget_s < 0:
+        sys.exit(f"gpu_bench: --budget-s needs a non-negative number, got {args.budget_s}")
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         if args.plot is None:
@@ -298,20 +333,28 @@ def main():
     print(f"# device {device}, torch {torch.__version__}: {peak * 1e-12:.1f} TFLOP/s bf16 "
           f"matmul, {bandwidth * 1e-9:.0f} GB/s copy (measured in this run); medians over "
           f"{args.rounds} interleaved rounds of {args.runs} calls, spread = min/max vs median")
-    print(f"{'shape':8} {'T':>6} | {'who':17} {'ms':>9} {'spread':>13} {'tok/s':>10} "
+    print(f"{'shape':8} {'T':>6} | {'who':17} {'ms':>9} {'spread':>13} {'n':>2} {'tok/s':>10} "
           f"{'TFLOP/s':>8} {'GB/s':>7} {'roofline':>8} {'/eager':>7} {'/grouped':>8}")
     title = (f"GPU: {device}, torch {torch.__version__}; bf16 matmul {peak * 1e-12:.1f} "
              f"TFLOP/s, copy {bandwidth * 1e-9:.0f} GB/s (measured in this run)\n"
              f"median of {args.rounds} interleaved rounds of {args.runs} calls")
     rate_label = f"expert TFLOP/s / bf16 matmul\n({peak * 1e-12:.1f} TFLOP/s, 8192^3)"
     results = []
-    for name in args.shapes.split(","):
+    shapes = args.shapes.split(",")
+    deadline = started + args.budget_s if args.budget_s else None
+    for index, name in enumerate(shapes):
+        if deadline is not None and time.monotonic() >= deadline:
+            log(f"{name}: skipped, --budget-s {args.budget_s:.0f} is spent")
+            print(f"{name:8} skipped: the time budget (--budget-s) was spent")
+            continue
         spec_file, tokens = SHAPES[name]
         with open(spec_file) as f:
             spec = json.load(f)
         folder = os.path.join(args.workdir, name)
         log(f"{name}: T={tokens} {spec}")
+        began = time.monotonic()
         paths, w, x = make_inputs(torch, spec, tokens, folder)
+        log(f"  inputs ready in {time.monotonic() - began:.1f} s")
         # Our packages: the default one, and where gpu_prepare.sh made it the
         # warp-MMA one (on sm_90a the default uses warpgroup MMAs).
         ours = {"ours": ("", ())}
@@ -331,15 +374,34 @@ def main():
                            "PyTorch grouped": grouped_layer(torch, spec, w, x)})
         times = {who: [] for who in contenders}
         outputs = {}
+        # What a round of each contender costs here (a process of ours loads
+        # its weights each time), measured in round 1; later rounds keep to
+        # this shape's share of --budget-s.
+        cost = {}
+        keep, rounds = list(contenders), args.rounds
         for r in range(args.rounds):
-            log(f"  round {r + 1}/{args.rounds}")
-            for who, fn in contenders.items():
+            if r >= rounds:
+                break
+            log(f"  round {r + 1}/{rounds}")
+            for who in keep:
+                fn = contenders[who]
+                began = time.monotonic()
                 if fn is None:
                     seconds, stats, outputs[who] = run_ours(args, name, paths, folder,
                                                             *ours[who])
                     times[who].append(seconds)
                 else:
                     times[who].append(median(event_times(torch, fn, args.runs)))
+                cost[who] = time.monotonic() - began
+            if r == 0 and deadline is not None:
+                log("  round 1 took " + ", ".join(f"{who} {cost[who]:.1f} s"
+                                                  for who in keep))
+                share = (deadline - time.monotonic()) / (len(shapes) - index)
+                keep, rounds = plan_rounds(cost, priority(list(contenders)), args.rounds,
+                                           share)
+                if len(keep) < len(contenders) or rounds < args.rounds:
+                    log(f"  --budget-s: {rounds} rounds of {', '.join(keep)} "
+                        f"fit in this shape's {max(share, 0):.0f} s")
 
         kept = sum(stats["tokens_per_expert"])
         mats = 3 if spec.get("activation") in GATED else 2
@@ -352,6 +414,7 @@ def main():
         for who in contenders:
             m, lo, hi = summary(times[who])
             print(f"{name:8} {tokens:6d} | {who:17} {m * 1e3:9.3f} {lo:+6.1%}..{hi:+5.1%} "
+                  f"{len(times[who]):2d} "
                   f"{tokens / m:10.0f} {flops * 1e-12 / m:8.2f} {moved * 1e-9 / m:7.0f} "
                   f"{roof / m:8.3f} {m / eager_s:7.2f} {m / grouped_s:8.2f}")
             results.append({"shape": name, "tokens": tokens, "rows": kept, "flops": flops,

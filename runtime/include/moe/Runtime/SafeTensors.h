@@ -57,7 +57,9 @@ public:
   const TensorInfo &info(const std::string &name) const;
   /// The string entries of `__metadata__` (empty when absent).
   const std::map<std::string, std::string> &metadata() const { return meta; }
-  /// A copy of tensor `name`. Throws `Error` naming the file and the tensor
+  /// Tensor `name`: where its bytes are 64-byte aligned in the file, the
+  /// mapped bytes themselves (copy-on-write; the tensor keeps the mapping
+  /// alive), else a copy. Throws `Error` naming the file and the tensor
   /// when it is missing or its dtype is not one of F32, BF16, F16, F64, I64,
   /// I32, BOOL.
   HostTensor get(const std::string &name) const;

@@ -82,6 +82,9 @@ float f16ToF32(uint16_t value);
 /// Tensors move cheaply; copies are explicit (`clone`).
 class HostTensor {
 public:
+  /// The alignment in bytes of every tensor's data.
+  static constexpr std::size_t alignment = 64;
+
   /// A null tensor.
   HostTensor() = default;
   /// Moves leave the source null.
@@ -106,8 +109,19 @@ public:
   /// `Error` for a null `data`, a negative dimension or a size that
   /// overflows.
   static HostTensor view(DType dtype, std::vector<int64_t> shape, void *data);
+  /// A tensor over `numElements * elementSize(dtype)` bytes at `data`, a
+  /// 64-byte-aligned part of memory that `owner` keeps alive (a file
+  /// mapping, say): no copy; the tensor shares `owner` until destroyed, so
+  /// it is not a view(). Writes must be allowed there. Throws `Error` for a
+  /// null or misaligned `data`, a null `owner`, a negative dimension or a
+  /// size that overflows.
+  static HostTensor shared(DType dtype, std::vector<int64_t> shape, void *data,
+                           std::shared_ptr<const void> owner);
   /// Whether the tensor is a view() of memory it does not own.
-  bool isView() const { return storage && !storage.get_deleter().owns; }
+  bool isView() const {
+    return storage && !storage.get_deleter().owns &&
+           !storage.get_deleter().owner;
+  }
 
   /// True for a default-constructed (or moved-from) tensor.
   bool isNull() const { return !storage; }
@@ -177,11 +191,19 @@ public:
 private:
   struct AlignedFree {
     AlignedFree() noexcept {}
-    explicit AlignedFree(bool owns) noexcept : owns(owns) {}
-    /// False for a view(): the memory is the caller's.
+    explicit AlignedFree(bool owns,
+                         std::shared_ptr<const void> owner = nullptr) noexcept
+        : owns(owns), owner(std::move(owner)) {}
+    /// False for a view() or a shared() tensor: the memory is not freed.
     bool owns = true;
+    /// What keeps a shared() tensor's memory alive; null otherwise.
+    std::shared_ptr<const void> owner;
     void operator()(std::byte *pointer) const;
   };
+
+  /// A tensor over `data` whose storage `deleter` releases.
+  static HostTensor over(DType dtype, std::vector<int64_t> shape, void *data,
+                         AlignedFree deleter);
 
   /// A tensor of the given type and shape with uninitialized storage.
   static HostTensor allocate(DType dtype, std::vector<int64_t> shape);
